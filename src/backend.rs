@@ -1,0 +1,246 @@
+//! Calls to JSON backends: a pooled hyper client per backend, with a connect timeout and a
+//! total timeout per call, and one classification of every way a call can fail.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::error::{Error, FieldError, Refusal};
+use crate::mapping::{Scope, Template};
+
+/// How a backend's error bodies are read.
+#[derive(Debug, Clone)]
+pub struct ErrorShape {
+    pub code: Template,
+    pub message: Template,
+    pub fields: Option<Template>,
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    pub name: String,
+    base_url: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+    max_response_bytes: usize,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    errors: ErrorShape,
+}
+
+/// One request to a backend, already rendered from the operation's templates.
+#[derive(Debug, Clone)]
+pub struct BackendRequest {
+    pub method: Method,
+    /// Path and query, appended to the backend's base URL.
+    pub path_and_query: String,
+    pub body: Option<Value>,
+}
+
+impl Backend {
+    pub fn new(
+        name: &str,
+        base_url: &str,
+        connect_timeout: Duration,
+        timeout: Duration,
+        max_response_bytes: usize,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        errors: ErrorShape,
+    ) -> Backend {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Backend {
+            name: name.to_string(),
+            base_url: base_url.trim_end_matches('/').to_string(),
+            client,
+            timeout,
+            max_response_bytes,
+            headers,
+            errors,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Sends the request; a 2xx answer gives its JSON body (null when empty), anything else
+    /// a specific [`Error`] within the backend's total timeout.
+    pub async fn call(&self, req: &BackendRequest) -> Result<Value, Error> {
+        let timeout_ms = self.timeout.as_millis() as u64;
+        match tokio::time::timeout(self.timeout, self.exchange(req)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::BackendTimeout {
+                backend: self.name.clone(),
+                timeout_ms,
+            }),
+        }
+    }
+
+    async fn exchange(&self, req: &BackendRequest) -> Result<Value, Error> {
+        let uri = format!("{}{}", self.base_url, req.path_and_query);
+        let body = match &req.body {
+            Some(v) => {
+                Bytes::from(serde_json::to_vec(v).map_err(|e| Error::Internal(e.to_string()))?)
+            }
+            None => Bytes::new(),
+        };
+        let mut builder = Request::builder()
+            .method(req.method.clone())
+            .uri(&uri)
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("soapbridge/", env!("CARGO_PKG_VERSION")),
+            );
+        if req.body.is_some() {
+            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in &self.headers {
+            builder = builder.header(k, v);
+        }
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|e| Error::Internal(format!("cannot build request to {uri}: {e}")))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            let mut reason = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                reason = format!("{reason}: {s}");
+                src = s.source();
+            }
+            Error::BackendUnavailable {
+                backend: self.name.clone(),
+                reason,
+            }
+        })?;
+        let status = response.status().as_u16();
+        let bytes = Limited::new(response.into_body(), self.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|e| Error::BackendBadResponse {
+                backend: self.name.clone(),
+                reason: format!("reading the body failed: {e}"),
+            })?
+            .to_bytes();
+        let parsed: Option<Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Some(Value::Null)
+        } else {
+            serde_json::from_slice(&bytes).ok()
+        };
+        match status {
+            200..=299 => parsed.ok_or_else(|| Error::BackendBadResponse {
+                backend: self.name.clone(),
+                reason: format!(
+                    "HTTP {status} with a body that is not JSON: {}",
+                    snippet(&bytes)
+                ),
+            }),
+            400..=499 => Err(Error::BackendRefused(self.refusal(
+                status,
+                parsed.as_ref(),
+                &bytes,
+            ))),
+            500..=599 => {
+                let message = parsed
+                    .as_ref()
+                    .and_then(|v| self.read(&self.errors.message, v))
+                    .unwrap_or_else(|| snippet(&bytes));
+                Err(Error::BackendStatus {
+                    backend: self.name.clone(),
+                    status,
+                    message,
+                })
+            }
+            _ => Err(Error::BackendBadResponse {
+                backend: self.name.clone(),
+                reason: format!("unexpected HTTP status {status}"),
+            }),
+        }
+    }
+
+    fn read(&self, t: &Template, body: &Value) -> Option<String> {
+        let v = t.eval(&Scope {
+            doc: body,
+            input: &Value::Null,
+            item: None,
+        })?;
+        match v {
+            Value::String(s) => Some(s),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+
+    fn refusal(&self, status: u16, body: Option<&Value>, raw: &[u8]) -> Refusal {
+        let Some(body) = body else {
+            return Refusal {
+                status,
+                code: format!("http_{status}"),
+                message: format!("HTTP {status}: {}", snippet(raw)),
+                fields: Vec::new(),
+            };
+        };
+        let code = self
+            .read(&self.errors.code, body)
+            .unwrap_or_else(|| format!("http_{status}"));
+        let message = self
+            .read(&self.errors.message, body)
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        let fields = self
+            .errors
+            .fields
+            .as_ref()
+            .and_then(|t| {
+                t.eval(&Scope {
+                    doc: body,
+                    input: &Value::Null,
+                    item: None,
+                })
+            })
+            .and_then(|v| match v {
+                Value::Array(items) => Some(items),
+                _ => None,
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| {
+                let text = |k: &str| match f.get(k) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Null) | None => String::new(),
+                    Some(other) => other.to_string(),
+                };
+                FieldError {
+                    field: text("field"),
+                    code: text("code"),
+                    message: text("message"),
+                }
+            })
+            .collect();
+        Refusal {
+            status,
+            code,
+            message,
+            fields,
+        }
+    }
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    let s = s.trim();
+    if s.is_empty() {
+        "(empty body)".into()
+    } else {
+        s.to_string()
+    }
+}

@@ -1,0 +1,637 @@
+//! The TOML configuration: its model, loading, secrets from the environment, and validation.
+//!
+//! Everything a deployment changes lives here: services (URL path, WSDL, profile), operation
+//! mappings (backend routes and JSON templates), backends and credentials. Adding an operation
+//! or a backend is a change to this file plus a WSDL, not to Rust code.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A configuration problem, reported at start-up with the file, the key and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(file: &Path, key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.display().to_string(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A secret value: written inline, or read from an environment variable so that no secret
+/// has to sit in a file: `secret = { env = "GG_SECRET" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SecretSource {
+    Inline(String),
+    Env { env: String },
+}
+
+impl SecretSource {
+    fn resolve(&self, file: &Path, key: &str) -> Result<String, ConfigError> {
+        match self {
+            SecretSource::Inline(s) => Ok(s.clone()),
+            SecretSource::Env { env } => std::env::var(env).map_err(|_| {
+                ConfigError::new(
+                    file,
+                    key,
+                    format!("environment variable {env} is not set (or is not valid UTF-8)"),
+                )
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// URL clients use to reach the bridge; written into served WSDLs' soap:address.
+    /// Defaults to `http://<listen>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_max_depth")]
+    pub max_depth: usize,
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_ms: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:8080".parse().expect("valid literal")
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_max_depth() -> usize {
+    64
+}
+fn default_header_timeout() -> u64 {
+    10_000
+}
+fn default_body_timeout() -> u64 {
+    30_000
+}
+fn default_request_timeout() -> u64 {
+    60_000
+}
+fn default_grace() -> u64 {
+    30_000
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            public_url: None,
+            max_body_bytes: default_max_body(),
+            max_depth: default_max_depth(),
+            header_timeout_ms: default_header_timeout(),
+            body_timeout_ms: default_body_timeout(),
+            request_timeout_ms: default_request_timeout(),
+            shutdown_grace_ms: default_grace(),
+        }
+    }
+}
+
+/// A reference backend bundled with soapbridge, started in the same process on a free
+/// loopback port; the backend's `base_url` then points at it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuiltinBackend {
+    /// Which reference backend: `product-options`.
+    pub kind: String,
+    /// Seed data file (relative to the configuration file).
+    pub data: PathBuf,
+}
+
+/// Where to read a backend's error answers (4xx/5xx bodies). Each entry is a template
+/// expression evaluated against the error body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorShape {
+    #[serde(default = "default_err_code")]
+    pub code: Value,
+    #[serde(default = "default_err_message")]
+    pub message: Value,
+    /// A template producing a list of `{field, code, message}` objects.
+    #[serde(default)]
+    pub fields: Option<Value>,
+}
+
+fn default_err_code() -> Value {
+    Value::String("$.error.code".into())
+}
+fn default_err_message() -> Value {
+    Value::String("$.error.message".into())
+}
+
+impl Default for ErrorShape {
+    fn default() -> Self {
+        ErrorShape {
+            code: default_err_code(),
+            message: default_err_message(),
+            fields: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub builtin: Option<BuiltinBackend>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Total time for one backend call: connect, send, and read the whole answer.
+    #[serde(default = "default_backend_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_max_response")]
+    pub max_response_bytes: usize,
+    /// Extra headers on every call; values may come from the environment.
+    #[serde(default)]
+    pub headers: BTreeMap<String, SecretSource>,
+    #[serde(default)]
+    pub errors: ErrorShape,
+}
+
+fn default_connect_timeout() -> u64 {
+    2_000
+}
+fn default_backend_timeout() -> u64 {
+    10_000
+}
+fn default_max_response() -> usize {
+    16 * 1024 * 1024
+}
+
+/// What to do when the same (apiKey, sign, time) arrives again.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReusePolicy {
+    /// Refuse the second use (stops replays). The default.
+    #[default]
+    Reject,
+    /// Accept it: for old clients (the official PHP client) that compute `time` once per
+    /// client object and reuse it for every call.
+    Allow,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub api_key: String,
+    pub secret: SecretSource,
+    /// HTTP Basic "role" user and password of the account.
+    pub role_user: String,
+    pub role_password: SecretSource,
+    /// Overrides the profile's rule for this account.
+    #[serde(default)]
+    pub reused_signature: Option<ReusePolicy>,
+    /// Accept any `time` (no window). Only for demo and fixture accounts; requires
+    /// `reused_signature = "allow"`. Logged as a warning at start-up.
+    #[serde(default)]
+    pub accept_any_time: bool,
+}
+
+/// Localised text for a backend error code (see `[profiles.X.backend_errors]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorText {
+    pub id: String,
+    pub tr: String,
+    pub en: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedProfileConfig {
+    #[serde(default = "default_window")]
+    pub time_window_secs: u64,
+    #[serde(default)]
+    pub reused_signature: ReusePolicy,
+    #[serde(default = "default_lang")]
+    pub default_lang: String,
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Offset used for `responseTime`; the legacy service answered in Turkish time.
+    #[serde(default = "default_offset")]
+    pub utc_offset: String,
+    /// The child of every response element that carries the result (`<return>`).
+    #[serde(default = "default_result")]
+    pub result_element: String,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    #[serde(default)]
+    pub backend_errors: BTreeMap<String, ErrorText>,
+}
+
+fn default_window() -> u64 {
+    300
+}
+fn default_lang() -> String {
+    "tr".into()
+}
+fn default_realm() -> String {
+    "soapbridge".into()
+}
+fn default_offset() -> String {
+    "+03:00".into()
+}
+fn default_result() -> String {
+    "return".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ProfileConfig {
+    /// GittiGidiyor-style: HTTP Basic role user plus apiKey/sign/time/lang parameters.
+    Signed(SignedProfileConfig),
+}
+
+/// How one operation becomes a backend call and how the answer comes back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationMapping {
+    /// Backend name; defaults to the service's backend.
+    #[serde(default)]
+    pub backend: Option<String>,
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Path template: `/v1/vouchers/{$.paymentVoucher}/payments`.
+    pub path: String,
+    /// Query parameters: name -> template expression; lists repeat the parameter.
+    #[serde(default)]
+    pub query: BTreeMap<String, Value>,
+    /// JSON body template (none: no body).
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// Template for the operation's result, evaluated against the backend's JSON answer
+    /// (`$`), with the decoded request available as `$input`.
+    #[serde(default = "default_response")]
+    pub response: Value,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+fn default_response() -> Value {
+    Value::String("$".into())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub name: String,
+    /// URL path, e.g. `/listingapi/ws/IndividualProductOptionService`.
+    pub path: String,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    pub wsdl: PathBuf,
+    #[serde(default)]
+    pub profile: Option<String>,
+    pub backend: String,
+    /// Name of the `[mappings.<name>]` set serving this service's operations.
+    pub mappings: String,
+    /// Prefix of the SOAP envelope in responses (some clients index by `env:Envelope`).
+    #[serde(default = "default_env_prefix")]
+    pub envelope_prefix: String,
+    /// Prefix of the response element's namespace (`ns0:calculateOptionsPriceResponse`).
+    #[serde(default = "default_body_prefix")]
+    pub body_prefix: String,
+}
+
+fn default_protocol() -> String {
+    "soap".into()
+}
+fn default_env_prefix() -> String {
+    "env".into()
+}
+fn default_body_prefix() -> String {
+    "ns0".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendConfig>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    #[serde(default)]
+    pub mappings: BTreeMap<String, BTreeMap<String, OperationMapping>>,
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// A loaded configuration: the raw model, the directory relative paths start from, and the
+/// resolved secrets.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub base_dir: PathBuf,
+    pub raw: RawConfig,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, "(file)", format!("cannot read: {e}")))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses configuration text; `path` names the file in errors and anchors relative paths.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "(document)".into());
+            ConfigError::new(path, key, e.message().to_string())
+        })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let config = Config {
+            file: path.to_path_buf(),
+            base_dir,
+            raw,
+        };
+        config.validate_references()?;
+        Ok(config)
+    }
+
+    pub fn resolve_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::new(&self.file, key, reason)
+    }
+
+    pub fn secret(&self, key: &str, s: &SecretSource) -> Result<String, ConfigError> {
+        s.resolve(&self.file, key)
+    }
+
+    /// Checks that names refer to things that exist; deeper checks (WSDLs, templates) happen
+    /// when the application is built from the configuration.
+    fn validate_references(&self) -> Result<(), ConfigError> {
+        let raw = &self.raw;
+        if let Some(url) = &raw.server.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(self.err("server.public_url", "must start with http:// or https://"));
+        }
+        if raw.server.max_depth < 4 {
+            return Err(self.err(
+                "server.max_depth",
+                "must be at least 4 (a SOAP envelope alone nests 3 levels)",
+            ));
+        }
+        for (name, b) in &raw.backends {
+            let key = format!("backends.{name}");
+            match (&b.base_url, &b.builtin) {
+                (None, None) => {
+                    return Err(self.err(key, "needs either base_url or builtin"));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(self.err(key, "has both base_url and builtin; choose one"));
+                }
+                (Some(url), None) if !url.starts_with("http://") => {
+                    return Err(self.err(
+                        format!("{key}.base_url"),
+                        format!("'{url}' must be an http:// URL"),
+                    ));
+                }
+                _ => {}
+            }
+            if b.timeout_ms == 0 || b.connect_timeout_ms == 0 {
+                return Err(self.err(key, "timeouts must be greater than zero"));
+            }
+        }
+        for (name, p) in &raw.profiles {
+            let ProfileConfig::Signed(p) = p;
+            let key = format!("profiles.{name}");
+            if p.time_window_secs == 0 {
+                return Err(self.err(
+                    format!("{key}.time_window_secs"),
+                    "must be greater than zero",
+                ));
+            }
+            if crate::error::Lang::parse(&p.default_lang).is_none() {
+                return Err(self.err(format!("{key}.default_lang"), "must be 'tr' or 'en'"));
+            }
+            if parse_offset(&p.utc_offset).is_none() {
+                return Err(self.err(
+                    format!("{key}.utc_offset"),
+                    format!("'{}' is not an offset like +03:00", p.utc_offset),
+                ));
+            }
+            let mut keys = std::collections::HashSet::new();
+            for (i, a) in p.accounts.iter().enumerate() {
+                let akey = format!("{key}.accounts[{i}]");
+                if !keys.insert(a.api_key.as_str()) {
+                    return Err(self.err(format!("{akey}.api_key"), "duplicate apiKey"));
+                }
+                if a.accept_any_time
+                    && a.reused_signature.unwrap_or(p.reused_signature) != ReusePolicy::Allow
+                {
+                    return Err(self.err(
+                        format!("{akey}.accept_any_time"),
+                        "requires reused_signature = \"allow\": without a time window, refusing reused signatures would need to remember every signature forever",
+                    ));
+                }
+            }
+        }
+        let mut paths = std::collections::HashSet::new();
+        for (i, s) in raw.services.iter().enumerate() {
+            let key = format!("services[{i}] ({})", s.name);
+            if !s.path.starts_with('/') {
+                return Err(self.err(format!("{key}.path"), "must start with '/'"));
+            }
+            if !paths.insert(s.path.as_str()) {
+                return Err(self.err(format!("{key}.path"), "another service has this path"));
+            }
+            if s.protocol != "soap" {
+                return Err(self.err(
+                    format!("{key}.protocol"),
+                    format!("unknown protocol '{}' (supported: soap)", s.protocol),
+                ));
+            }
+            if !raw.backends.contains_key(&s.backend) {
+                return Err(self.err(
+                    format!("{key}.backend"),
+                    format!("no [backends.{}] is defined", s.backend),
+                ));
+            }
+            if let Some(p) = &s.profile
+                && !raw.profiles.contains_key(p)
+            {
+                return Err(self.err(
+                    format!("{key}.profile"),
+                    format!("no [profiles.{p}] is defined"),
+                ));
+            }
+            let Some(set) = raw.mappings.get(&s.mappings) else {
+                return Err(self.err(
+                    format!("{key}.mappings"),
+                    format!("no [mappings.{}] is defined", s.mappings),
+                ));
+            };
+            for (op, m) in set {
+                if let Some(b) = &m.backend
+                    && !raw.backends.contains_key(b)
+                {
+                    return Err(self.err(
+                        format!("mappings.{}.{op}.backend", s.mappings),
+                        format!("no [backends.{b}] is defined"),
+                    ));
+                }
+                if m.method.parse::<http::Method>().is_err() {
+                    return Err(self.err(
+                        format!("mappings.{}.{op}.method", s.mappings),
+                        format!("'{}' is not an HTTP method", m.method),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn public_url(&self) -> String {
+        self.raw
+            .server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.raw.server.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+/// Parses `+03:00` / `-05:30` / `Z` into a chrono offset.
+pub fn parse_offset(s: &str) -> Option<chrono::FixedOffset> {
+    if s.eq_ignore_ascii_case("z") || s == "UTC" {
+        return chrono::FixedOffset::east_opt(0);
+    }
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    let h: i32 = h.parse().ok()?;
+    let m: i32 = m.parse().ok()?;
+    if h > 23 || m > 59 {
+        return None;
+    }
+    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/sb/test.toml"))
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_file_and_line() {
+        let err = load("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert_eq!(err.file, "/etc/sb/test.toml");
+        assert_eq!(err.key, "line 3");
+        assert!(err.reason.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn references_to_missing_backends_are_reported_with_their_key() {
+        let err = load(
+            r#"
+[mappings.m.op]
+path = "/x"
+[[services]]
+name = "S"
+path = "/s"
+wsdl = "s.wsdl"
+backend = "nope"
+mappings = "m"
+"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "services[0] (S).backend");
+        assert!(err.reason.contains("[backends.nope]"));
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment() {
+        let cfg = load("").unwrap();
+        let missing = SecretSource::Env {
+            env: "SOAPBRIDGE_TEST_SURELY_UNSET".into(),
+        };
+        let err = cfg
+            .secret("profiles.p.accounts[0].secret", &missing)
+            .unwrap_err();
+        assert!(err.reason.contains("SOAPBRIDGE_TEST_SURELY_UNSET"));
+        let path = SecretSource::Env { env: "PATH".into() };
+        assert!(!cfg.secret("k", &path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn accept_any_time_requires_reuse_allowed() {
+        let err = load(
+            r#"
+[profiles.p]
+kind = "signed"
+[[profiles.p.accounts]]
+api_key = "k"
+secret = "s"
+role_user = "u"
+role_password = "p"
+accept_any_time = true
+"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "profiles.p.accounts[0].accept_any_time");
+    }
+
+    #[test]
+    fn offsets_parse() {
+        assert_eq!(parse_offset("+03:00").unwrap().local_minus_utc(), 10800);
+        assert_eq!(parse_offset("-05:30").unwrap().local_minus_utc(), -19800);
+        assert!(parse_offset("03:00").is_none());
+    }
+}

@@ -1,0 +1,13 @@
+#![forbid(unsafe_code)]
+//! soapbridge: legacy SOAP clients in front, JSON backends behind. See ARCHITECTURE.md.
+
+pub mod app;
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod mapping;
+pub mod profile;
+pub mod protocol;
+pub mod reference;
+pub mod schema;
+pub mod server;

@@ -1,0 +1,159 @@
+#![forbid(unsafe_code)]
+//! The `soapbridge` command: a thin layer over the library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use soapbridge::app::{App, Builtins};
+use soapbridge::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "soapbridge",
+    version,
+    about = "Legacy SOAP clients in front, JSON backends behind."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bridge with a configuration.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Listen address, overriding `server.listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Validate a configuration and its WSDLs; print each operation and its backend call.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print `time` and `sign` for a signed call: sign = md5(apiKey + secret + time).
+    Sign {
+        #[arg(long)]
+        api_key: String,
+        /// The secret; or set SOAPBRIDGE_SECRET to keep it out of the shell history.
+        #[arg(long, env = "SOAPBRIDGE_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Time in epoch milliseconds (default: now).
+        #[arg(long)]
+        time: Option<i64>,
+        /// Print this envelope with its apiKey, sign and time filled in, ready for curl.
+        #[arg(long)]
+        envelope: Option<PathBuf>,
+    },
+    /// Run a bundled reference backend on its own.
+    ReferenceBackend {
+        /// Which backend: product-options.
+        #[arg(long, default_value = "product-options")]
+        kind: String,
+        /// Seed data file.
+        #[arg(long, default_value = "fixtures/reference/product-options.json")]
+        data: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SOAPBRIDGE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Sign {
+            api_key,
+            secret,
+            time,
+            envelope,
+        } => {
+            let time = time.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+            let sign = soapbridge::profile::signed::sign(&api_key, &secret, time);
+            match envelope {
+                None => println!("time={time}\nsign={sign}"),
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    print!("{}", fill_envelope(&text, &api_key, &sign, time)?);
+                }
+            }
+            Ok(())
+        }
+        Command::Check { config } => runtime()?.block_on(async {
+            let cfg = Config::load(&config)?;
+            let app = App::build(&cfg, Builtins::CheckOnly).await?;
+            println!("{}: OK", config.display());
+            for line in app.describe() {
+                println!("{line}");
+            }
+            Ok(())
+        }),
+        Command::Serve { config, listen } => runtime()?.block_on(async {
+            let mut cfg = Config::load(&config)?;
+            if let Some(l) = listen {
+                cfg.raw.server.listen = l;
+            }
+            let app = Arc::new(App::build(&cfg, Builtins::Start).await?);
+            let listener = tokio::net::TcpListener::bind(cfg.raw.server.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", cfg.raw.server.listen))?;
+            tracing::info!(address = %listener.local_addr()?, public_url = %cfg.public_url(), "soapbridge listening");
+            for line in app.describe() {
+                tracing::info!("{line}");
+            }
+            soapbridge::server::run(listener, app, soapbridge::server::shutdown_signal()).await;
+            Ok(())
+        }),
+        Command::ReferenceBackend { kind, data, listen } => runtime()?.block_on(async {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let addr = soapbridge::reference::spawn(&kind, &data, listener).map_err(anyhow::Error::msg)?;
+            tracing::info!(%addr, %kind, "reference backend listening");
+            soapbridge::server::shutdown_signal().await;
+            Ok(())
+        }),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Replaces the contents of the first `<apiKey>`, `<sign>` and `<time>` elements.
+fn fill_envelope(text: &str, api_key: &str, sign: &str, time: i64) -> anyhow::Result<String> {
+    let mut out = text.to_string();
+    for (name, value) in [
+        ("apiKey", api_key.to_string()),
+        ("sign", sign.to_string()),
+        ("time", time.to_string()),
+    ] {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let start = out
+            .find(&open)
+            .with_context(|| format!("the envelope has no <{name}> element"))?
+            + open.len();
+        let end = start
+            + out[start..]
+                .find(&close)
+                .with_context(|| format!("<{name}> is not closed"))?;
+        let mut escaped = String::new();
+        soapbridge::protocol::xml::escape_into(&mut escaped, &value);
+        out.replace_range(start..end, &escaped);
+    }
+    Ok(out)
+}

@@ -1,0 +1,434 @@
+//! The mapping language: JSON templates from configuration that build backend requests from
+//! a decoded call and shape backend answers into an operation's result.
+//!
+//! A template is any JSON value. Strings are expressions when they start with `$` or `@`:
+//!
+//! | form | meaning |
+//! |---|---|
+//! | `"$"`, `"$.a.b"`, `"$.list[0].x"` | a path into the document (the call's parameters when building a request, the backend's answer when shaping a result) |
+//! | `"$input.a"` | a path into the call's parameters (in result templates) |
+//! | `"@.a"`, `"@"` | a path into the current item of `$each` |
+//! | `"$$text"`, `"@@text"` | the literal string `$text` / `@text` |
+//! | `{"$each": "<path>", "$map": <template>}` | one mapped item per element of the list at path |
+//! | `{"$value": "<path>", "$default": <json>}` | the value at path, or the default when absent |
+//! | `{"$literal": <json>}` | a JSON value taken as is |
+//!
+//! A path through a list applies to each element (`$.products.id` is the list of ids).
+//! Object members whose value is absent are left out, never sent as null.
+
+use std::fmt::Write;
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    Doc,
+    Input,
+    Item,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathExpr {
+    root: Root,
+    segs: Vec<Seg>,
+    text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Path(PathExpr),
+    Literal(Value),
+    Object(Vec<(String, Node)>),
+    Array(Vec<Node>),
+    Each(PathExpr, Box<Node>),
+    Default(PathExpr, Value),
+}
+
+/// A compiled template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template(Node);
+
+/// What expressions can see.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub doc: &'a Value,
+    pub input: &'a Value,
+    pub item: Option<&'a Value>,
+}
+
+impl PathExpr {
+    pub fn parse(text: &str) -> Result<PathExpr, String> {
+        let (root, rest) = if let Some(r) = text.strip_prefix("$input") {
+            (Root::Input, r)
+        } else if let Some(r) = text.strip_prefix('$') {
+            (Root::Doc, r)
+        } else if let Some(r) = text.strip_prefix('@') {
+            (Root::Item, r)
+        } else {
+            return Err(format!(
+                "'{text}' is not a path (it must start with $, $input or @)"
+            ));
+        };
+        let mut segs = Vec::new();
+        let mut s = rest;
+        while !s.is_empty() {
+            if let Some(r) = s.strip_prefix('.') {
+                let end = r.find(['.', '[']).unwrap_or(r.len());
+                let key = &r[..end];
+                if key.is_empty() {
+                    return Err(format!("'{text}': empty key after '.'"));
+                }
+                segs.push(Seg::Key(key.to_string()));
+                s = &r[end..];
+            } else if let Some(r) = s.strip_prefix('[') {
+                let end = r
+                    .find(']')
+                    .ok_or_else(|| format!("'{text}': '[' without ']'"))?;
+                let idx = r[..end]
+                    .parse()
+                    .map_err(|_| format!("'{text}': '[{}]' is not a list index", &r[..end]))?;
+                segs.push(Seg::Index(idx));
+                s = &r[end + 1..];
+            } else {
+                return Err(format!("'{text}': expected '.' or '[' at '{s}'"));
+            }
+        }
+        Ok(PathExpr {
+            root,
+            segs,
+            text: text.to_string(),
+        })
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn eval(&self, scope: &Scope<'_>) -> Option<Value> {
+        let start = match self.root {
+            Root::Doc => scope.doc,
+            Root::Input => scope.input,
+            Root::Item => scope.item?,
+        };
+        walk(start, &self.segs)
+    }
+}
+
+fn walk(v: &Value, segs: &[Seg]) -> Option<Value> {
+    let Some((first, rest)) = segs.split_first() else {
+        return Some(v.clone());
+    };
+    match (first, v) {
+        (Seg::Key(k), Value::Object(m)) => walk(m.get(k)?, rest),
+        (Seg::Key(_), Value::Array(items)) => Some(Value::Array(
+            items.iter().filter_map(|i| walk(i, segs)).collect(),
+        )),
+        (Seg::Index(i), Value::Array(items)) => walk(items.get(*i)?, rest),
+        _ => None,
+    }
+}
+
+impl Template {
+    pub fn compile(v: &Value) -> Result<Template, String> {
+        compile(v).map(Template)
+    }
+
+    /// Evaluates the template; `None` when it refers to something absent.
+    pub fn eval(&self, scope: &Scope<'_>) -> Option<Value> {
+        eval(&self.0, scope)
+    }
+}
+
+fn compile(v: &Value) -> Result<Node, String> {
+    Ok(match v {
+        Value::String(s) => {
+            if let Some(lit) = s.strip_prefix("$$").or_else(|| s.strip_prefix("@@")) {
+                Node::Literal(Value::String(format!("{}{lit}", &s[..1])))
+            } else if s.starts_with('$') || s.starts_with('@') {
+                Node::Path(PathExpr::parse(s)?)
+            } else {
+                Node::Literal(v.clone())
+            }
+        }
+        Value::Array(items) => Node::Array(items.iter().map(compile).collect::<Result<_, _>>()?),
+        Value::Object(m) => {
+            if let Some(src) = m.get("$each") {
+                let src = src
+                    .as_str()
+                    .ok_or("$each must be a path string")
+                    .and_then(|s| PathExpr::parse(s).map_err(|_| "$each must be a path"))
+                    .map_err(str::to_string)?;
+                let map = m.get("$map").ok_or("$each needs a $map template")?;
+                check_keys(m, &["$each", "$map"])?;
+                Node::Each(src, Box::new(compile(map)?))
+            } else if let Some(src) = m.get("$value") {
+                check_keys(m, &["$value", "$default"])?;
+                let path = PathExpr::parse(src.as_str().ok_or("$value must be a path string")?)?;
+                Node::Default(path, m.get("$default").cloned().unwrap_or(Value::Null))
+            } else if let Some(lit) = m.get("$literal") {
+                check_keys(m, &["$literal"])?;
+                Node::Literal(lit.clone())
+            } else {
+                let mut members = Vec::with_capacity(m.len());
+                for (k, v) in m {
+                    if k.starts_with('$') {
+                        return Err(format!(
+                            "unknown directive '{k}' (known: $each/$map, $value/$default, $literal)"
+                        ));
+                    }
+                    members.push((k.clone(), compile(v)?));
+                }
+                Node::Object(members)
+            }
+        }
+        other => Node::Literal(other.clone()),
+    })
+}
+
+fn check_keys(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
+    match m.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!(
+            "'{k}' cannot be combined with {}",
+            allowed.join("/")
+        )),
+        None => Ok(()),
+    }
+}
+
+fn eval(n: &Node, scope: &Scope<'_>) -> Option<Value> {
+    match n {
+        Node::Path(p) => p.eval(scope),
+        Node::Literal(v) => Some(v.clone()),
+        Node::Object(members) => {
+            let mut out = Map::with_capacity(members.len());
+            for (k, t) in members {
+                if let Some(v) = eval(t, scope) {
+                    out.insert(k.clone(), v);
+                }
+            }
+            Some(Value::Object(out))
+        }
+        Node::Array(items) => Some(Value::Array(
+            items.iter().filter_map(|i| eval(i, scope)).collect(),
+        )),
+        Node::Each(src, map) => {
+            let list = src.eval(scope)?;
+            let items: Vec<Value> = match &list {
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|item| {
+                        eval(
+                            map,
+                            &Scope {
+                                item: Some(item),
+                                ..*scope
+                            },
+                        )
+                    })
+                    .collect(),
+                Value::Null => Vec::new(),
+                single => eval(
+                    map,
+                    &Scope {
+                        item: Some(single),
+                        ..*scope
+                    },
+                )
+                .into_iter()
+                .collect(),
+            };
+            Some(Value::Array(items))
+        }
+        Node::Default(p, d) => Some(p.eval(scope).unwrap_or_else(|| d.clone())),
+    }
+}
+
+/// A URL path with `{expression}` holes, each filled with one percent-encoded value.
+#[derive(Debug, Clone)]
+pub struct PathTemplate {
+    parts: Vec<PathPart>,
+}
+
+#[derive(Debug, Clone)]
+enum PathPart {
+    Text(String),
+    Hole(PathExpr),
+}
+
+impl PathTemplate {
+    pub fn parse(s: &str) -> Result<PathTemplate, String> {
+        if !s.starts_with('/') {
+            return Err(format!("path '{s}' must start with '/'"));
+        }
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("path '{s}': '{{' without '}}'"))?
+                + open;
+            if open > 0 {
+                parts.push(PathPart::Text(rest[..open].to_string()));
+            }
+            parts.push(PathPart::Hole(PathExpr::parse(&rest[open + 1..close])?));
+            rest = &rest[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(PathPart::Text(rest.to_string()));
+        }
+        Ok(PathTemplate { parts })
+    }
+
+    /// Fills the holes; `Err(expression)` names a hole whose value is absent or not a scalar.
+    pub fn render(&self, scope: &Scope<'_>) -> Result<String, String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                PathPart::Text(t) => out.push_str(t),
+                PathPart::Hole(e) => match e.eval(scope) {
+                    Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
+                        percent_encode_into(&mut out, &scalar_text(&v))
+                    }
+                    _ => return Err(e.text().to_string()),
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Text of a scalar for URLs: strings without quotes, numbers and booleans as written.
+pub fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode_into(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// Builds a query string from (name, template) pairs; lists repeat the parameter.
+pub fn render_query(params: &[(String, Template)], scope: &Scope<'_>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut push = |name: &str, v: &Value| -> Result<(), String> {
+        match v {
+            Value::Null => return Ok(()),
+            Value::Object(_) | Value::Array(_) => {
+                return Err(format!(
+                    "query parameter '{name}' must be a scalar or a list of scalars"
+                ));
+            }
+            _ => {}
+        }
+        out.push(if out.is_empty() { '?' } else { '&' });
+        percent_encode_into(&mut out, name);
+        out.push('=');
+        percent_encode_into(&mut out, &scalar_text(v));
+        Ok(())
+    };
+    for (name, t) in params {
+        match t.eval(scope) {
+            None => {}
+            Some(Value::Array(items)) => {
+                for i in &items {
+                    push(name, i)?;
+                }
+            }
+            Some(v) => push(name, &v)?,
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(t: Value, doc: Value) -> Option<Value> {
+        Template::compile(&t).unwrap().eval(&Scope {
+            doc: &doc,
+            input: &json!({"lang": "tr"}),
+            item: None,
+        })
+    }
+
+    #[test]
+    fn paths_map_through_lists_and_absent_members_are_left_out() {
+        let doc = json!({"productIds": {"item": [1, 2]}, "x": [{"a": 1}, {"b": 2}, {"a": 3}]});
+        assert_eq!(
+            run(
+                json!({"ids": "$.productIds.item", "as": "$.x.a", "gone": "$.nope", "lang": "$input.lang", "lit": "$$5"}),
+                doc
+            ),
+            Some(json!({"ids": [1, 2], "as": [1, 3], "lang": "tr", "lit": "$5"}))
+        );
+    }
+
+    #[test]
+    fn each_maps_nested_lists() {
+        let doc = json!({"p": [{"id": 7, "o": [{"k": 1, "d": 30}]}, {"id": 8, "o": []}]});
+        let t = json!({"items": {"$each": "$.p", "$map": {"product_id": "@.id", "options": {"$each": "@.o", "$map": {"option_id": "@.k", "days": "@.d"}}}}});
+        assert_eq!(
+            run(t, doc),
+            Some(
+                json!({"items": [{"product_id": 7, "options": [{"option_id": 1, "days": 30}]}, {"product_id": 8, "options": []}]})
+            )
+        );
+    }
+
+    #[test]
+    fn defaults_and_bad_directives() {
+        assert_eq!(
+            run(json!({"$value": "$.n", "$default": 0}), json!({})),
+            Some(json!(0))
+        );
+        assert!(Template::compile(&json!({"$eech": "$.x"})).is_err());
+        assert!(Template::compile(&json!("$.a[x]")).is_err());
+    }
+
+    #[test]
+    fn path_templates_and_queries_are_encoded() {
+        let doc = json!({"v": "FT/1 2", "ids": [1, 2]});
+        let scope = Scope {
+            doc: &doc,
+            input: &doc,
+            item: None,
+        };
+        let p = PathTemplate::parse("/v1/vouchers/{$.v}/payments").unwrap();
+        assert_eq!(
+            p.render(&scope).unwrap(),
+            "/v1/vouchers/FT%2F1%202/payments"
+        );
+        assert_eq!(
+            PathTemplate::parse("/x/{$.missing}")
+                .unwrap()
+                .render(&scope)
+                .unwrap_err(),
+            "$.missing"
+        );
+        let q = vec![(
+            "product_id".to_string(),
+            Template::compile(&json!("$.ids")).unwrap(),
+        )];
+        assert_eq!(
+            render_query(&q, &scope).unwrap(),
+            "?product_id=1&product_id=2"
+        );
+    }
+}

@@ -1,0 +1,470 @@
+//! The signed-service profile (GittiGidiyor listing API style).
+//!
+//! Every call carries HTTP Basic credentials of the account's "role" user and, as its first
+//! three parameters, `apiKey`, `sign` and `time`, with `lang` last. `sign` must equal
+//! `md5(apiKey + secret + time)` in hex (either case), `time` (epoch milliseconds) must be
+//! within the window, and a reused (apiKey, sign, time) is refused unless the account allows
+//! it. Results are wrapped in `<return>` with `ackCode`, `responseTime` and `timeElapsed`;
+//! failures of the call are `ackCode=failure` with an `error` element in the caller's `lang`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use base64::Engine;
+use chrono::FixedOffset;
+use md5::{Digest, Md5};
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+
+use crate::config::{ConfigError, ErrorText, ReusePolicy, SignedProfileConfig};
+use crate::error::{Error, Lang};
+use crate::schema::{Operation, Schema, TypeDef};
+
+/// The parameters this profile consumes; they never reach the backend.
+pub const AUTH_PARAMS: [&str; 4] = ["apiKey", "sign", "time", "lang"];
+
+#[derive(Debug)]
+struct Account {
+    api_key: String,
+    secret: String,
+    role_user: String,
+    role_password: String,
+    reuse: ReusePolicy,
+    any_time: bool,
+}
+
+#[derive(Debug)]
+pub struct SignedProfile {
+    pub name: String,
+    window_ms: i64,
+    default_lang: Lang,
+    realm: String,
+    offset: FixedOffset,
+    pub result_element: String,
+    accounts: Vec<Account>,
+    by_key: HashMap<String, usize>,
+    backend_errors: BTreeMap<String, ErrorText>,
+    ledger: SignatureLedger,
+}
+
+/// Computes `md5(apiKey + secret + time)` as lowercase hex.
+pub fn sign(api_key: &str, secret: &str, time: i64) -> String {
+    let mut h = Md5::new();
+    h.update(api_key.as_bytes());
+    h.update(secret.as_bytes());
+    h.update(time.to_string().as_bytes());
+    format!("{:x}", h.finalize())
+}
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+impl SignedProfile {
+    pub fn from_config(
+        name: &str,
+        cfg: &SignedProfileConfig,
+        secret: impl Fn(&str, &crate::config::SecretSource) -> Result<String, ConfigError>,
+    ) -> Result<SignedProfile, ConfigError> {
+        let mut accounts = Vec::new();
+        let mut by_key = HashMap::new();
+        for (i, a) in cfg.accounts.iter().enumerate() {
+            let key = format!("profiles.{name}.accounts[{i}]");
+            if a.accept_any_time {
+                tracing::warn!(profile = name, api_key = %a.api_key, "account accepts any time: no time window and no replay protection for it (demo use only)");
+            }
+            by_key.insert(a.api_key.clone(), accounts.len());
+            accounts.push(Account {
+                api_key: a.api_key.clone(),
+                secret: secret(&format!("{key}.secret"), &a.secret)?,
+                role_user: a.role_user.clone(),
+                role_password: secret(&format!("{key}.role_password"), &a.role_password)?,
+                reuse: a.reused_signature.unwrap_or(cfg.reused_signature),
+                any_time: a.accept_any_time,
+            });
+        }
+        Ok(SignedProfile {
+            name: name.to_string(),
+            window_ms: cfg.time_window_secs as i64 * 1000,
+            default_lang: Lang::parse(&cfg.default_lang).unwrap_or_default(),
+            realm: cfg.realm.clone(),
+            offset: crate::config::parse_offset(&cfg.utc_offset)
+                .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset")),
+            result_element: cfg.result_element.clone(),
+            accounts,
+            by_key,
+            backend_errors: cfg.backend_errors.clone(),
+            ledger: SignatureLedger::default(),
+        })
+    }
+
+    /// Checks that an operation has the parameters this profile needs, in the right places,
+    /// and that its response has the result element.
+    pub fn check_operation(&self, schema: &Schema, op: &Operation) -> Result<(), String> {
+        let TypeDef::Complex(input) = schema.get(op.input.ty) else {
+            return Err("its request element is not a complex type".into());
+        };
+        let names: Vec<&str> = input.children.iter().map(|c| c.name.as_str()).collect();
+        if names.len() < 4
+            || names[..3] != ["apiKey", "sign", "time"]
+            || names.last() != Some(&"lang")
+        {
+            return Err(format!(
+                "the signed profile needs apiKey, sign, time first and lang last; the request has ({})",
+                names.join(", ")
+            ));
+        }
+        let TypeDef::Complex(output) = schema.get(op.output.ty) else {
+            return Err("its response element is not a complex type".into());
+        };
+        let Some(ret) = output.child(&self.result_element) else {
+            return Err(format!(
+                "its response has no '{}' element",
+                self.result_element
+            ));
+        };
+        let TypeDef::Complex(ret) = schema.get(ret.ty) else {
+            return Err(format!("'{}' is not a complex type", self.result_element));
+        };
+        for f in ["ackCode", "responseTime", "timeElapsed", "error"] {
+            if ret.child(f).is_none() {
+                return Err(format!("'{}' has no '{f}' element", self.result_element));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks HTTP Basic credentials; returns the authenticated role user.
+    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
+        let header = authorization.ok_or(Error::Unauthorized)?;
+        let header = std::str::from_utf8(header).map_err(|_| Error::Unauthorized)?;
+        let (scheme, b64) = header.trim().split_once(' ').ok_or(Error::Unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Err(Error::Unauthorized);
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| Error::Unauthorized)?;
+        let decoded = String::from_utf8(decoded).map_err(|_| Error::Unauthorized)?;
+        let (user, pass) = decoded.split_once(':').ok_or(Error::Unauthorized)?;
+        let mut found = None;
+        for a in &self.accounts {
+            // Every account is checked, so timing does not tell which user exists.
+            let ok = ct_eq(&a.role_user, user) & ct_eq(&a.role_password, pass);
+            if ok && found.is_none() {
+                found = Some(a.role_user.as_str());
+            }
+        }
+        found.ok_or(Error::Unauthorized)
+    }
+
+    pub fn www_authenticate(&self) -> String {
+        format!(
+            "Basic realm=\"{}\", charset=\"UTF-8\"",
+            self.realm.replace('"', "")
+        )
+    }
+
+    /// The caller's language from `lang`, or the profile's default.
+    pub fn lang(&self, params: &Map<String, Value>) -> Lang {
+        params
+            .get("lang")
+            .and_then(Value::as_str)
+            .and_then(Lang::parse)
+            .unwrap_or(self.default_lang)
+    }
+
+    /// Verifies the signature parameters and removes them from `params`.
+    pub fn verify(
+        &self,
+        params: &mut Map<String, Value>,
+        role_user: &str,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        let api_key = take_string(params, "apiKey");
+        let sign_given = take_string(params, "sign");
+        let time = params.remove("time").and_then(|v| v.as_i64());
+        params.remove("lang");
+        let time = time.ok_or_else(|| Error::MissingElement {
+            path: "time".into(),
+        })?;
+        let account = self.by_key.get(&api_key).map(|i| &self.accounts[*i]);
+        // The window is checked first: it needs no secret, and an old or replayed message is
+        // told apart from a forged one.
+        if !account.is_some_and(|a| a.any_time) {
+            if time < now_ms - self.window_ms {
+                return Err(Error::TimeExpired {
+                    time,
+                    window_secs: (self.window_ms / 1000) as u64,
+                });
+            }
+            if time > now_ms + self.window_ms {
+                return Err(Error::TimeInFuture {
+                    time,
+                    window_secs: (self.window_ms / 1000) as u64,
+                });
+            }
+        }
+        let account = account.ok_or(Error::ApiKeyUnknown)?;
+        let expected = sign(&account.api_key, &account.secret, time);
+        if !ct_eq(&expected, &sign_given.to_ascii_lowercase()) {
+            return Err(Error::SignatureInvalid);
+        }
+        if !ct_eq(&account.role_user, role_user) {
+            return Err(Error::ApiKeyUserMismatch);
+        }
+        if account.reuse == ReusePolicy::Reject
+            && !self.ledger.first_use(
+                &account.api_key,
+                &expected,
+                time,
+                time + self.window_ms,
+                now_ms,
+            )
+        {
+            return Err(Error::SignatureReused);
+        }
+        Ok(())
+    }
+
+    fn stamp(&self, started: Instant, ack: &str) -> Map<String, Value> {
+        let now = chrono::Utc::now().with_timezone(&self.offset);
+        let mut m = Map::new();
+        m.insert("ackCode".into(), Value::from(ack));
+        m.insert(
+            "responseTime".into(),
+            Value::from(now.format("%d/%m/%Y %H:%M:%S").to_string()),
+        );
+        m.insert(
+            "timeElapsed".into(),
+            Value::from(format!("{} ms", started.elapsed().as_millis())),
+        );
+        m
+    }
+
+    /// Wraps an operation's result as the response element's content.
+    pub fn success(&self, result: Value, started: Instant) -> Value {
+        let mut ret = self.stamp(started, "success");
+        if let Value::Object(fields) = result {
+            for (k, v) in fields {
+                ret.entry(k).or_insert(v);
+            }
+        }
+        let mut out = Map::new();
+        out.insert(self.result_element.clone(), Value::Object(ret));
+        Value::Object(out)
+    }
+
+    /// An `ackCode=failure` response for a failure of the call, in the caller's language.
+    pub fn failure(&self, err: &Error, lang: Lang, started: Instant) -> Value {
+        let (id, code, message, view) = match err {
+            Error::BackendRefused(r) => {
+                let code = r.code.to_ascii_uppercase();
+                match self.backend_errors.get(&r.code) {
+                    Some(t) => {
+                        let text = if lang == Lang::Tr { &t.tr } else { &t.en };
+                        let detail: Vec<String> = r.fields.iter().map(|f| f.to_string()).collect();
+                        let message = if detail.is_empty() {
+                            text.clone()
+                        } else {
+                            format!("{text} ({})", detail.join("; "))
+                        };
+                        (t.id.clone(), code, message, text.clone())
+                    }
+                    None => {
+                        let m = err.message(lang);
+                        ("2000".to_string(), code, m.clone(), m)
+                    }
+                }
+            }
+            other => {
+                let id = match other {
+                    Error::SignatureInvalid => "1001",
+                    Error::ApiKeyUnknown => "1002",
+                    Error::TimeExpired { .. } => "1003",
+                    Error::TimeInFuture { .. } => "1004",
+                    Error::SignatureReused => "1005",
+                    Error::ApiKeyUserMismatch => "1006",
+                    _ => "1999",
+                };
+                let m = other.message(lang);
+                (id.to_string(), other.code().to_string(), m.clone(), m)
+            }
+        };
+        let mut ret = self.stamp(started, "failure");
+        let mut e = Map::new();
+        e.insert("errorId".into(), Value::from(id));
+        e.insert("errorCode".into(), Value::from(code));
+        e.insert("message".into(), Value::from(message));
+        e.insert("viewMessage".into(), Value::from(view));
+        ret.insert("error".into(), Value::Object(e));
+        let mut out = Map::new();
+        out.insert(self.result_element.clone(), Value::Object(ret));
+        Value::Object(out)
+    }
+}
+
+fn take_string(params: &mut Map<String, Value>, key: &str) -> String {
+    match params.remove(key) {
+        Some(Value::String(s)) => s,
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Remembers signatures until their time leaves the window, to refuse replays.
+/// Memory stays bounded: only signatures inside the window are kept.
+#[derive(Debug, Default)]
+pub struct SignatureLedger {
+    inner: Mutex<Ledger>,
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    seen: HashMap<(String, String, i64), i64>,
+    next_sweep: usize,
+}
+
+impl SignatureLedger {
+    /// Records the signature; `false` when it was already used and has not expired.
+    pub fn first_use(
+        &self,
+        api_key: &str,
+        sign: &str,
+        time: i64,
+        expires_at: i64,
+        now: i64,
+    ) -> bool {
+        let mut l = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if l.seen.len() >= l.next_sweep {
+            l.seen.retain(|_, exp| *exp >= now);
+            l.next_sweep = (l.seen.len() * 2).max(1024);
+        }
+        let key = (api_key.to_string(), sign.to_string(), time);
+        match l.seen.get(&key) {
+            Some(exp) if *exp >= now => false,
+            _ => {
+                l.seen.insert(key, expires_at);
+                true
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|l| l.seen.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AccountConfig, SecretSource};
+
+    fn profile(reuse: ReusePolicy) -> SignedProfile {
+        let cfg = SignedProfileConfig {
+            time_window_secs: 300,
+            reused_signature: reuse,
+            default_lang: "tr".into(),
+            realm: "r".into(),
+            utc_offset: "+03:00".into(),
+            result_element: "return".into(),
+            accounts: vec![AccountConfig {
+                api_key: "K".into(),
+                secret: SecretSource::Inline("S".into()),
+                role_user: "u".into(),
+                role_password: SecretSource::Inline("p".into()),
+                reused_signature: None,
+                accept_any_time: false,
+            }],
+            backend_errors: BTreeMap::new(),
+        };
+        SignedProfile::from_config("p", &cfg, |_, s| match s {
+            SecretSource::Inline(s) => Ok(s.clone()),
+            SecretSource::Env { .. } => unreachable!(),
+        })
+        .unwrap()
+    }
+
+    fn params(sign: &str, time: i64) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("apiKey".into(), "K".into());
+        m.insert("sign".into(), sign.into());
+        m.insert("time".into(), time.into());
+        m.insert("productIds".into(), serde_json::json!({"item": [1]}));
+        m.insert("lang".into(), "en".into());
+        m
+    }
+
+    #[test]
+    fn signature_is_md5_of_key_secret_time() {
+        // md5("KS1000")
+        assert_eq!(
+            sign("K", "S", 1000),
+            format!("{:x}", Md5::digest(b"KS1000"))
+        );
+    }
+
+    #[test]
+    fn valid_call_in_either_case_passes_and_leaves_only_business_parameters() {
+        let p = profile(ReusePolicy::Allow);
+        let now = 1_700_000_000_000;
+        let mut m = params(&sign("K", "S", now).to_uppercase(), now);
+        p.verify(&mut m, "u", now + 1000).unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), vec!["productIds"]);
+    }
+
+    #[test]
+    fn each_failure_has_its_error() {
+        let p = profile(ReusePolicy::Reject);
+        let now = 1_700_000_000_000;
+        let ok = sign("K", "S", now);
+        assert!(matches!(
+            p.verify(&mut params("00", now), "u", now),
+            Err(Error::SignatureInvalid)
+        ));
+        assert!(matches!(
+            p.verify(&mut params(&ok, now), "u", now + 301_000),
+            Err(Error::TimeExpired { .. })
+        ));
+        assert!(matches!(
+            p.verify(&mut params(&ok, now), "u", now - 301_000),
+            Err(Error::TimeInFuture { .. })
+        ));
+        assert!(matches!(
+            p.verify(&mut params(&ok, now), "other", now),
+            Err(Error::ApiKeyUserMismatch)
+        ));
+        p.verify(&mut params(&ok, now), "u", now).unwrap();
+        assert!(matches!(
+            p.verify(&mut params(&ok, now), "u", now),
+            Err(Error::SignatureReused)
+        ));
+    }
+
+    #[test]
+    fn basic_credentials_are_checked() {
+        let p = profile(ReusePolicy::Reject);
+        let h = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert_eq!(p.authenticate(Some(h("u:p").as_bytes())).unwrap(), "u");
+        assert!(p.authenticate(Some(h("u:x").as_bytes())).is_err());
+        assert!(p.authenticate(None).is_err());
+    }
+
+    #[test]
+    fn ledger_forgets_expired_signatures() {
+        let l = SignatureLedger::default();
+        assert!(l.first_use("k", "s", 1, 100, 0));
+        assert!(!l.first_use("k", "s", 1, 100, 50));
+        assert!(l.first_use("k", "s", 1, 300, 101));
+    }
+}

@@ -1,0 +1,4 @@
+//! Wire formats. Only modules under `protocol` know how a message looks on the wire.
+
+pub mod soap;
+pub mod xml;

@@ -1,0 +1,367 @@
+//! SOAP 1.1 and 1.2 envelopes: decoding a request into the neutral call model, encoding a
+//! result, and the one place where an [`Error`] becomes a SOAP fault and an HTTP status.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Party};
+use crate::protocol::xml::{self, Node, XmlReader, XmlWriter, escape_into};
+use crate::schema::{ServiceDescription, TypeDef};
+
+pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+pub const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
+pub const FAULT_NS: &str = "urn:soapbridge:fault";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoapVersion {
+    V11,
+    V12,
+}
+
+impl SoapVersion {
+    pub fn namespace(self) -> &'static str {
+        match self {
+            SoapVersion::V11 => SOAP11_NS,
+            SoapVersion::V12 => SOAP12_NS,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            SoapVersion::V11 => "text/xml; charset=utf-8",
+            SoapVersion::V12 => "application/soap+xml; charset=utf-8",
+        }
+    }
+
+    /// The version a request probably uses, from its Content-Type, for answering before
+    /// (or without) reading its envelope.
+    pub fn from_content_type(ct: Option<&str>) -> SoapVersion {
+        match ct {
+            Some(ct) if ct.to_ascii_lowercase().contains("application/soap+xml") => {
+                SoapVersion::V12
+            }
+            _ => SoapVersion::V11,
+        }
+    }
+}
+
+/// The SOAPAction of a request: the header (1.1) or the `action` parameter of the
+/// Content-Type (1.2), without quotes.
+pub fn soap_action(header: Option<&str>, content_type: Option<&str>) -> Option<String> {
+    if let Some(h) = header {
+        return Some(h.trim().trim_matches('"').to_string());
+    }
+    let ct = content_type?;
+    ct.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("action")
+            .then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// A decoded SOAP request: the operation and its parameters as JSON.
+#[derive(Debug, Clone)]
+pub struct SoapCall {
+    pub operation: usize,
+    pub params: Map<String, Value>,
+}
+
+/// Decodes an envelope. The version is returned even on failure (once known) so that the
+/// fault can be answered in it.
+pub fn decode(
+    desc: &ServiceDescription,
+    body: &str,
+    action: Option<&str>,
+    max_depth: usize,
+    hint: SoapVersion,
+) -> (SoapVersion, Result<SoapCall, Error>) {
+    let mut r = XmlReader::new(body, max_depth);
+    let mut version = hint;
+    let res = decode_inner(desc, &mut r, action, &mut version);
+    (version, res)
+}
+
+fn expect_start<'i>(
+    r: &mut XmlReader<'i>,
+    what: &str,
+) -> Result<Option<quick_xml::events::BytesStart<'i>>, Error> {
+    loop {
+        match r.next_node()? {
+            Node::Start(s) => return Ok(Some(s)),
+            Node::Text(t) if t.trim().is_empty() => continue,
+            Node::Text(t) => {
+                return Err(Error::NotSoap(format!(
+                    "unexpected text '{}' where {what} was expected",
+                    t.trim().chars().take(40).collect::<String>()
+                )));
+            }
+            Node::End | Node::Eof => return Ok(None),
+        }
+    }
+}
+
+fn decode_inner(
+    desc: &ServiceDescription,
+    r: &mut XmlReader<'_>,
+    action: Option<&str>,
+    version: &mut SoapVersion,
+) -> Result<SoapCall, Error> {
+    let env = expect_start(r, "the Envelope")?
+        .ok_or_else(|| Error::NotSoap("the body is empty".into()))?;
+    let env_ns = r.namespace_of(&env)?;
+    let env_local = xml::local_name(&env);
+    if env_local != "Envelope" {
+        return Err(Error::NotSoap(format!(
+            "the root element is '{env_local}', expected a SOAP Envelope"
+        )));
+    }
+    *version = match env_ns.as_str() {
+        SOAP11_NS => SoapVersion::V11,
+        SOAP12_NS => SoapVersion::V12,
+        other => return Err(Error::VersionMismatch(other.to_string())),
+    };
+    let mut call = None;
+    while let Some(s) = expect_start(r, "Header or Body")? {
+        let ns = r.namespace_of(&s)?;
+        let local = xml::local_name(&s);
+        if ns != env_ns {
+            return Err(Error::NotSoap(format!(
+                "unexpected element '{local}' in the Envelope"
+            )));
+        }
+        match local.as_str() {
+            "Header" if call.is_none() => {
+                while let Some(h) = expect_start(r, "a header block")? {
+                    let must = r.attribute(&h, &env_ns, "mustUnderstand")?;
+                    if matches!(must.as_deref().map(str::trim), Some("1" | "true")) {
+                        return Err(Error::MustUnderstand(xml::local_name(&h)));
+                    }
+                    r.skip_element()?;
+                }
+            }
+            "Body" if call.is_none() => call = Some(decode_body(desc, r, action)?),
+            other => {
+                return Err(Error::NotSoap(format!(
+                    "unexpected element '{other}' in the Envelope"
+                )));
+            }
+        }
+    }
+    // The Envelope has ended; nothing but whitespace and comments may follow.
+    loop {
+        match r.next_node()? {
+            Node::Eof => break,
+            Node::Text(t) if t.trim().is_empty() => {}
+            _ => {
+                return Err(Error::MalformedXml(
+                    "content after the end of the Envelope".into(),
+                ));
+            }
+        }
+    }
+    call.ok_or_else(|| Error::NotSoap("the Envelope has no Body".into()))
+}
+
+fn decode_body(
+    desc: &ServiceDescription,
+    r: &mut XmlReader<'_>,
+    action: Option<&str>,
+) -> Result<SoapCall, Error> {
+    let s = expect_start(r, "the operation element")?.ok_or_else(|| {
+        Error::NotSoap("the Body is empty: it must hold one operation element".into())
+    })?;
+    let ns = r.namespace_of(&s)?;
+    let local = xml::local_name(&s);
+    let Some(idx) = desc
+        .operations
+        .iter()
+        .position(|o| o.input.name == local && o.input.namespace.as_deref().unwrap_or("") == ns)
+    else {
+        let known: Vec<&str> = desc.operations.iter().map(|o| o.name.as_str()).collect();
+        return Err(Error::UnknownOperation {
+            name: local,
+            namespace: ns,
+            known: known.join(", "),
+        });
+    };
+    let op = &desc.operations[idx];
+    if let Some(a) = action.filter(|a| !a.is_empty())
+        && !op.soap_actions.iter().any(|x| x == a)
+        && let Some(other) = desc
+            .operations
+            .iter()
+            .find(|o| o.soap_actions.iter().any(|x| x == a))
+    {
+        return Err(Error::ActionMismatch {
+            action: a.to_string(),
+            operation: format!("{} (SOAPAction names {})", op.name, other.name),
+        });
+    }
+    let mut path = op.input.name.clone();
+    let params = match desc.schema.get(op.input.ty) {
+        TypeDef::Complex(ct) => xml::decode_complex(r, &desc.schema, ct, &mut path)?,
+        TypeDef::Simple(_) => {
+            let v = xml::decode_value(r, &desc.schema, &op.input, &s, &mut path)?;
+            let mut m = Map::new();
+            m.insert(op.input.name.clone(), v);
+            m
+        }
+    };
+    if expect_start(r, "the end of the Body")?.is_some() {
+        return Err(Error::NotSoap(
+            "the Body must hold exactly one operation element".into(),
+        ));
+    }
+    Ok(SoapCall {
+        operation: idx,
+        params,
+    })
+}
+
+/// Writes a response envelope whose body is the operation's output element holding `value`.
+pub fn encode_response(
+    desc: &ServiceDescription,
+    operation: usize,
+    version: SoapVersion,
+    env_prefix: &str,
+    body_prefix: &str,
+    value: &Value,
+) -> Result<String, xml::ShapeError> {
+    let decl = &desc.operations[operation].output;
+    let ns = decl.namespace.as_deref().unwrap_or("");
+    let mut out = String::with_capacity(1024);
+    envelope_open(&mut out, version, env_prefix);
+    let mut w = XmlWriter::new(&desc.schema, ns, body_prefix, out);
+    w.element(decl, Some(value), &mut String::new())?;
+    let mut out = w.out;
+    envelope_close(&mut out, env_prefix);
+    Ok(out)
+}
+
+fn envelope_open(out: &mut String, version: SoapVersion, p: &str) {
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    out.push('<');
+    out.push_str(p);
+    out.push_str(":Envelope xmlns:");
+    out.push_str(p);
+    out.push_str("=\"");
+    out.push_str(version.namespace());
+    out.push_str("\" xmlns:xsi=\"");
+    out.push_str(xml::XSI_NS);
+    out.push_str("\"><");
+    out.push_str(p);
+    out.push_str(":Header/><");
+    out.push_str(p);
+    out.push_str(":Body>");
+}
+
+fn envelope_close(out: &mut String, p: &str) {
+    out.push_str("</");
+    out.push_str(p);
+    out.push_str(":Body></");
+    out.push_str(p);
+    out.push_str(":Envelope>");
+}
+
+/// HTTP status of a fault, following each version's HTTP binding: SOAP 1.1 answers 500
+/// (WS-I Basic Profile), SOAP 1.2 400 for `Sender` faults and 500 for the rest. Transport
+/// refusals keep their own status (401, 404, 405, 408, 413).
+pub fn fault_status(version: SoapVersion, err: &Error) -> u16 {
+    match err.http_status() {
+        s @ (401 | 404 | 405 | 408 | 413) => s,
+        _ => match (version, fault_kind(err)) {
+            (SoapVersion::V12, FaultKind::Sender) => 400,
+            _ => 500,
+        },
+    }
+}
+
+#[derive(PartialEq)]
+enum FaultKind {
+    VersionMismatch,
+    MustUnderstand,
+    Sender,
+    Receiver,
+}
+
+fn fault_kind(err: &Error) -> FaultKind {
+    match err {
+        Error::VersionMismatch(_) => FaultKind::VersionMismatch,
+        Error::MustUnderstand(_) => FaultKind::MustUnderstand,
+        e if e.party() == Party::Caller => FaultKind::Sender,
+        _ => FaultKind::Receiver,
+    }
+}
+
+/// Writes a SOAP fault for `err` in the caller's version. The detail carries the stable
+/// error code, who is at fault, and for backend failures the backend's status and field errors.
+pub fn encode_fault(version: SoapVersion, env_prefix: &str, err: &Error) -> String {
+    let p = env_prefix;
+    let kind = fault_kind(err);
+    let code = match (version, &kind) {
+        (_, FaultKind::VersionMismatch) => "VersionMismatch",
+        (_, FaultKind::MustUnderstand) => "MustUnderstand",
+        (SoapVersion::V11, FaultKind::Sender) => "Client",
+        (SoapVersion::V11, FaultKind::Receiver) => "Server",
+        (SoapVersion::V12, FaultKind::Sender) => "Sender",
+        (SoapVersion::V12, FaultKind::Receiver) => "Receiver",
+    };
+    let message = err.to_string();
+    let mut out = String::with_capacity(768);
+    envelope_open(&mut out, version, p);
+    out.push_str(&format!("<{p}:Fault xmlns:sb=\"{FAULT_NS}\">"));
+    match version {
+        SoapVersion::V11 => {
+            out.push_str(&format!(
+                "<faultcode>{p}:{code}</faultcode><faultstring xml:lang=\"en\">"
+            ));
+            escape_into(&mut out, &message);
+            out.push_str("</faultstring><detail>");
+            detail(&mut out, err);
+            out.push_str("</detail>");
+        }
+        SoapVersion::V12 => {
+            out.push_str(&format!(
+                "<{p}:Code><{p}:Value>{p}:{code}</{p}:Value><{p}:Subcode><{p}:Value>sb:{}</{p}:Value></{p}:Subcode></{p}:Code><{p}:Reason><{p}:Text xml:lang=\"en\">",
+                err.code()
+            ));
+            escape_into(&mut out, &message);
+            out.push_str(&format!("</{p}:Text></{p}:Reason><{p}:Detail>"));
+            detail(&mut out, err);
+            out.push_str(&format!("</{p}:Detail>"));
+        }
+    }
+    out.push_str(&format!("</{p}:Fault>"));
+    envelope_close(&mut out, p);
+    out
+}
+
+fn detail(out: &mut String, err: &Error) {
+    let party = match err.party() {
+        Party::Caller => "caller",
+        Party::Backend => "backend",
+        Party::Bridge => "bridge",
+    };
+    out.push_str(&format!(
+        "<sb:error><sb:code>{}</sb:code><sb:party>{party}</sb:party>",
+        err.code()
+    ));
+    if let Some(s) = err.backend_status() {
+        out.push_str(&format!("<sb:backendStatus>{s}</sb:backendStatus>"));
+    }
+    let fields = err.field_errors();
+    if !fields.is_empty() {
+        out.push_str("<sb:fieldErrors>");
+        for f in fields {
+            out.push_str("<sb:fieldError><sb:field>");
+            escape_into(out, &f.field);
+            out.push_str("</sb:field><sb:code>");
+            escape_into(out, &f.code);
+            out.push_str("</sb:code><sb:message>");
+            escape_into(out, &f.message);
+            out.push_str("</sb:message></sb:fieldError>");
+        }
+        out.push_str("</sb:fieldErrors>");
+    }
+    out.push_str("</sb:error>");
+}

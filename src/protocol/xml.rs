@@ -1,0 +1,851 @@
+//! Schema-driven conversion between XML elements and JSON values.
+//!
+//! Decoding streams quick-xml events straight into `serde_json` values, with no intermediate
+//! tree; the schema decides every JSON shape (arrays for repeated elements, numbers, booleans,
+//! exact decimals, nulls). Encoding walks the schema's sequence, so element order, value
+//! formats and nils follow the WSDL whatever order the JSON keys come in.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use quick_xml::NsReader;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use serde_json::{Map, Number, Value};
+
+use crate::error::Error;
+use crate::schema::{ComplexType, ElementDecl, Schema, SimpleKind, SimpleType, TypeDef};
+
+pub const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
+
+/// A namespace-aware pull reader over a request body, bounded in nesting depth, that refuses
+/// DTDs and resolves only the predefined and character entity references.
+pub struct XmlReader<'i> {
+    inner: NsReader<&'i [u8]>,
+    depth: usize,
+    max_depth: usize,
+}
+
+/// What the decoder needs from one event.
+pub enum Node<'i> {
+    Start(BytesStart<'i>),
+    End,
+    Text(Cow<'i, str>),
+    Eof,
+}
+
+impl<'i> XmlReader<'i> {
+    pub fn new(text: &'i str, max_depth: usize) -> Self {
+        let mut inner = NsReader::from_str(text);
+        let cfg = inner.config_mut();
+        cfg.expand_empty_elements = true;
+        cfg.check_end_names = true;
+        cfg.trim_text(false);
+        XmlReader {
+            inner,
+            depth: 0,
+            max_depth,
+        }
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    fn malformed(&self, e: impl std::fmt::Display) -> Error {
+        Error::MalformedXml(format!("{e} (at byte {})", self.inner.buffer_position()))
+    }
+
+    /// Next element start, end or piece of text; comments, processing instructions and the
+    /// XML declaration are skipped.
+    pub fn next_node(&mut self) -> Result<Node<'i>, Error> {
+        loop {
+            let ev = self.inner.read_event().map_err(|e| self.malformed(e))?;
+            return Ok(match ev {
+                Event::Start(s) => {
+                    self.depth += 1;
+                    if self.depth > self.max_depth {
+                        return Err(Error::TooDeep {
+                            limit: self.max_depth,
+                        });
+                    }
+                    Node::Start(s)
+                }
+                Event::End(_) => {
+                    self.depth -= 1;
+                    Node::End
+                }
+                Event::Text(t) => Node::Text(t.xml_content().map_err(|e| self.malformed(e))?),
+                Event::CData(c) => Node::Text(c.decode().map_err(|e| self.malformed(e))?),
+                Event::GeneralRef(r) => {
+                    if r.is_char_ref() {
+                        match r.resolve_char_ref().map_err(|e| self.malformed(e))? {
+                            Some(c) => Node::Text(Cow::Owned(c.to_string())),
+                            None => return Err(self.malformed("invalid character reference")),
+                        }
+                    } else {
+                        let name = r.decode().map_err(|e| self.malformed(e))?;
+                        match quick_xml::escape::resolve_predefined_entity(&name) {
+                            Some(s) => Node::Text(Cow::Borrowed(s)),
+                            None => {
+                                return Err(self.malformed(format!(
+                                    "undefined entity '&{name};' (only the five predefined XML entities are accepted)"
+                                )));
+                            }
+                        }
+                    }
+                }
+                Event::DocType(_) => return Err(Error::DtdForbidden),
+                Event::Eof => {
+                    if self.depth != 0 {
+                        return Err(self.malformed("unexpected end of document"));
+                    }
+                    Node::Eof
+                }
+                Event::Empty(_) => unreachable!("expand_empty_elements is on"),
+                Event::Comment(_) | Event::PI(_) | Event::Decl(_) => continue,
+            });
+        }
+    }
+
+    /// Namespace URI of an element ("" when it has none).
+    pub fn namespace_of(&self, e: &BytesStart<'_>) -> Result<String, Error> {
+        match self.inner.resolve_element(e.name()).0 {
+            ResolveResult::Bound(ns) => Ok(String::from_utf8_lossy(ns.as_ref()).into_owned()),
+            ResolveResult::Unbound => Ok(String::new()),
+            ResolveResult::Unknown(p) => Err(self.malformed(format!(
+                "namespace prefix '{}' is not declared",
+                String::from_utf8_lossy(&p)
+            ))),
+        }
+    }
+
+    /// Value of the attribute `{ns}local`, if present.
+    pub fn attribute(
+        &self,
+        e: &BytesStart<'_>,
+        ns: &str,
+        local: &str,
+    ) -> Result<Option<String>, Error> {
+        for a in e.attributes() {
+            let a = a.map_err(|err| self.malformed(err))?;
+            let (res, l) = self.inner.resolve_attribute(a.key);
+            if l.as_ref() != local.as_bytes() {
+                continue;
+            }
+            let matches = match res {
+                ResolveResult::Bound(n) => n.as_ref() == ns.as_bytes(),
+                ResolveResult::Unbound => ns.is_empty(),
+                ResolveResult::Unknown(_) => false,
+            };
+            if matches {
+                let v = a.unescape_value().map_err(|err| self.malformed(err))?;
+                return Ok(Some(v.into_owned()));
+            }
+        }
+        Ok(None)
+    }
+
+    fn is_nil(&self, e: &BytesStart<'_>) -> Result<bool, Error> {
+        Ok(matches!(
+            self.attribute(e, XSI_NS, "nil")?.as_deref().map(str::trim),
+            Some("true" | "1")
+        ))
+    }
+
+    /// Skips the rest of the current element (its start has been read).
+    pub fn skip_element(&mut self) -> Result<(), Error> {
+        let target = self.depth - 1;
+        loop {
+            if let Node::Eof = self.next_node()? {
+                return Err(self.malformed("unexpected end of document"));
+            }
+            if self.depth == target {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads the text content of a simple element up to its end tag.
+    pub fn read_text(&mut self, path: &str) -> Result<String, Error> {
+        let mut text = String::new();
+        loop {
+            match self.next_node()? {
+                Node::Text(t) => text.push_str(&t),
+                Node::End => return Ok(text),
+                Node::Start(s) => {
+                    return Err(Error::UnexpectedElement {
+                        element: local_name(&s),
+                        parent: path.to_string(),
+                    });
+                }
+                Node::Eof => return Err(self.malformed("unexpected end of document")),
+            }
+        }
+    }
+}
+
+pub fn local_name(e: &BytesStart<'_>) -> String {
+    String::from_utf8_lossy(e.local_name().as_ref()).into_owned()
+}
+
+/// Decodes the content of an element of type `decl.ty` (its start tag has been read).
+pub fn decode_value(
+    r: &mut XmlReader<'_>,
+    schema: &Schema,
+    decl: &ElementDecl,
+    start: &BytesStart<'_>,
+    path: &mut String,
+) -> Result<Value, Error> {
+    if r.is_nil(start)? {
+        if !decl.nillable {
+            return Err(Error::NotNillable { path: path.clone() });
+        }
+        r.skip_element()?;
+        return Ok(Value::Null);
+    }
+    match schema.get(decl.ty) {
+        TypeDef::Complex(ct) => Ok(Value::Object(decode_complex(r, schema, ct, path)?)),
+        TypeDef::Simple(st) => {
+            let text = r.read_text(path)?;
+            simple_to_json(&text, st, path)
+        }
+    }
+}
+
+/// Decodes the children of a complex element into a JSON object, up to its end tag.
+pub fn decode_complex(
+    r: &mut XmlReader<'_>,
+    schema: &Schema,
+    ct: &ComplexType,
+    path: &mut String,
+) -> Result<Map<String, Value>, Error> {
+    let mut obj = Map::new();
+    loop {
+        match r.next_node()? {
+            Node::Start(s) => {
+                let local = s.local_name();
+                let Some(child) = ct
+                    .children
+                    .iter()
+                    .find(|c| c.name.as_bytes() == local.as_ref())
+                else {
+                    return Err(Error::UnexpectedElement {
+                        element: local_name(&s),
+                        parent: path.clone(),
+                    });
+                };
+                let mark = path.len();
+                path.push('/');
+                path.push_str(&child.name);
+                let v = decode_value(r, schema, child, &s, path)?;
+                if child.is_repeated() {
+                    match obj
+                        .entry(child.name.clone())
+                        .or_insert_with(|| Value::Array(Vec::new()))
+                    {
+                        Value::Array(items) => {
+                            if child.max_occurs.is_some_and(|m| items.len() as u32 >= m) {
+                                return Err(Error::RepeatedElement { path: path.clone() });
+                            }
+                            items.push(v)
+                        }
+                        _ => unreachable!("repeated elements are always arrays"),
+                    }
+                } else if obj.insert(child.name.clone(), v).is_some() {
+                    return Err(Error::RepeatedElement { path: path.clone() });
+                }
+                path.truncate(mark);
+            }
+            Node::End => break,
+            Node::Text(t) => {
+                if !t.trim().is_empty() {
+                    return Err(Error::InvalidValue {
+                        path: path.clone(),
+                        value: t.trim().chars().take(40).collect(),
+                        expected: "child elements, not text".into(),
+                    });
+                }
+            }
+            Node::Eof => return Err(Error::MalformedXml("unexpected end of document".into())),
+        }
+    }
+    for c in &ct.children {
+        let present = obj.get(&c.name);
+        let count = match present {
+            Some(Value::Array(a)) => a.len(),
+            Some(_) => 1,
+            None => 0,
+        };
+        if (count as u32) < c.min_occurs {
+            return Err(Error::MissingElement {
+                path: format!("{path}/{}", c.name),
+            });
+        }
+        if c.is_repeated() && present.is_none() {
+            obj.insert(c.name.clone(), Value::Array(Vec::new()));
+        }
+    }
+    Ok(obj)
+}
+
+/// Converts the text of a simple element to JSON by its XSD type.
+pub fn simple_to_json(text: &str, st: &SimpleType, path: &str) -> Result<Value, Error> {
+    let invalid = |expected: &str| Error::InvalidValue {
+        path: path.to_string(),
+        value: text.chars().take(64).collect(),
+        expected: expected.to_string(),
+    };
+    if !st.enumeration.is_empty() && !st.enumeration.iter().any(|e| e == text.trim()) {
+        return Err(invalid(&format!("one of {}", st.enumeration.join(", "))));
+    }
+    let t = text.trim();
+    Ok(match st.kind {
+        SimpleKind::String => Value::String(text.to_string()),
+        SimpleKind::Other => Value::String(t.to_string()),
+        SimpleKind::Boolean => match t {
+            "true" | "1" => Value::Bool(true),
+            "false" | "0" => Value::Bool(false),
+            _ => return Err(invalid(st.kind.describe())),
+        },
+        SimpleKind::Integer { min, max } => {
+            let n: i128 = t
+                .parse()
+                .map_err(|_| invalid(&format!("an integer ({})", st.name)))?;
+            if n < min || n > max {
+                return Err(invalid(&format!(
+                    "an integer between {min} and {max} ({})",
+                    st.name
+                )));
+            }
+            integer_number(n)
+        }
+        SimpleKind::Decimal => {
+            Value::Number(normalize_decimal(t).ok_or_else(|| invalid(st.kind.describe()))?)
+        }
+        SimpleKind::Double => {
+            let v: f64 = t.parse().map_err(|_| invalid(st.kind.describe()))?;
+            if !v.is_finite() || t.eq_ignore_ascii_case("nan") || t.contains("INF") {
+                return Err(invalid("a finite number (INF and NaN have no JSON form)"));
+            }
+            match Number::from_str(t.trim_start_matches('+')) {
+                Ok(n) => Value::Number(n),
+                Err(_) => Number::from_f64(v)
+                    .map(Value::Number)
+                    .ok_or_else(|| invalid("a finite number"))?,
+            }
+        }
+    })
+}
+
+fn integer_number(n: i128) -> Value {
+    if let Ok(v) = i64::try_from(n) {
+        Value::Number(v.into())
+    } else if let Ok(v) = u64::try_from(n) {
+        Value::Number(v.into())
+    } else {
+        Value::Number(Number::from_str(&n.to_string()).expect("digits are a JSON number"))
+    }
+}
+
+/// Checks an `xs:decimal` lexical form and rewrites it as a JSON number with the same digits
+/// (`+007.50` -> `7.50`, `.5` -> `0.5`). No floating point is involved.
+pub fn normalize_decimal(t: &str) -> Option<Number> {
+    let (neg, body) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (int, frac) = match body.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (body, None),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int)
+        || !frac.is_none_or(digits)
+        || (int.is_empty() && frac.is_none_or(str::is_empty))
+    {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let mut out = String::with_capacity(t.len() + 1);
+    if neg {
+        out.push('-');
+    }
+    out.push_str(if int.is_empty() { "0" } else { int });
+    if let Some(f) = frac.filter(|f| !f.is_empty()) {
+        out.push('.');
+        out.push_str(f);
+    }
+    Number::from_str(&out).ok()
+}
+
+/// Expands a JSON number that uses an exponent into plain decimal digits (`1.5e-3` -> `0.0015`).
+fn plain_decimal(text: &str) -> Option<String> {
+    let Some(epos) = text.find(['e', 'E']) else {
+        return Some(text.to_string());
+    };
+    let (mant, exp) = (&text[..epos], &text[epos + 1..]);
+    let exp: i64 = exp.parse().ok()?;
+    let (neg, mant) = mant.strip_prefix('-').map_or((false, mant), |m| (true, m));
+    let (i, f) = mant.split_once('.').unwrap_or((mant, ""));
+    let digits = format!("{i}{f}");
+    let point = i.len() as i64 + exp;
+    if exp.abs() > 400 {
+        return None;
+    }
+    let mut s = String::new();
+    if point <= 0 {
+        s.push_str("0.");
+        s.push_str(&"0".repeat((-point) as usize));
+        s.push_str(&digits);
+    } else if point as usize >= digits.len() {
+        s.push_str(&digits);
+        s.push_str(&"0".repeat(point as usize - digits.len()));
+    } else {
+        s.push_str(&digits[..point as usize]);
+        s.push('.');
+        s.push_str(&digits[point as usize..]);
+    }
+    let n = normalize_decimal(&s)?.to_string();
+    Some(if neg { format!("-{n}") } else { n })
+}
+
+/// A JSON value that does not fit the schema of the XML to be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{path}': {reason}")]
+pub struct ShapeError {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Writes JSON as XML following a schema. Elements qualified with `root_ns` use `prefix`;
+/// other namespaces are declared where they are used.
+pub struct XmlWriter<'a> {
+    pub out: String,
+    schema: &'a Schema,
+    root_ns: &'a str,
+    prefix: &'a str,
+    /// The root namespace is declared on the first element that uses it.
+    root_declared: bool,
+}
+
+impl<'a> XmlWriter<'a> {
+    pub fn new(schema: &'a Schema, root_ns: &'a str, prefix: &'a str, out: String) -> Self {
+        XmlWriter {
+            out,
+            schema,
+            root_ns,
+            prefix,
+            root_declared: false,
+        }
+    }
+
+    /// Writes the element `decl` holding `value`; absent optional values write nothing.
+    pub fn element(
+        &mut self,
+        decl: &ElementDecl,
+        value: Option<&Value>,
+        path: &mut String,
+    ) -> Result<(), ShapeError> {
+        let mark = path.len();
+        if !path.is_empty() {
+            path.push('/');
+        }
+        path.push_str(&decl.name);
+        let r = self.element_inner(decl, value, path);
+        path.truncate(mark);
+        r
+    }
+
+    fn element_inner(
+        &mut self,
+        decl: &ElementDecl,
+        value: Option<&Value>,
+        path: &mut String,
+    ) -> Result<(), ShapeError> {
+        let fail = |path: &str, reason: String| ShapeError {
+            path: path.to_string(),
+            reason,
+        };
+        let items: &[Value] = match value {
+            None => &[],
+            Some(Value::Array(a)) if decl.is_repeated() => a,
+            Some(Value::Array(_)) => {
+                return Err(fail(
+                    path,
+                    "a list where the schema allows one value".into(),
+                ));
+            }
+            Some(v) => std::slice::from_ref(v),
+        };
+        let non_null = items.iter().filter(|v| !v.is_null()).count();
+        if !decl.nillable && (non_null as u32) < decl.min_occurs {
+            return Err(fail(path, "required but missing".into()));
+        }
+        if let Some(max) = decl.max_occurs
+            && items.len() as u32 > max
+        {
+            return Err(fail(
+                path,
+                format!("{} values where at most {max} are allowed", items.len()),
+            ));
+        }
+        for v in items {
+            if v.is_null() && !decl.nillable {
+                continue;
+            }
+            let declared = self.open(decl);
+            if v.is_null() {
+                self.out.push_str(" xsi:nil=\"true\"/>");
+                continue;
+            }
+            match self.schema.get(decl.ty) {
+                TypeDef::Complex(ct) => {
+                    let Value::Object(obj) = v else {
+                        return Err(fail(
+                            path,
+                            format!("expected an object, got {}", kind_of(v)),
+                        ));
+                    };
+                    self.out.push('>');
+                    for c in &ct.children {
+                        self.element(c, obj.get(&c.name), path)?;
+                    }
+                }
+                TypeDef::Simple(st) => {
+                    let text = json_to_simple(v, st).map_err(|r| fail(path, r))?;
+                    self.out.push('>');
+                    escape_into(&mut self.out, &text);
+                }
+            }
+            self.close(decl, declared);
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, decl: &ElementDecl) -> bool {
+        self.out.push('<');
+        match decl.namespace.as_deref() {
+            Some(ns) if ns == self.root_ns => {
+                self.out.push_str(self.prefix);
+                self.out.push(':');
+                self.out.push_str(&decl.name);
+                if !self.root_declared {
+                    self.root_declared = true;
+                    self.out.push_str(" xmlns:");
+                    self.out.push_str(self.prefix);
+                    self.out.push_str("=\"");
+                    escape_into(&mut self.out, ns);
+                    self.out.push('"');
+                }
+                false
+            }
+            Some(ns) => {
+                self.out.push_str("ns1:");
+                self.out.push_str(&decl.name);
+                self.out.push_str(" xmlns:ns1=\"");
+                escape_into(&mut self.out, ns);
+                self.out.push('"');
+                true
+            }
+            None => {
+                self.out.push_str(&decl.name);
+                false
+            }
+        }
+    }
+
+    fn close(&mut self, decl: &ElementDecl, foreign: bool) {
+        self.out.push_str("</");
+        if foreign {
+            self.out.push_str("ns1:");
+        } else if decl.namespace.is_some() {
+            self.out.push_str(self.prefix);
+            self.out.push(':');
+        }
+        self.out.push_str(&decl.name);
+        self.out.push('>');
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Formats a JSON value as the text of a simple XSD type.
+pub fn json_to_simple(v: &Value, st: &SimpleType) -> Result<String, String> {
+    let bad = || format!("{} cannot be written as {}", kind_of(v), st.kind.describe());
+    match st.kind {
+        SimpleKind::String | SimpleKind::Other => match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            _ => Err(bad()),
+        },
+        SimpleKind::Boolean => match v {
+            Value::Bool(b) => Ok(b.to_string()),
+            Value::String(s) if matches!(s.trim(), "true" | "1") => Ok("true".into()),
+            Value::String(s) if matches!(s.trim(), "false" | "0") => Ok("false".into()),
+            Value::Number(n) if n.to_string() == "1" => Ok("true".into()),
+            Value::Number(n) if n.to_string() == "0" => Ok("false".into()),
+            _ => Err(bad()),
+        },
+        SimpleKind::Integer { min, max } => {
+            let text = match v {
+                Value::Number(n) => n.to_string(),
+                Value::String(s) => s.trim().to_string(),
+                _ => return Err(bad()),
+            };
+            let int_part = match text.split_once('.') {
+                Some((i, f)) if f.bytes().all(|b| b == b'0') => i,
+                _ => &text,
+            };
+            let n: i128 = int_part
+                .parse()
+                .map_err(|_| format!("'{text}' is not an integer"))?;
+            if n < min || n > max {
+                return Err(format!("{n} is outside the range of {}", st.name));
+            }
+            Ok(n.to_string())
+        }
+        SimpleKind::Decimal => {
+            let text = match v {
+                Value::Number(n) => plain_decimal(&n.to_string()),
+                Value::String(s) => normalize_decimal(s.trim()).map(|n| n.to_string()),
+                _ => return Err(bad()),
+            };
+            text.ok_or_else(|| format!("{v} is not a decimal number"))
+        }
+        SimpleKind::Double => match v {
+            Value::Number(n) => Ok(n.to_string()),
+            Value::String(s) if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
+                Ok(s.trim().to_string())
+            }
+            _ => Err(bad()),
+        },
+    }
+}
+
+/// Escapes text for element content and attribute values.
+pub fn escape_into(out: &mut String, s: &str) {
+    let mut last = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let rep = match b {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'&' => "&amp;",
+            b'"' => "&quot;",
+            b'\r' => "&#13;",
+            _ => continue,
+        };
+        out.push_str(&s[last..i]);
+        out.push_str(rep);
+        last = i + 1;
+    }
+    out.push_str(&s[last..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ComplexType, SimpleType};
+
+    fn simple(kind: SimpleKind) -> SimpleType {
+        SimpleType {
+            name: "t".into(),
+            kind,
+            enumeration: vec![],
+        }
+    }
+    fn int() -> SimpleKind {
+        SimpleKind::builtin("int").unwrap()
+    }
+
+    #[test]
+    fn strings_that_look_like_numbers_stay_strings() {
+        let v = simple_to_json("0085", &simple(SimpleKind::String), "p").unwrap();
+        assert_eq!(v, Value::String("0085".into()));
+    }
+
+    #[test]
+    fn decimals_keep_their_digits() {
+        let v = simple_to_json(" +007.50 ", &simple(SimpleKind::Decimal), "p").unwrap();
+        assert_eq!(serde_json::to_string(&v).unwrap(), "7.50");
+        let v = simple_to_json(
+            "0.1000000000000000000001",
+            &simple(SimpleKind::Decimal),
+            "p",
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            "0.1000000000000000000001"
+        );
+        assert!(simple_to_json("1e5", &simple(SimpleKind::Decimal), "p").is_err());
+        assert_eq!(plain_decimal("1.5e-3").unwrap(), "0.0015");
+        assert_eq!(plain_decimal("-12e2").unwrap(), "-1200");
+    }
+
+    #[test]
+    fn integers_are_range_checked() {
+        assert_eq!(
+            simple_to_json("42", &simple(int()), "p").unwrap(),
+            Value::from(42)
+        );
+        let e = simple_to_json("abc", &simple(int()), "x/productIds/item").unwrap_err();
+        assert!(matches!(e, Error::InvalidValue { ref path, .. } if path == "x/productIds/item"));
+        assert!(simple_to_json("2147483648", &simple(int()), "p").is_err());
+        let long = SimpleKind::builtin("long").unwrap();
+        assert_eq!(
+            simple_to_json("1597746714261", &simple(long), "p").unwrap(),
+            Value::from(1597746714261i64)
+        );
+    }
+
+    #[test]
+    fn booleans_and_doubles() {
+        let b = simple(SimpleKind::Boolean);
+        assert_eq!(simple_to_json("1", &b, "p").unwrap(), Value::Bool(true));
+        assert!(simple_to_json("yes", &b, "p").is_err());
+        let d = simple(SimpleKind::Double);
+        assert_eq!(
+            serde_json::to_string(&simple_to_json("0.02", &d, "p").unwrap()).unwrap(),
+            "0.02"
+        );
+        assert!(simple_to_json("INF", &d, "p").is_err());
+    }
+
+    #[test]
+    fn json_values_are_formatted_by_type() {
+        assert_eq!(
+            json_to_simple(&Value::Bool(true), &simple(SimpleKind::Boolean)).unwrap(),
+            "true"
+        );
+        assert_eq!(
+            json_to_simple(&Value::from("2"), &simple(int())).unwrap(),
+            "2"
+        );
+        assert!(json_to_simple(&Value::from("2.5"), &simple(int())).is_err());
+        let n: Value = serde_json::from_str("0.10").unwrap();
+        assert_eq!(
+            json_to_simple(&n, &simple(SimpleKind::Decimal)).unwrap(),
+            "0.10"
+        );
+        assert_eq!(
+            json_to_simple(&Value::from("12.50"), &simple(SimpleKind::Decimal)).unwrap(),
+            "12.50"
+        );
+    }
+
+    fn array_schema() -> (Schema, ElementDecl) {
+        let schema = Schema {
+            types: vec![
+                TypeDef::Simple(simple(int())),
+                TypeDef::Complex(ComplexType {
+                    name: "IntArray".into(),
+                    children: vec![ElementDecl {
+                        name: "item".into(),
+                        namespace: None,
+                        min_occurs: 0,
+                        max_occurs: None,
+                        nillable: false,
+                        ty: 0,
+                    }],
+                }),
+            ],
+        };
+        let decl = ElementDecl {
+            name: "productIds".into(),
+            namespace: None,
+            min_occurs: 1,
+            max_occurs: Some(1),
+            nillable: false,
+            ty: 1,
+        };
+        (schema, decl)
+    }
+
+    fn decode(xml: &str) -> Result<Value, Error> {
+        let (schema, decl) = array_schema();
+        let mut r = XmlReader::new(xml, 16);
+        let Node::Start(s) = r.next_node()? else {
+            panic!("no start")
+        };
+        decode_value(&mut r, &schema, &decl, &s, &mut "productIds".to_string())
+    }
+
+    #[test]
+    fn repeated_elements_are_arrays_with_one_item_or_none() {
+        assert_eq!(
+            decode("<productIds><item>7</item></productIds>").unwrap(),
+            serde_json::json!({"item": [7]})
+        );
+        assert_eq!(
+            decode("<productIds/>").unwrap(),
+            serde_json::json!({"item": []})
+        );
+        assert_eq!(
+            decode("<productIds>\n <item>1</item><!-- c --><item>2</item></productIds>").unwrap(),
+            serde_json::json!({"item": [1, 2]})
+        );
+    }
+
+    #[test]
+    fn unknown_children_text_and_entities_are_refused() {
+        assert!(matches!(
+            decode("<productIds><itm>1</itm></productIds>"),
+            Err(Error::UnexpectedElement { .. })
+        ));
+        assert!(matches!(
+            decode("<productIds>x</productIds>"),
+            Err(Error::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            decode("<productIds><item>&xxe;</item></productIds>"),
+            Err(Error::MalformedXml(_))
+        ));
+        assert_eq!(
+            decode("<productIds><item>&#55;</item></productIds>").unwrap(),
+            serde_json::json!({"item": [7]})
+        );
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let mut r = XmlReader::new("<a><b><c><d/></c></b></a>", 3);
+        let mut res = Ok(Node::Eof);
+        for _ in 0..4 {
+            res = r.next_node();
+            if res.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(res, Err(Error::TooDeep { limit: 3 })));
+    }
+
+    #[test]
+    fn writer_follows_schema_order_and_accepts_single_values_for_arrays() {
+        let (schema, decl) = array_schema();
+        let mut w = XmlWriter::new(&schema, "urn:x", "ns0", String::new());
+        let v = serde_json::json!({"item": 5, "extra": "ignored"});
+        w.element(&decl, Some(&v), &mut String::new()).unwrap();
+        assert_eq!(w.out, "<productIds><item>5</item></productIds>");
+        let mut w = XmlWriter::new(&schema, "urn:x", "ns0", String::new());
+        let e = w
+            .element(
+                &decl,
+                Some(&serde_json::json!({"item": ["x"]})),
+                &mut String::new(),
+            )
+            .unwrap_err();
+        assert_eq!(e.path, "productIds/item");
+    }
+}
