@@ -509,8 +509,15 @@ impl<'a> XmlWriter<'a> {
                         ));
                     };
                     self.out.push('>');
+                    let mark = self.out.len();
                     for c in &ct.children {
                         self.element(c, obj.get(&c.name), path)?;
+                    }
+                    if self.out.len() == mark {
+                        // No children: write <x/> rather than <x></x>.
+                        self.out.pop();
+                        self.out.push_str("/>");
+                        continue;
                     }
                 }
                 TypeDef::Simple(st) => {

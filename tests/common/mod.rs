@@ -1,0 +1,249 @@
+//! Black-box test harness: starts the bridge (and its bundled reference backend) on
+//! 127.0.0.1:0 from a configuration, and talks to it over real HTTP.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use soapbridge::app::{App, Builtins};
+use soapbridge::config::Config;
+use tokio::sync::oneshot;
+
+pub const OPTION_PATH: &str = "/listingapi/ws/IndividualProductOptionService";
+pub const PAYMENT_PATH: &str = "/listingapi/ws/IndividualProductPaymentService";
+pub const OPTION_NS: &str = "https://product.option.individual.ws.listingapi.gg.com";
+
+/// The strict account of the demo configuration (5 minute window, reused signatures refused).
+pub const KEY: &str = "NjgEHGeJc6cFqbw6FSUP8NpH3pUhV7ss";
+pub const SECRET: &str = "demo-secret-change-me";
+pub const USER: &str = "demo:demo-role-pass";
+/// The fixture account (any time, reuse allowed).
+pub const FIXTURE_USER: &str = "fixture:fixture-pass";
+
+pub struct Bridge {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Bridge {
+    /// The demo configuration as shipped.
+    pub async fn demo() -> Bridge {
+        let text = std::fs::read_to_string("demo/soapbridge.toml").expect("demo config");
+        Bridge::with_config(&text).await
+    }
+
+    /// A configuration text, resolved as if it were a file in `demo/` (so `../wsdl/...` works).
+    pub async fn with_config(text: &str) -> Bridge {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut cfg = Config::from_toml(text, Path::new("demo/test.toml")).expect("valid config");
+        cfg.raw.server.listen = addr;
+        cfg.raw.server.public_url = None;
+        let app = Arc::new(App::build(&cfg, Builtins::Start).await.expect("app builds"));
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(soapbridge::server::run(listener, app, async {
+            let _ = rx.await;
+        }));
+        Bridge {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Asks the server to stop; returns the task to await.
+    pub fn shutdown(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("running")
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Text of the first element with this local name (any prefix).
+    pub fn text_of(&self, local: &str) -> Option<String> {
+        text_of(&self.body, local)
+    }
+
+    pub fn assert_has(&self, fragment: &str) {
+        assert!(self.body.contains(fragment), "expected {fragment:?} in:\n{}", self.body);
+    }
+}
+
+pub fn text_of(xml: &str, local: &str) -> Option<String> {
+    for open in [format!("<{local}>"), format!(":{local}>")] {
+        if let Some(i) = xml.find(&open) {
+            let start = i + open.len();
+            let end = xml[start..].find("</")? + start;
+            return Some(xml[start..end].to_string());
+        }
+    }
+    None
+}
+
+fn basic(user: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user))
+}
+
+pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut b = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(b.body(Full::new(body.into())).unwrap()))
+        .await
+        .expect("the bridge answers within 30 s")
+        .expect("request succeeds");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(body.to_vec()).expect("UTF-8 reply"),
+    }
+}
+
+/// POSTs a SOAP 1.1 envelope with HTTP Basic credentials `user` ("name:password").
+pub async fn soap(url: &str, user: &str, envelope: impl Into<Bytes>) -> Reply {
+    let auth = basic(user);
+    request(
+        "POST",
+        url,
+        &[("content-type", "text/xml; charset=utf-8"), ("soapaction", "\"\""), ("authorization", &auth)],
+        envelope,
+    )
+    .await
+}
+
+/// POSTs a SOAP 1.2 envelope.
+pub async fn soap12(url: &str, user: &str, envelope: impl Into<Bytes>) -> Reply {
+    let auth = basic(user);
+    request(
+        "POST",
+        url,
+        &[("content-type", "application/soap+xml; charset=utf-8; action=\"\""), ("authorization", &auth)],
+        envelope,
+    )
+    .await
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Replaces the contents of `<apiKey>`, `<sign>` and `<time>` in an envelope.
+pub fn signed(envelope: &str, key: &str, secret: &str, time: i64) -> String {
+    let sign = soapbridge::profile::signed::sign(key, secret, time);
+    let mut out = envelope.to_string();
+    for (name, value) in [("apiKey", key.to_string()), ("sign", sign), ("time", time.to_string())] {
+        let open = format!("<{name}>");
+        let start = out.find(&open).unwrap_or_else(|| panic!("no <{name}>")) + open.len();
+        let end = start + out[start..].find('<').unwrap();
+        out.replace_range(start..end, &value);
+    }
+    out
+}
+
+/// A fixture file's text.
+pub fn fixture(rel: &str) -> String {
+    std::fs::read_to_string(Path::new("fixtures/soap").join(rel)).unwrap_or_else(|e| panic!("fixtures/soap/{rel}: {e}"))
+}
+
+/// An envelope for `op` on the option service with the given inner parameters (between
+/// `time` and `lang`), signed now by the strict account.
+pub fn envelope(op: &str, inner: &str, lang: &str, time: i64) -> String {
+    let body = format!(
+        "<?xml version=\"1.0\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:prod=\"{OPTION_NS}\"><soapenv:Body><prod:{op}><apiKey>x</apiKey><sign>x</sign><time>0</time>{inner}<lang>{lang}</lang></prod:{op}></soapenv:Body></soapenv:Envelope>"
+    );
+    signed(&body, KEY, SECRET, time)
+}
+
+/// Removes whitespace-only text between tags so that indented and compact XML compare equal.
+pub fn normalize(xml: &str) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml.trim();
+    while let Some(i) = rest.find('>') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let next = rest.find('<').unwrap_or(rest.len());
+        if !rest[..next].trim().is_empty() {
+            out.push_str(&rest[..next]);
+        }
+        rest = &rest[next..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Matches `actual` against `expected`, where `{{*}}` in expected matches any text without '<'.
+pub fn matches_pattern(expected: &str, actual: &str) -> bool {
+    let parts: Vec<&str> = expected.split("{{*}}").collect();
+    let mut pos = 0;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            if !actual.starts_with(part) {
+                return false;
+            }
+            pos = part.len();
+            continue;
+        }
+        // The wildcard spans up to the next '<'.
+        let wild_end = actual[pos..].find('<').map_or(actual.len(), |j| pos + j);
+        let hay = &actual[pos..];
+        let Some(j) = hay.find(part) else { return false };
+        if pos + j > wild_end {
+            return false;
+        }
+        pos += j + part.len();
+    }
+    pos == actual.len()
+}
+
+/// Replaces the text of volatile elements with `{{*}}` (for writing expected files).
+pub fn mask(xml: &str, names: &[&str]) -> String {
+    let mut out = xml.to_string();
+    for n in names {
+        let open = format!("<{n}>");
+        let mut from = 0;
+        while let Some(i) = out[from..].find(&open) {
+            let start = from + i + open.len();
+            let end = start + out[start..].find('<').unwrap();
+            out.replace_range(start..end, "{{*}}");
+            from = start + 5;
+        }
+    }
+    out
+}
