@@ -155,6 +155,9 @@ impl Error {
     pub fn party(&self) -> Party {
         use Error::*;
         match self {
+            // A refusal of what the caller asked (validation, not found, conflict) is the
+            // caller's to fix; refusals of the bridge's own credentials or rate are not.
+            BackendRefused(r) if !matches!(r.status, 401 | 403 | 407 | 408 | 429) => Party::Caller,
             BackendRefused(_)
             | BackendUnavailable { .. }
             | BackendTimeout { .. }

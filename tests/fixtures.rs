@@ -46,15 +46,25 @@ async fn every_fixture_gets_its_expected_response() {
     let mut failures = Vec::new();
     for c in &cases.case {
         use base64::Engine;
-        let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(&c.user));
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(&c.user)
+        );
         let reply = request(
             "POST",
             &bridge.url(&c.service),
-            &[("content-type", c.content_type.as_str()), ("soapaction", "\"\""), ("authorization", &auth)],
+            &[
+                ("content-type", c.content_type.as_str()),
+                ("soapaction", "\"\""),
+                ("authorization", &auth),
+            ],
             fixture(&c.request),
         )
         .await;
-        let expected_path = format!("fixtures/soap/{}", c.request.replace(".xml", ".expected.xml"));
+        let expected_path = format!(
+            "fixtures/soap/{}",
+            c.request.replace(".xml", ".expected.xml")
+        );
         let expected = match std::fs::read_to_string(&expected_path) {
             Ok(e) => e,
             Err(_) if bless => {
@@ -64,7 +74,10 @@ async fn every_fixture_gets_its_expected_response() {
             Err(e) => panic!("{expected_path}: {e}"),
         };
         if reply.status != c.status {
-            failures.push(format!("{}: HTTP {} (expected {})\n{}", c.request, reply.status, c.status, reply.body));
+            failures.push(format!(
+                "{}: HTTP {} (expected {})\n{}",
+                c.request, reply.status, c.status, reply.body
+            ));
             continue;
         }
         if !matches_pattern(&normalize(&expected), &normalize(&reply.body)) {
@@ -76,7 +89,13 @@ async fn every_fixture_gets_its_expected_response() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} fixtures failed:\n\n{}", failures.len(), cases.case.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n\n{}",
+        failures.len(),
+        cases.case.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]

@@ -96,7 +96,11 @@ impl Reply {
     }
 
     pub fn assert_has(&self, fragment: &str) {
-        assert!(self.body.contains(fragment), "expected {fragment:?} in:\n{}", self.body);
+        assert!(
+            self.body.contains(fragment),
+            "expected {fragment:?} in:\n{}",
+            self.body
+        );
     }
 }
 
@@ -113,19 +117,30 @@ pub fn text_of(xml: &str, local: &str) -> Option<String> {
 
 fn basic(user: &str) -> String {
     use base64::Engine;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user)
+    )
 }
 
-pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut b = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(b.body(Full::new(body.into())).unwrap()))
-        .await
-        .expect("the bridge answers within 30 s")
-        .expect("request succeeds");
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.request(b.body(Full::new(body.into())).unwrap()),
+    )
+    .await
+    .expect("the bridge answers within 30 s")
+    .expect("request succeeds");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -142,7 +157,11 @@ pub async fn soap(url: &str, user: &str, envelope: impl Into<Bytes>) -> Reply {
     request(
         "POST",
         url,
-        &[("content-type", "text/xml; charset=utf-8"), ("soapaction", "\"\""), ("authorization", &auth)],
+        &[
+            ("content-type", "text/xml; charset=utf-8"),
+            ("soapaction", "\"\""),
+            ("authorization", &auth),
+        ],
         envelope,
     )
     .await
@@ -154,7 +173,13 @@ pub async fn soap12(url: &str, user: &str, envelope: impl Into<Bytes>) -> Reply 
     request(
         "POST",
         url,
-        &[("content-type", "application/soap+xml; charset=utf-8; action=\"\""), ("authorization", &auth)],
+        &[
+            (
+                "content-type",
+                "application/soap+xml; charset=utf-8; action=\"\"",
+            ),
+            ("authorization", &auth),
+        ],
         envelope,
     )
     .await
@@ -168,7 +193,11 @@ pub fn now_ms() -> i64 {
 pub fn signed(envelope: &str, key: &str, secret: &str, time: i64) -> String {
     let sign = soapbridge::profile::signed::sign(key, secret, time);
     let mut out = envelope.to_string();
-    for (name, value) in [("apiKey", key.to_string()), ("sign", sign), ("time", time.to_string())] {
+    for (name, value) in [
+        ("apiKey", key.to_string()),
+        ("sign", sign),
+        ("time", time.to_string()),
+    ] {
         let open = format!("<{name}>");
         let start = out.find(&open).unwrap_or_else(|| panic!("no <{name}>")) + open.len();
         let end = start + out[start..].find('<').unwrap();
@@ -179,7 +208,8 @@ pub fn signed(envelope: &str, key: &str, secret: &str, time: i64) -> String {
 
 /// A fixture file's text.
 pub fn fixture(rel: &str) -> String {
-    std::fs::read_to_string(Path::new("fixtures/soap").join(rel)).unwrap_or_else(|e| panic!("fixtures/soap/{rel}: {e}"))
+    std::fs::read_to_string(Path::new("fixtures/soap").join(rel))
+        .unwrap_or_else(|e| panic!("fixtures/soap/{rel}: {e}"))
 }
 
 /// An envelope for `op` on the option service with the given inner parameters (between
@@ -223,7 +253,9 @@ pub fn matches_pattern(expected: &str, actual: &str) -> bool {
         // The wildcard spans up to the next '<'.
         let wild_end = actual[pos..].find('<').map_or(actual.len(), |j| pos + j);
         let hay = &actual[pos..];
-        let Some(j) = hay.find(part) else { return false };
+        let Some(j) = hay.find(part) else {
+            return false;
+        };
         if pos + j > wild_end {
             return false;
         }

@@ -1,0 +1,573 @@
+//! Every way a call can fail, as a SOAP client sees it: the fault or `ackCode=failure`,
+//! its code, language and HTTP status.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+const IDS: &str = "<productIds><item>587300354</item><item>587300355</item></productIds>";
+
+fn demo_with_backend(base_url: &str, timeout_ms: u64) -> String {
+    let text = std::fs::read_to_string("demo/soapbridge.toml").unwrap();
+    let builtin = "builtin = { kind = \"product-options\", data = \"../fixtures/reference/product-options.json\" }";
+    assert!(text.contains(builtin));
+    text.replace(builtin, &format!("base_url = \"{base_url}\""))
+        .replace("timeout_ms = 5000 ", &format!("timeout_ms = {timeout_ms} "))
+}
+
+/// A backend that answers every request with `status` and `body` after `delay`.
+async fn fake_backend(status: u16, body: &'static str, delay: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(soapbridge::server::serve(
+        listener,
+        move |_req| async move {
+            tokio::time::sleep(delay).await;
+            Response::builder()
+                .status(StatusCode::from_u16(status).unwrap())
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap()
+        },
+        Default::default(),
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+fn assert_failure(r: &Reply, code: &str) {
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.text_of("ackCode").as_deref(),
+        Some("failure"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.text_of("errorCode").as_deref(), Some(code), "{}", r.body);
+}
+
+fn assert_fault11(r: &Reply, status: u16, faultcode: &str, code: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("text/xml; charset=utf-8"));
+    assert_eq!(
+        r.text_of("faultcode").as_deref(),
+        Some(faultcode),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.text_of("code").as_deref(), Some(code), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_correctly_signed_call_succeeds_and_a_wrong_sign_fails_in_both_languages() {
+    let b = Bridge::demo().await;
+    let url = b.url(OPTION_PATH);
+    let ok = soap(
+        &url,
+        USER,
+        envelope("calculateOptionsPrice", IDS, "tr", now_ms()),
+    )
+    .await;
+    assert_eq!(
+        ok.text_of("ackCode").as_deref(),
+        Some("success"),
+        "{}",
+        ok.body
+    );
+    assert_eq!(ok.text_of("price").as_deref(), Some("0.02"));
+
+    let bad = envelope("calculateOptionsPrice", IDS, "en", now_ms()).replace("<sign>", "<sign>0");
+    let r = soap(&url, USER, bad).await;
+    assert_failure(&r, "SIGNATURE_INVALID");
+    assert_eq!(r.text_of("errorId").as_deref(), Some("1001"));
+    assert!(
+        r.text_of("message")
+            .unwrap()
+            .contains("md5(apiKey + secretKey + time)")
+    );
+
+    let bad =
+        envelope("calculateOptionsPrice", IDS, "tr", now_ms() + 1).replace("<sign>", "<sign>0");
+    let r = soap(&url, USER, bad).await;
+    assert_failure(&r, "SIGNATURE_INVALID");
+    assert!(
+        r.text_of("message")
+            .unwrap()
+            .starts_with("İstek imzası (sign) geçersiz"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn uppercase_signatures_are_accepted() {
+    let b = Bridge::demo().await;
+    let t = now_ms();
+    let env = envelope("calculateOptionsPrice", IDS, "en", t);
+    let sign = soapbridge::profile::signed::sign(KEY, SECRET, t);
+    let upper = env.replace(&sign, &sign.to_uppercase());
+    assert_ne!(env, upper);
+    let r = soap(&b.url(OPTION_PATH), USER, upper).await;
+    assert_eq!(
+        r.text_of("ackCode").as_deref(),
+        Some("success"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn expired_and_future_times_are_refused_with_their_own_messages() {
+    let b = Bridge::demo().await;
+    let url = b.url(OPTION_PATH);
+    let r = soap(
+        &url,
+        USER,
+        envelope("calculateOptionsPrice", IDS, "en", now_ms() - 301_000),
+    )
+    .await;
+    assert_failure(&r, "TIME_EXPIRED");
+    assert!(
+        r.text_of("message").unwrap().contains("too old"),
+        "{}",
+        r.body
+    );
+    let r = soap(
+        &url,
+        USER,
+        envelope("calculateOptionsPrice", IDS, "tr", now_ms() + 301_000),
+    )
+    .await;
+    assert_failure(&r, "TIME_IN_FUTURE");
+    assert!(
+        r.text_of("message").unwrap().contains("ileri bir tarihte"),
+        "{}",
+        r.body
+    );
+    // Inside the window either side is fine.
+    let r = soap(
+        &url,
+        USER,
+        envelope("calculateOptionsPrice", IDS, "en", now_ms() - 240_000),
+    )
+    .await;
+    assert_eq!(
+        r.text_of("ackCode").as_deref(),
+        Some("success"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn a_reused_signature_is_refused_by_default() {
+    let b = Bridge::demo().await;
+    let env = envelope("getOptionFeaturesInfo", IDS, "en", now_ms());
+    let first = soap(&b.url(OPTION_PATH), USER, env.clone()).await;
+    assert_eq!(
+        first.text_of("ackCode").as_deref(),
+        Some("success"),
+        "{}",
+        first.body
+    );
+    // Replayed on the other service of the same profile: still the same signature.
+    let again = soap(
+        &b.url(PAYMENT_PATH),
+        USER,
+        env.replace("product.option", "payment.product"),
+    )
+    .await;
+    assert_failure(&again, "SIGNATURE_REUSED");
+}
+
+#[tokio::test]
+async fn a_reused_signature_is_accepted_when_the_profile_allows_it() {
+    let text = std::fs::read_to_string("demo/soapbridge.toml")
+        .unwrap()
+        .replace(
+            "reused_signature = \"reject\"",
+            "reused_signature = \"allow\"",
+        );
+    let b = Bridge::with_config(&text).await;
+    let env = envelope("getOptionFeaturesInfo", IDS, "en", now_ms());
+    for _ in 0..3 {
+        let r = soap(&b.url(OPTION_PATH), USER, env.clone()).await;
+        assert_eq!(
+            r.text_of("ackCode").as_deref(),
+            Some("success"),
+            "{}",
+            r.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_basic_credentials_get_401_with_a_challenge() {
+    let b = Bridge::demo().await;
+    let env = envelope("calculateOptionsPrice", IDS, "en", now_ms());
+    let r = soap(&b.url(OPTION_PATH), "demo:wrong", env.clone()).await;
+    assert_fault11(&r, 401, "env:Client", "UNAUTHORIZED");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"listingapi\", charset=\"UTF-8\"")
+    );
+    let r = request(
+        "POST",
+        &b.url(OPTION_PATH),
+        &[("content-type", "text/xml")],
+        env,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    // A valid user whose account does not own the apiKey.
+    let r = soap(
+        &b.url(OPTION_PATH),
+        FIXTURE_USER,
+        envelope("calculateOptionsPrice", IDS, "en", now_ms()),
+    )
+    .await;
+    assert_failure(&r, "APIKEY_USER_MISMATCH");
+}
+
+#[tokio::test]
+async fn envelope_problems_are_client_faults_with_a_specific_code() {
+    let b = Bridge::demo().await;
+    let url = b.url(OPTION_PATH);
+    // Missing parameter.
+    let r = soap(
+        &url,
+        USER,
+        envelope("calculateOptionsPrice", "", "en", now_ms()),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Client", "MISSING_ELEMENT");
+    r.assert_has("missing required element 'calculateOptionsPrice/productIds'");
+    // Wrong type.
+    let r = soap(
+        &url,
+        USER,
+        envelope(
+            "calculateOptionsPrice",
+            "<productIds><item>abc</item></productIds>",
+            "en",
+            now_ms(),
+        ),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Client", "INVALID_VALUE");
+    r.assert_has("calculateOptionsPrice/productIds/item");
+    // Unknown operation.
+    let r = soap(
+        &url,
+        USER,
+        envelope("deleteEverything", IDS, "en", now_ms()),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Client", "UNKNOWN_OPERATION");
+    r.assert_has("calculateOptionsPrice, getOptionFeaturesInfo");
+    // Unknown child element.
+    let r = soap(
+        &url,
+        USER,
+        envelope(
+            "calculateOptionsPrice",
+            &format!("{IDS}<color>red</color>"),
+            "en",
+            now_ms(),
+        ),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Client", "UNEXPECTED_ELEMENT");
+    // Malformed XML.
+    let broken =
+        envelope("calculateOptionsPrice", IDS, "en", now_ms()).replace("</apiKey>", "</apikey>");
+    let r = soap(&url, USER, broken).await;
+    assert_fault11(&r, 500, "env:Client", "MALFORMED_XML");
+    // Not SOAP at all.
+    let r = soap(&url, USER, "{\"json\": true}").await;
+    assert_fault11(&r, 500, "env:Client", "NOT_SOAP");
+    let r = soap(&url, USER, "<hello/>").await;
+    assert_fault11(&r, 500, "env:Client", "NOT_SOAP");
+    // Unknown envelope namespace.
+    let r = soap(
+        &url,
+        USER,
+        "<e:Envelope xmlns:e=\"urn:other\"><e:Body/></e:Envelope>",
+    )
+    .await;
+    assert_fault11(&r, 500, "env:VersionMismatch", "VERSION_MISMATCH");
+    // A header the bridge must understand but does not.
+    let r = soap(
+        &url,
+        USER,
+        "<e:Envelope xmlns:e=\"http://schemas.xmlsoap.org/soap/envelope/\"><e:Header><t:Tx xmlns:t=\"urn:t\" e:mustUnderstand=\"1\"/></e:Header><e:Body/></e:Envelope>",
+    )
+    .await;
+    assert_fault11(&r, 500, "env:MustUnderstand", "MUST_UNDERSTAND");
+}
+
+#[tokio::test]
+async fn dtds_entities_deep_nesting_and_big_bodies_are_refused() {
+    let b = Bridge::demo().await;
+    let url = b.url(OPTION_PATH);
+    let lol = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;\">]><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body>&lol2;</soapenv:Body></soapenv:Envelope>";
+    let r = soap(&url, USER, lol).await;
+    assert_fault11(&r, 500, "env:Client", "DTD_FORBIDDEN");
+    let xxe = envelope(
+        "calculateOptionsPrice",
+        "<productIds><item>&xxe;</item></productIds>",
+        "en",
+        now_ms(),
+    );
+    let r = soap(&url, USER, xxe).await;
+    assert_fault11(&r, 500, "env:Client", "MALFORMED_XML");
+    r.assert_has("undefined entity");
+
+    // Deep nesting anywhere (here in a header block the bridge skips) is refused.
+    let deep = format!("{}{}", "<a>".repeat(100), "</a>".repeat(100));
+    let env = envelope("calculateOptionsPrice", IDS, "en", now_ms()).replace(
+        "<soapenv:Body>",
+        &format!("<soapenv:Header>{deep}</soapenv:Header><soapenv:Body>"),
+    );
+    let r = soap(&url, USER, env).await;
+    assert_fault11(&r, 500, "env:Client", "TOO_DEEP");
+
+    let big = format!("<!--{}-->", "x".repeat(2 * 1024 * 1024));
+    let r = soap(&url, USER, big).await;
+    assert_fault11(&r, 413, "env:Client", "BODY_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn soap12_faults_use_code_reason_and_the_1_2_http_binding() {
+    let b = Bridge::demo().await;
+    let url = b.url(OPTION_PATH);
+    let env12 = |inner: &str| {
+        envelope("calculateOptionsPrice", inner, "en", now_ms()).replace(
+            "http://schemas.xmlsoap.org/soap/envelope/",
+            "http://www.w3.org/2003/05/soap-envelope",
+        )
+    };
+    let r = soap12(
+        &url,
+        USER,
+        env12("<productIds><item>abc</item></productIds>"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/soap+xml; charset=utf-8")
+    );
+    r.assert_has("<env:Code><env:Value>env:Sender</env:Value><env:Subcode><env:Value>sb:INVALID_VALUE</env:Value>");
+    r.assert_has("<env:Reason><env:Text xml:lang=\"en\">");
+    // A success answers in 1.2 as well.
+    let r = soap12(&url, USER, env12(IDS)).await;
+    assert_eq!(r.status, 200);
+    r.assert_has("xmlns:env=\"http://www.w3.org/2003/05/soap-envelope\"");
+    assert_eq!(r.text_of("ackCode").as_deref(), Some("success"));
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_is_a_server_fault_naming_the_backend() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let b = Bridge::with_config(&demo_with_backend(
+        &format!("http://127.0.0.1:{port}"),
+        2000,
+    ))
+    .await;
+    let r = soap(
+        &b.url(OPTION_PATH),
+        USER,
+        envelope("calculateOptionsPrice", IDS, "en", now_ms()),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Server", "BACKEND_UNAVAILABLE");
+    r.assert_has("<sb:party>backend</sb:party>");
+    r.assert_has("backend 'options' is unreachable");
+}
+
+#[tokio::test]
+async fn a_slow_backend_is_cut_off_at_its_timeout() {
+    let url = fake_backend(200, "{}", Duration::from_secs(20)).await;
+    let b = Bridge::with_config(&demo_with_backend(&url, 300)).await;
+    let started = Instant::now();
+    let r = soap(
+        &b.url(OPTION_PATH),
+        USER,
+        envelope("calculateOptionsPrice", IDS, "en", now_ms()),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Server", "BACKEND_TIMEOUT");
+    r.assert_has("did not answer within 300 ms");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn backend_5xx_and_garbage_are_server_faults_with_the_backend_status() {
+    let url = fake_backend(
+        503,
+        "{\"error\": {\"code\": \"maintenance\", \"message\": \"down for maintenance\"}}",
+        Duration::ZERO,
+    )
+    .await;
+    let b = Bridge::with_config(&demo_with_backend(&url, 2000)).await;
+    let r = soap(
+        &b.url(OPTION_PATH),
+        USER,
+        envelope("calculateOptionsPrice", IDS, "en", now_ms()),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Server", "BACKEND_ERROR");
+    r.assert_has("<sb:backendStatus>503</sb:backendStatus>");
+
+    let url = fake_backend(200, "<html>oops</html>", Duration::ZERO).await;
+    let b = Bridge::with_config(&demo_with_backend(&url, 2000)).await;
+    let r = soap(
+        &b.url(OPTION_PATH),
+        USER,
+        envelope("calculateOptionsPrice", IDS, "en", now_ms()),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Server", "BACKEND_BAD_RESPONSE");
+    r.assert_has("not JSON");
+
+    // JSON of the wrong shape: price must be a number.
+    let url = fake_backend(201, "{\"voucher\": {\"code\": \"FT-1\", \"amount\": \"lots\", \"payment_required\": true, \"product_count\": 2}}", Duration::ZERO).await;
+    let b = Bridge::with_config(&demo_with_backend(&url, 2000)).await;
+    let r = soap(
+        &b.url(OPTION_PATH),
+        USER,
+        envelope("calculateOptionsPrice", IDS, "en", now_ms()),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Server", "BACKEND_BAD_RESPONSE");
+    r.assert_has("return/price");
+}
+
+#[tokio::test]
+async fn backend_4xx_field_errors_reach_the_client() {
+    // With the signed profile: ackCode=failure, localised, with the fields in the message.
+    let b = Bridge::demo().await;
+    let card = "<paymentVoucher>FT-none</paymentVoucher><ccOwnerName>A</ccOwnerName><ccOwnerSurname>B</ccOwnerSurname><ccNumber>4111111111111112</ccNumber><cvv>1</cvv><expireMonth>13</expireMonth><expireYear>2099</expireYear>";
+    let r = soap(
+        &b.url(OPTION_PATH),
+        USER,
+        envelope("payPrice", card, "tr", now_ms()),
+    )
+    .await;
+    assert_failure(&r, "CARD_INVALID");
+    let msg = r.text_of("message").unwrap();
+    assert!(msg.starts_with("Kart bilgileri geçersiz."), "{msg}");
+    assert!(
+        msg.contains("card.number")
+            && msg.contains("card.cvv")
+            && msg.contains("card.expiry_month"),
+        "{msg}"
+    );
+    assert!(
+        !r.body.contains("4111111111111112"),
+        "card number echoed: {}",
+        r.body
+    );
+
+    // Without a profile: a Client fault whose detail lists the backend's status and field errors.
+    let text = std::fs::read_to_string("demo/soapbridge.toml").unwrap();
+    let text = text.replacen("profile = \"listingapi\"\n", "", 1);
+    let b = Bridge::with_config(&text).await;
+    let r = soap(
+        &b.url(OPTION_PATH),
+        USER,
+        envelope("payPrice", card, "en", now_ms()),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Client", "BACKEND_REFUSED");
+    r.assert_has("<sb:backendStatus>422</sb:backendStatus>");
+    r.assert_has("<sb:fieldError><sb:field>card.number</sb:field><sb:code>luhn</sb:code>");
+}
+
+#[tokio::test]
+async fn the_wsdl_is_served_with_the_bridge_address_and_its_imported_schema() {
+    let b = Bridge::demo().await;
+    for q in ["?wsdl", "?WSDL", "?Wsdl"] {
+        let r = request(
+            "GET",
+            &b.url(&format!("{OPTION_PATH}{q}")),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        r.assert_has(&format!(
+            "<soap:address location=\"{}\"/>",
+            b.url(OPTION_PATH)
+        ));
+        r.assert_has(&format!(
+            "schemaLocation=\"{}?xsd=listingapi-common.xsd\"",
+            b.url(OPTION_PATH)
+        ));
+    }
+    let r = request(
+        "GET",
+        &b.url(&format!("{OPTION_PATH}?xsd=listingapi-common.xsd")),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    r.assert_has("<xs:complexType name=\"IntArray\">");
+    let r = request("GET", &b.url(OPTION_PATH), &[], Bytes::new()).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, POST"));
+    let r = request("POST", &b.url("/nowhere"), &[], "x").await;
+    assert_eq!(r.status, 404);
+    r.assert_has("NO_SUCH_SERVICE");
+}
+
+#[tokio::test]
+async fn shutdown_lets_calls_in_flight_finish() {
+    let url = fake_backend(
+        201,
+        "{\"voucher\": {\"code\": \"FT-slow\", \"amount\": \"1.00\", \"payment_required\": true, \"product_count\": 1}}",
+        Duration::from_millis(700),
+    )
+    .await;
+    let mut b = Bridge::with_config(&demo_with_backend(&url, 5000)).await;
+    let target = b.url(OPTION_PATH);
+    let call = tokio::spawn(async move {
+        soap(
+            &target,
+            USER,
+            envelope("calculateOptionsPrice", IDS, "en", now_ms()),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let server = b.shutdown();
+    let r = call.await.unwrap();
+    assert_eq!(
+        r.text_of("paymentVoucher").as_deref(),
+        Some("FT-slow"),
+        "{}",
+        r.body
+    );
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops")
+        .unwrap();
+    // New connections are refused once it has stopped.
+    assert!(tokio::net::TcpStream::connect(b.addr).await.is_err());
+}
