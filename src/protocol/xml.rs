@@ -147,6 +147,9 @@ impl<'i> XmlReader<'i> {
     }
 
     fn is_nil(&self, e: &BytesStart<'_>) -> Result<bool, Error> {
+        if e.attributes_raw().iter().all(u8::is_ascii_whitespace) {
+            return Ok(false);
+        }
         Ok(matches!(
             self.attribute(e, XSI_NS, "nil")?.as_deref().map(str::trim),
             Some("true" | "1")
@@ -166,12 +169,19 @@ impl<'i> XmlReader<'i> {
         }
     }
 
-    /// Reads the text content of a simple element up to its end tag.
-    pub fn read_text(&mut self, path: &str) -> Result<String, Error> {
-        let mut text = String::new();
+    /// Reads the text content of a simple element up to its end tag (borrowed from the input
+    /// when it is one piece of text without references).
+    pub fn read_text(&mut self, path: &str) -> Result<Cow<'i, str>, Error> {
+        let mut text: Cow<'i, str> = Cow::Borrowed("");
         loop {
             match self.next_node()? {
-                Node::Text(t) => text.push_str(&t),
+                Node::Text(t) => {
+                    if text.is_empty() {
+                        text = t;
+                    } else {
+                        text.to_mut().push_str(&t);
+                    }
+                }
                 Node::End => return Ok(text),
                 Node::Start(s) => {
                     return Err(Error::UnexpectedElement {
@@ -208,7 +218,7 @@ pub fn decode_value(
         TypeDef::Complex(ct) => Ok(Value::Object(decode_complex(r, schema, ct, path)?)),
         TypeDef::Simple(st) => {
             let text = r.read_text(path)?;
-            simple_to_json(&text, st, path)
+            simple_to_json(text, st, path)
         }
     }
 }
@@ -221,39 +231,37 @@ pub fn decode_complex(
     path: &mut String,
 ) -> Result<Map<String, Value>, Error> {
     let mut obj = Map::new();
+    // Occurrences of each child, by its index in the schema's sequence.
+    let mut seen = vec![0u32; ct.children.len()];
     loop {
         match r.next_node()? {
             Node::Start(s) => {
                 let local = s.local_name();
-                let Some(child) = ct
+                let Some(idx) = ct
                     .children
                     .iter()
-                    .find(|c| c.name.as_bytes() == local.as_ref())
+                    .position(|c| c.name.as_bytes() == local.as_ref())
                 else {
                     return Err(Error::UnexpectedElement {
                         element: local_name(&s),
                         parent: path.clone(),
                     });
                 };
+                let child = &ct.children[idx];
                 let mark = path.len();
                 path.push('/');
                 path.push_str(&child.name);
-                let v = decode_value(r, schema, child, &s, path)?;
-                if child.is_repeated() {
-                    match obj
-                        .entry(child.name.clone())
-                        .or_insert_with(|| Value::Array(Vec::new()))
-                    {
-                        Value::Array(items) => {
-                            if child.max_occurs.is_some_and(|m| items.len() as u32 >= m) {
-                                return Err(Error::RepeatedElement { path: path.clone() });
-                            }
-                            items.push(v)
-                        }
-                        _ => unreachable!("repeated elements are always arrays"),
-                    }
-                } else if obj.insert(child.name.clone(), v).is_some() {
+                seen[idx] += 1;
+                if child.max_occurs.is_some_and(|m| seen[idx] > m) {
                     return Err(Error::RepeatedElement { path: path.clone() });
+                }
+                let v = decode_value(r, schema, child, &s, path)?;
+                if !child.is_repeated() {
+                    obj.insert(child.name.clone(), v);
+                } else if seen[idx] == 1 {
+                    obj.insert(child.name.clone(), Value::Array(vec![v]));
+                } else if let Some(Value::Array(items)) = obj.get_mut(&child.name) {
+                    items.push(v);
                 }
                 path.truncate(mark);
             }
@@ -270,19 +278,13 @@ pub fn decode_complex(
             Node::Eof => return Err(Error::MalformedXml("unexpected end of document".into())),
         }
     }
-    for c in &ct.children {
-        let present = obj.get(&c.name);
-        let count = match present {
-            Some(Value::Array(a)) => a.len(),
-            Some(_) => 1,
-            None => 0,
-        };
-        if (count as u32) < c.min_occurs {
+    for (c, n) in ct.children.iter().zip(&seen) {
+        if *n < c.min_occurs {
             return Err(Error::MissingElement {
                 path: format!("{path}/{}", c.name),
             });
         }
-        if c.is_repeated() && present.is_none() {
+        if *n == 0 && c.is_repeated() {
             obj.insert(c.name.clone(), Value::Array(Vec::new()));
         }
     }
@@ -290,7 +292,12 @@ pub fn decode_complex(
 }
 
 /// Converts the text of a simple element to JSON by its XSD type.
-pub fn simple_to_json(text: &str, st: &SimpleType, path: &str) -> Result<Value, Error> {
+pub fn simple_to_json(text: Cow<'_, str>, st: &SimpleType, path: &str) -> Result<Value, Error> {
+    if st.kind == SimpleKind::String && st.enumeration.is_empty() {
+        // The common case, without copying the text again.
+        return Ok(Value::String(text.into_owned()));
+    }
+    let text: &str = &text;
     let invalid = |expected: &str| Error::InvalidValue {
         path: path.to_string(),
         value: text.chars().take(64).collect(),
@@ -678,16 +685,16 @@ mod tests {
 
     #[test]
     fn strings_that_look_like_numbers_stay_strings() {
-        let v = simple_to_json("0085", &simple(SimpleKind::String), "p").unwrap();
+        let v = simple_to_json("0085".into(), &simple(SimpleKind::String), "p").unwrap();
         assert_eq!(v, Value::String("0085".into()));
     }
 
     #[test]
     fn decimals_keep_their_digits() {
-        let v = simple_to_json(" +007.50 ", &simple(SimpleKind::Decimal), "p").unwrap();
+        let v = simple_to_json(" +007.50 ".into(), &simple(SimpleKind::Decimal), "p").unwrap();
         assert_eq!(serde_json::to_string(&v).unwrap(), "7.50");
         let v = simple_to_json(
-            "0.1000000000000000000001",
+            "0.1000000000000000000001".into(),
             &simple(SimpleKind::Decimal),
             "p",
         )
@@ -696,7 +703,7 @@ mod tests {
             serde_json::to_string(&v).unwrap(),
             "0.1000000000000000000001"
         );
-        assert!(simple_to_json("1e5", &simple(SimpleKind::Decimal), "p").is_err());
+        assert!(simple_to_json("1e5".into(), &simple(SimpleKind::Decimal), "p").is_err());
         assert_eq!(plain_decimal("1.5e-3").unwrap(), "0.0015");
         assert_eq!(plain_decimal("-12e2").unwrap(), "-1200");
     }
@@ -704,15 +711,15 @@ mod tests {
     #[test]
     fn integers_are_range_checked() {
         assert_eq!(
-            simple_to_json("42", &simple(int()), "p").unwrap(),
+            simple_to_json("42".into(), &simple(int()), "p").unwrap(),
             Value::from(42)
         );
-        let e = simple_to_json("abc", &simple(int()), "x/productIds/item").unwrap_err();
+        let e = simple_to_json("abc".into(), &simple(int()), "x/productIds/item").unwrap_err();
         assert!(matches!(e, Error::InvalidValue { ref path, .. } if path == "x/productIds/item"));
-        assert!(simple_to_json("2147483648", &simple(int()), "p").is_err());
+        assert!(simple_to_json("2147483648".into(), &simple(int()), "p").is_err());
         let long = SimpleKind::builtin("long").unwrap();
         assert_eq!(
-            simple_to_json("1597746714261", &simple(long), "p").unwrap(),
+            simple_to_json("1597746714261".into(), &simple(long), "p").unwrap(),
             Value::from(1597746714261i64)
         );
     }
@@ -720,14 +727,17 @@ mod tests {
     #[test]
     fn booleans_and_doubles() {
         let b = simple(SimpleKind::Boolean);
-        assert_eq!(simple_to_json("1", &b, "p").unwrap(), Value::Bool(true));
-        assert!(simple_to_json("yes", &b, "p").is_err());
+        assert_eq!(
+            simple_to_json("1".into(), &b, "p").unwrap(),
+            Value::Bool(true)
+        );
+        assert!(simple_to_json("yes".into(), &b, "p").is_err());
         let d = simple(SimpleKind::Double);
         assert_eq!(
-            serde_json::to_string(&simple_to_json("0.02", &d, "p").unwrap()).unwrap(),
+            serde_json::to_string(&simple_to_json("0.02".into(), &d, "p").unwrap()).unwrap(),
             "0.02"
         );
-        assert!(simple_to_json("INF", &d, "p").is_err());
+        assert!(simple_to_json("INF".into(), &d, "p").is_err());
     }
 
     #[test]
