@@ -1,1 +1,268 @@
-fn main() {}
+//! Throughput and latency of calculateOptionsPrice through the bridge, beside a bare hyper
+//! pass-through proxy (no conversion) in front of the same reference backend, in the same run;
+//! then the resident memory of the bridge binary holding 1,000 idle keep-alive connections.
+//!
+//! `cargo bench --bench throughput` (BENCH_SECS, BENCH_CONCURRENCY to change the load).
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use soapbridge::app::{App, Builtins};
+use soapbridge::config::Config;
+
+const KEY: &str = "NjgEHGeJc6cFqbw6FSUP8NpH3pUhV7ss";
+const SECRET: &str = "demo-secret-change-me";
+const NS: &str = "https://product.option.individual.ws.listingapi.gg.com";
+
+fn envelope(time: i64) -> String {
+    let sign = soapbridge::profile::signed::sign(KEY, SECRET, time);
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:prod=\"{NS}\"><soapenv:Header/><soapenv:Body><prod:calculateOptionsPrice><apiKey>{KEY}</apiKey><sign>{sign}</sign><time>{time}</time><productIds><item>587300354</item><item>587300355</item></productIds><lang>tr</lang></prod:calculateOptionsPrice></soapenv:Body></soapenv:Envelope>"
+    )
+}
+
+struct Stats {
+    requests: usize,
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Drives `concurrency` keep-alive connections for `dur`; `make` builds each request.
+async fn load(
+    concurrency: usize,
+    dur: Duration,
+    make: Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync>,
+    expect: &'static str,
+) -> Stats {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build(connector);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while start.elapsed() < dur {
+                let t = Instant::now();
+                let resp = client.request(make()).await.expect("request");
+                let ok = resp.status().is_success();
+                let body = resp.into_body().collect().await.expect("body").to_bytes();
+                assert!(
+                    ok && body.windows(expect.len()).any(|w| w == expect.as_bytes()),
+                    "unexpected answer: {}",
+                    String::from_utf8_lossy(&body)
+                );
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Stats {
+        requests: all.len(),
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
+}
+
+/// A bare pass-through proxy: forwards the body to the backend's voucher endpoint unchanged.
+async fn start_proxy(backend: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let target = format!("{backend}/v1/vouchers");
+    tokio::spawn(soapbridge::server::serve(
+        listener,
+        move |req: Request<hyper::body::Incoming>| {
+            let client = client.clone();
+            let target = target.clone();
+            async move {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let fwd = Request::post(&target)
+                    .header("content-type", "application/json")
+                    .body(Full::new(body))
+                    .unwrap();
+                let resp = client.request(fwd).await.unwrap();
+                let status = resp.status();
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Full::new(body))
+                    .unwrap()
+            }
+        },
+        Default::default(),
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+fn rss_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts the real binary with the demo configuration, opens `n` keep-alive connections that
+/// each make one request and then stay idle, and reads the process's resident memory.
+fn idle_connections_memory(n: usize) -> (u64, u64, u64) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_soapbridge"))
+        .args([
+            "serve",
+            "--config",
+            "demo/soapbridge.toml",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("SOAPBRIDGE_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("bridge binary starts");
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "bridge did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = rss_kb(child.id(), "VmRSS:");
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let got = s.read(&mut buf).unwrap();
+        assert!(
+            buf[..got].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..got])
+        );
+        conns.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kb(child.id(), "VmRSS:");
+    let peak = rss_kb(child.id(), "VmHWM:");
+    drop(conns);
+    let _ = child.kill();
+    let _ = child.wait();
+    (before, after, peak)
+}
+
+fn main() {
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let dur = Duration::from_secs(secs);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // The reference backend, shared by both paths.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend = soapbridge::reference::spawn(
+            "product-options",
+            std::path::Path::new("fixtures/reference/product-options.json"),
+            listener,
+        )
+        .unwrap();
+        let backend = format!("http://{backend}");
+
+        let text = std::fs::read_to_string("demo/soapbridge.toml").unwrap().replace(
+            "builtin = { kind = \"product-options\", data = \"../fixtures/reference/product-options.json\" }",
+            &format!("base_url = \"{backend}\""),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut cfg = Config::from_toml(&text, std::path::Path::new("demo/bench.toml")).unwrap();
+        cfg.raw.server.listen = listener.local_addr().unwrap();
+        let app = Arc::new(App::build(&cfg, Builtins::Start).await.unwrap());
+        let bridge = format!("http://{}/listingapi/ws/IndividualProductOptionService", listener.local_addr().unwrap());
+        tokio::spawn(soapbridge::server::run(listener, app, std::future::pending()));
+        let proxy = start_proxy(backend.clone()).await;
+
+        // Every bridge call is freshly signed with its own time (reused signatures are refused).
+        let clock = Arc::new(AtomicI64::new(chrono::Utc::now().timestamp_millis()));
+        let bridge_req: Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync> = Arc::new(move || {
+            let t = clock.fetch_sub(1, Ordering::Relaxed);
+            Request::post(&bridge)
+                .header("content-type", "text/xml; charset=utf-8")
+                .header("soapaction", "\"\"")
+                .header("authorization", "Basic ZGVtbzpkZW1vLXJvbGUtcGFzcw==")
+                .body(Full::new(Bytes::from(envelope(t))))
+                .unwrap()
+        });
+        let proxy_body = Bytes::from_static(b"{\"product_ids\":[587300354,587300355]}");
+        let proxy_req: Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync> = Arc::new(move || {
+            Request::post(&proxy).header("content-type", "application/json").body(Full::new(proxy_body.clone())).unwrap()
+        });
+
+        // Warm both paths, then measure them one after the other.
+        load(concurrency, Duration::from_millis(500), proxy_req.clone(), "\"amount\"").await;
+        load(concurrency, Duration::from_millis(500), bridge_req.clone(), "<ackCode>success</ackCode>").await;
+        let p = load(concurrency, dur, proxy_req, "\"amount\"").await;
+        let b = load(concurrency, dur, bridge_req, "<ackCode>success</ackCode>").await;
+        let ratio = b.rps / p.rps;
+        println!("calculateOptionsPrice, {concurrency} keep-alive connections, {secs} s each, one process on this machine ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+        println!();
+        println!("| path | requests | requests/s | p50 | p99 |");
+        println!("|---|---|---|---|---|");
+        println!("| pass-through hyper proxy -> backend (baseline) | {} | {:.0} | {:.2?} | {:.2?} |", p.requests, p.rps, p.p50, p.p99);
+        println!("| soapbridge (SOAP -> JSON -> SOAP, signed) -> backend | {} | {:.0} | {:.2?} | {:.2?} |", b.requests, b.rps, b.p50, b.p99);
+        println!();
+        println!("bridge throughput = {:.0}% of the pass-through proxy (target >= 70%): {}", ratio * 100.0, if ratio >= 0.7 { "met" } else { "NOT met" });
+    });
+    drop(rt);
+
+    let (before, after, peak) = idle_connections_memory(1000);
+    println!();
+    println!("| soapbridge binary, demo config | VmRSS |");
+    println!("|---|---|");
+    println!("| started, idle | {:.1} MB |", before as f64 / 1024.0);
+    println!(
+        "| holding 1,000 idle keep-alive connections | {:.1} MB (peak {:.1} MB) |",
+        after as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    println!();
+    println!(
+        "memory with 1,000 idle keep-alive connections under 64 MB: {}",
+        if after < 64 * 1024 { "met" } else { "NOT met" }
+    );
+}

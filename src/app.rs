@@ -56,10 +56,7 @@ impl Route {
                     path: expr.trim_start_matches("$.").replace('.', "/"),
                 })?;
         path_and_query.push_str(&render_query(&self.query, &scope).map_err(Error::Internal)?);
-        let body = self
-            .body
-            .as_ref()
-            .map(|t| t.eval(&scope).unwrap_or(Value::Null));
+        let body = self.body.as_ref().and_then(|t| t.eval(&scope));
         let answer = self
             .backend
             .call(&BackendRequest {
@@ -339,6 +336,8 @@ impl App {
     pub async fn handle(&self, req: Request<Incoming>) -> Resp {
         let started = Instant::now();
         let path = req.uri().path().trim_end_matches('/').to_string();
+        // The SOAP version to answer in before the envelope is read.
+        let hint = SoapVersion::from_content_type(header_str(&req, http::header::CONTENT_TYPE));
         let Some(svc) = self.services.get(&path) else {
             return match (req.method(), path.as_str()) {
                 (&Method::GET, "") => self.index(),
@@ -346,7 +345,7 @@ impl App {
                     text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into())
                 }
                 _ => fault_response(
-                    SoapVersion::V11,
+                    hint,
                     "env",
                     &Error::NoSuchService(req.uri().path().to_string()),
                     None,
@@ -356,8 +355,6 @@ impl App {
         match *req.method() {
             Method::GET | Method::HEAD => self.describe_service(svc, req.uri().query()),
             Method::POST => {
-                let hint =
-                    SoapVersion::from_content_type(header_str(&req, http::header::CONTENT_TYPE));
                 match tokio::time::timeout(
                     self.limits.request_timeout,
                     self.call(svc, req, started),
@@ -375,7 +372,7 @@ impl App {
                 }
             }
             ref m => fault_response(
-                SoapVersion::V11,
+                hint,
                 &svc.env_prefix,
                 &Error::MethodNotAllowed(m.to_string()),
                 None,
@@ -524,7 +521,8 @@ impl App {
         started: Instant,
     ) -> Resp {
         let op = &svc.desc.operations[operation].name;
-        tracing::info!(service = %svc.name, operation = %op, code = e.code(), error = %e, "call failed");
+        // The code and status only: error texts may quote backend bodies.
+        tracing::info!(service = %svc.name, operation = %op, code = e.code(), backend_status = e.backend_status(), "call failed");
         if let Some(p) = svc.profile.as_ref().filter(|_| e.is_call_failure()) {
             let value = p.failure(&e, lang, started);
             return match soap::encode_response(

@@ -138,12 +138,13 @@ impl Backend {
             serde_json::from_slice(&bytes).ok()
         };
         match status {
-            200..=299 => parsed.ok_or_else(|| Error::BackendBadResponse {
-                backend: self.name.clone(),
-                reason: format!(
-                    "HTTP {status} with a body that is not JSON: {}",
-                    snippet(&bytes)
-                ),
+            200..=299 => parsed.ok_or_else(|| {
+                // The body is only logged at debug level: it is not the caller's to see.
+                tracing::debug!(backend = %self.name, status, body = %snippet(&bytes), "backend answer is not JSON");
+                Error::BackendBadResponse {
+                    backend: self.name.clone(),
+                    reason: format!("HTTP {status} with a body that is not JSON"),
+                }
             }),
             400..=499 => Err(Error::BackendRefused(self.refusal(
                 status,
@@ -154,7 +155,7 @@ impl Backend {
                 let message = parsed
                     .as_ref()
                     .and_then(|v| self.read(&self.errors.message, v))
-                    .unwrap_or_else(|| snippet(&bytes));
+                    .unwrap_or_else(|| format!("HTTP {status}"));
                 Err(Error::BackendStatus {
                     backend: self.name.clone(),
                     status,
@@ -183,10 +184,11 @@ impl Backend {
 
     fn refusal(&self, status: u16, body: Option<&Value>, raw: &[u8]) -> Refusal {
         let Some(body) = body else {
+            tracing::debug!(backend = %self.name, status, body = %snippet(raw), "backend refusal is not JSON");
             return Refusal {
                 status,
                 code: format!("http_{status}"),
-                message: format!("HTTP {status}: {}", snippet(raw)),
+                message: format!("the backend refused the call with HTTP {status}"),
                 fields: Vec::new(),
             };
         };

@@ -32,11 +32,20 @@ impl ConfigError {
 
 /// A secret value: written inline, or read from an environment variable so that no secret
 /// has to sit in a file: `secret = { env = "GG_SECRET" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(untagged)]
 pub enum SecretSource {
     Inline(String),
     Env { env: String },
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Inline(_) => f.write_str("Inline(***)"),
+            SecretSource::Env { env } => write!(f, "Env({env})"),
+        }
+    }
 }
 
 impl SecretSource {
@@ -430,10 +439,17 @@ impl Config {
                 (Some(_), Some(_)) => {
                     return Err(self.err(key, "has both base_url and builtin; choose one"));
                 }
-                (Some(url), None) if !url.starts_with("http://") => {
+                (Some(url), None)
+                    if !url.starts_with("http://")
+                        || url
+                            .parse::<http::Uri>()
+                            .ok()
+                            .and_then(|u| u.host().map(str::to_string))
+                            .is_none() =>
+                {
                     return Err(self.err(
                         format!("{key}.base_url"),
-                        format!("'{url}' must be an http:// URL"),
+                        format!("'{url}' must be an http:// URL with a host"),
                     ));
                 }
                 _ => {}
@@ -445,10 +461,10 @@ impl Config {
         for (name, p) in &raw.profiles {
             let ProfileConfig::Signed(p) = p;
             let key = format!("profiles.{name}");
-            if p.time_window_secs == 0 {
+            if p.time_window_secs == 0 || p.time_window_secs > 86_400 {
                 return Err(self.err(
                     format!("{key}.time_window_secs"),
-                    "must be greater than zero",
+                    "must be between 1 and 86400 (one day)",
                 ));
             }
             if crate::error::Lang::parse(&p.default_lang).is_none() {
@@ -466,6 +482,12 @@ impl Config {
                 if !keys.insert(a.api_key.as_str()) {
                     return Err(self.err(format!("{akey}.api_key"), "duplicate apiKey"));
                 }
+                if a.role_user.is_empty() || a.role_user.contains(':') {
+                    return Err(self.err(
+                        format!("{akey}.role_user"),
+                        "must be non-empty and without ':' (HTTP Basic cannot carry it)",
+                    ));
+                }
                 if a.accept_any_time
                     && a.reused_signature.unwrap_or(p.reused_signature) != ReusePolicy::Allow
                 {
@@ -482,7 +504,34 @@ impl Config {
             if !s.path.starts_with('/') {
                 return Err(self.err(format!("{key}.path"), "must start with '/'"));
             }
-            if !paths.insert(s.path.as_str()) {
+            for (k, prefix) in [
+                ("envelope_prefix", &s.envelope_prefix),
+                ("body_prefix", &s.body_prefix),
+            ] {
+                let ncname = prefix
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && prefix
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                if !ncname
+                    || matches!(prefix.as_str(), "xsi" | "sb")
+                    || prefix.to_ascii_lowercase().starts_with("xml")
+                {
+                    return Err(self.err(
+                        format!("{key}.{k}"),
+                        format!("'{prefix}' is not a usable namespace prefix (letters, digits, '_', '-', '.'; not xsi, sb or xml...)"),
+                    ));
+                }
+            }
+            if s.envelope_prefix == s.body_prefix {
+                return Err(self.err(
+                    format!("{key}.body_prefix"),
+                    "must differ from envelope_prefix",
+                ));
+            }
+            if !paths.insert(s.path.trim_end_matches('/')) {
                 return Err(self.err(format!("{key}.path"), "another service has this path"));
             }
             if s.protocol != "soap" {

@@ -2,8 +2,10 @@
 //!
 //! Errors are classified by [`Party`]: the caller sent something wrong, the backend failed or
 //! refused, or the bridge itself broke. The wire mapping (SOAP fault, `ackCode=failure`, HTTP
-//! status) happens in exactly one place per protocol (`protocol::soap::fault` and
-//! `profile::signed`), driven by [`Error::code`], [`Error::party`] and [`Error::message`].
+//! status) happens in one place, `app::App::respond_error`, which hands failures of the call to
+//! the profile (`profile::signed::failure`, using [`Error::message`] in the caller's language)
+//! and everything else to `protocol::soap::encode_fault` (using [`Error::code`],
+//! [`Error::party`] and the English `Display` text).
 
 use std::fmt;
 

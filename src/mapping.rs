@@ -293,7 +293,12 @@ impl PathTemplate {
                 PathPart::Text(t) => out.push_str(t),
                 PathPart::Hole(e) => match e.eval(scope) {
                     Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
-                        percent_encode_into(&mut out, &scalar_text(&v))
+                        let text = scalar_text(&v);
+                        // An empty, "." or ".." segment would change which resource is meant.
+                        if text.is_empty() || text == "." || text == ".." {
+                            return Err(e.text().to_string());
+                        }
+                        percent_encode_into(&mut out, &text)
                     }
                     _ => return Err(e.text().to_string()),
                 },
@@ -421,6 +426,18 @@ mod tests {
                 .render(&scope)
                 .unwrap_err(),
             "$.missing"
+        );
+        let dots = json!({"v": ".."});
+        let dot_scope = Scope {
+            doc: &dots,
+            input: &dots,
+            item: None,
+        };
+        assert!(
+            PathTemplate::parse("/v1/vouchers/{$.v}/payments")
+                .unwrap()
+                .render(&dot_scope)
+                .is_err()
         );
         let q = vec![(
             "product_id".to_string(),

@@ -24,7 +24,6 @@ use crate::schema::{Operation, Schema, TypeDef};
 /// The parameters this profile consumes; they never reach the backend.
 pub const AUTH_PARAMS: [&str; 4] = ["apiKey", "sign", "time", "lang"];
 
-#[derive(Debug)]
 struct Account {
     api_key: String,
     secret: String,
@@ -32,6 +31,17 @@ struct Account {
     role_password: String,
     reuse: ReusePolicy,
     any_time: bool,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("api_key", &self.api_key)
+            .field("role_user", &self.role_user)
+            .field("secret", &"***")
+            .field("role_password", &"***")
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -132,6 +142,19 @@ impl SignedProfile {
                 return Err(format!("'{}' has no '{f}' element", self.result_element));
             }
         }
+        // A failure carries only the fields above: every other field must be optional, or
+        // failures could not be written.
+        let stamped = ["ackCode", "responseTime", "timeElapsed", "error"];
+        if let Some(c) = ret
+            .children
+            .iter()
+            .find(|c| !stamped.contains(&c.name.as_str()) && c.is_required())
+        {
+            return Err(format!(
+                "'{}/{}' must be optional (minOccurs=\"0\") so that failures can leave it out",
+                self.result_element, c.name
+            ));
+        }
         Ok(())
     }
 
@@ -182,9 +205,11 @@ impl SignedProfile {
         role_user: &str,
         now_ms: i64,
     ) -> Result<(), Error> {
-        let api_key = take_string(params, "apiKey");
-        let sign_given = take_string(params, "sign");
-        let time = params.remove("time").and_then(|v| v.as_i64());
+        let api_key = take_string(params, "apiKey").trim().to_string();
+        let sign_given = take_string(params, "sign").trim().to_string();
+        let time = params
+            .remove("time")
+            .and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()));
         params.remove("lang");
         let time = time.ok_or_else(|| Error::MissingElement {
             path: "time".into(),

@@ -133,7 +133,20 @@ fn decode_inner(
             "Header" if call.is_none() => {
                 while let Some(h) = expect_start(r, "a header block")? {
                     let must = r.attribute(&h, &env_ns, "mustUnderstand")?;
-                    if matches!(must.as_deref().map(str::trim), Some("1" | "true")) {
+                    // Blocks aimed at another node (1.1 actor, 1.2 role) are not ours to refuse.
+                    let target = match *version {
+                        SoapVersion::V11 => r.attribute(&h, &env_ns, "actor")?,
+                        SoapVersion::V12 => r.attribute(&h, &env_ns, "role")?,
+                    };
+                    let ours = match target.as_deref().map(str::trim) {
+                        None | Some("") => true,
+                        Some(t) => {
+                            t == "http://schemas.xmlsoap.org/soap/actor/next"
+                                || t == "http://www.w3.org/2003/05/soap-envelope/role/next"
+                                || t == "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver"
+                        }
+                    };
+                    if ours && matches!(must.as_deref().map(str::trim), Some("1" | "true")) {
                         return Err(Error::MustUnderstand(xml::local_name(&h)));
                     }
                     r.skip_element()?;
@@ -267,8 +280,12 @@ fn envelope_close(out: &mut String, p: &str) {
 /// (WS-I Basic Profile), SOAP 1.2 400 for `Sender` faults and 500 for the rest. Transport
 /// refusals keep their own status (401, 404, 405, 408, 413).
 pub fn fault_status(version: SoapVersion, err: &Error) -> u16 {
-    match err.http_status() {
-        s @ (401 | 404 | 405 | 408 | 413) => s,
+    match err {
+        Error::Unauthorized
+        | Error::NoSuchService(_)
+        | Error::MethodNotAllowed(_)
+        | Error::BodyTimeout
+        | Error::BodyTooLarge { .. } => err.http_status(),
         _ => match (version, fault_kind(err)) {
             (SoapVersion::V12, FaultKind::Sender) => 400,
             _ => 500,

@@ -18,6 +18,20 @@ use crate::schema::{ComplexType, ElementDecl, Schema, SimpleKind, SimpleType, Ty
 
 pub const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
+/// Attributes looked at on one element; more is refused (scanning them must stay cheap).
+const MAX_ATTRIBUTES: usize = 64;
+
+/// Characters XML 1.0 allows.
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Control characters that XML 1.0 forbids in text.
+fn has_forbidden_control(s: &str) -> bool {
+    s.bytes()
+        .any(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+}
+
 /// A namespace-aware pull reader over a request body, bounded in nesting depth, that refuses
 /// DTDs and resolves only the predefined and character entity references.
 pub struct XmlReader<'i> {
@@ -75,13 +89,29 @@ impl<'i> XmlReader<'i> {
                     self.depth -= 1;
                     Node::End
                 }
-                Event::Text(t) => Node::Text(t.xml_content().map_err(|e| self.malformed(e))?),
-                Event::CData(c) => Node::Text(c.decode().map_err(|e| self.malformed(e))?),
+                Event::Text(t) => {
+                    let text = t.xml10_content().map_err(|e| self.malformed(e))?;
+                    if has_forbidden_control(&text) {
+                        return Err(self.malformed("a control character that XML 1.0 forbids"));
+                    }
+                    Node::Text(text)
+                }
+                Event::CData(c) => {
+                    let text = c.xml10_content().map_err(|e| self.malformed(e))?;
+                    if has_forbidden_control(&text) {
+                        return Err(self.malformed("a control character that XML 1.0 forbids"));
+                    }
+                    Node::Text(text)
+                }
                 Event::GeneralRef(r) => {
                     if r.is_char_ref() {
                         match r.resolve_char_ref().map_err(|e| self.malformed(e))? {
-                            Some(c) => Node::Text(Cow::Owned(c.to_string())),
-                            None => return Err(self.malformed("invalid character reference")),
+                            Some(c) if is_xml_char(c) => Node::Text(Cow::Owned(c.to_string())),
+                            _ => {
+                                return Err(self.malformed(
+                                    "a character reference to a character XML 1.0 forbids",
+                                ));
+                            }
                         }
                     } else {
                         let name = r.decode().map_err(|e| self.malformed(e))?;
@@ -127,7 +157,12 @@ impl<'i> XmlReader<'i> {
         ns: &str,
         local: &str,
     ) -> Result<Option<String>, Error> {
-        for a in e.attributes() {
+        for (i, a) in e.attributes().with_checks(false).enumerate() {
+            if i >= MAX_ATTRIBUTES {
+                return Err(self.malformed(format!(
+                    "more than {MAX_ATTRIBUTES} attributes on one element"
+                )));
+            }
             let a = a.map_err(|err| self.malformed(err))?;
             let (res, l) = self.inner.resolve_attribute(a.key);
             if l.as_ref() != local.as_bytes() {
@@ -393,14 +428,16 @@ fn plain_decimal(text: &str) -> Option<String> {
         return Some(text.to_string());
     };
     let (mant, exp) = (&text[..epos], &text[epos + 1..]);
-    let exp: i64 = exp.parse().ok()?;
+    // Exponents beyond this make numbers no decimal field can hold; refuse them before any
+    // arithmetic so that hostile input cannot overflow or allocate without bound.
+    let exp: i64 = exp.parse().ok().filter(|e: &i64| e.unsigned_abs() <= 400)?;
     let (neg, mant) = mant.strip_prefix('-').map_or((false, mant), |m| (true, m));
     let (i, f) = mant.split_once('.').unwrap_or((mant, ""));
-    let digits = format!("{i}{f}");
-    let point = i.len() as i64 + exp;
-    if exp.abs() > 400 {
+    if i.len() + f.len() > 400 {
         return None;
     }
+    let digits = format!("{i}{f}");
+    let point = i.len() as i64 + exp;
     let mut s = String::new();
     if point <= 0 {
         s.push_str("0.");
@@ -488,6 +525,7 @@ impl<'a> XmlWriter<'a> {
         };
         let non_null = items.iter().filter(|v| !v.is_null()).count();
         if !decl.nillable && (non_null as u32) < decl.min_occurs {
+            // (A required nillable element is written as nil below.)
             return Err(fail(path, "required but missing".into()));
         }
         if let Some(max) = decl.max_occurs
@@ -498,6 +536,12 @@ impl<'a> XmlWriter<'a> {
                 format!("{} values where at most {max} are allowed", items.len()),
             ));
         }
+        let nil = [Value::Null];
+        let items = if items.is_empty() && decl.nillable && decl.min_occurs > 0 {
+            &nil[..]
+        } else {
+            items
+        };
         for v in items {
             if v.is_null() && !decl.nillable {
                 continue;
@@ -658,6 +702,10 @@ pub fn escape_into(out: &mut String, s: &str) {
             b'&' => "&amp;",
             b'"' => "&quot;",
             b'\r' => "&#13;",
+            b'\t' | b'\n' => continue,
+            // Control characters XML 1.0 forbids: written as U+FFFD so the document stays
+            // well-formed.
+            0..=0x1f => "\u{FFFD}",
             _ => continue,
         };
         out.push_str(&s[last..i]);
@@ -864,5 +912,32 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.path, "productIds/item");
+    }
+
+    #[test]
+    fn hostile_numbers_and_characters_do_not_panic_or_break_the_document() {
+        assert_eq!(plain_decimal("1e-9223372036854775808"), None);
+        assert_eq!(plain_decimal("1e9223372036854775807"), None);
+        assert_eq!(plain_decimal("1e401"), None);
+        let mut out = String::new();
+        escape_into(&mut out, "A\u{7}<b>&\"");
+        assert_eq!(out, "A\u{FFFD}&lt;b&gt;&amp;&quot;");
+        assert!(matches!(
+            decode("<productIds><item>&#1;</item></productIds>"),
+            Err(Error::MalformedXml(_))
+        ));
+        assert!(matches!(
+            decode("<productIds><item>1\u{1}</item></productIds>"),
+            Err(Error::MalformedXml(_))
+        ));
+    }
+
+    #[test]
+    fn attribute_floods_are_refused_quickly() {
+        let attrs: String = (0..5000).map(|i| format!(" a{i}=\"\"")).collect();
+        let xml = format!("<productIds><item{attrs}>1</item></productIds>");
+        let started = std::time::Instant::now();
+        assert!(matches!(decode(&xml), Err(Error::MalformedXml(_))));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }

@@ -121,7 +121,8 @@ impl ServiceDescription {
             .map(|r| (r.clone(), escape_attr(endpoint)))
             .collect();
         for (r, target) in &f.locations {
-            let url = format!("{endpoint}?xsd={}", self.files[*target].serve_name);
+            let mut url = format!("{endpoint}?xsd=");
+            crate::mapping::percent_encode_into(&mut url, &self.files[*target].serve_name);
             edits.push((r.clone(), escape_attr(&url)));
         }
         edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
@@ -519,6 +520,17 @@ impl<'a, 'i> Builder<'a, 'i> {
         let (min, max) = occurs(node).map_err(|r| self.fail(node, r))?;
         let optional = optional || min == 0 || node.tag_name().name() == "choice";
         let repeated = repeated || max.is_none_or(|m| m > 1);
+        if max.is_none_or(|m| m > 1)
+            && xsd_children(node)
+                .filter(|c| c.tag_name().name() != "annotation")
+                .count()
+                > 1
+        {
+            return Err(self.fail(
+                node,
+                "a repeated group (maxOccurs > 1 on a sequence or choice) with several particles is not supported: it has no JSON form that keeps its order; wrap the group in an element",
+            ));
+        }
         for c in xsd_children(node) {
             match c.tag_name().name() {
                 "element" => {
@@ -594,7 +606,7 @@ impl<'a, 'i> Builder<'a, 'i> {
             namespace: qualified.then(|| self.tns_at(node)),
             min_occurs: min,
             max_occurs: max,
-            nillable: node.attribute("nillable") == Some("true"),
+            nillable: matches!(node.attribute("nillable"), Some("true" | "1")),
             ty,
         })
     }

@@ -1,0 +1,81 @@
+//! The WSDL loader on shapes beyond the bundled services: rpc/literal, imported schemas with
+//! qualified elements and restricted simple types, and what it refuses.
+
+use std::path::Path;
+
+use serde_json::json;
+use soapbridge::protocol::soap::{self, SoapVersion};
+use soapbridge::schema::{ServiceDescription, SimpleKind, TypeDef};
+
+#[test]
+fn rpc_literal_with_an_imported_schema() {
+    let d = ServiceDescription::load(Path::new("tests/wsdl/rpc.wsdl")).unwrap();
+    assert_eq!(d.name, "Calc");
+    let op = d.operation("sum").unwrap();
+    assert_eq!(op.soap_actions, ["urn:rpc#sum"]);
+    assert_eq!(op.documentation, "Adds amounts.");
+    assert_eq!(op.input.name, "sum");
+    assert_eq!(op.input.namespace.as_deref(), Some("urn:rpc"));
+    let TypeDef::Complex(input) = d.schema.get(op.input.ty) else {
+        panic!()
+    };
+    let amounts = input.child("amounts").unwrap();
+    let TypeDef::Complex(a) = d.schema.get(amounts.ty) else {
+        panic!()
+    };
+    let amount = a.child("amount").unwrap();
+    assert!(amount.is_repeated());
+    assert_eq!(amount.namespace.as_deref(), Some("urn:types"));
+    let TypeDef::Simple(money) = d.schema.get(amount.ty) else {
+        panic!()
+    };
+    assert_eq!(money.kind, SimpleKind::Decimal);
+
+    // A request in that shape decodes with exact decimals and arrays.
+    let xml = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><r:sum xmlns:r="urn:rpc"><code>0085</code><amounts><t:amount xmlns:t="urn:types">1.10</t:amount></amounts></r:sum></e:Body></e:Envelope>"#;
+    let (v, call) = soap::decode(&d, xml, Some("urn:rpc#sum"), 32, SoapVersion::V11);
+    assert_eq!(v, SoapVersion::V11);
+    let call = call.unwrap();
+    assert_eq!(
+        serde_json::Value::Object(call.params).to_string(),
+        r#"{"amounts":{"amount":[1.10]},"code":"0085"}"#
+    );
+
+    // The response writes the other namespace's elements with their own prefix.
+    let out = soap::encode_response(
+        &d,
+        0,
+        SoapVersion::V12,
+        "soap",
+        "m",
+        &json!({"total": "2.20"}),
+    )
+    .unwrap();
+    assert!(
+        out.contains("<m:sumResponse xmlns:m=\"urn:rpc\"><total>2.20</total></m:sumResponse>"),
+        "{out}"
+    );
+
+    // Served with the bridge's address and the schema link rewritten.
+    let wsdl = d.render_wsdl("http://bridge:1/calc");
+    assert!(wsdl.contains("location=\"http://bridge:1/calc\""));
+    assert!(wsdl.contains("schemaLocation=\"http://bridge:1/calc?xsd=types.xsd\""));
+    assert!(
+        d.render_xsd("types.xsd", "http://bridge:1/calc")
+            .unwrap()
+            .contains("name=\"Amounts\"")
+    );
+}
+
+#[test]
+fn unsupported_shapes_are_refused_with_file_and_line() {
+    let e = ServiceDescription::load(Path::new("tests/wsdl/repeated-group.wsdl")).unwrap_err();
+    assert!(e.file.ends_with("repeated-group.wsdl"));
+    assert!(
+        e.reason.starts_with("line 6: a repeated group"),
+        "{}",
+        e.reason
+    );
+    let e = ServiceDescription::load(Path::new("tests/wsdl/missing.wsdl")).unwrap_err();
+    assert!(e.reason.contains("cannot read"), "{}", e.reason);
+}
