@@ -2,6 +2,9 @@
 //! response envelope), each beside quick-xml's raw event parse of the same bytes, measured in
 //! the same run. `cargo bench --bench conversion`.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};

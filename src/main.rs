@@ -2,6 +2,11 @@
 //! The `soapbridge` command: a thin layer over the library.
 
 use std::path::PathBuf;
+
+// mimalloc: the request path allocates many small, short-lived values (JSON values, strings);
+// measured in `cargo bench --bench throughput` (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 
 use anyhow::Context;

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use base64::Engine;
-use chrono::FixedOffset;
+use chrono::{Datelike, FixedOffset, Timelike};
 use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
@@ -240,13 +240,9 @@ impl SignedProfile {
             return Err(Error::ApiKeyUserMismatch);
         }
         if account.reuse == ReusePolicy::Reject
-            && !self.ledger.first_use(
-                &account.api_key,
-                &expected,
-                time,
-                time + self.window_ms,
-                now_ms,
-            )
+            && !self
+                .ledger
+                .first_use(&expected, time, time + self.window_ms, now_ms)
         {
             return Err(Error::SignatureReused);
         }
@@ -259,7 +255,15 @@ impl SignedProfile {
         m.insert("ackCode".into(), Value::from(ack));
         m.insert(
             "responseTime".into(),
-            Value::from(now.format("%d/%m/%Y %H:%M:%S").to_string()),
+            Value::from(format!(
+                "{:02}/{:02}/{:04} {:02}:{:02}:{:02}",
+                now.day(),
+                now.month(),
+                now.year(),
+                now.hour(),
+                now.minute(),
+                now.second()
+            )),
         );
         m.insert(
             "timeElapsed".into(),
@@ -347,26 +351,24 @@ pub struct SignatureLedger {
 
 #[derive(Debug, Default)]
 struct Ledger {
-    seen: HashMap<(String, String, i64), i64>,
+    /// (lowercase hex sign, time) -> when the entry may be forgotten. The sign already binds
+    /// the apiKey and the secret, so it identifies the account.
+    seen: HashMap<([u8; 32], i64), i64>,
     next_sweep: usize,
 }
 
 impl SignatureLedger {
     /// Records the signature; `false` when it was already used and has not expired.
-    pub fn first_use(
-        &self,
-        api_key: &str,
-        sign: &str,
-        time: i64,
-        expires_at: i64,
-        now: i64,
-    ) -> bool {
+    pub fn first_use(&self, sign: &str, time: i64, expires_at: i64, now: i64) -> bool {
         let mut l = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if l.seen.len() >= l.next_sweep {
             l.seen.retain(|_, exp| *exp >= now);
             l.next_sweep = (l.seen.len() * 2).max(1024);
         }
-        let key = (api_key.to_string(), sign.to_string(), time);
+        let mut hex = [0u8; 32];
+        let n = sign.len().min(32);
+        hex[..n].copy_from_slice(&sign.as_bytes()[..n]);
+        let key = (hex, time);
         match l.seen.get(&key) {
             Some(exp) if *exp >= now => false,
             _ => {
@@ -488,8 +490,9 @@ mod tests {
     #[test]
     fn ledger_forgets_expired_signatures() {
         let l = SignatureLedger::default();
-        assert!(l.first_use("k", "s", 1, 100, 0));
-        assert!(!l.first_use("k", "s", 1, 100, 50));
-        assert!(l.first_use("k", "s", 1, 300, 101));
+        assert!(l.first_use("s", 1, 100, 0));
+        assert!(!l.first_use("s", 1, 100, 50));
+        assert!(l.first_use("s", 2, 100, 50));
+        assert!(l.first_use("s", 1, 300, 101));
     }
 }
