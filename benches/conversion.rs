@@ -117,7 +117,12 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut ok = true;
+    // BENCH_ONLY=decode|encode runs one direction (for profiling).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     for (label, products) in [("1 KB", 2usize), ("100 KB", 280)] {
+        if only == "encode" {
+            break;
+        }
         let xml = request(products);
         let (_, call) = soap::decode(&desc, &xml, None, 64, SoapVersion::V11);
         let call = call.expect("decodes");
@@ -145,6 +150,9 @@ fn main() {
         );
     }
     for (label, products) in [("1 KB", 2usize), ("100 KB", 240)] {
+        if only == "decode" {
+            break;
+        }
         let value = result(products);
         let out = soap::encode_response(&desc, info, SoapVersion::V11, "env", "ns0", &value)
             .expect("encodes");

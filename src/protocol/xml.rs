@@ -8,9 +8,8 @@
 use std::borrow::Cow;
 use std::str::FromStr;
 
-use quick_xml::NsReader;
+use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
 use serde_json::{Map, Number, Value};
 
 use crate::error::Error;
@@ -34,11 +33,20 @@ fn has_forbidden_control(s: &str) -> bool {
 
 /// A namespace-aware pull reader over a request body, bounded in nesting depth, that refuses
 /// DTDs and resolves only the predefined and character entity references.
+///
+/// Namespaces are tracked here rather than by quick-xml's `NsReader`: declarations are only
+/// looked for on elements that have attributes, and names are resolved only when asked
+/// (envelope, body and operation elements, `xsi:nil`), which keeps the per-element cost of the
+/// payload close to the raw event parse.
 pub struct XmlReader<'i> {
-    inner: NsReader<&'i [u8]>,
+    inner: Reader<&'i [u8]>,
     depth: usize,
     max_depth: usize,
+    /// In-scope declarations: (depth of the declaring element, prefix ("" = default), URI).
+    bindings: Vec<(usize, Vec<u8>, String)>,
 }
+
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 
 /// What the decoder needs from one event.
 pub enum Node<'i> {
@@ -50,7 +58,7 @@ pub enum Node<'i> {
 
 impl<'i> XmlReader<'i> {
     pub fn new(text: &'i str, max_depth: usize) -> Self {
-        let mut inner = NsReader::from_str(text);
+        let mut inner = Reader::from_str(text);
         let cfg = inner.config_mut();
         cfg.expand_empty_elements = true;
         cfg.check_end_names = true;
@@ -59,6 +67,7 @@ impl<'i> XmlReader<'i> {
             inner,
             depth: 0,
             max_depth,
+            bindings: Vec::new(),
         }
     }
 
@@ -83,9 +92,15 @@ impl<'i> XmlReader<'i> {
                             limit: self.max_depth,
                         });
                     }
+                    if !s.attributes_raw().iter().all(u8::is_ascii_whitespace) {
+                        self.declare(&s)?;
+                    }
                     Node::Start(s)
                 }
                 Event::End(_) => {
+                    while self.bindings.last().is_some_and(|b| b.0 == self.depth) {
+                        self.bindings.pop();
+                    }
                     self.depth -= 1;
                     Node::End
                 }
@@ -138,16 +153,55 @@ impl<'i> XmlReader<'i> {
         }
     }
 
-    /// Namespace URI of an element ("" when it has none).
-    pub fn namespace_of(&self, e: &BytesStart<'_>) -> Result<String, Error> {
-        match self.inner.resolve_element(e.name()).0 {
-            ResolveResult::Bound(ns) => Ok(String::from_utf8_lossy(ns.as_ref()).into_owned()),
-            ResolveResult::Unbound => Ok(String::new()),
-            ResolveResult::Unknown(p) => Err(self.malformed(format!(
+    /// Records the `xmlns` / `xmlns:p` declarations of an element just started.
+    fn declare(&mut self, e: &BytesStart<'_>) -> Result<(), Error> {
+        for (i, a) in e.attributes().with_checks(false).enumerate() {
+            if i >= MAX_ATTRIBUTES {
+                return Err(self.malformed(format!(
+                    "more than {MAX_ATTRIBUTES} attributes on one element"
+                )));
+            }
+            let a = a.map_err(|err| self.malformed(err))?;
+            let key = a.key.as_ref();
+            let prefix = if key == b"xmlns" {
+                &b""[..]
+            } else if let Some(p) = key.strip_prefix(b"xmlns:") {
+                p
+            } else {
+                continue;
+            };
+            let uri = a.unescape_value().map_err(|err| self.malformed(err))?;
+            if !prefix.is_empty() && uri.is_empty() {
+                return Err(self.malformed("a namespace prefix cannot be bound to an empty URI"));
+            }
+            self.bindings
+                .push((self.depth, prefix.to_vec(), uri.into_owned()));
+        }
+        Ok(())
+    }
+
+    /// The namespace bound to `prefix` (None: the default namespace) at the current element.
+    fn resolve(&self, prefix: Option<&[u8]>) -> Result<&str, Error> {
+        let p = prefix.unwrap_or(b"");
+        if p == b"xml" {
+            return Ok(XML_NS);
+        }
+        match self.bindings.iter().rev().find(|b| b.1 == p) {
+            Some(b) => Ok(&b.2),
+            None if p.is_empty() => Ok(""),
+            None => Err(self.malformed(format!(
                 "namespace prefix '{}' is not declared",
-                String::from_utf8_lossy(&p)
+                String::from_utf8_lossy(p)
             ))),
         }
+    }
+
+    /// Namespace URI of the element just started ("" when it has none).
+    pub fn namespace_of(&self, e: &BytesStart<'_>) -> Result<String, Error> {
+        let name = e.name();
+        Ok(self
+            .resolve(name.prefix().map(|p| p.into_inner()))?
+            .to_string())
     }
 
     /// Value of the attribute `{ns}local`, if present.
@@ -164,14 +218,14 @@ impl<'i> XmlReader<'i> {
                 )));
             }
             let a = a.map_err(|err| self.malformed(err))?;
-            let (res, l) = self.inner.resolve_attribute(a.key);
-            if l.as_ref() != local.as_bytes() {
+            if a.key.local_name().as_ref() != local.as_bytes() {
                 continue;
             }
-            let matches = match res {
-                ResolveResult::Bound(n) => n.as_ref() == ns.as_bytes(),
-                ResolveResult::Unbound => ns.is_empty(),
-                ResolveResult::Unknown(_) => false,
+            // Unprefixed attributes are in no namespace (the default namespace does not apply).
+            let matches = match a.key.prefix() {
+                None => ns.is_empty(),
+                Some(p) if p.as_ref() == b"xmlns" => false,
+                Some(p) => self.resolve(Some(p.into_inner())).is_ok_and(|u| u == ns),
             };
             if matches {
                 let v = a.unescape_value().map_err(|err| self.malformed(err))?;
@@ -267,7 +321,14 @@ pub fn decode_complex(
 ) -> Result<Map<String, Value>, Error> {
     let mut obj = Map::new();
     // Occurrences of each child, by its index in the schema's sequence.
-    let mut seen = vec![0u32; ct.children.len()];
+    let mut small = [0u32; 24];
+    let mut large = Vec::new();
+    let seen: &mut [u32] = if ct.children.len() <= small.len() {
+        &mut small[..ct.children.len()]
+    } else {
+        large.resize(ct.children.len(), 0);
+        &mut large
+    };
     loop {
         match r.next_node()? {
             Node::Start(s) => {
@@ -313,7 +374,7 @@ pub fn decode_complex(
             Node::Eof => return Err(Error::MalformedXml("unexpected end of document".into())),
         }
     }
-    for (c, n) in ct.children.iter().zip(&seen) {
+    for (c, n) in ct.children.iter().zip(seen.iter()) {
         if *n < c.min_occurs {
             return Err(Error::MissingElement {
                 path: format!("{path}/{}", c.name),
