@@ -444,16 +444,13 @@ impl App {
             Ok(b) => b,
             Err(e) => return fault_response(hint, &svc.env_prefix, &e, None),
         };
-        let text = match std::str::from_utf8(&body) {
+        let text = match crate::protocol::xml::decode_body(&body, ct.as_deref()) {
             Ok(t) => t,
-            Err(e) => {
-                let e = Error::BadEncoding(format!("{e}; send UTF-8"));
-                return fault_response(hint, &svc.env_prefix, &e, None);
-            }
+            Err(e) => return fault_response(hint, &svc.env_prefix, &e, None),
         };
         let (version, decoded) = soap::decode(
             &svc.desc,
-            text,
+            &text,
             action.as_deref(),
             self.limits.max_depth,
             hint,

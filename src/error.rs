@@ -71,7 +71,7 @@ pub enum Error {
     BodyTooLarge { limit: usize },
     #[error("request body was not received in time")]
     BodyTimeout,
-    #[error("request body is not UTF-8 text: {0}")]
+    #[error("request body encoding: {0}")]
     BadEncoding(String),
     #[error("malformed XML: {0}")]
     MalformedXml(String),

@@ -571,3 +571,46 @@ async fn shutdown_lets_calls_in_flight_finish() {
     // New connections are refused once it has stopped.
     assert!(tokio::net::TcpStream::connect(b.addr).await.is_err());
 }
+
+#[tokio::test]
+async fn legacy_turkish_encodings_are_accepted_and_bad_bytes_refused() {
+    let b = Bridge::demo().await;
+    let url = b.url(OPTION_PATH);
+    // An ISO-8859-9 envelope, as old Turkish clients send: "Şükrü" in the owner name.
+    let env = envelope(
+        "getOptionFeaturesInfo",
+        "<productIds><item>587300354</item></productIds>",
+        "tr",
+        now_ms(),
+    )
+    .replace(
+        "<?xml version=\"1.0\"?>",
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-9\"?><!-- \u{15e}\u{fc}kr\u{fc} -->",
+    );
+    let (latin5, _, unmappable) = encoding_rs::WINDOWS_1254.encode(&env);
+    assert!(!unmappable);
+    assert_ne!(latin5.as_ref(), env.as_bytes());
+    use base64::Engine;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(USER)
+    );
+    let headers = [
+        ("content-type", "text/xml"),
+        ("soapaction", "\"\""),
+        ("authorization", auth.as_str()),
+    ];
+    let r = request("POST", &url, &headers, latin5.into_owned()).await;
+    assert_eq!(
+        r.text_of("ackCode").as_deref(),
+        Some("success"),
+        "{}",
+        r.body
+    );
+    r.assert_has("Kalın yazı");
+    // Bytes that are not UTF-8, with no declaration saying otherwise.
+    let mut bad = envelope("getOptionFeaturesInfo", IDS, "tr", now_ms()).into_bytes();
+    bad.extend_from_slice(b"<!-- \xFF -->");
+    let r = soap(&url, USER, bad).await;
+    assert_fault11(&r, 500, "env:Client", "BAD_ENCODING");
+}

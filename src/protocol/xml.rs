@@ -284,6 +284,64 @@ impl<'i> XmlReader<'i> {
     }
 }
 
+/// The body as text. UTF-8 unless a UTF-16 byte order mark, the Content-Type `charset` or the
+/// XML declaration's `encoding` says otherwise (legacy Turkish clients send ISO-8859-9 or
+/// windows-1254); other encodings are converted to UTF-8 with encoding_rs, and malformed
+/// sequences are refused rather than replaced.
+pub fn decode_body<'b>(body: &'b [u8], content_type: Option<&str>) -> Result<Cow<'b, str>, Error> {
+    let label = if body.starts_with(&[0xFF, 0xFE]) {
+        Some("utf-16le".to_string())
+    } else if body.starts_with(&[0xFE, 0xFF]) {
+        Some("utf-16be".to_string())
+    } else {
+        content_type
+            .and_then(|ct| {
+                ct.split(';').skip(1).find_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("charset")
+                        .then(|| v.trim().trim_matches('"').to_string())
+                })
+            })
+            .or_else(|| declared_encoding(body))
+    };
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let encoding = match label.as_deref() {
+        None => encoding_rs::UTF_8,
+        Some(l) => encoding_rs::Encoding::for_label(l.as_bytes())
+            .ok_or_else(|| Error::BadEncoding(format!("unknown character encoding '{l}'")))?,
+    };
+    if encoding == encoding_rs::UTF_8 {
+        return std::str::from_utf8(body)
+            .map(Cow::Borrowed)
+            .map_err(|e| Error::BadEncoding(format!("the body is not valid UTF-8: {e}")));
+    }
+    let body = body
+        .strip_prefix(&[0xFF, 0xFE])
+        .or_else(|| body.strip_prefix(&[0xFE, 0xFF]))
+        .unwrap_or(body);
+    encoding
+        .decode_without_bom_handling_and_without_replacement(body)
+        .map(|t| Cow::Owned(t.into_owned()))
+        .ok_or_else(|| Error::BadEncoding(format!("the body is not valid {}", encoding.name())))
+}
+
+/// The `encoding` of an XML declaration at the start of an ASCII-compatible body.
+fn declared_encoding(body: &[u8]) -> Option<String> {
+    let head = &body[..body.len().min(200)];
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    if !head.starts_with(b"<?xml") {
+        return None;
+    }
+    let end = head.windows(2).position(|w| w == b"?>")?;
+    let decl = std::str::from_utf8(&head[..end]).ok()?;
+    let rest = &decl[decl.find("encoding")? + "encoding".len()..];
+    let rest = rest.trim_start().strip_prefix('=')?.trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let value = &rest[1..];
+    Some(value[..value.find(quote)?].to_string())
+}
+
 pub fn local_name(e: &BytesStart<'_>) -> String {
     String::from_utf8_lossy(e.local_name().as_ref()).into_owned()
 }
@@ -1000,5 +1058,30 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(matches!(decode(&xml), Err(Error::MalformedXml(_))));
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn legacy_encodings_are_converted_and_bad_bytes_refused() {
+        // "Ödeme çeki" in ISO-8859-9 (Turkish Latin-5).
+        let latin5: &[u8] =
+            b"<?xml version=\"1.0\" encoding=\"ISO-8859-9\"?><a>\xD6deme \xE7eki</a>";
+        assert_eq!(
+            decode_body(latin5, Some("text/xml")).unwrap(),
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-9\"?><a>\u{d6}deme \u{e7}eki</a>"
+        );
+        let w1254: &[u8] = b"<a>\xFE</a>";
+        assert_eq!(
+            decode_body(w1254, Some("text/xml; charset=windows-1254")).unwrap(),
+            "<a>\u{15f}</a>"
+        );
+        assert!(matches!(
+            decode_body(b"<a>\xFF</a>", Some("text/xml")),
+            Err(Error::BadEncoding(_))
+        ));
+        assert!(matches!(
+            decode_body(b"<a/>", Some("text/xml; charset=klingon")),
+            Err(Error::BadEncoding(_))
+        ));
+        assert_eq!(decode_body(b"\xEF\xBB\xBF<a/>", None).unwrap(), "<a/>");
     }
 }
