@@ -1,0 +1,117 @@
+//! The HTTP layer as a raw client sees it: keep-alive, and clients too slow to send their
+//! headers or body.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads one HTTP/1.1 response with a Content-Length body.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed early: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+fn post(body: &str) -> String {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(USER);
+    format!(
+        "POST {OPTION_PATH} HTTP/1.1\r\nHost: t\r\nContent-Type: text/xml\r\nSOAPAction: \"\"\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn several_calls_share_one_keep_alive_connection() {
+    let b = Bridge::demo().await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let base = now_ms();
+    for i in 0..3 {
+        let env = envelope(
+            "calculateOptionsPrice",
+            "<productIds><item>587300354</item></productIds>",
+            "en",
+            base - i,
+        );
+        s.write_all(post(&env).as_bytes()).await.unwrap();
+        let r = read_response(&mut s).await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.contains("<ackCode>success</ackCode>"), "{r}");
+    }
+}
+
+fn slow_config() -> String {
+    std::fs::read_to_string("demo/soapbridge.toml")
+        .unwrap()
+        .replace("header_timeout_ms = 10000", "header_timeout_ms = 400")
+        .replace("body_timeout_ms = 30000", "body_timeout_ms = 400")
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_gets_408_and_a_fault() {
+    let b = Bridge::with_config(&slow_config()).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    let full = post(&envelope(
+        "calculateOptionsPrice",
+        "<productIds/>",
+        "en",
+        now_ms(),
+    ));
+    // Everything but the last 100 bytes of the body.
+    s.write_all(&full.as_bytes()[..full.len() - 100])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let r = read_response(&mut s).await;
+    assert!(r.starts_with("HTTP/1.1 408"), "{r}");
+    assert!(r.contains("<sb:code>BODY_TIMEOUT</sb:code>"), "{r}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn headers_that_stop_arriving_close_the_connection() {
+    let b = Bridge::with_config(&slow_config()).await;
+    let mut s = TcpStream::connect(b.addr).await.unwrap();
+    s.write_all(b"POST /listingapi/ws/IndividualProductOptionService HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    // hyper answers 408 or just closes; either way the connection does not stay open.
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
