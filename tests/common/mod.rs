@@ -95,6 +95,16 @@ impl Reply {
         text_of(&self.body, local)
     }
 
+    /// The call succeeded: `ackCode=success`.
+    pub fn assert_success(&self) {
+        assert_eq!(
+            self.text_of("ackCode").as_deref(),
+            Some("success"),
+            "{}",
+            self.body
+        );
+    }
+
     pub fn assert_has(&self, fragment: &str) {
         assert!(
             self.body.contains(fragment),
