@@ -79,3 +79,14 @@ fn unsupported_shapes_are_refused_with_file_and_line() {
     let e = ServiceDescription::load(Path::new("tests/wsdl/missing.wsdl")).unwrap_err();
     assert!(e.reason.contains("cannot read"), "{}", e.reason);
 }
+
+#[test]
+fn recursive_elements_load_and_decode_to_their_depth() {
+    let d = ServiceDescription::load(Path::new("tests/wsdl/tree.wsdl")).unwrap();
+    let xml = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><t:node xmlns:t="urn:tree"><t:label>a</t:label><t:node><t:label>b</t:label></t:node></t:node></e:Body></e:Envelope>"#;
+    let call = soap::decode(&d, xml, None, 32, SoapVersion::V11).1.unwrap();
+    assert_eq!(
+        serde_json::Value::Object(call.params),
+        json!({"label": "a", "node": [{"label": "b", "node": []}]})
+    );
+}

@@ -238,6 +238,8 @@ struct Builder<'a, 'i> {
     /// Target namespace given to schemas without one (chameleon includes).
     chameleon: HashMap<usize, String>,
     named: HashMap<Key, TypeId>,
+    /// Anonymous types of global elements, by element name.
+    element_types: HashMap<Key, TypeId>,
     schema: Schema,
 }
 
@@ -268,6 +270,7 @@ impl<'a, 'i> Builder<'a, 'i> {
             simple: HashMap::new(),
             chameleon: HashMap::new(),
             named: HashMap::new(),
+            element_types: HashMap::new(),
             schema: Schema::default(),
         };
         // Chameleon includes take the including schema's namespace.
@@ -579,13 +582,23 @@ impl<'a, 'i> Builder<'a, 'i> {
             let key = self.resolve_qname(node, t)?;
             self.type_by_name(node, &key)?
         } else if let Some(ct) = xsd_children(node).find(|c| xsd(*c, "complexType")) {
-            let id = self.push(TypeDef::Complex(ComplexType {
-                name: name.clone(),
-                children: Vec::new(),
-            }));
-            let def = self.complex_type(ct, &name)?;
-            self.schema.types[id] = def;
-            id
+            // A global element's anonymous type may refer back to the element (trees): the
+            // type id is recorded before its children are read, so the reference finds it.
+            let global_key = global.then(|| (self.tns_at(node), name.clone()));
+            if let Some(id) = global_key.as_ref().and_then(|k| self.element_types.get(k)) {
+                *id
+            } else {
+                let id = self.push(TypeDef::Complex(ComplexType {
+                    name: name.clone(),
+                    children: Vec::new(),
+                }));
+                if let Some(k) = global_key {
+                    self.element_types.insert(k, id);
+                }
+                let def = self.complex_type(ct, &name)?;
+                self.schema.types[id] = def;
+                id
+            }
         } else if let Some(st) = xsd_children(node).find(|c| xsd(*c, "simpleType")) {
             let def = self.simple_type(st, &name)?;
             self.push(def)
