@@ -335,11 +335,11 @@ impl App {
 
     pub async fn handle(&self, req: Request<Incoming>) -> Resp {
         let started = Instant::now();
-        let path = req.uri().path().trim_end_matches('/').to_string();
+        let path = req.uri().path().trim_end_matches('/');
         // The SOAP version to answer in before the envelope is read.
         let hint = SoapVersion::from_content_type(header_str(&req, http::header::CONTENT_TYPE));
-        let Some(svc) = self.services.get(&path) else {
-            return match (req.method(), path.as_str()) {
+        let Some(svc) = self.services.get(path) else {
+            return match (req.method(), path) {
                 (&Method::GET, "") => self.index(),
                 (&Method::GET, "/healthz") => {
                     text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into())
@@ -357,7 +357,7 @@ impl App {
             Method::POST => {
                 match tokio::time::timeout(
                     self.limits.request_timeout,
-                    self.call(svc, req, started),
+                    self.call(svc, req, hint, started),
                 )
                 .await
                 {
@@ -419,9 +419,14 @@ impl App {
         )
     }
 
-    async fn call(&self, svc: &Service, req: Request<Incoming>, started: Instant) -> Resp {
+    async fn call(
+        &self,
+        svc: &Service,
+        req: Request<Incoming>,
+        hint: SoapVersion,
+        started: Instant,
+    ) -> Resp {
         let ct = header_str(&req, http::header::CONTENT_TYPE).map(str::to_string);
-        let hint = SoapVersion::from_content_type(ct.as_deref());
         let action = soap::soap_action(header_str(&req, "soapaction"), ct.as_deref());
 
         // Who is calling, before any work is done for them.

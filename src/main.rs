@@ -90,7 +90,11 @@ fn main() -> anyhow::Result<()> {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("reading {}", path.display()))?;
-                    print!("{}", fill_envelope(&text, &api_key, &sign, time)?);
+                    let time = time.to_string();
+                    let values = [("apiKey", api_key.as_str()), ("sign", &sign), ("time", &time)];
+                    let filled = soapbridge::protocol::soap::fill_elements(&text, &values)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    print!("{filled}");
                 }
             }
             Ok(())
@@ -136,29 +140,4 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
-}
-
-/// Replaces the contents of the first `<apiKey>`, `<sign>` and `<time>` elements.
-fn fill_envelope(text: &str, api_key: &str, sign: &str, time: i64) -> anyhow::Result<String> {
-    let mut out = text.to_string();
-    for (name, value) in [
-        ("apiKey", api_key.to_string()),
-        ("sign", sign.to_string()),
-        ("time", time.to_string()),
-    ] {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        let start = out
-            .find(&open)
-            .with_context(|| format!("the envelope has no <{name}> element"))?
-            + open.len();
-        let end = start
-            + out[start..]
-                .find(&close)
-                .with_context(|| format!("<{name}> is not closed"))?;
-        let mut escaped = String::new();
-        soapbridge::protocol::xml::escape_into(&mut escaped, &value);
-        out.replace_range(start..end, &escaped);
-    }
-    Ok(out)
 }

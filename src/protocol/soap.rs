@@ -59,6 +59,28 @@ pub fn soap_action(header: Option<&str>, content_type: Option<&str>) -> Option<S
     })
 }
 
+/// Replaces the text of the first `<name>` element for each (name, value), escaping the value:
+/// how `soapbridge sign --envelope` puts a fresh apiKey/sign/time into a request file.
+pub fn fill_elements(envelope: &str, values: &[(&str, &str)]) -> Result<String, String> {
+    let mut out = envelope.to_string();
+    for (name, value) in values {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let start = out
+            .find(&open)
+            .ok_or_else(|| format!("the envelope has no <{name}> element"))?
+            + open.len();
+        let end = start
+            + out[start..]
+                .find(&close)
+                .ok_or_else(|| format!("<{name}> is not closed"))?;
+        let mut escaped = String::new();
+        escape_into(&mut escaped, value);
+        out.replace_range(start..end, &escaped);
+    }
+    Ok(out)
+}
+
 /// A decoded SOAP request: the operation and its parameters as JSON.
 #[derive(Debug, Clone)]
 pub struct SoapCall {

@@ -202,18 +202,12 @@ pub fn now_ms() -> i64 {
 /// Replaces the contents of `<apiKey>`, `<sign>` and `<time>` in an envelope.
 pub fn signed(envelope: &str, key: &str, secret: &str, time: i64) -> String {
     let sign = soapbridge::profile::signed::sign(key, secret, time);
-    let mut out = envelope.to_string();
-    for (name, value) in [
-        ("apiKey", key.to_string()),
-        ("sign", sign),
-        ("time", time.to_string()),
-    ] {
-        let open = format!("<{name}>");
-        let start = out.find(&open).unwrap_or_else(|| panic!("no <{name}>")) + open.len();
-        let end = start + out[start..].find('<').unwrap();
-        out.replace_range(start..end, &value);
-    }
-    out
+    let time = time.to_string();
+    soapbridge::protocol::soap::fill_elements(
+        envelope,
+        &[("apiKey", key), ("sign", &sign), ("time", &time)],
+    )
+    .unwrap()
 }
 
 /// A fixture file's text.
