@@ -301,6 +301,7 @@ impl App {
             serve: ServeOptions {
                 header_timeout: Duration::from_millis(sc.header_timeout_ms),
                 grace: Duration::from_millis(sc.shutdown_grace_ms),
+                max_connections: sc.max_connections,
             },
         })
     }
@@ -345,6 +346,10 @@ impl App {
                     text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into())
                 }
                 _ => fault_response(
+                    Ctx {
+                        service: "-",
+                        operation: "-",
+                    },
                     hint,
                     "env",
                     &Error::NoSuchService(req.uri().path().to_string()),
@@ -366,12 +371,12 @@ impl App {
                         let e = Error::RequestTimeout {
                             limit_ms: self.limits.request_timeout.as_millis() as u64,
                         };
-                        tracing::warn!(service = %svc.name, "request timed out");
-                        fault_response(hint, &svc.env_prefix, &e, None)
+                        fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None)
                     }
                 }
             }
             ref m => fault_response(
+                Ctx::service(svc),
                 hint,
                 &svc.env_prefix,
                 &Error::MethodNotAllowed(m.to_string()),
@@ -412,6 +417,7 @@ impl App {
             }
         }
         fault_response(
+            Ctx::service(svc),
             SoapVersion::V11,
             &svc.env_prefix,
             &Error::MethodNotAllowed("GET".into()),
@@ -438,8 +444,13 @@ impl App {
             ) {
                 Ok(u) => Some(u.to_string()),
                 Err(e) => {
-                    tracing::info!(service = %svc.name, "HTTP Basic authentication failed");
-                    return fault_response(hint, &svc.env_prefix, &e, Some(p.www_authenticate()));
+                    return fault_response(
+                        Ctx::service(svc),
+                        hint,
+                        &svc.env_prefix,
+                        &e,
+                        Some(p.www_authenticate()),
+                    );
                 }
             },
             None => None,
@@ -447,11 +458,11 @@ impl App {
 
         let body = match self.read_body(req.into_body()).await {
             Ok(b) => b,
-            Err(e) => return fault_response(hint, &svc.env_prefix, &e, None),
+            Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
         };
         let text = match crate::protocol::xml::decode_body(&body, ct.as_deref()) {
             Ok(t) => t,
-            Err(e) => return fault_response(hint, &svc.env_prefix, &e, None),
+            Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
         };
         let (version, decoded) = soap::decode(
             &svc.desc,
@@ -463,8 +474,7 @@ impl App {
         let call = match decoded {
             Ok(c) => c,
             Err(e) => {
-                tracing::info!(service = %svc.name, code = e.code(), "request refused");
-                return fault_response(version, &svc.env_prefix, &e, None);
+                return fault_response(Ctx::service(svc), version, &svc.env_prefix, &e, None);
             }
         };
         let op = &svc.desc.operations[call.operation];
@@ -522,10 +532,19 @@ impl App {
         lang: Lang,
         started: Instant,
     ) -> Resp {
-        let op = &svc.desc.operations[operation].name;
-        // The code and status only: error texts may quote backend bodies.
-        tracing::info!(service = %svc.name, operation = %op, code = e.code(), backend_status = e.backend_status(), "call failed");
+        let ctx = Ctx {
+            service: &svc.name,
+            operation: &svc.desc.operations[operation].name,
+        };
         if let Some(p) = svc.profile.as_ref().filter(|_| e.is_call_failure()) {
+            // The code and status only: error texts may quote backend bodies.
+            tracing::info!(
+                service = ctx.service,
+                operation = ctx.operation,
+                code = e.code(),
+                backend_status = e.backend_status(),
+                "ackCode=failure"
+            );
             let value = p.failure(&e, lang, started);
             return match soap::encode_response(
                 &svc.desc,
@@ -537,6 +556,7 @@ impl App {
             ) {
                 Ok(xml) => xml_response(StatusCode::OK, version, xml),
                 Err(shape) => fault_response(
+                    ctx,
                     version,
                     &svc.env_prefix,
                     &Error::Internal(shape.to_string()),
@@ -544,7 +564,7 @@ impl App {
                 ),
             };
         }
-        fault_response(version, &svc.env_prefix, &e, None)
+        fault_response(ctx, version, &svc.env_prefix, &e, None)
     }
 
     async fn read_body(&self, body: Incoming) -> Result<Bytes, Error> {
@@ -581,7 +601,26 @@ fn xml_response(status: StatusCode, version: SoapVersion, body: String) -> Resp 
     text_response(status, version.content_type(), body)
 }
 
+/// Where a fault happened, for the log line.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    service: &'a str,
+    operation: &'a str,
+}
+
+impl<'a> Ctx<'a> {
+    fn service(svc: &'a Service) -> Self {
+        Ctx {
+            service: &svc.name,
+            operation: "-",
+        }
+    }
+}
+
+/// The only writer of SOAP fault responses; logs each one (code and statuses only: error
+/// texts may quote request or backend content).
 fn fault_response(
+    ctx: Ctx<'_>,
     version: SoapVersion,
     env_prefix: &str,
     e: &Error,
@@ -589,6 +628,14 @@ fn fault_response(
 ) -> Resp {
     let status = StatusCode::from_u16(soap::fault_status(version, e))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    tracing::info!(
+        service = ctx.service,
+        operation = ctx.operation,
+        code = e.code(),
+        status = status.as_u16(),
+        backend_status = e.backend_status(),
+        "fault"
+    );
     let mut r = xml_response(status, version, soap::encode_fault(version, env_prefix, e));
     if let Some(v) = www_authenticate.and_then(|v| HeaderValue::from_str(&v).ok()) {
         r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);

@@ -85,6 +85,9 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     #[serde(default = "default_grace")]
     pub shutdown_grace_ms: u64,
+    /// Open connections at most; further clients wait until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -108,6 +111,9 @@ fn default_request_timeout() -> u64 {
 fn default_grace() -> u64 {
     30_000
 }
+fn default_max_connections() -> usize {
+    10_000
+}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -120,6 +126,7 @@ impl Default for ServerConfig {
             body_timeout_ms: default_body_timeout(),
             request_timeout_ms: default_request_timeout(),
             shutdown_grace_ms: default_grace(),
+            max_connections: default_max_connections(),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Every failure the bridge can answer with, and who is at fault for it.
 //!
 //! Errors are classified by [`Party`]: the caller sent something wrong, the backend failed or
-//! refused, or the bridge itself broke. The wire mapping (SOAP fault, `ackCode=failure`, HTTP
-//! status) happens in one place, `app::App::respond_error`, which hands failures of the call to
-//! the profile (`profile::signed::failure`, using [`Error::message`] in the caller's language)
-//! and everything else to `protocol::soap::encode_fault` (using [`Error::code`],
+//! refused, or the bridge itself broke. They become responses in `app`: `respond_error` hands
+//! failures of a decoded call to the profile (`profile::signed::failure`, using
+//! [`Error::message`] in the caller's language) and everything else to `fault_response`, the
+//! only writer of SOAP faults (`protocol::soap::encode_fault`, using [`Error::code`],
 //! [`Error::party`] and the English `Display` text).
 
 use std::fmt;

@@ -23,6 +23,8 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     /// How long shutdown waits for in-flight calls.
     pub grace: Duration,
+    /// Open connections at most; further clients wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ServeOptions {
@@ -30,6 +32,7 @@ impl Default for ServeOptions {
         ServeOptions {
             header_timeout: Duration::from_secs(10),
             grace: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
 }
@@ -67,7 +70,12 @@ pub async fn serve<F, Fut>(
         .header_read_timeout(opts.header_timeout)
         .keep_alive(true);
     tokio::pin!(shutdown);
+    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -93,6 +101,7 @@ pub async fn serve<F, Fut>(
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(permit);
                 });
             }
             _ = &mut shutdown => break,

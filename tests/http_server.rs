@@ -115,3 +115,23 @@ async fn headers_that_stop_arriving_close_the_connection() {
     assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(4));
 }
+
+#[tokio::test]
+async fn clients_beyond_max_connections_wait_for_a_free_slot() {
+    let text = std::fs::read_to_string("demo/soapbridge.toml")
+        .unwrap()
+        .replace("max_connections = 10000", "max_connections = 1");
+    let b = Bridge::with_config(&text).await;
+    let get = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut first = TcpStream::connect(b.addr).await.unwrap();
+    first.write_all(get).await.unwrap();
+    assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
+    // The second client is accepted by the kernel but not served while the first is open.
+    let mut second = TcpStream::connect(b.addr).await.unwrap();
+    second.write_all(get).await.unwrap();
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the limit");
+    drop(first);
+    assert!(read_response(&mut second).await.starts_with("HTTP/1.1 200"));
+}

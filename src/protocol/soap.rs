@@ -59,26 +59,47 @@ pub fn soap_action(header: Option<&str>, content_type: Option<&str>) -> Option<S
     })
 }
 
-/// Replaces the text of the first `<name>` element for each (name, value), escaping the value:
-/// how `soapbridge sign --envelope` puts a fresh apiKey/sign/time into a request file.
+/// Replaces the text of the first `<name>` element (with or without a namespace prefix, no
+/// attributes) for each (name, value), escaping the value: how `soapbridge sign --envelope`
+/// puts a fresh apiKey/sign/time into a request file.
 pub fn fill_elements(envelope: &str, values: &[(&str, &str)]) -> Result<String, String> {
     let mut out = envelope.to_string();
     for (name, value) in values {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        let start = out
-            .find(&open)
-            .ok_or_else(|| format!("the envelope has no <{name}> element"))?
-            + open.len();
+        let start = content_start(&out, name)
+            .ok_or_else(|| format!("the envelope has no <{name}> element"))?;
         let end = start
             + out[start..]
-                .find(&close)
+                .find("</")
                 .ok_or_else(|| format!("<{name}> is not closed"))?;
         let mut escaped = String::new();
         escape_into(&mut escaped, value);
         out.replace_range(start..end, &escaped);
     }
     Ok(out)
+}
+
+/// Where the text of the first `<name>` or `<prefix:name>` start tag begins.
+fn content_start(s: &str, name: &str) -> Option<usize> {
+    let needle = format!("{name}>");
+    let mut from = 0;
+    while let Some(i) = s[from..].find(&needle) {
+        let at = from + i;
+        let before = &s[..at];
+        let is_start = before.ends_with('<')
+            || before.rfind('<').is_some_and(|lt| {
+                let prefix = &before[lt + 1..];
+                prefix.len() > 1
+                    && prefix.ends_with(':')
+                    && prefix[..prefix.len() - 1]
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            });
+        if is_start {
+            return Some(at + needle.len());
+        }
+        from = at + needle.len();
+    }
+    None
 }
 
 /// A decoded SOAP request: the operation and its parameters as JSON.
@@ -403,4 +424,24 @@ fn detail(out: &mut String, err: &Error) {
         out.push_str("</sb:fieldErrors>");
     }
     out.push_str("</sb:error>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_elements_handles_prefixes_and_escapes() {
+        let env = "<a><p:apiKey>old</p:apiKey><sign/><sign>x</sign><time>1</time></a>";
+        let out = fill_elements(env, &[("apiKey", "k&1"), ("sign", "s"), ("time", "2")]).unwrap();
+        assert_eq!(
+            out,
+            "<a><p:apiKey>k&amp;1</p:apiKey><sign/><sign>s</sign><time>2</time></a>"
+        );
+        assert!(
+            fill_elements("<a/>", &[("apiKey", "k")])
+                .unwrap_err()
+                .contains("no <apiKey>")
+        );
+    }
 }
