@@ -439,10 +439,10 @@ impl<'a, 'i> Builder<'a, 'i> {
                 if let TypeDef::Simple(s) = self.schema.get(base_id) {
                     kind = s.kind;
                 }
-            } else if let Some(inner) = xsd_children(r).find(|c| xsd(*c, "simpleType")) {
-                if let TypeDef::Simple(s) = self.simple_type(inner, name)? {
-                    kind = s.kind;
-                }
+            } else if let Some(inner) = xsd_children(r).find(|c| xsd(*c, "simpleType"))
+                && let TypeDef::Simple(s) = self.simple_type(inner, name)?
+            {
+                kind = s.kind;
             }
             enumeration = xsd_children(r)
                 .filter(|c| xsd(*c, "enumeration"))
