@@ -189,6 +189,10 @@ impl App {
                     .map(|f| compile("fields", f))
                     .transpose()?,
             };
+            let tls = crate::backend::tls_config(
+                b.ca_file.as_ref().map(|p| cfg.resolve_path(p)).as_deref(),
+            )
+            .map_err(|e| cfg.err(format!("{key}.ca_file"), e))?;
             backends.insert(
                 name.clone(),
                 Arc::new(Backend::new(
@@ -199,6 +203,7 @@ impl App {
                     b.max_response_bytes,
                     headers,
                     errors,
+                    tls,
                 )),
             );
         }

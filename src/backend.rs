@@ -1,11 +1,15 @@
-//! Calls to JSON backends: a pooled hyper client per backend, with a connect timeout and a
-//! total timeout per call, and one classification of every way a call can fail.
+//! Calls to JSON backends: a pooled hyper client per backend (HTTP or HTTPS with rustls), with a
+//! connect timeout and a total timeout per call, and one classification of every way a call can
+//! fail.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
@@ -25,11 +29,41 @@ pub struct ErrorShape {
 pub struct Backend {
     pub name: String,
     base_url: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
     max_response_bytes: usize,
     headers: Vec<(HeaderName, HeaderValue)>,
     errors: ErrorShape,
+}
+
+/// TLS settings for HTTPS backends: the Mozilla root certificates (webpki-roots) plus, for
+/// backends with a private CA, the certificates of a PEM file.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        {
+            let cert =
+                cert.map_err(|e| format!("{}: not a PEM certificate: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: unusable certificate: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!("{} holds no PEM certificate", path.display()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// One request to a backend, already rendered from the operation's templates.
@@ -50,10 +84,17 @@ impl Backend {
         max_response_bytes: usize,
         headers: Vec<(HeaderName, HeaderValue)>,
         errors: ErrorShape,
+        tls: rustls::ClientConfig,
     ) -> Backend {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)

@@ -187,6 +187,10 @@ pub struct BackendConfig {
     pub timeout_ms: u64,
     #[serde(default = "default_max_response")]
     pub max_response_bytes: usize,
+    /// PEM file with the CA certificate(s) of an HTTPS backend whose certificate is not signed
+    /// by a public CA (relative to the configuration file).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Extra headers on every call; values may come from the environment.
     #[serde(default)]
     pub headers: BTreeMap<String, SecretSource>,
@@ -447,7 +451,7 @@ impl Config {
                     return Err(self.err(key, "has both base_url and builtin; choose one"));
                 }
                 (Some(url), None)
-                    if !url.starts_with("http://")
+                    if !(url.starts_with("http://") || url.starts_with("https://"))
                         || url
                             .parse::<http::Uri>()
                             .ok()
@@ -456,7 +460,7 @@ impl Config {
                 {
                     return Err(self.err(
                         format!("{key}.base_url"),
-                        format!("'{url}' must be an http:// URL with a host"),
+                        format!("'{url}' must be an http:// or https:// URL with a host"),
                     ));
                 }
                 _ => {}
