@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::backend::{Backend, BackendRequest, ErrorShape};
+use crate::backend::{Backend, BackendRequest, BackendSettings, ErrorShape};
 use crate::config::{Config, ConfigError, ProfileConfig};
 use crate::error::{Error, Lang};
 use crate::mapping::{PathTemplate, Scope, Template, render_query};
@@ -198,12 +198,14 @@ impl App {
                 Arc::new(Backend::new(
                     name,
                     &base_url,
-                    Duration::from_millis(b.connect_timeout_ms),
-                    Duration::from_millis(b.timeout_ms),
-                    b.max_response_bytes,
-                    headers,
-                    errors,
-                    tls,
+                    BackendSettings {
+                        connect_timeout: Duration::from_millis(b.connect_timeout_ms),
+                        timeout: Duration::from_millis(b.timeout_ms),
+                        max_response_bytes: b.max_response_bytes,
+                        headers,
+                        errors,
+                        tls,
+                    },
                 )),
             );
         }

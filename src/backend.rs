@@ -75,17 +75,28 @@ pub struct BackendRequest {
     pub body: Option<Value>,
 }
 
+/// How a backend is called (from its `[backends.X]` section).
+#[derive(Debug, Clone)]
+pub struct BackendSettings {
+    pub connect_timeout: Duration,
+    /// Connect, send and read the whole answer.
+    pub timeout: Duration,
+    pub max_response_bytes: usize,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub errors: ErrorShape,
+    pub tls: rustls::ClientConfig,
+}
+
 impl Backend {
-    pub fn new(
-        name: &str,
-        base_url: &str,
-        connect_timeout: Duration,
-        timeout: Duration,
-        max_response_bytes: usize,
-        headers: Vec<(HeaderName, HeaderValue)>,
-        errors: ErrorShape,
-        tls: rustls::ClientConfig,
-    ) -> Backend {
+    pub fn new(name: &str, base_url: &str, settings: BackendSettings) -> Backend {
+        let BackendSettings {
+            connect_timeout,
+            timeout,
+            max_response_bytes,
+            headers,
+            errors,
+            tls,
+        } = settings;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
