@@ -58,6 +58,16 @@ async fn tls_backend() -> (String, String) {
     (format!("https://{addr}"), pem)
 }
 
+async fn calculate(b: &Bridge) -> Reply {
+    let env = envelope(
+        "calculateOptionsPrice",
+        "<productIds><item>1</item></productIds>",
+        "en",
+        now_ms(),
+    );
+    soap(&b.url(OPTION_PATH), USER, env).await
+}
+
 fn config(url: &str, ca_file: Option<&std::path::Path>) -> String {
     let builtin = "builtin = { kind = \"product-options\", data = \"../fixtures/reference/product-options.json\" }";
     let mut backend = format!("base_url = \"{url}\"");
@@ -76,33 +86,13 @@ async fn https_backends_with_a_configured_ca_are_reached_and_unknown_certificate
     std::fs::write(&ca, pem).unwrap();
 
     let b = Bridge::with_config(&config(&url, Some(&ca))).await;
-    let r = soap(
-        &b.url(OPTION_PATH),
-        USER,
-        envelope(
-            "calculateOptionsPrice",
-            "<productIds><item>1</item></productIds>",
-            "en",
-            now_ms(),
-        ),
-    )
-    .await;
+    let r = calculate(&b).await;
     r.assert_success();
     assert_eq!(r.text_of("paymentVoucher").as_deref(), Some("FT-tls"));
 
     // Without the CA the certificate is not trusted: a backend fault naming the cause.
     let b = Bridge::with_config(&config(&url, None)).await;
-    let r = soap(
-        &b.url(OPTION_PATH),
-        USER,
-        envelope(
-            "calculateOptionsPrice",
-            "<productIds><item>1</item></productIds>",
-            "en",
-            now_ms(),
-        ),
-    )
-    .await;
+    let r = calculate(&b).await;
     assert_eq!(r.status, 500, "{}", r.body);
     r.assert_has("<sb:code>BACKEND_UNAVAILABLE</sb:code>");
     r.assert_has("certificate");

@@ -64,6 +64,16 @@ fn assert_fault11(r: &Reply, status: u16, faultcode: &str, code: &str) {
 }
 
 /// A signed calculateOptionsPrice call (English) on the option service.
+/// A calculateOptionsPrice call in `lang` signed with `time`.
+async fn calculate_at(url: &str, lang: &str, time: i64) -> Reply {
+    soap(
+        url,
+        USER,
+        envelope("calculateOptionsPrice", IDS, lang, time),
+    )
+    .await
+}
+
 async fn calculate(b: &Bridge) -> Reply {
     soap(
         &b.url(OPTION_PATH),
@@ -84,12 +94,7 @@ async fn calculate_against(status: u16, body: &'static str, timeout_ms: u64) -> 
 async fn a_correctly_signed_call_succeeds_and_a_wrong_sign_fails_in_both_languages() {
     let b = Bridge::demo().await;
     let url = b.url(OPTION_PATH);
-    let ok = soap(
-        &url,
-        USER,
-        envelope("calculateOptionsPrice", IDS, "tr", now_ms()),
-    )
-    .await;
+    let ok = calculate_at(&url, "tr", now_ms()).await;
     ok.assert_success();
     assert_eq!(ok.text_of("price").as_deref(), Some("0.02"));
 
@@ -132,24 +137,14 @@ async fn uppercase_signatures_are_accepted() {
 async fn expired_and_future_times_are_refused_with_their_own_messages() {
     let b = Bridge::demo().await;
     let url = b.url(OPTION_PATH);
-    let r = soap(
-        &url,
-        USER,
-        envelope("calculateOptionsPrice", IDS, "en", now_ms() - 301_000),
-    )
-    .await;
+    let r = calculate_at(&url, "en", now_ms() - 301_000).await;
     assert_failure(&r, "TIME_EXPIRED");
     assert!(
         r.text_of("message").unwrap().contains("too old"),
         "{}",
         r.body
     );
-    let r = soap(
-        &url,
-        USER,
-        envelope("calculateOptionsPrice", IDS, "tr", now_ms() + 301_000),
-    )
-    .await;
+    let r = calculate_at(&url, "tr", now_ms() + 301_000).await;
     assert_failure(&r, "TIME_IN_FUTURE");
     assert!(
         r.text_of("message").unwrap().contains("ileri bir tarihte"),
@@ -157,12 +152,7 @@ async fn expired_and_future_times_are_refused_with_their_own_messages() {
         r.body
     );
     // Inside the window either side is fine.
-    let r = soap(
-        &url,
-        USER,
-        envelope("calculateOptionsPrice", IDS, "en", now_ms() - 240_000),
-    )
-    .await;
+    let r = calculate_at(&url, "en", now_ms() - 240_000).await;
     r.assert_success();
 }
 
