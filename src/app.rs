@@ -18,9 +18,10 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::backend::{Backend, BackendRequest, BackendSettings, ErrorShape};
+use crate::call::Val;
 use crate::config::{Config, ConfigError, ProfileConfig};
 use crate::error::{Error, Lang};
-use crate::mapping::{PathTemplate, Scope, Template, render_query};
+use crate::mapping::{Doc, PathTemplate, Scope, Template, render_query};
 use crate::profile::SignedProfile;
 use crate::protocol::soap::{self, SoapVersion};
 use crate::schema::ServiceDescription;
@@ -43,10 +44,10 @@ pub struct Route {
 impl Route {
     /// Renders the backend request from the call's parameters, calls the backend and shapes
     /// its answer into the operation's result.
-    async fn invoke(&self, input: &Value) -> Result<Value, Error> {
+    async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
         let scope = Scope {
-            doc: input,
-            input,
+            doc: Doc::Call(input),
+            input: Doc::Call(input),
             item: None,
         };
         let mut path_and_query =
@@ -67,8 +68,8 @@ impl Route {
             .await?;
         self.response
             .eval(&Scope {
-                doc: &answer,
-                input,
+                doc: Doc::Json(&answer),
+                input: Doc::Call(input),
                 item: None,
             })
             .ok_or_else(|| Error::BackendBadResponse {
@@ -497,8 +498,7 @@ impl App {
                 return self.respond_error(svc, call.operation, version, e, lang, started);
             }
         }
-        let input = Value::Object(params);
-        let result = match svc.routes[call.operation].invoke(&input).await {
+        let result = match svc.routes[call.operation].invoke(&params).await {
             Ok(v) => v,
             Err(e) => return self.respond_error(svc, call.operation, version, e, lang, started),
         };

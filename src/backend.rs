@@ -222,11 +222,7 @@ impl Backend {
     }
 
     fn read(&self, t: &Template, body: &Value) -> Option<String> {
-        let v = t.eval(&Scope {
-            doc: body,
-            input: &Value::Null,
-            item: None,
-        })?;
+        let v = t.eval(&Scope::json(body))?;
         match v {
             Value::String(s) => Some(s),
             Value::Null => None,
@@ -254,13 +250,7 @@ impl Backend {
             .errors
             .fields
             .as_ref()
-            .and_then(|t| {
-                t.eval(&Scope {
-                    doc: body,
-                    input: &Value::Null,
-                    item: None,
-                })
-            })
+            .and_then(|t| t.eval(&Scope::json(body)))
             .and_then(|v| match v {
                 Value::Array(items) => Some(items),
                 _ => None,

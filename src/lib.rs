@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod call;
 pub mod config;
 pub mod error;
 pub mod mapping;

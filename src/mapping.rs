@@ -20,6 +20,8 @@ use std::fmt::Write;
 
 use serde_json::{Map, Value};
 
+use crate::call::Val;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Root {
     Doc,
@@ -54,12 +56,31 @@ enum Node {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template(Node);
 
+/// A document templates read: a `serde_json` value (a backend's answer) or a decoded call's
+/// parameters.
+#[derive(Debug, Clone, Copy)]
+pub enum Doc<'a> {
+    Json(&'a Value),
+    Call(&'a Val<'a>),
+}
+
 /// What expressions can see.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
-    pub doc: &'a Value,
-    pub input: &'a Value,
-    pub item: Option<&'a Value>,
+    pub doc: Doc<'a>,
+    pub input: Doc<'a>,
+    pub item: Option<Doc<'a>>,
+}
+
+impl<'a> Scope<'a> {
+    /// A scope over one `serde_json` document (also used as `$input`).
+    pub fn json(doc: &'a Value) -> Self {
+        Scope {
+            doc: Doc::Json(doc),
+            input: Doc::Json(doc),
+            item: None,
+        }
+    }
 }
 
 impl PathExpr {
@@ -110,26 +131,62 @@ impl PathExpr {
         &self.text
     }
 
-    pub fn eval(&self, scope: &Scope<'_>) -> Option<Value> {
-        let start = match self.root {
+    fn start<'a>(&self, scope: &Scope<'a>) -> Option<Doc<'a>> {
+        Some(match self.root {
             Root::Doc => scope.doc,
             Root::Input => scope.input,
             Root::Item => scope.item?,
-        };
-        walk(start, &self.segs)
+        })
+    }
+
+    /// The value at the path, as `serde_json` (only what it selects is converted).
+    pub fn eval(&self, scope: &Scope<'_>) -> Option<Value> {
+        match self.start(scope)? {
+            Doc::Json(v) => walk_json(v, &self.segs),
+            Doc::Call(v) => walk_call(v, &self.segs),
+        }
+    }
+
+    /// The value at the path without copying it, when the path does not pass through a list.
+    fn eval_ref<'a>(&self, scope: &Scope<'a>) -> Option<Doc<'a>> {
+        let mut at = self.start(scope)?;
+        for seg in &self.segs {
+            at = match (seg, at) {
+                (Seg::Key(k), Doc::Json(Value::Object(m))) => Doc::Json(m.get(k)?),
+                (Seg::Index(i), Doc::Json(Value::Array(a))) => Doc::Json(a.get(*i)?),
+                (Seg::Key(k), Doc::Call(v @ Val::Obj(_))) => Doc::Call(v.get(k)?),
+                (Seg::Index(i), Doc::Call(Val::List(a))) => Doc::Call(a.get(*i)?),
+                _ => return None,
+            };
+        }
+        Some(at)
     }
 }
 
-fn walk(v: &Value, segs: &[Seg]) -> Option<Value> {
+fn walk_json(v: &Value, segs: &[Seg]) -> Option<Value> {
     let Some((first, rest)) = segs.split_first() else {
         return Some(v.clone());
     };
     match (first, v) {
-        (Seg::Key(k), Value::Object(m)) => walk(m.get(k)?, rest),
+        (Seg::Key(k), Value::Object(m)) => walk_json(m.get(k)?, rest),
         (Seg::Key(_), Value::Array(items)) => Some(Value::Array(
-            items.iter().filter_map(|i| walk(i, segs)).collect(),
+            items.iter().filter_map(|i| walk_json(i, segs)).collect(),
         )),
-        (Seg::Index(i), Value::Array(items)) => walk(items.get(*i)?, rest),
+        (Seg::Index(i), Value::Array(items)) => walk_json(items.get(*i)?, rest),
+        _ => None,
+    }
+}
+
+fn walk_call(v: &Val<'_>, segs: &[Seg]) -> Option<Value> {
+    let Some((first, rest)) = segs.split_first() else {
+        return Some(v.to_json());
+    };
+    match (first, v) {
+        (Seg::Key(k), Val::Obj(_)) => walk_call(v.get(k)?, rest),
+        (Seg::Key(_), Val::List(items)) => Some(Value::Array(
+            items.iter().filter_map(|i| walk_call(i, segs)).collect(),
+        )),
+        (Seg::Index(i), Val::List(items)) => walk_call(items.get(*i)?, rest),
         _ => None,
     }
 }
@@ -218,30 +275,30 @@ fn eval(n: &Node, scope: &Scope<'_>) -> Option<Value> {
             items.iter().filter_map(|i| eval(i, scope)).collect(),
         )),
         Node::Each(src, map) => {
-            let list = src.eval(scope)?;
-            let items: Vec<Value> = match &list {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|item| {
-                        eval(
-                            map,
-                            &Scope {
-                                item: Some(item),
-                                ..*scope
-                            },
-                        )
-                    })
-                    .collect(),
-                Value::Null => Vec::new(),
-                single => eval(
+            // Borrow the list where the path allows it; otherwise build it.
+            let owned;
+            let list = match src.eval_ref(scope) {
+                Some(d) => d,
+                None => {
+                    owned = src.eval(scope)?;
+                    Doc::Json(&owned)
+                }
+            };
+            let each = |item: Doc<'_>| {
+                eval(
                     map,
                     &Scope {
-                        item: Some(single),
-                        ..*scope
+                        doc: scope.doc,
+                        input: scope.input,
+                        item: Some(item),
                     },
                 )
-                .into_iter()
-                .collect(),
+            };
+            let items: Vec<Value> = match list {
+                Doc::Json(Value::Array(a)) => a.iter().filter_map(|i| each(Doc::Json(i))).collect(),
+                Doc::Call(Val::List(a)) => a.iter().filter_map(|i| each(Doc::Call(i))).collect(),
+                Doc::Json(Value::Null) | Doc::Call(Val::Null) => Vec::new(),
+                single => each(single).into_iter().collect(),
             };
             Some(Value::Array(items))
         }
@@ -366,9 +423,10 @@ mod tests {
     use serde_json::json;
 
     fn run(t: Value, doc: Value) -> Option<Value> {
+        let input = json!({"lang": "tr"});
         Template::compile(&t).unwrap().eval(&Scope {
-            doc: &doc,
-            input: &json!({"lang": "tr"}),
+            doc: Doc::Json(&doc),
+            input: Doc::Json(&input),
             item: None,
         })
     }
@@ -398,6 +456,27 @@ mod tests {
     }
 
     #[test]
+    fn templates_read_decoded_calls_directly() {
+        let call = Val::Obj(vec![
+            (
+                "productIds",
+                Val::Obj(vec![("item", Val::List(vec![Val::Int(7), Val::Int(8)]))]),
+            ),
+            ("code", Val::Str("0085".into())),
+        ]);
+        let t = Template::compile(&json!({"ids": "$.productIds.item", "each": {"$each": "$.productIds.item", "$map": {"id": "@"}}, "code": "$.code"})).unwrap();
+        let v = t.eval(&Scope {
+            doc: Doc::Call(&call),
+            input: Doc::Call(&call),
+            item: None,
+        });
+        assert_eq!(
+            v,
+            Some(json!({"ids": [7, 8], "each": [{"id": 7}, {"id": 8}], "code": "0085"}))
+        );
+    }
+
+    #[test]
     fn defaults_and_bad_directives() {
         assert_eq!(
             run(json!({"$value": "$.n", "$default": 0}), json!({})),
@@ -410,11 +489,7 @@ mod tests {
     #[test]
     fn path_templates_and_queries_are_encoded() {
         let doc = json!({"v": "FT/1 2", "ids": [1, 2]});
-        let scope = Scope {
-            doc: &doc,
-            input: &doc,
-            item: None,
-        };
+        let scope = Scope::json(&doc);
         let p = PathTemplate::parse("/v1/vouchers/{$.v}/payments").unwrap();
         assert_eq!(
             p.render(&scope).unwrap(),
@@ -428,11 +503,7 @@ mod tests {
             "$.missing"
         );
         let dots = json!({"v": ".."});
-        let dot_scope = Scope {
-            doc: &dots,
-            input: &dots,
-            item: None,
-        };
+        let dot_scope = Scope::json(&dots);
         assert!(
             PathTemplate::parse("/v1/vouchers/{$.v}/payments")
                 .unwrap()

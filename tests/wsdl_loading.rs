@@ -37,7 +37,7 @@ fn rpc_literal_with_an_imported_schema() {
     assert_eq!(v, SoapVersion::V11);
     let call = call.unwrap();
     assert_eq!(
-        serde_json::Value::Object(call.params).to_string(),
+        call.params.to_json().to_string(),
         r#"{"amounts":{"amount":[1.10]},"code":"0085"}"#
     );
 
@@ -86,7 +86,7 @@ fn recursive_elements_load_and_decode_to_their_depth() {
     let xml = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><t:node xmlns:t="urn:tree"><t:label>a</t:label><t:node><t:label>b</t:label></t:node></t:node></e:Body></e:Envelope>"#;
     let call = soap::decode(&d, xml, None, 32, SoapVersion::V11).1.unwrap();
     assert_eq!(
-        serde_json::Value::Object(call.params),
+        call.params.to_json(),
         json!({"label": "a", "node": [{"label": "b", "node": []}]})
     );
 }

@@ -17,6 +17,7 @@ use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
+use crate::call::Val;
 use crate::config::{ConfigError, ErrorText, ReusePolicy, SignedProfileConfig};
 use crate::error::{Error, Lang};
 use crate::schema::{Operation, Schema, TypeDef};
@@ -190,27 +191,20 @@ impl SignedProfile {
     }
 
     /// The caller's language from `lang`, or the profile's default.
-    pub fn lang(&self, params: &Map<String, Value>) -> Lang {
+    pub fn lang(&self, params: &Val<'_>) -> Lang {
         params
             .get("lang")
-            .and_then(Value::as_str)
+            .and_then(Val::as_str)
             .and_then(Lang::parse)
             .unwrap_or(self.default_lang)
     }
 
     /// Verifies the signature parameters and removes them from `params`.
-    pub fn verify(
-        &self,
-        params: &mut Map<String, Value>,
-        role_user: &str,
-        now_ms: i64,
-    ) -> Result<(), Error> {
+    pub fn verify(&self, params: &mut Val<'_>, role_user: &str, now_ms: i64) -> Result<(), Error> {
         let api_key = take_string(params, "apiKey").trim().to_string();
         let sign_given = take_string(params, "sign").trim().to_string();
-        let time = params
-            .remove("time")
-            .and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()));
-        params.remove("lang");
+        let time = params.take("time").and_then(|v| v.as_i64());
+        params.take("lang");
         let time = time.ok_or_else(|| Error::MissingElement {
             path: "time".into(),
         })?;
@@ -334,11 +328,11 @@ impl SignedProfile {
     }
 }
 
-fn take_string(params: &mut Map<String, Value>, key: &str) -> String {
-    match params.remove(key) {
-        Some(Value::String(s)) => s,
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
+fn take_string(params: &mut Val<'_>, key: &str) -> String {
+    match params.take(key) {
+        Some(Val::Str(s)) => s.into_owned(),
+        Some(Val::Null) | None => String::new(),
+        Some(other) => other.to_json().to_string(),
     }
 }
 
@@ -417,14 +411,17 @@ mod tests {
         .unwrap()
     }
 
-    fn params(sign: &str, time: i64) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("apiKey".into(), "K".into());
-        m.insert("sign".into(), sign.into());
-        m.insert("time".into(), time.into());
-        m.insert("productIds".into(), serde_json::json!({"item": [1]}));
-        m.insert("lang".into(), "en".into());
-        m
+    fn params(sign: &str, time: i64) -> Val<'_> {
+        Val::Obj(vec![
+            ("apiKey", Val::Str("K".into())),
+            ("sign", Val::Str(sign.into())),
+            ("time", Val::Int(time)),
+            (
+                "productIds",
+                Val::Obj(vec![("item", Val::List(vec![Val::Int(1)]))]),
+            ),
+            ("lang", Val::Str("en".into())),
+        ])
     }
 
     #[test]
@@ -440,9 +437,10 @@ mod tests {
     fn valid_call_in_either_case_passes_and_leaves_only_business_parameters() {
         let p = profile(ReusePolicy::Allow);
         let now = 1_700_000_000_000;
-        let mut m = params(&sign("K", "S", now).to_uppercase(), now);
+        let upper = sign("K", "S", now).to_uppercase();
+        let mut m = params(&upper, now);
         p.verify(&mut m, "u", now + 1000).unwrap();
-        assert_eq!(m.keys().collect::<Vec<_>>(), vec!["productIds"]);
+        assert_eq!(m.keys(), vec!["productIds"]);
     }
 
     #[test]

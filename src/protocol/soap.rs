@@ -1,7 +1,9 @@
 //! SOAP 1.1 and 1.2 envelopes: decoding a request into the neutral call model, encoding a
 //! result, and the one place where an [`Error`] becomes a SOAP fault and an HTTP status.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::call::Val;
 
 use crate::error::{Error, Party};
 use crate::protocol::xml::{self, Node, XmlReader, XmlWriter, escape_into};
@@ -102,22 +104,23 @@ fn content_start(s: &str, name: &str) -> Option<usize> {
     None
 }
 
-/// A decoded SOAP request: the operation and its parameters as JSON.
+/// A decoded SOAP request: the operation and its parameters (a JSON object borrowing from the
+/// body and the schema).
 #[derive(Debug, Clone)]
-pub struct SoapCall {
+pub struct SoapCall<'i> {
     pub operation: usize,
-    pub params: Map<String, Value>,
+    pub params: Val<'i>,
 }
 
 /// Decodes an envelope. The version is returned even on failure (once known) so that the
 /// fault can be answered in it.
-pub fn decode(
-    desc: &ServiceDescription,
-    body: &str,
+pub fn decode<'i>(
+    desc: &'i ServiceDescription,
+    body: &'i str,
     action: Option<&str>,
     max_depth: usize,
     hint: SoapVersion,
-) -> (SoapVersion, Result<SoapCall, Error>) {
+) -> (SoapVersion, Result<SoapCall<'i>, Error>) {
     let mut r = XmlReader::new(body, max_depth);
     let mut version = hint;
     let res = decode_inner(desc, &mut r, action, &mut version);
@@ -143,43 +146,47 @@ fn expect_start<'i>(
     }
 }
 
-fn decode_inner(
-    desc: &ServiceDescription,
-    r: &mut XmlReader<'_>,
+fn decode_inner<'i>(
+    desc: &'i ServiceDescription,
+    r: &mut XmlReader<'i>,
     action: Option<&str>,
     version: &mut SoapVersion,
-) -> Result<SoapCall, Error> {
+) -> Result<SoapCall<'i>, Error> {
     let env = expect_start(r, "the Envelope")?
         .ok_or_else(|| Error::NotSoap("the body is empty".into()))?;
-    let env_ns = r.namespace_of(&env)?;
-    let env_local = xml::local_name(&env);
-    if env_local != "Envelope" {
+    if env.local_name().as_ref() != b"Envelope" {
         return Err(Error::NotSoap(format!(
-            "the root element is '{env_local}', expected a SOAP Envelope"
+            "the root element is '{}', expected a SOAP Envelope",
+            xml::local_name(&env)
         )));
     }
-    *version = match env_ns.as_str() {
-        SOAP11_NS => SoapVersion::V11,
-        SOAP12_NS => SoapVersion::V12,
+    let env_ns = match r.namespace_of(&env)? {
+        SOAP11_NS => SOAP11_NS,
+        SOAP12_NS => SOAP12_NS,
         other => return Err(Error::VersionMismatch(other.to_string())),
+    };
+    *version = if env_ns == SOAP11_NS {
+        SoapVersion::V11
+    } else {
+        SoapVersion::V12
     };
     let mut call = None;
     while let Some(s) = expect_start(r, "Header or Body")? {
-        let ns = r.namespace_of(&s)?;
-        let local = xml::local_name(&s);
-        if ns != env_ns {
+        let local = s.local_name();
+        if r.namespace_of(&s)? != env_ns {
             return Err(Error::NotSoap(format!(
-                "unexpected element '{local}' in the Envelope"
+                "unexpected element '{}' in the Envelope",
+                xml::local_name(&s)
             )));
         }
-        match local.as_str() {
-            "Header" if call.is_none() => {
+        match local.as_ref() {
+            b"Header" if call.is_none() => {
                 while let Some(h) = expect_start(r, "a header block")? {
-                    let must = r.attribute(&h, &env_ns, "mustUnderstand")?;
+                    let must = r.attribute(&h, env_ns, "mustUnderstand")?;
                     // Blocks aimed at another node (1.1 actor, 1.2 role) are not ours to refuse.
                     let target = match *version {
-                        SoapVersion::V11 => r.attribute(&h, &env_ns, "actor")?,
-                        SoapVersion::V12 => r.attribute(&h, &env_ns, "role")?,
+                        SoapVersion::V11 => r.attribute(&h, env_ns, "actor")?,
+                        SoapVersion::V12 => r.attribute(&h, env_ns, "role")?,
                     };
                     let ours = match target.as_deref().map(str::trim) {
                         None | Some("") => true,
@@ -195,10 +202,11 @@ fn decode_inner(
                     r.skip_element()?;
                 }
             }
-            "Body" if call.is_none() => call = Some(decode_body(desc, r, action)?),
-            other => {
+            b"Body" if call.is_none() => call = Some(decode_body(desc, r, action)?),
+            _ => {
                 return Err(Error::NotSoap(format!(
-                    "unexpected element '{other}' in the Envelope"
+                    "unexpected element '{}' in the Envelope",
+                    xml::local_name(&s)
                 )));
             }
         }
@@ -218,25 +226,24 @@ fn decode_inner(
     call.ok_or_else(|| Error::NotSoap("the Envelope has no Body".into()))
 }
 
-fn decode_body(
-    desc: &ServiceDescription,
-    r: &mut XmlReader<'_>,
+fn decode_body<'i>(
+    desc: &'i ServiceDescription,
+    r: &mut XmlReader<'i>,
     action: Option<&str>,
-) -> Result<SoapCall, Error> {
+) -> Result<SoapCall<'i>, Error> {
     let s = expect_start(r, "the operation element")?.ok_or_else(|| {
         Error::NotSoap("the Body is empty: it must hold one operation element".into())
     })?;
     let ns = r.namespace_of(&s)?;
-    let local = xml::local_name(&s);
-    let Some(idx) = desc
-        .operations
-        .iter()
-        .position(|o| o.input.name == local && o.input.namespace.as_deref().unwrap_or("") == ns)
-    else {
+    let local = s.local_name();
+    let Some(idx) = desc.operations.iter().position(|o| {
+        o.input.name.as_bytes() == local.as_ref()
+            && o.input.namespace.as_deref().unwrap_or("") == ns
+    }) else {
         let known: Vec<&str> = desc.operations.iter().map(|o| o.name.as_str()).collect();
         return Err(Error::UnknownOperation {
-            name: local,
-            namespace: ns,
+            name: xml::local_name(&s),
+            namespace: ns.to_string(),
             known: known.join(", "),
         });
     };
@@ -255,12 +262,10 @@ fn decode_body(
     }
     let mut path = op.input.name.clone();
     let params = match desc.schema.get(op.input.ty) {
-        TypeDef::Complex(ct) => xml::decode_complex(r, &desc.schema, ct, &mut path)?,
+        TypeDef::Complex(ct) => Val::Obj(xml::decode_complex(r, &desc.schema, ct, &mut path)?),
         TypeDef::Simple(_) => {
             let v = xml::decode_value(r, &desc.schema, &op.input, &s, &mut path)?;
-            let mut m = Map::new();
-            m.insert(op.input.name.clone(), v);
-            m
+            Val::Obj(vec![(op.input.name.as_str(), v)])
         }
     };
     if expect_start(r, "the end of the Body")?.is_some() {

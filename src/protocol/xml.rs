@@ -10,8 +10,9 @@ use std::str::FromStr;
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
+use crate::call::Val;
 use crate::error::Error;
 use crate::schema::{ComplexType, ElementDecl, Schema, SimpleKind, SimpleType, TypeDef};
 
@@ -42,8 +43,10 @@ pub struct XmlReader<'i> {
     inner: Reader<&'i [u8]>,
     depth: usize,
     max_depth: usize,
-    /// In-scope declarations: (depth of the declaring element, prefix ("" = default), URI).
-    bindings: Vec<(usize, Vec<u8>, String)>,
+    /// In-scope declarations: (depth of the declaring element, prefix ("" = default), URI),
+    /// borrowed from the input when they can be.
+    bindings: Vec<(usize, Cow<'i, str>, Cow<'i, str>)>,
+    input: &'i str,
 }
 
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -68,6 +71,7 @@ impl<'i> XmlReader<'i> {
             depth: 0,
             max_depth,
             bindings: Vec::new(),
+            input: text,
         }
     }
 
@@ -174,10 +178,26 @@ impl<'i> XmlReader<'i> {
             if !prefix.is_empty() && uri.is_empty() {
                 return Err(self.malformed("a namespace prefix cannot be bound to an empty URI"));
             }
-            self.bindings
-                .push((self.depth, prefix.to_vec(), uri.into_owned()));
+            let prefix = match self.in_input(prefix) {
+                Some(p) => Cow::Borrowed(p),
+                None => Cow::Owned(String::from_utf8_lossy(prefix).into_owned()),
+            };
+            let uri = match &uri {
+                Cow::Borrowed(u) => self.in_input(u.as_bytes()).map(Cow::Borrowed),
+                Cow::Owned(_) => None,
+            }
+            .unwrap_or_else(|| Cow::Owned(uri.into_owned()));
+            self.bindings.push((self.depth, prefix, uri));
         }
         Ok(())
+    }
+
+    /// `part` as a slice of the input text, when it lies in it (events of a reader over a
+    /// `&str` borrow from it), so that it can outlive the event without a copy.
+    fn in_input(&self, part: &[u8]) -> Option<&'i str> {
+        let base = self.input.as_ptr() as usize;
+        let start = (part.as_ptr() as usize).checked_sub(base)?;
+        self.input.get(start..start + part.len())
     }
 
     /// The namespace bound to `prefix` (None: the default namespace) at the current element.
@@ -186,7 +206,7 @@ impl<'i> XmlReader<'i> {
         if p == b"xml" {
             return Ok(XML_NS);
         }
-        match self.bindings.iter().rev().find(|b| b.1 == p) {
+        match self.bindings.iter().rev().find(|b| b.1.as_bytes() == p) {
             Some(b) => Ok(&b.2),
             None if p.is_empty() => Ok(""),
             None => Err(self.malformed(format!(
@@ -197,11 +217,8 @@ impl<'i> XmlReader<'i> {
     }
 
     /// Namespace URI of the element just started ("" when it has none).
-    pub fn namespace_of(&self, e: &BytesStart<'_>) -> Result<String, Error> {
-        let name = e.name();
-        Ok(self
-            .resolve(name.prefix().map(|p| p.into_inner()))?
-            .to_string())
+    pub fn namespace_of(&self, e: &BytesStart<'_>) -> Result<&str, Error> {
+        self.resolve(e.name().prefix().map(|p| p.into_inner()))
     }
 
     /// Value of the attribute `{ns}local`, if present.
@@ -347,22 +364,22 @@ pub fn local_name(e: &BytesStart<'_>) -> String {
 }
 
 /// Decodes the content of an element of type `decl.ty` (its start tag has been read).
-pub fn decode_value(
-    r: &mut XmlReader<'_>,
-    schema: &Schema,
+pub fn decode_value<'i>(
+    r: &mut XmlReader<'i>,
+    schema: &'i Schema,
     decl: &ElementDecl,
     start: &BytesStart<'_>,
     path: &mut String,
-) -> Result<Value, Error> {
+) -> Result<Val<'i>, Error> {
     if r.is_nil(start)? {
         if !decl.nillable {
             return Err(Error::NotNillable { path: path.clone() });
         }
         r.skip_element()?;
-        return Ok(Value::Null);
+        return Ok(Val::Null);
     }
     match schema.get(decl.ty) {
-        TypeDef::Complex(ct) => Ok(Value::Object(decode_complex(r, schema, ct, path)?)),
+        TypeDef::Complex(ct) => Ok(Val::Obj(decode_complex(r, schema, ct, path)?)),
         TypeDef::Simple(st) => {
             let text = r.read_text(path)?;
             simple_to_json(text, st, path)
@@ -371,20 +388,22 @@ pub fn decode_value(
 }
 
 /// Decodes the children of a complex element into a JSON object, up to its end tag.
-pub fn decode_complex(
-    r: &mut XmlReader<'_>,
-    schema: &Schema,
-    ct: &ComplexType,
+pub fn decode_complex<'i>(
+    r: &mut XmlReader<'i>,
+    schema: &'i Schema,
+    ct: &'i ComplexType,
     path: &mut String,
-) -> Result<Map<String, Value>, Error> {
-    let mut obj = Map::new();
-    // Occurrences of each child, by its index in the schema's sequence.
-    let mut small = [0u32; 24];
+) -> Result<Vec<(&'i str, Val<'i>)>, Error> {
+    let mut members: Vec<(&'i str, Val<'i>)> = Vec::with_capacity(ct.children.len());
+    // Per child, by its index in the schema's sequence: occurrences, and where its list is.
+    const NONE: u32 = u32::MAX;
+    let n = ct.children.len();
+    let mut small = [(0u32, NONE); 24];
     let mut large = Vec::new();
-    let seen: &mut [u32] = if ct.children.len() <= small.len() {
-        &mut small[..ct.children.len()]
+    let seen: &mut [(u32, u32)] = if n <= small.len() {
+        &mut small[..n]
     } else {
-        large.resize(ct.children.len(), 0);
+        large.resize(n, (0, NONE));
         &mut large
     };
     loop {
@@ -405,16 +424,19 @@ pub fn decode_complex(
                 let mark = path.len();
                 path.push('/');
                 path.push_str(&child.name);
-                seen[idx] += 1;
-                if child.max_occurs.is_some_and(|m| seen[idx] > m) {
+                seen[idx].0 += 1;
+                if child.max_occurs.is_some_and(|m| seen[idx].0 > m) {
                     return Err(Error::RepeatedElement { path: path.clone() });
                 }
                 let v = decode_value(r, schema, child, &s, path)?;
                 if !child.is_repeated() {
-                    obj.insert(child.name.clone(), v);
-                } else if seen[idx] == 1 {
-                    obj.insert(child.name.clone(), Value::Array(vec![v]));
-                } else if let Some(Value::Array(items)) = obj.get_mut(&child.name) {
+                    members.push((&child.name, v));
+                } else if seen[idx].1 == NONE {
+                    seen[idx].1 = members.len() as u32;
+                    let mut items = Vec::with_capacity(4);
+                    items.push(v);
+                    members.push((&child.name, Val::List(items)));
+                } else if let Val::List(items) = &mut members[seen[idx].1 as usize].1 {
                     items.push(v);
                 }
                 path.truncate(mark);
@@ -432,26 +454,38 @@ pub fn decode_complex(
             Node::Eof => return Err(Error::MalformedXml("unexpected end of document".into())),
         }
     }
-    for (c, n) in ct.children.iter().zip(seen.iter()) {
-        if *n < c.min_occurs {
+    for (c, (count, _)) in ct.children.iter().zip(seen.iter()) {
+        if *count < c.min_occurs {
             return Err(Error::MissingElement {
                 path: format!("{path}/{}", c.name),
             });
         }
-        if *n == 0 && c.is_repeated() {
-            obj.insert(c.name.clone(), Value::Array(Vec::new()));
+        if *count == 0 && c.is_repeated() {
+            members.push((&c.name, Val::List(Vec::new())));
         }
     }
-    Ok(obj)
+    Ok(members)
+}
+
+/// The text without surrounding white space, still borrowed when it was.
+fn trimmed(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+        Cow::Owned(s) if s.trim().len() == s.len() => Cow::Owned(s),
+        Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
+    }
 }
 
 /// Converts the text of a simple element to JSON by its XSD type.
-pub fn simple_to_json(text: Cow<'_, str>, st: &SimpleType, path: &str) -> Result<Value, Error> {
+pub fn simple_to_json<'i>(
+    text: Cow<'i, str>,
+    st: &SimpleType,
+    path: &str,
+) -> Result<Val<'i>, Error> {
     if st.kind == SimpleKind::String && st.enumeration.is_empty() {
-        // The common case, without copying the text again.
-        return Ok(Value::String(text.into_owned()));
+        // The common case: the text as sent, usually borrowed from the body.
+        return Ok(Val::Str(text));
     }
-    let text: &str = &text;
     let invalid = |expected: &str| Error::InvalidValue {
         path: path.to_string(),
         value: text.chars().take(64).collect(),
@@ -462,51 +496,52 @@ pub fn simple_to_json(text: Cow<'_, str>, st: &SimpleType, path: &str) -> Result
     }
     let t = text.trim();
     Ok(match st.kind {
-        SimpleKind::String => Value::String(text.to_string()),
-        SimpleKind::Other => Value::String(t.to_string()),
+        SimpleKind::String => Val::Str(text.clone()),
+        SimpleKind::Other => Val::Str(trimmed(text.clone())),
         SimpleKind::Boolean => match t {
-            "true" | "1" => Value::Bool(true),
-            "false" | "0" => Value::Bool(false),
+            "true" | "1" => Val::Bool(true),
+            "false" | "0" => Val::Bool(false),
             _ => return Err(invalid(st.kind.describe())),
         },
         SimpleKind::Integer { min, max } => {
-            let n: i128 = t
-                .parse()
-                .map_err(|_| invalid(&format!("an integer ({})", st.name)))?;
+            // Most values fit i64, whose parse is cheaper.
+            let n: i128 = match t.parse::<i64>() {
+                Ok(n) => n.into(),
+                Err(_) => t
+                    .parse()
+                    .map_err(|_| invalid(&format!("an integer ({})", st.name)))?,
+            };
             if n < min || n > max {
                 return Err(invalid(&format!(
                     "an integer between {min} and {max} ({})",
                     st.name
                 )));
             }
-            integer_number(n)
+            match i64::try_from(n) {
+                Ok(i) => Val::Int(i),
+                Err(_) => Val::Num(Cow::Owned(n.to_string())),
+            }
         }
-        SimpleKind::Decimal => {
-            Value::Number(normalize_decimal(t).ok_or_else(|| invalid(st.kind.describe()))?)
-        }
+        SimpleKind::Decimal => Val::Num(Cow::Owned(
+            normalize_decimal(t)
+                .ok_or_else(|| invalid(st.kind.describe()))?
+                .to_string(),
+        )),
         SimpleKind::Double => {
             let v: f64 = t.parse().map_err(|_| invalid(st.kind.describe()))?;
             if !v.is_finite() || t.eq_ignore_ascii_case("nan") || t.contains("INF") {
                 return Err(invalid("a finite number (INF and NaN have no JSON form)"));
             }
             match Number::from_str(t.trim_start_matches('+')) {
-                Ok(n) => Value::Number(n),
-                Err(_) => Number::from_f64(v)
-                    .map(Value::Number)
-                    .ok_or_else(|| invalid("a finite number"))?,
+                Ok(n) => Val::Num(Cow::Owned(n.to_string())),
+                Err(_) => Val::Num(Cow::Owned(
+                    Number::from_f64(v)
+                        .ok_or_else(|| invalid("a finite number"))?
+                        .to_string(),
+                )),
             }
         }
     })
-}
-
-fn integer_number(n: i128) -> Value {
-    if let Ok(v) = i64::try_from(n) {
-        Value::Number(v.into())
-    } else if let Ok(v) = u64::try_from(n) {
-        Value::Number(v.into())
-    } else {
-        Value::Number(Number::from_str(&n.to_string()).expect("digits are a JSON number"))
-    }
 }
 
 /// Checks an `xs:decimal` lexical form and rewrites it as a JSON number with the same digits
@@ -837,6 +872,11 @@ pub fn escape_into(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The decoder's values as `serde_json`, for comparing.
+    fn simple_to_json(text: Cow<'_, str>, st: &SimpleType, path: &str) -> Result<Value, Error> {
+        super::simple_to_json(text, st, path).map(|v| v.to_json())
+    }
     use crate::schema::{ComplexType, SimpleType};
 
     fn simple(kind: SimpleKind) -> SimpleType {
@@ -963,7 +1003,7 @@ mod tests {
         let Node::Start(s) = r.next_node()? else {
             panic!("no start")
         };
-        decode_value(&mut r, &schema, &decl, &s, &mut "productIds".to_string())
+        decode_value(&mut r, &schema, &decl, &s, &mut "productIds".to_string()).map(|v| v.to_json())
     }
 
     #[test]
