@@ -141,53 +141,71 @@ impl PathExpr {
 
     /// The value at the path, as `serde_json` (only what it selects is converted).
     pub fn eval(&self, scope: &Scope<'_>) -> Option<Value> {
-        match self.start(scope)? {
-            Doc::Json(v) => walk_json(v, &self.segs),
-            Doc::Call(v) => walk_call(v, &self.segs),
-        }
+        walk(self.start(scope)?, &self.segs)
     }
 
     /// The value at the path without copying it, when the path does not pass through a list.
     fn eval_ref<'a>(&self, scope: &Scope<'a>) -> Option<Doc<'a>> {
         let mut at = self.start(scope)?;
         for seg in &self.segs {
-            at = match (seg, at) {
-                (Seg::Key(k), Doc::Json(Value::Object(m))) => Doc::Json(m.get(k)?),
-                (Seg::Index(i), Doc::Json(Value::Array(a))) => Doc::Json(a.get(*i)?),
-                (Seg::Key(k), Doc::Call(v @ Val::Obj(_))) => Doc::Call(v.get(k)?),
-                (Seg::Index(i), Doc::Call(Val::List(a))) => Doc::Call(a.get(*i)?),
-                _ => return None,
+            at = match seg {
+                Seg::Key(k) => at.member(k)?,
+                Seg::Index(i) => at.element(*i)?,
             };
         }
         Some(at)
     }
 }
 
-fn walk_json(v: &Value, segs: &[Seg]) -> Option<Value> {
-    let Some((first, rest)) = segs.split_first() else {
-        return Some(v.clone());
-    };
-    match (first, v) {
-        (Seg::Key(k), Value::Object(m)) => walk_json(m.get(k)?, rest),
-        (Seg::Key(_), Value::Array(items)) => Some(Value::Array(
-            items.iter().filter_map(|i| walk_json(i, segs)).collect(),
-        )),
-        (Seg::Index(i), Value::Array(items)) => walk_json(items.get(*i)?, rest),
-        _ => None,
+impl<'a> Doc<'a> {
+    fn member(self, key: &str) -> Option<Doc<'a>> {
+        match self {
+            Doc::Json(Value::Object(m)) => m.get(key).map(Doc::Json),
+            Doc::Call(v) => v.get(key).map(Doc::Call),
+            _ => None,
+        }
+    }
+
+    fn element(self, i: usize) -> Option<Doc<'a>> {
+        match self {
+            Doc::Json(Value::Array(a)) => a.get(i).map(Doc::Json),
+            Doc::Call(Val::List(a)) => a.get(i).map(Doc::Call),
+            _ => None,
+        }
+    }
+
+    /// The length, when it is a list.
+    fn len(self) -> Option<usize> {
+        match self {
+            Doc::Json(Value::Array(a)) => Some(a.len()),
+            Doc::Call(Val::List(a)) => Some(a.len()),
+            _ => None,
+        }
+    }
+
+    fn is_null(self) -> bool {
+        matches!(self, Doc::Json(Value::Null) | Doc::Call(Val::Null))
+    }
+
+    fn to_json(self) -> Value {
+        match self {
+            Doc::Json(v) => v.clone(),
+            Doc::Call(v) => v.to_json(),
+        }
     }
 }
 
-fn walk_call(v: &Val<'_>, segs: &[Seg]) -> Option<Value> {
+/// Follows a path; a key applied to a list applies to each element.
+fn walk(v: Doc<'_>, segs: &[Seg]) -> Option<Value> {
     let Some((first, rest)) = segs.split_first() else {
         return Some(v.to_json());
     };
-    match (first, v) {
-        (Seg::Key(k), Val::Obj(_)) => walk_call(v.get(k)?, rest),
-        (Seg::Key(_), Val::List(items)) => Some(Value::Array(
-            items.iter().filter_map(|i| walk_call(i, segs)).collect(),
+    match (first, v.len()) {
+        (Seg::Key(_), Some(n)) => Some(Value::Array(
+            (0..n).filter_map(|i| walk(v.element(i)?, segs)).collect(),
         )),
-        (Seg::Index(i), Val::List(items)) => walk_call(items.get(*i)?, rest),
-        _ => None,
+        (Seg::Key(k), None) => walk(v.member(k)?, rest),
+        (Seg::Index(i), _) => walk(v.element(*i)?, rest),
     }
 }
 
@@ -294,11 +312,10 @@ fn eval(n: &Node, scope: &Scope<'_>) -> Option<Value> {
                     },
                 )
             };
-            let items: Vec<Value> = match list {
-                Doc::Json(Value::Array(a)) => a.iter().filter_map(|i| each(Doc::Json(i))).collect(),
-                Doc::Call(Val::List(a)) => a.iter().filter_map(|i| each(Doc::Call(i))).collect(),
-                Doc::Json(Value::Null) | Doc::Call(Val::Null) => Vec::new(),
-                single => each(single).into_iter().collect(),
+            let items: Vec<Value> = match list.len() {
+                Some(n) => (0..n).filter_map(|i| each(list.element(i)?)).collect(),
+                None if list.is_null() => Vec::new(),
+                None => each(list).into_iter().collect(),
             };
             Some(Value::Array(items))
         }
