@@ -35,7 +35,6 @@ pub struct Route {
     backend: Arc<Backend>,
     method: Method,
     path: PathTemplate,
-    path_text: String,
     query: Vec<(String, Template)>,
     body: Option<Template>,
     response: Template,
@@ -83,7 +82,7 @@ impl Route {
             "{} {}{}",
             self.method,
             self.backend.base_url(),
-            self.path_text
+            self.path.text()
         )
     }
 }
@@ -274,7 +273,6 @@ impl App {
                         .map_err(|_| cfg.err(format!("{mkey}.method"), "not an HTTP method"))?,
                     path: PathTemplate::parse(&m.path)
                         .map_err(|e| cfg.err(format!("{mkey}.path"), e))?,
-                    path_text: m.path.clone(),
                     query,
                     body: m.body.as_ref().map(|b| tmpl("body", b)).transpose()?,
                     response: tmpl("response", &m.response)?,

@@ -62,14 +62,6 @@ impl<'a> Val<'a> {
         }
     }
 
-    /// Member names of an object, in order.
-    pub fn keys(&self) -> Vec<&str> {
-        match self {
-            Val::Obj(members) => members.iter().map(|(k, _)| *k).collect(),
-            _ => Vec::new(),
-        }
-    }
-
     /// The same value as `serde_json`.
     pub fn to_json(&self) -> Value {
         match self {

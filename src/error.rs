@@ -209,24 +209,6 @@ impl Error {
         }
     }
 
-    /// HTTP status for this error when it is sent as a protocol-level fault, before any
-    /// SOAP-version specific adjustment (see `protocol::soap`).
-    pub fn http_status(&self) -> u16 {
-        use Error::*;
-        match self {
-            BodyTooLarge { .. } => 413,
-            BodyTimeout => 408,
-            Unauthorized => 401,
-            MethodNotAllowed(_) => 405,
-            NoSuchService(_) => 404,
-            BackendUnavailable { .. } | BackendStatus { .. } | BackendBadResponse { .. } => 502,
-            BackendTimeout { .. } | RequestTimeout { .. } => 504,
-            Internal(_) => 500,
-            BackendRefused(r) => r.status,
-            _ => 400,
-        }
-    }
-
     /// Errors that the signed profile reports inside a normal response as
     /// `ackCode=failure`, as the legacy service did; all others become protocol faults.
     pub fn is_call_failure(&self) -> bool {
@@ -361,7 +343,6 @@ mod tests {
         };
         assert_eq!(down.party(), Party::Backend);
         assert!(!down.is_call_failure());
-        assert_eq!(down.http_status(), 502);
         assert_eq!(Error::Internal("x".into()).party(), Party::Bridge);
     }
 }

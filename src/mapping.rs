@@ -327,6 +327,7 @@ fn eval(n: &Node, scope: &Scope<'_>) -> Option<Value> {
 #[derive(Debug, Clone)]
 pub struct PathTemplate {
     parts: Vec<PathPart>,
+    text: String,
 }
 
 #[derive(Debug, Clone)]
@@ -356,7 +357,15 @@ impl PathTemplate {
         if !rest.is_empty() {
             parts.push(PathPart::Text(rest.to_string()));
         }
-        Ok(PathTemplate { parts })
+        Ok(PathTemplate {
+            parts,
+            text: s.to_string(),
+        })
+    }
+
+    /// The template as configured.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// Fills the holes; `Err(expression)` names a hole whose value is absent or not a scalar.

@@ -329,11 +329,11 @@ fn envelope_close(out: &mut String, p: &str) {
 /// refusals keep their own status (401, 404, 405, 408, 413).
 pub fn fault_status(version: SoapVersion, err: &Error) -> u16 {
     match err {
-        Error::Unauthorized
-        | Error::NoSuchService(_)
-        | Error::MethodNotAllowed(_)
-        | Error::BodyTimeout
-        | Error::BodyTooLarge { .. } => err.http_status(),
+        Error::Unauthorized => 401,
+        Error::NoSuchService(_) => 404,
+        Error::MethodNotAllowed(_) => 405,
+        Error::BodyTimeout => 408,
+        Error::BodyTooLarge { .. } => 413,
         _ => match (version, fault_kind(err)) {
             (SoapVersion::V12, FaultKind::Sender) => 400,
             _ => 500,

@@ -75,10 +75,6 @@ impl<'i> XmlReader<'i> {
         }
     }
 
-    pub fn depth(&self) -> usize {
-        self.depth
-    }
-
     fn malformed(&self, e: impl std::fmt::Display) -> Error {
         Error::MalformedXml(format!("{e} (at byte {})", self.inner.buffer_position()))
     }

@@ -18,24 +18,10 @@ use tokio::net::TcpListener;
 /// Kinds of reference backend that can be started.
 pub const KINDS: &[&str] = &["product-options"];
 
-/// Starts a reference backend of `kind` with seed data from `data` on `listener`; runs until
-/// the process ends.
-pub fn spawn(kind: &str, data: &Path, listener: TcpListener) -> Result<SocketAddr, String> {
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+/// Loads a reference backend of `kind` with seed data from `data`.
+fn load(kind: &str, data: &Path) -> Result<product_options::ProductOptionsApi, String> {
     match kind {
-        "product-options" => {
-            let api = Arc::new(product_options::ProductOptionsApi::load(data)?);
-            tokio::spawn(crate::server::serve(
-                listener,
-                move |req| {
-                    let api = api.clone();
-                    async move { api.handle(req).await }
-                },
-                crate::server::ServeOptions::default(),
-                std::future::pending(),
-            ));
-            Ok(addr)
-        }
+        "product-options" => product_options::ProductOptionsApi::load(data),
         other => Err(format!(
             "unknown reference backend '{other}' (known: {})",
             KINDS.join(", ")
@@ -43,15 +29,26 @@ pub fn spawn(kind: &str, data: &Path, listener: TcpListener) -> Result<SocketAdd
     }
 }
 
+/// Starts a reference backend of `kind` with seed data from `data` on `listener`; runs until
+/// the process ends.
+pub fn spawn(kind: &str, data: &Path, listener: TcpListener) -> Result<SocketAddr, String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let api = Arc::new(load(kind, data)?);
+    tokio::spawn(crate::server::serve(
+        listener,
+        move |req| {
+            let api = api.clone();
+            async move { api.handle(req).await }
+        },
+        crate::server::ServeOptions::default(),
+        std::future::pending(),
+    ));
+    Ok(addr)
+}
+
 /// Checks that a reference backend of `kind` can load its seed data.
 pub fn check(kind: &str, data: &Path) -> Result<(), String> {
-    match kind {
-        "product-options" => product_options::ProductOptionsApi::load(data).map(|_| ()),
-        other => Err(format!(
-            "unknown reference backend '{other}' (known: {})",
-            KINDS.join(", ")
-        )),
-    }
+    load(kind, data).map(|_| ())
 }
 
 /// A JSON response.
