@@ -23,16 +23,15 @@ use crate::config::{Config, ConfigError, ProfileConfig};
 use crate::error::{Error, Lang};
 use crate::mapping::{Doc, PathTemplate, Scope, Template, render_query};
 use crate::profile::SignedProfile;
-use crate::protocol::soap::{self, SoapVersion};
 use crate::schema::ServiceDescription;
 use crate::server::ServeOptions;
 
-type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Full<Bytes>>;
 
 /// The backend call an operation maps to.
 #[derive(Debug)]
 pub struct Route {
-    backend: Arc<Backend>,
+    pub backend: Arc<Backend>,
     method: Method,
     path: PathTemplate,
     query: Vec<(String, Template)>,
@@ -43,7 +42,7 @@ pub struct Route {
 impl Route {
     /// Renders the backend request from the call's parameters, calls the backend and shapes
     /// its answer into the operation's result.
-    async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
+    pub async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
         let scope = Scope {
             doc: Doc::Call(input),
             input: Doc::Call(input),
@@ -92,13 +91,20 @@ pub struct Service {
     pub name: String,
     pub path: String,
     pub desc: ServiceDescription,
-    endpoint: String,
-    wsdl: Bytes,
-    profile: Option<Arc<SignedProfile>>,
+    pub endpoint: String,
+    pub wsdl: Bytes,
+    pub profile: Option<Arc<SignedProfile>>,
     /// One route per operation, in the order of `desc.operations`.
-    routes: Vec<Route>,
-    env_prefix: String,
-    body_prefix: String,
+    pub routes: Vec<Route>,
+    pub env_prefix: String,
+    pub body_prefix: String,
+}
+
+/// The XML-RPC front door's settings.
+#[derive(Debug, Clone)]
+pub struct XmlRpcSettings {
+    pub path: String,
+    pub i8: crate::config::I8Policy,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +118,8 @@ struct Limits {
 #[derive(Debug)]
 pub struct App {
     services: HashMap<String, Service>,
+    xmlrpc: Option<XmlRpcSettings>,
+    public_url: String,
     limits: Limits,
     serve: ServeOptions,
 }
@@ -298,6 +306,11 @@ impl App {
         let sc = &raw.server;
         Ok(App {
             services,
+            xmlrpc: raw.xmlrpc.enabled.then(|| XmlRpcSettings {
+                path: raw.xmlrpc.path.trim_end_matches('/').to_string(),
+                i8: raw.xmlrpc.i8,
+            }),
+            public_url: public.clone(),
             limits: Limits {
                 max_body: sc.max_body_bytes,
                 max_depth: sc.max_depth,
@@ -318,10 +331,8 @@ impl App {
 
     /// Every service, operation and the backend call it maps to (for `soapbridge check`).
     pub fn describe(&self) -> Vec<String> {
-        let mut services: Vec<&Service> = self.services.values().collect();
-        services.sort_by(|a, b| a.path.cmp(&b.path));
         let mut out = Vec::new();
-        for s in services {
+        for s in self.services_in_order() {
             let profile = s
                 .profile
                 .as_ref()
@@ -337,242 +348,101 @@ impl App {
                 out.push(format!("  {:<24} -> {}", op.name, r.describe()));
             }
         }
+        if let Some(x) = &self.xmlrpc {
+            out.push(format!(
+                "XML-RPC {} (every operation above as <service>.<operation>)",
+                x.path
+            ));
+        }
         out
     }
 
+    /// Answers one HTTP request: a service's path goes to the SOAP door, the XML-RPC path to
+    /// the XML-RPC door; `/` lists services and `/healthz` answers `ok`.
     pub async fn handle(&self, req: Request<Incoming>) -> Resp {
         let started = Instant::now();
         let path = req.uri().path().trim_end_matches('/');
-        // The SOAP version to answer in before the envelope is read.
-        let hint = SoapVersion::from_content_type(header_str(&req, http::header::CONTENT_TYPE));
-        let Some(svc) = self.services.get(path) else {
-            return match (req.method(), path) {
-                (&Method::GET, "") => self.index(),
-                (&Method::GET, "/healthz") => {
-                    text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into())
-                }
-                _ => fault_response(
-                    Ctx {
-                        service: "-",
-                        operation: "-",
-                    },
-                    hint,
-                    "env",
-                    &Error::NoSuchService(req.uri().path().to_string()),
-                    None,
-                ),
-            };
-        };
-        match *req.method() {
-            Method::GET | Method::HEAD => self.describe_service(svc, req.uri().query()),
-            Method::POST => {
-                match tokio::time::timeout(
-                    self.limits.request_timeout,
-                    self.call(svc, req, hint, started),
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(_) => {
-                        let e = Error::RequestTimeout {
-                            limit_ms: self.limits.request_timeout.as_millis() as u64,
-                        };
-                        fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None)
-                    }
-                }
+        if let Some(svc) = self.services.get(path) {
+            return crate::front::soap::handle(self, svc, req, started).await;
+        }
+        if self.xmlrpc.as_ref().is_some_and(|x| x.path == path) {
+            return crate::front::xmlrpc::handle(self, req, started).await;
+        }
+        match (req.method(), path) {
+            (&Method::GET, "") => self.index(),
+            (&Method::GET, "/healthz") => {
+                text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")
             }
-            ref m => fault_response(
-                Ctx::service(svc),
-                hint,
-                &svc.env_prefix,
-                &Error::MethodNotAllowed(m.to_string()),
-                None,
-            ),
+            _ => crate::front::soap::no_such_service(&req),
         }
     }
 
     fn index(&self) -> Resp {
         let mut s = String::from("soapbridge\n\n");
-        let mut services: Vec<&Service> = self.services.values().collect();
-        services.sort_by(|a, b| a.path.cmp(&b.path));
-        for svc in services {
+        for svc in self.services_in_order() {
             s.push_str(&format!("{}  {}?wsdl\n", svc.name, svc.endpoint));
+        }
+        if let Some(x) = &self.xmlrpc {
+            s.push_str(&format!(
+                "\nXML-RPC  {}{}  (system.listMethods)\n",
+                self.public_url, x.path
+            ));
         }
         text_response(StatusCode::OK, "text/plain; charset=utf-8", s)
     }
 
-    /// `GET <path>?wsdl` (any case) serves the WSDL; `?xsd=<name>` an imported schema.
-    fn describe_service(&self, svc: &Service, query: Option<&str>) -> Resp {
-        for pair in query.unwrap_or("").split('&') {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if k.eq_ignore_ascii_case("wsdl") {
-                return Response::builder()
-                    .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-                    .body(Full::new(svc.wsdl.clone()))
-                    .expect("valid response");
-            }
-            if k.eq_ignore_ascii_case("xsd") {
-                return match svc.desc.render_xsd(v, &svc.endpoint) {
-                    Some(x) => text_response(StatusCode::OK, "text/xml; charset=utf-8", x),
-                    None => text_response(
-                        StatusCode::NOT_FOUND,
-                        "text/plain; charset=utf-8",
-                        format!("no schema '{v}' here\n"),
-                    ),
-                };
-            }
-        }
-        fault_response(
-            Ctx::service(svc),
-            SoapVersion::V11,
-            &svc.env_prefix,
-            &Error::MethodNotAllowed("GET".into()),
-            None,
-        )
+    /// Services sorted by path.
+    pub fn services_in_order(&self) -> Vec<&Service> {
+        let mut services: Vec<&Service> = self.services.values().collect();
+        services.sort_by(|a, b| a.path.cmp(&b.path));
+        services
     }
 
-    async fn call(
-        &self,
-        svc: &Service,
-        req: Request<Incoming>,
-        hint: SoapVersion,
-        started: Instant,
-    ) -> Resp {
-        let ct = header_str(&req, http::header::CONTENT_TYPE).map(str::to_string);
-        let action = soap::soap_action(header_str(&req, "soapaction"), ct.as_deref());
-
-        // Who is calling, before any work is done for them.
-        let role_user = match &svc.profile {
-            Some(p) => match p.authenticate(
-                req.headers()
-                    .get(http::header::AUTHORIZATION)
-                    .map(HeaderValue::as_bytes),
-            ) {
-                Ok(u) => Some(u.to_string()),
-                Err(e) => {
-                    return fault_response(
-                        Ctx::service(svc),
-                        hint,
-                        &svc.env_prefix,
-                        &e,
-                        Some(p.www_authenticate()),
-                    );
-                }
-            },
-            None => None,
-        };
-
-        let body = match self.read_body(req.into_body()).await {
-            Ok(b) => b,
-            Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
-        };
-        let text = match crate::protocol::xml::decode_body(&body, ct.as_deref()) {
-            Ok(t) => t,
-            Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
-        };
-        let (version, decoded) = soap::decode(
-            &svc.desc,
-            &text,
-            action.as_deref(),
-            self.limits.max_depth,
-            hint,
-        );
-        let call = match decoded {
-            Ok(c) => c,
-            Err(e) => {
-                return fault_response(Ctx::service(svc), version, &svc.env_prefix, &e, None);
-            }
-        };
-        let op = &svc.desc.operations[call.operation];
-        let mut params = call.params;
-        let lang = svc
-            .profile
-            .as_ref()
-            .map(|p| p.lang(&params))
-            .unwrap_or_default();
-        if let (Some(p), Some(user)) = (&svc.profile, &role_user) {
-            let now = chrono::Utc::now().timestamp_millis();
-            if let Err(e) = p.verify(&mut params, user, now) {
-                return self.respond_error(svc, call.operation, version, e, lang, started);
-            }
-        }
-        let result = match svc.routes[call.operation].invoke(&params).await {
-            Ok(v) => v,
-            Err(e) => return self.respond_error(svc, call.operation, version, e, lang, started),
-        };
-        let value = match &svc.profile {
-            Some(p) => p.success(result, started),
-            None => result,
-        };
-        match soap::encode_response(
-            &svc.desc,
-            call.operation,
-            version,
-            &svc.env_prefix,
-            &svc.body_prefix,
-            &value,
-        ) {
-            Ok(xml) => {
-                tracing::info!(service = %svc.name, operation = %op.name, elapsed_ms = started.elapsed().as_millis() as u64, "ok");
-                xml_response(StatusCode::OK, version, xml)
-            }
-            Err(shape) => {
-                let e = Error::BackendBadResponse {
-                    backend: svc.routes[call.operation].backend.name.clone(),
-                    reason: format!("its answer does not fit the response schema: {shape}"),
-                };
-                self.respond_error(svc, call.operation, version, e, lang, started)
-            }
-        }
+    /// The service called `name` (XML-RPC method names start with it).
+    pub fn service_named(&self, name: &str) -> Option<&Service> {
+        self.services.values().find(|s| s.name == name)
     }
 
-    /// The one place an error of a decoded call goes to the wire: failures of the call become
-    /// the profile's `ackCode=failure` response, everything else a SOAP fault.
-    fn respond_error(
+    pub fn xmlrpc(&self) -> Option<&XmlRpcSettings> {
+        self.xmlrpc.as_ref()
+    }
+
+    pub fn max_depth(&self) -> usize {
+        self.limits.max_depth
+    }
+
+    /// The shared pipeline of every front door once a call is decoded: the profile's
+    /// signature check (which consumes its parameters), then the operation's route: request
+    /// templates, backend, response template. The result still needs [`Service::finish`].
+    pub async fn execute(
         &self,
         svc: &Service,
         operation: usize,
-        version: SoapVersion,
-        e: Error,
-        lang: Lang,
-        started: Instant,
-    ) -> Resp {
-        let ctx = Ctx {
-            service: &svc.name,
-            operation: &svc.desc.operations[operation].name,
-        };
-        if let Some(p) = svc.profile.as_ref().filter(|_| e.is_call_failure()) {
-            // The code and status only: error texts may quote backend bodies.
-            tracing::info!(
-                service = ctx.service,
-                operation = ctx.operation,
-                code = e.code(),
-                backend_status = e.backend_status(),
-                "ackCode=failure"
-            );
-            let value = p.failure(&e, lang, started);
-            return match soap::encode_response(
-                &svc.desc,
-                operation,
-                version,
-                &svc.env_prefix,
-                &svc.body_prefix,
-                &value,
-            ) {
-                Ok(xml) => xml_response(StatusCode::OK, version, xml),
-                Err(shape) => fault_response(
-                    ctx,
-                    version,
-                    &svc.env_prefix,
-                    &Error::Internal(shape.to_string()),
-                    None,
-                ),
-            };
+        mut params: Val<'_>,
+        role_user: Option<&str>,
+    ) -> Result<Value, Error> {
+        if let Some(p) = &svc.profile {
+            let user = role_user.ok_or(Error::Unauthorized)?;
+            let now = chrono::Utc::now().timestamp_millis();
+            p.verify(&mut params, user, now)?;
         }
-        fault_response(ctx, version, &svc.env_prefix, &e, None)
+        svc.routes[operation].invoke(&params).await
     }
 
-    async fn read_body(&self, body: Incoming) -> Result<Bytes, Error> {
+    /// Runs `f` within the whole-request time limit.
+    pub async fn within_request_time<T>(
+        &self,
+        f: impl std::future::Future<Output = T>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.limits.request_timeout, f)
+            .await
+            .map_err(|_| Error::RequestTimeout {
+                limit_ms: self.limits.request_timeout.as_millis() as u64,
+            })
+    }
+
+    /// Reads a request body within the size and time limits.
+    pub async fn read_body(&self, body: Incoming) -> Result<Bytes, Error> {
         let limit = self.limits.max_body;
         match tokio::time::timeout(
             self.limits.body_timeout,
@@ -590,64 +460,60 @@ impl App {
     }
 }
 
-fn header_str<B>(req: &Request<B>, name: impl http::header::AsHeaderName) -> Option<&str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
-}
+impl Service {
+    /// HTTP Basic against the service's profile: the role user, or `None` for services
+    /// without a profile.
+    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Option<String>, Error> {
+        match &self.profile {
+            Some(p) => p
+                .authenticate(
+                    headers
+                        .get(http::header::AUTHORIZATION)
+                        .map(HeaderValue::as_bytes),
+                )
+                .map(|u| Some(u.to_string())),
+            None => Ok(None),
+        }
+    }
 
-fn text_response(status: StatusCode, ct: &str, body: String) -> Resp {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, ct)
-        .body(Full::new(Bytes::from(body)))
-        .expect("valid response")
-}
+    /// The caller's language for messages (the profile's `lang` parameter or default).
+    pub fn lang(&self, params: &Val<'_>) -> Lang {
+        self.profile
+            .as_ref()
+            .map(|p| p.lang(params))
+            .unwrap_or_default()
+    }
 
-fn xml_response(status: StatusCode, version: SoapVersion, body: String) -> Resp {
-    text_response(status, version.content_type(), body)
-}
+    /// Dresses a route's result as the operation's response content (the profile's
+    /// `ackCode`, `responseTime`, `timeElapsed`).
+    pub fn finish(&self, result: Value, started: Instant) -> Value {
+        match &self.profile {
+            Some(p) => p.success(result, started),
+            None => result,
+        }
+    }
 
-/// Where a fault happened, for the log line.
-#[derive(Clone, Copy)]
-struct Ctx<'a> {
-    service: &'a str,
-    operation: &'a str,
-}
-
-impl<'a> Ctx<'a> {
-    fn service(svc: &'a Service) -> Self {
-        Ctx {
-            service: &svc.name,
-            operation: "-",
+    /// The error for a backend answer that the operation's output schema cannot carry.
+    pub fn answer_misfit(
+        &self,
+        operation: usize,
+        shape: &crate::protocol::xml::ShapeError,
+    ) -> Error {
+        Error::BackendBadResponse {
+            backend: self.routes[operation].backend.name.clone(),
+            reason: format!("its answer does not fit the response schema: {shape}"),
         }
     }
 }
 
-/// The only writer of SOAP fault responses; logs each one (code and statuses only: error
-/// texts may quote request or backend content).
-fn fault_response(
-    ctx: Ctx<'_>,
-    version: SoapVersion,
-    env_prefix: &str,
-    e: &Error,
-    www_authenticate: Option<String>,
-) -> Resp {
-    let status = StatusCode::from_u16(soap::fault_status(version, e))
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    tracing::info!(
-        service = ctx.service,
-        operation = ctx.operation,
-        code = e.code(),
-        status = status.as_u16(),
-        backend_status = e.backend_status(),
-        "fault"
-    );
-    let mut r = xml_response(status, version, soap::encode_fault(version, env_prefix, e));
-    if let Some(v) = www_authenticate.and_then(|v| HeaderValue::from_str(&v).ok()) {
-        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
-    }
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        r.headers_mut()
-            .insert(http::header::ALLOW, HeaderValue::from_static("GET, POST"));
-    }
-    r
+pub fn header_str<B>(req: &Request<B>, name: impl http::header::AsHeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+pub fn text_response(status: StatusCode, ct: &str, body: impl Into<Bytes>) -> Resp {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, ct)
+        .body(Full::new(body.into()))
+        .expect("valid response")
 }

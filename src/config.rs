@@ -354,11 +354,55 @@ fn default_body_prefix() -> String {
     "ns0".into()
 }
 
+/// When a result integer that does not fit `i4` may be written as `<i8>`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum I8Policy {
+    /// When the client shows it reads `i8`: it sent one, or it is a client known to read them
+    /// (Python's xmlrpc.client); otherwise such values are sent as strings of digits.
+    #[default]
+    Auto,
+    Always,
+    /// Always as strings of digits.
+    Never,
+}
+
+/// The XML-RPC front door: every operation of every service as `<service>.<operation>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XmlRpcConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_xmlrpc_path")]
+    pub path: String,
+    #[serde(default)]
+    pub i8: I8Policy,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_xmlrpc_path() -> String {
+    "/RPC2".into()
+}
+
+impl Default for XmlRpcConfig {
+    fn default() -> Self {
+        XmlRpcConfig {
+            enabled: true,
+            path: default_xmlrpc_path(),
+            i8: I8Policy::Auto,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
+    pub xmlrpc: XmlRpcConfig,
     #[serde(default)]
     pub backends: BTreeMap<String, BackendConfig>,
     #[serde(default)]
@@ -487,6 +531,17 @@ impl Config {
                     format!("'{}' is not an offset like +03:00", p.utc_offset),
                 ));
             }
+            for (code, t) in &p.backend_errors {
+                if t.id.parse::<i32>().is_err() {
+                    return Err(self.err(
+                        format!("{key}.backend_errors.{code}.id"),
+                        format!(
+                            "'{}' must be a number (it is also the XML-RPC faultCode)",
+                            t.id
+                        ),
+                    ));
+                }
+            }
             let mut keys = std::collections::HashSet::new();
             for (i, a) in p.accounts.iter().enumerate() {
                 let akey = format!("{key}.accounts[{i}]");
@@ -510,6 +565,14 @@ impl Config {
             }
         }
         let mut paths = std::collections::HashSet::new();
+        if raw.xmlrpc.enabled {
+            if !raw.xmlrpc.path.starts_with('/') || raw.xmlrpc.path.trim_end_matches('/').is_empty()
+            {
+                return Err(self.err("xmlrpc.path", "must start with '/' and not be '/' alone"));
+            }
+            paths.insert(raw.xmlrpc.path.trim_end_matches('/'));
+        }
+        let mut names = std::collections::HashSet::new();
         for (i, s) in raw.services.iter().enumerate() {
             let key = format!("services[{i}] ({})", s.name);
             if !s.path.starts_with('/') {
@@ -543,7 +606,16 @@ impl Config {
                 ));
             }
             if !paths.insert(s.path.trim_end_matches('/')) {
-                return Err(self.err(format!("{key}.path"), "another service has this path"));
+                return Err(self.err(
+                    format!("{key}.path"),
+                    "another service (or the XML-RPC door) has this path",
+                ));
+            }
+            if s.name.is_empty() || s.name.contains('.') || !names.insert(s.name.as_str()) {
+                return Err(self.err(
+                    format!("{key}.name"),
+                    "must be unique, non-empty and without '.' (XML-RPC methods are <service>.<operation>)",
+                ));
             }
             if s.protocol != "soap" {
                 return Err(self.err(

@@ -109,6 +109,12 @@ pub enum Error {
     NotNillable { path: String },
     #[error("HTTP method {0} is not allowed here; use POST (or GET with ?wsdl)")]
     MethodNotAllowed(String),
+    #[error("the body is not an XML-RPC methodCall: {0}")]
+    NotXmlRpc(String),
+    #[error("unknown method '{name}'; {hint}")]
+    UnknownMethod { name: String, hint: String },
+    #[error("invalid parameters: {0}")]
+    InvalidParams(String),
     #[error("no service at path '{0}'")]
     NoSuchService(String),
 
@@ -191,6 +197,9 @@ impl Error {
             InvalidValue { .. } => "INVALID_VALUE",
             NotNillable { .. } => "NOT_NILLABLE",
             MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
+            NotXmlRpc(_) => "NOT_XMLRPC",
+            UnknownMethod { .. } => "UNKNOWN_METHOD",
+            InvalidParams(_) => "INVALID_PARAMS",
             NoSuchService(_) => "NO_SUCH_SERVICE",
             Unauthorized => "UNAUTHORIZED",
             ApiKeyUnknown => "APIKEY_UNKNOWN",
@@ -223,6 +232,30 @@ impl Error {
                 | SignatureReused
                 | BackendRefused(_)
         )
+    }
+
+    /// The bridge's stable number for errors of the call, where a wire format needs a number
+    /// (the signed profile's `errorId`, XML-RPC's `faultCode`). Backend refusals are 2000
+    /// unless a profile's `backend_errors` gives their code its own id. `None` for errors that
+    /// each protocol numbers itself (malformed messages, unknown methods, bad parameters).
+    pub fn number(&self) -> Option<i32> {
+        use Error::*;
+        Some(match self {
+            Unauthorized => 1000,
+            SignatureInvalid => 1001,
+            ApiKeyUnknown => 1002,
+            TimeExpired { .. } => 1003,
+            TimeInFuture { .. } => 1004,
+            SignatureReused => 1005,
+            ApiKeyUserMismatch => 1006,
+            BackendRefused(_) => 2000,
+            BackendUnavailable { .. } => 3001,
+            BackendTimeout { .. } => 3002,
+            BackendStatus { .. } => 3003,
+            BackendBadResponse { .. } => 3004,
+            RequestTimeout { .. } => 3005,
+            _ => return None,
+        })
     }
 
     /// Field errors reported by the backend, if any.

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod call;
 pub mod config;
 pub mod error;
+pub mod front;
 pub mod mapping;
 pub mod profile;
 pub mod protocol;

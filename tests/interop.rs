@@ -1,36 +1,40 @@
-//! Interop: Python's zeep, a real SOAP client, drives the bridge from its served WSDL with no
-//! customisation (`tests/interop/zeep_client.py`).
+//! Interop: real third-party clients drive the bridge with no customisation.
 //!
-//! zeep comes from `pip install -r tests/requirements.txt` (the README's test command and
-//! `.ci/run` do this). Without it the test says so and passes, unless
-//! `SOAPBRIDGE_REQUIRE_INTEROP=1` (set by `.ci/run`), where a missing zeep fails it.
+//! - zeep (a SOAP client) loads the served WSDLs and calls every operation
+//!   (`tests/interop/zeep_client.py`); it comes from `pip install -r tests/requirements.txt`
+//!   (the README's test command and `.ci/run` do this).
+//! - Python's standard `xmlrpc.client` calls every operation over XML-RPC through
+//!   `ServerProxy`, with multicall and faults (`tests/interop/xmlrpc_client.py`).
+//!
+//! Without Python (or zeep) a test says so and passes, unless `SOAPBRIDGE_REQUIRE_INTEROP=1`
+//! (set by `.ci/run`), where it fails.
 
 mod common;
 
 use common::*;
 
-fn zeep_available() -> bool {
+fn python_has(module: &str) -> bool {
     std::process::Command::new("python3")
-        .args(["-c", "import zeep"])
+        .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zeep_calls_every_operation_from_the_served_wsdl() {
-    if !zeep_available() {
+/// Runs a client script against a fresh demo bridge; its stdout must contain `expect`.
+async fn run_client(module: &str, script: &'static str, expect: &str) {
+    if !python_has(module) {
         assert!(
             std::env::var("SOAPBRIDGE_REQUIRE_INTEROP").is_err(),
-            "zeep is required here: pip install -r tests/requirements.txt"
+            "python3 with {module} is required here: pip install -r tests/requirements.txt"
         );
-        eprintln!("SKIPPED: zeep is not installed (pip install -r tests/requirements.txt)");
+        eprintln!("SKIPPED: python3 with {module} is not available");
         return;
     }
     let bridge = Bridge::demo().await;
     let base = format!("http://{}", bridge.addr);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")
-            .args(["tests/interop/zeep_client.py", &base])
+            .args([script, &base])
             .output()
             .expect("python3 runs")
     })
@@ -40,10 +44,27 @@ async fn zeep_calls_every_operation_from_the_served_wsdl() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "zeep client failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(
-        stdout.contains("zeep interop: 9 calls OK"),
-        "stdout:\n{stdout}"
-    );
+    assert!(stdout.contains(expect), "stdout:\n{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zeep_calls_every_operation_from_the_served_wsdl() {
+    run_client(
+        "zeep",
+        "tests/interop/zeep_client.py",
+        "zeep interop: 9 calls OK",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_xmlrpc_client_calls_operations_through_server_proxy() {
+    run_client(
+        "xmlrpc.client",
+        "tests/interop/xmlrpc_client.py",
+        "xmlrpc interop: 13 calls OK",
+    )
+    .await;
 }

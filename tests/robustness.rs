@@ -23,18 +23,10 @@ impl Rng {
     }
 }
 
-#[test]
-fn mangled_envelopes_are_answered_never_panicked_on() {
-    let desc =
-        ServiceDescription::load(Path::new("wsdl/IndividualProductOptionService.wsdl")).unwrap();
-    let seeds: Vec<Vec<u8>> = [
-        "option/addOptionsToCart.xml",
-        "option/payPrice.xml",
-        "option/calculateOptionsPrice-soap12.xml",
-    ]
-    .iter()
-    .map(|f| fixture(f).into_bytes())
-    .collect();
+/// Applies 6,000 deterministic mutations (inserted XML fragments, deletions, random bytes) to
+/// the seed documents and hands each to `decode`, which reports whether it was accepted.
+/// Panics propagate; most mutations must be refused and some accepted.
+fn mutate(seeds: &[Vec<u8>], decode: impl Fn(&[u8]) -> bool) {
     let pieces: &[&[u8]] = &[
         b"<",
         b">",
@@ -57,6 +49,12 @@ fn mangled_envelopes_are_answered_never_panicked_on() {
         b"1e999999999999",
         b"-",
         b"\0",
+        b"<value>",
+        b"<array><data>",
+        b"<struct>",
+        b"<i8>9223372036854775808</i8>",
+        b"<double>1e999</double>",
+        b"<nil/>",
     ];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut outcomes = [0usize; 2];
@@ -80,16 +78,64 @@ fn mangled_envelopes_are_answered_never_panicked_on() {
                 }
             }
         }
-        // What the bridge does with a body: decode its encoding, then the envelope.
-        let ok = soapbridge::protocol::xml::decode_body(&doc, Some("text/xml")).is_ok_and(|text| {
-            soap::decode(&desc, &text, None, 64, SoapVersion::V11)
-                .1
-                .is_ok()
-        });
-        outcomes[ok as usize] += 1;
+        outcomes[decode(&doc) as usize] += 1;
     }
     // Most mutations break the message; some (inside text or whitespace) do not.
     assert!(outcomes[0] > 1000 && outcomes[1] > 0, "{outcomes:?}");
+}
+
+#[test]
+fn mangled_envelopes_are_answered_never_panicked_on() {
+    let desc =
+        ServiceDescription::load(Path::new("wsdl/IndividualProductOptionService.wsdl")).unwrap();
+    let seeds: Vec<Vec<u8>> = [
+        "option/addOptionsToCart.xml",
+        "option/payPrice.xml",
+        "option/calculateOptionsPrice-soap12.xml",
+    ]
+    .iter()
+    .map(|f| fixture(f).into_bytes())
+    .collect();
+    // What the bridge does with a body: decode its encoding, then the envelope.
+    mutate(&seeds, |doc| {
+        soapbridge::protocol::xml::decode_body(doc, Some("text/xml")).is_ok_and(|text| {
+            soap::decode(&desc, &text, None, 64, SoapVersion::V11)
+                .1
+                .is_ok()
+        })
+    });
+}
+
+#[test]
+fn mangled_xmlrpc_calls_are_answered_never_panicked_on() {
+    use soapbridge::protocol::xmlrpc;
+    let desc =
+        ServiceDescription::load(Path::new("wsdl/IndividualProductOptionService.wsdl")).unwrap();
+    let seeds: Vec<Vec<u8>> = [
+        "option/addOptionsToCart.xml",
+        "option/payPrice.xml",
+        "multicall.xml",
+    ]
+    .iter()
+    .map(|f| std::fs::read(format!("fixtures/xmlrpc/{f}")).unwrap())
+    .collect();
+    // Decode the body, then the methodCall, then its parameters by the operation's schema.
+    mutate(&seeds, |doc| {
+        let Ok(text) = soapbridge::protocol::xml::decode_body(doc, Some("text/xml")) else {
+            return false;
+        };
+        let Ok(call) = xmlrpc::decode_call(&text, 64) else {
+            return false;
+        };
+        let op = call
+            .name
+            .split_once('.')
+            .and_then(|(_, op)| desc.operation(op));
+        match op {
+            Some(op) => xmlrpc::params_to_call(call.params, &desc.schema, op).is_ok(),
+            None => true,
+        }
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -279,53 +279,63 @@ impl SignedProfile {
         Value::Object(out)
     }
 
+    /// The `error` of a failure of the call in the caller's language: errorId, errorCode,
+    /// message and viewMessage. Backend refusals take their id and texts from
+    /// `backend_errors` when their code is listed there.
+    pub fn failure_text(&self, err: &Error, lang: Lang) -> FailureText {
+        if let Error::BackendRefused(r) = err
+            && let Some(t) = self.backend_errors.get(&r.code)
+        {
+            let text = if lang == Lang::Tr { &t.tr } else { &t.en };
+            let detail: Vec<String> = r.fields.iter().map(|f| f.to_string()).collect();
+            let message = if detail.is_empty() {
+                text.clone()
+            } else {
+                format!("{text} ({})", detail.join("; "))
+            };
+            return FailureText {
+                id: t.id.clone(),
+                code: r.code.to_ascii_uppercase(),
+                message,
+                view: text.clone(),
+            };
+        }
+        let code = match err {
+            Error::BackendRefused(r) => r.code.to_ascii_uppercase(),
+            other => other.code().to_string(),
+        };
+        let message = err.message(lang);
+        FailureText {
+            id: err.number().unwrap_or(1999).to_string(),
+            code,
+            view: message.clone(),
+            message,
+        }
+    }
+
     /// An `ackCode=failure` response for a failure of the call, in the caller's language.
     pub fn failure(&self, err: &Error, lang: Lang, started: Instant) -> Value {
-        let (id, code, message, view) = match err {
-            Error::BackendRefused(r) => {
-                let code = r.code.to_ascii_uppercase();
-                match self.backend_errors.get(&r.code) {
-                    Some(t) => {
-                        let text = if lang == Lang::Tr { &t.tr } else { &t.en };
-                        let detail: Vec<String> = r.fields.iter().map(|f| f.to_string()).collect();
-                        let message = if detail.is_empty() {
-                            text.clone()
-                        } else {
-                            format!("{text} ({})", detail.join("; "))
-                        };
-                        (t.id.clone(), code, message, text.clone())
-                    }
-                    None => {
-                        let m = err.message(lang);
-                        ("2000".to_string(), code, m.clone(), m)
-                    }
-                }
-            }
-            other => {
-                let id = match other {
-                    Error::SignatureInvalid => "1001",
-                    Error::ApiKeyUnknown => "1002",
-                    Error::TimeExpired { .. } => "1003",
-                    Error::TimeInFuture { .. } => "1004",
-                    Error::SignatureReused => "1005",
-                    Error::ApiKeyUserMismatch => "1006",
-                    _ => "1999",
-                };
-                let m = other.message(lang);
-                (id.to_string(), other.code().to_string(), m.clone(), m)
-            }
-        };
+        let t = self.failure_text(err, lang);
         let mut ret = self.stamp(started, "failure");
         let mut e = Map::new();
-        e.insert("errorId".into(), Value::from(id));
-        e.insert("errorCode".into(), Value::from(code));
-        e.insert("message".into(), Value::from(message));
-        e.insert("viewMessage".into(), Value::from(view));
+        e.insert("errorId".into(), Value::from(t.id));
+        e.insert("errorCode".into(), Value::from(t.code));
+        e.insert("message".into(), Value::from(t.message));
+        e.insert("viewMessage".into(), Value::from(t.view));
         ret.insert("error".into(), Value::Object(e));
         let mut out = Map::new();
         out.insert(self.result_element.clone(), Value::Object(ret));
         Value::Object(out)
     }
+}
+
+/// What a failure of the call says: the legacy service's `error` element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureText {
+    pub id: String,
+    pub code: String,
+    pub message: String,
+    pub view: String,
 }
 
 fn take_string(params: &mut Val<'_>, key: &str) -> String {

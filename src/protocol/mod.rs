@@ -2,3 +2,4 @@
 
 pub mod soap;
 pub mod xml;
+pub mod xmlrpc;

@@ -493,7 +493,9 @@ pub fn simple_to_json<'i>(
     let t = text.trim();
     Ok(match st.kind {
         SimpleKind::String => Val::Str(text.clone()),
-        SimpleKind::Other => Val::Str(trimmed(text.clone())),
+        SimpleKind::Other | SimpleKind::DateTime | SimpleKind::Date | SimpleKind::Base64 => {
+            Val::Str(trimmed(text.clone()))
+        }
         SimpleKind::Boolean => match t {
             "true" | "1" => Val::Bool(true),
             "false" | "0" => Val::Bool(false),
@@ -792,7 +794,11 @@ fn kind_of(v: &Value) -> &'static str {
 pub fn json_to_simple(v: &Value, st: &SimpleType) -> Result<String, String> {
     let bad = || format!("{} cannot be written as {}", kind_of(v), st.kind.describe());
     match st.kind {
-        SimpleKind::String | SimpleKind::Other => match v {
+        SimpleKind::String
+        | SimpleKind::Other
+        | SimpleKind::DateTime
+        | SimpleKind::Date
+        | SimpleKind::Base64 => match v {
             Value::String(s) => Ok(s.clone()),
             Value::Number(n) => Ok(n.to_string()),
             Value::Bool(b) => Ok(b.to_string()),

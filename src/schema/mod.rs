@@ -53,7 +53,13 @@ pub enum SimpleKind {
     Decimal,
     /// Binary floating point (`xs:double`, `xs:float`).
     Double,
-    /// Anything else (dates, URIs, base64, QNames): passed as a string.
+    /// `xs:dateTime`: a string in JSON (XML-RPC writes it as `dateTime.iso8601`).
+    DateTime,
+    /// `xs:date`: a string in JSON (XML-RPC writes it as `dateTime.iso8601` at midnight).
+    Date,
+    /// `xs:base64Binary`: a string in JSON (XML-RPC writes it as `base64`).
+    Base64,
+    /// Anything else (times, URIs, hex binary, QNames): passed as a string.
     Other,
 }
 
@@ -81,11 +87,12 @@ impl SimpleKind {
             "negativeInteger" => i(i128::MIN, -1),
             "decimal" => Decimal,
             "double" | "float" => Double,
-            "anyType" | "anySimpleType" | "dateTime" | "date" | "time" | "duration" | "gYear"
-            | "gYearMonth" | "gMonth" | "gMonthDay" | "gDay" | "anyURI" | "QName"
-            | "base64Binary" | "hexBinary" | "NOTATION" | "IDREFS" | "ENTITIES" | "NMTOKENS" => {
-                Other
-            }
+            "dateTime" => DateTime,
+            "date" => Date,
+            "base64Binary" => Base64,
+            "anyType" | "anySimpleType" | "time" | "duration" | "gYear" | "gYearMonth"
+            | "gMonth" | "gMonthDay" | "gDay" | "anyURI" | "QName" | "hexBinary" | "NOTATION"
+            | "IDREFS" | "ENTITIES" | "NMTOKENS" => Other,
             _ => return None,
         })
     }
@@ -93,6 +100,9 @@ impl SimpleKind {
     pub fn describe(self) -> &'static str {
         match self {
             SimpleKind::String | SimpleKind::Other => "a string",
+            SimpleKind::DateTime => "a date and time",
+            SimpleKind::Date => "a date",
+            SimpleKind::Base64 => "base64 data",
             SimpleKind::Boolean => "a boolean (true, false, 1 or 0)",
             SimpleKind::Integer { .. } => "an integer",
             SimpleKind::Decimal => "a decimal number",

@@ -216,6 +216,151 @@ pub fn fixture(rel: &str) -> String {
         .unwrap_or_else(|e| panic!("fixtures/soap/{rel}: {e}"))
 }
 
+/// One case of a `fixtures/<door>/cases.toml`: a request file sent to a path, and the
+/// expected answer beside it (`x.xml` -> `x.expected.xml`).
+#[derive(serde::Deserialize)]
+pub struct Case {
+    pub request: String,
+    /// URL path (and query) the request goes to.
+    pub service: String,
+    #[serde(default = "default_user")]
+    pub user: String,
+    #[serde(default = "default_ct")]
+    pub content_type: String,
+    #[serde(default = "default_status")]
+    pub status: u16,
+    #[serde(default = "default_method")]
+    pub method: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Cases {
+    case: Vec<Case>,
+}
+
+fn default_user() -> String {
+    FIXTURE_USER.into()
+}
+fn default_ct() -> String {
+    "text/xml; charset=utf-8".into()
+}
+fn default_status() -> u16 {
+    200
+}
+fn default_method() -> String {
+    "POST".into()
+}
+
+/// The expected-answer file of a request file.
+pub fn expected_path(dir: &str, request: &str) -> String {
+    let (stem, ext) = request.rsplit_once('.').unwrap_or((request, "xml"));
+    format!("{dir}/{stem}.expected.{ext}")
+}
+
+/// Replays every case of `<dir>/cases.toml`, in order, against `bridge` and compares each
+/// answer (status and body) with its expected file. `volatile` names fields whose values
+/// change from run to run; in expected files they are written `{{*}}`.
+///
+/// `SOAPBRIDGE_BLESS=1` writes missing expected files from the actual answers (review them
+/// before committing).
+pub async fn replay(dir: &str, bridge: &Bridge, volatile: &[&str]) {
+    let cases: Cases =
+        toml::from_str(&std::fs::read_to_string(format!("{dir}/cases.toml")).expect("cases.toml"))
+            .unwrap_or_else(|e| panic!("{dir}/cases.toml: {e}"));
+    let bless = std::env::var("SOAPBRIDGE_BLESS").is_ok();
+    let mut failures = Vec::new();
+    for c in &cases.case {
+        let auth = basic(&c.user);
+        let mut headers = vec![("content-type", c.content_type.as_str())];
+        if !c.user.is_empty() {
+            headers.push(("authorization", auth.as_str()));
+        }
+        if c.content_type.starts_with("text/xml") && !c.service.contains("RPC") {
+            headers.push(("soapaction", "\"\""));
+        }
+        let request_path = format!("{dir}/{}", c.request);
+        let body = std::fs::read(&request_path).unwrap_or_else(|e| panic!("{request_path}: {e}"));
+        let reply = request(&c.method, &bridge.url(&c.service), &headers, body).await;
+        let expected_path = expected_path(dir, &c.request);
+        let expected = match std::fs::read_to_string(&expected_path) {
+            Ok(e) => e,
+            Err(_) if bless => {
+                std::fs::write(&expected_path, pretty(&mask(&reply.body, volatile))).unwrap();
+                continue;
+            }
+            Err(e) => panic!("{expected_path}: {e}"),
+        };
+        if reply.status != c.status {
+            failures.push(format!(
+                "{}: HTTP {} (expected {})\n{}",
+                c.request, reply.status, c.status, reply.body
+            ));
+            continue;
+        }
+        if !matches_pattern(&normalize(&expected), &normalize(&reply.body)) {
+            failures.push(format!(
+                "{}: answer differs from {expected_path}\n--- expected\n{}\n--- actual\n{}",
+                c.request,
+                normalize(&expected),
+                normalize(&reply.body)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures in {dir} failed:\n\n{}",
+        failures.len(),
+        cases.case.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Indents XML one level per element, leaving elements that hold only text on one line
+/// (for writing readable expected files; [`normalize`] undoes it). JSON is pretty-printed.
+pub fn pretty(text: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+        return serde_json::to_string_pretty(&v).unwrap() + "\n";
+    }
+    let flat = normalize(text);
+    let mut out = String::new();
+    let mut depth = 0usize;
+    let mut rest = flat.as_str();
+    let mut last_was_open = false;
+    while let Some(lt) = rest.find('<') {
+        let text_part = &rest[..lt];
+        let gt = rest[lt..].find('>').map_or(rest.len(), |g| lt + g + 1);
+        let tag = &rest[lt..gt];
+        let closing = tag.starts_with("</");
+        let self_closing = tag.ends_with("/>") || tag.starts_with("<?") || tag.starts_with("<!");
+        if !text_part.is_empty() {
+            out.push_str(text_part);
+        }
+        if closing {
+            depth = depth.saturating_sub(1);
+            if !last_was_open && text_part.is_empty() {
+                out.push('\n');
+                out.push_str(&"  ".repeat(depth));
+            }
+            out.push_str(tag);
+            last_was_open = false;
+        } else {
+            if !out.is_empty() {
+                out.push('\n');
+                out.push_str(&"  ".repeat(depth));
+            }
+            out.push_str(tag);
+            last_was_open = !self_closing;
+            if !self_closing {
+                depth += 1;
+            }
+        }
+        rest = &rest[gt..];
+    }
+    out.push_str(rest);
+    out.push('\n');
+    out
+}
+
 /// An envelope for `op` on the option service with the given inner parameters (between
 /// `time` and `lang`), signed now by the strict account.
 pub fn envelope(op: &str, inner: &str, lang: &str, time: i64) -> String {
@@ -242,7 +387,8 @@ pub fn normalize(xml: &str) -> String {
     out
 }
 
-/// Matches `actual` against `expected`, where `{{*}}` in expected matches any text without '<'.
+/// Matches `actual` against `expected`, where `{{*}}` in expected matches any text without
+/// '<' or '"'.
 pub fn matches_pattern(expected: &str, actual: &str) -> bool {
     let parts: Vec<&str> = expected.split("{{*}}").collect();
     let mut pos = 0;
@@ -254,8 +400,10 @@ pub fn matches_pattern(expected: &str, actual: &str) -> bool {
             pos = part.len();
             continue;
         }
-        // The wildcard spans up to the next '<'.
-        let wild_end = actual[pos..].find('<').map_or(actual.len(), |j| pos + j);
+        // The wildcard spans up to the next '<' or '"'.
+        let wild_end = actual[pos..]
+            .find(['<', '"'])
+            .map_or(actual.len(), |j| pos + j);
         let hay = &actual[pos..];
         let Some(j) = hay.find(part) else {
             return false;
@@ -268,10 +416,23 @@ pub fn matches_pattern(expected: &str, actual: &str) -> bool {
     pos == actual.len()
 }
 
-/// Replaces the text of volatile elements with `{{*}}` (for writing expected files).
+/// Replaces the text of volatile elements (or XML-RPC struct members, or JSON string
+/// members) with `{{*}}` (for writing expected files).
 pub fn mask(xml: &str, names: &[&str]) -> String {
     let mut out = xml.to_string();
     for n in names {
+        for open in [
+            format!("<name>{n}</name><value><string>"),
+            format!("\"{n}\":\""),
+        ] {
+            let mut from = 0;
+            while let Some(i) = out[from..].find(&open) {
+                let start = from + i + open.len();
+                let end = start + out[start..].find(['<', '"']).unwrap();
+                out.replace_range(start..end, "{{*}}");
+                from = start + 5;
+            }
+        }
         let open = format!("<{n}>");
         let mut from = 0;
         while let Some(i) = out[from..].find(&open) {

@@ -1,0 +1,6 @@
+//! Front doors: each takes an HTTP request in its protocol, decodes it (with `protocol::*`)
+//! into the neutral call, runs the shared pipeline (`App::execute`) and answers in the same
+//! protocol. Each door chooses, in one place, how an `Error` goes to its wire.
+
+pub mod soap;
+pub mod xmlrpc;

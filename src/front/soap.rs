@@ -1,0 +1,235 @@
+//! The SOAP front door: a service's URL path. `GET ?wsdl` / `?xsd=` describe it; `POST` is a
+//! call: HTTP Basic, bounded body, envelope -> neutral call, the shared pipeline
+//! ([`App::execute`]), result -> envelope. Errors of a decoded call go to the wire in
+//! [`respond_error`]; faults are written only by [`fault_response`].
+
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Request, StatusCode};
+use hyper::body::Incoming;
+
+use crate::app::{App, Resp, Service, header_str, text_response};
+use crate::error::{Error, Lang};
+use crate::protocol::soap::{self, SoapVersion};
+
+/// Answers one request to a SOAP service's path.
+pub async fn handle(app: &App, svc: &Service, req: Request<Incoming>, started: Instant) -> Resp {
+    // The SOAP version to answer in before the envelope is read.
+    let hint = SoapVersion::from_content_type(header_str(&req, http::header::CONTENT_TYPE));
+    match *req.method() {
+        Method::GET | Method::HEAD => describe(svc, req.uri().query()),
+        Method::POST => match app
+            .within_request_time(call(app, svc, req, hint, started))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
+        },
+        ref m => fault_response(
+            Ctx::service(svc),
+            hint,
+            &svc.env_prefix,
+            &Error::MethodNotAllowed(m.to_string()),
+            None,
+        ),
+    }
+}
+
+/// A request for a path no service has: a SOAP fault (404), as legacy clients expect.
+pub fn no_such_service(req: &Request<Incoming>) -> Resp {
+    let hint = SoapVersion::from_content_type(header_str(req, http::header::CONTENT_TYPE));
+    fault_response(
+        Ctx {
+            service: "-",
+            operation: "-",
+        },
+        hint,
+        "env",
+        &Error::NoSuchService(req.uri().path().to_string()),
+        None,
+    )
+}
+
+/// `GET <path>?wsdl` (any case) serves the WSDL; `?xsd=<name>` an imported schema.
+fn describe(svc: &Service, query: Option<&str>) -> Resp {
+    for pair in query.unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k.eq_ignore_ascii_case("wsdl") {
+            return text_response(StatusCode::OK, "text/xml; charset=utf-8", svc.wsdl.clone());
+        }
+        if k.eq_ignore_ascii_case("xsd") {
+            return match svc.desc.render_xsd(v, &svc.endpoint) {
+                Some(x) => text_response(StatusCode::OK, "text/xml; charset=utf-8", x),
+                None => text_response(
+                    StatusCode::NOT_FOUND,
+                    "text/plain; charset=utf-8",
+                    format!("no schema '{v}' here\n"),
+                ),
+            };
+        }
+    }
+    fault_response(
+        Ctx::service(svc),
+        SoapVersion::V11,
+        &svc.env_prefix,
+        &Error::MethodNotAllowed("GET".into()),
+        None,
+    )
+}
+
+async fn call(
+    app: &App,
+    svc: &Service,
+    req: Request<Incoming>,
+    hint: SoapVersion,
+    started: Instant,
+) -> Resp {
+    let ct = header_str(&req, http::header::CONTENT_TYPE).map(str::to_string);
+    let action = soap::soap_action(header_str(&req, "soapaction"), ct.as_deref());
+
+    // Who is calling, before any work is done for them.
+    let role_user = match svc.authenticate(req.headers()) {
+        Ok(u) => u,
+        Err(e) => {
+            let challenge = svc.profile.as_ref().map(|p| p.www_authenticate());
+            return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, challenge);
+        }
+    };
+
+    let body = match app.read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
+    };
+    let text = match crate::protocol::xml::decode_body(&body, ct.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
+    };
+    let (version, decoded) =
+        soap::decode(&svc.desc, &text, action.as_deref(), app.max_depth(), hint);
+    let call = match decoded {
+        Ok(c) => c,
+        Err(e) => {
+            return fault_response(Ctx::service(svc), version, &svc.env_prefix, &e, None);
+        }
+    };
+    let lang = svc.lang(&call.params);
+    let result = match app
+        .execute(svc, call.operation, call.params, role_user.as_deref())
+        .await
+    {
+        Ok(v) => svc.finish(v, started),
+        Err(e) => return respond_error(svc, call.operation, version, e, lang, started),
+    };
+    match soap::encode_response(
+        &svc.desc,
+        call.operation,
+        version,
+        &svc.env_prefix,
+        &svc.body_prefix,
+        &result,
+    ) {
+        Ok(xml) => {
+            tracing::info!(service = %svc.name, operation = %svc.desc.operations[call.operation].name, elapsed_ms = started.elapsed().as_millis() as u64, "ok");
+            text_response(StatusCode::OK, version.content_type(), xml)
+        }
+        Err(shape) => {
+            let e = svc.answer_misfit(call.operation, &shape);
+            respond_error(svc, call.operation, version, e, lang, started)
+        }
+    }
+}
+
+/// The one place an error of a decoded call goes to the wire: failures of the call become
+/// the profile's `ackCode=failure` response, everything else a SOAP fault.
+fn respond_error(
+    svc: &Service,
+    operation: usize,
+    version: SoapVersion,
+    e: Error,
+    lang: Lang,
+    started: Instant,
+) -> Resp {
+    let ctx = Ctx {
+        service: &svc.name,
+        operation: &svc.desc.operations[operation].name,
+    };
+    if let Some(p) = svc.profile.as_ref().filter(|_| e.is_call_failure()) {
+        // The code and status only: error texts may quote backend bodies.
+        tracing::info!(
+            service = ctx.service,
+            operation = ctx.operation,
+            code = e.code(),
+            backend_status = e.backend_status(),
+            "ackCode=failure"
+        );
+        let value = p.failure(&e, lang, started);
+        return match soap::encode_response(
+            &svc.desc,
+            operation,
+            version,
+            &svc.env_prefix,
+            &svc.body_prefix,
+            &value,
+        ) {
+            Ok(xml) => text_response(StatusCode::OK, version.content_type(), xml),
+            Err(shape) => fault_response(
+                ctx,
+                version,
+                &svc.env_prefix,
+                &Error::Internal(shape.to_string()),
+                None,
+            ),
+        };
+    }
+    fault_response(ctx, version, &svc.env_prefix, &e, None)
+}
+
+/// Where a fault happened, for the log line.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    service: &'a str,
+    operation: &'a str,
+}
+
+impl<'a> Ctx<'a> {
+    fn service(svc: &'a Service) -> Self {
+        Ctx {
+            service: &svc.name,
+            operation: "-",
+        }
+    }
+}
+
+/// The only writer of SOAP fault responses; logs each one (code and statuses only: error
+/// texts may quote request or backend content).
+fn fault_response(
+    ctx: Ctx<'_>,
+    version: SoapVersion,
+    env_prefix: &str,
+    e: &Error,
+    www_authenticate: Option<String>,
+) -> Resp {
+    let status = StatusCode::from_u16(soap::fault_status(version, e))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    tracing::info!(
+        service = ctx.service,
+        operation = ctx.operation,
+        code = e.code(),
+        status = status.as_u16(),
+        backend_status = e.backend_status(),
+        "fault"
+    );
+    let mut r = text_response(
+        status,
+        version.content_type(),
+        soap::encode_fault(version, env_prefix, e),
+    );
+    if let Some(v) = www_authenticate.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        r.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("GET, POST"));
+    }
+    r
+}

@@ -1,0 +1,304 @@
+//! The XML-RPC front door (`[xmlrpc] path`, `/RPC2` by default): every operation of every
+//! service as `<service>.<operation>`, plus `system.listMethods`, `system.methodSignature`,
+//! `system.methodHelp` and `system.multicall`.
+//!
+//! A call goes through the same pipeline as SOAP: the called service's HTTP Basic check, the
+//! parameters converted by the operation's schema into the neutral call, [`App::execute`], the
+//! result written typed by the output schema. Every failure is a fault with HTTP 200; its code
+//! and text are chosen only in [`fault_of`].
+
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::app::{App, Resp, Service, header_str, text_response};
+use crate::config::I8Policy;
+use crate::error::{Error, Lang};
+use crate::protocol::xmlrpc::{
+    self, INVALID_PARAMS, INVALID_REQUEST, MethodCall, ValueWriter, XVal, fault_code,
+};
+use crate::schema::Schema;
+
+const CONTENT_TYPE: &str = "text/xml; charset=utf-8";
+const SYSTEM_METHODS: [&str; 4] = [
+    "system.listMethods",
+    "system.methodSignature",
+    "system.methodHelp",
+    "system.multicall",
+];
+
+pub async fn handle(app: &App, req: Request<Incoming>, started: Instant) -> Resp {
+    if req.method() != Method::POST {
+        let mut r = text_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "XML-RPC endpoint: POST a <methodCall> here (system.listMethods lists the methods)\n",
+        );
+        r.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    let policy = app.xmlrpc().map(|x| x.i8).unwrap_or_default();
+    let python = header_str(&req, http::header::USER_AGENT)
+        .is_some_and(|ua| ua.starts_with("Python-xmlrpc"));
+    let ct = header_str(&req, http::header::CONTENT_TYPE).map(str::to_string);
+    let (parts, body) = req.into_parts();
+    let answer = app
+        .within_request_time(async {
+            let body = app.read_body(body).await?;
+            let text = crate::protocol::xml::decode_body(&body, ct.as_deref())?;
+            let call = xmlrpc::decode_call(&text, app.max_depth())?;
+            let i8_ok = match policy {
+                I8Policy::Always => true,
+                I8Policy::Never => false,
+                I8Policy::Auto => call.uses_i8 || python,
+            };
+            Ok::<_, Error>(dispatch(app, &parts.headers, call, i8_ok, started).await)
+        })
+        .await;
+    let xml = match answer {
+        Ok(Ok(xml)) => xml,
+        Ok(Err(e)) | Err(e) => {
+            let (code, text) = fault_of(None, &e, Lang::En);
+            log_fault("-", &e, code);
+            xmlrpc::fault(code, &text)
+        }
+    };
+    text_response(StatusCode::OK, CONTENT_TYPE, xml)
+}
+
+/// A method's answer: a `<value>`, or a fault's code and text.
+type Answer = Result<String, (i32, String)>;
+
+async fn dispatch(
+    app: &App,
+    headers: &HeaderMap,
+    call: MethodCall<'_>,
+    i8_ok: bool,
+    started: Instant,
+) -> String {
+    if call.name != "system.multicall" {
+        return match one(app, headers, &call.name, call.params, i8_ok, started).await {
+            Ok(v) => xmlrpc::response(&v),
+            Err((code, text)) => xmlrpc::fault(code, &text),
+        };
+    }
+    let calls = match <[XVal<'_>; 1]>::try_from(call.params) {
+        Ok([XVal::Array(calls)]) => calls,
+        _ => {
+            return xmlrpc::fault(
+                INVALID_PARAMS,
+                "system.multicall takes one parameter: an array of structs {methodName, params}",
+            );
+        }
+    };
+    // Each call is answered on its own, in order: [result] or a fault struct.
+    let mut out = String::from("<value><array><data>");
+    for (i, c) in calls.into_iter().enumerate() {
+        let answer = match multicall_entry(c) {
+            Ok((name, _)) if name == "system.multicall" => Err((
+                INVALID_REQUEST,
+                "system.multicall cannot be called inside system.multicall".to_string(),
+            )),
+            Ok((name, params)) => one(app, headers, &name, params, i8_ok, started).await,
+            Err(reason) => Err((INVALID_REQUEST, format!("multicall entry {i}: {reason}"))),
+        };
+        match answer {
+            Ok(v) => {
+                out.push_str("<value><array><data>");
+                out.push_str(&v);
+                out.push_str("</data></array></value>");
+            }
+            Err((code, text)) => out.push_str(&xmlrpc::fault_value(code, &text)),
+        }
+    }
+    out.push_str("</data></array></value>");
+    xmlrpc::response(&out)
+}
+
+fn multicall_entry(c: XVal<'_>) -> Result<(String, Vec<XVal<'_>>), String> {
+    let XVal::Struct(members) = c else {
+        return Err("not a struct {methodName, params}".into());
+    };
+    let mut name = None;
+    let mut params = Vec::new();
+    for (k, v) in members {
+        match (k.as_ref(), v) {
+            ("methodName", XVal::Str(s)) => name = Some(s.trim().to_string()),
+            ("params", XVal::Array(p)) => params = p,
+            ("methodName" | "params", _) => {
+                return Err(format!("'{k}' has the wrong type"));
+            }
+            (other, _) => return Err(format!("unknown member '{other}'")),
+        }
+    }
+    Ok((name.ok_or("no methodName")?, params))
+}
+
+/// One method call (outside or inside a multicall).
+async fn one(
+    app: &App,
+    headers: &HeaderMap,
+    name: &str,
+    params: Vec<XVal<'_>>,
+    i8_ok: bool,
+    started: Instant,
+) -> Answer {
+    let plain = |v: &Value| {
+        let schema = Schema::default();
+        let mut w = ValueWriter::new(&schema, i8_ok);
+        w.plain(v);
+        w.out
+    };
+    match name {
+        "system.listMethods" => {
+            let mut names: Vec<String> = app
+                .services_in_order()
+                .iter()
+                .flat_map(|s| {
+                    s.desc
+                        .operations
+                        .iter()
+                        .map(move |o| format!("{}.{}", s.name, o.name))
+                })
+                .collect();
+            names.extend(SYSTEM_METHODS.iter().map(|s| s.to_string()));
+            Ok(plain(&Value::from(names)))
+        }
+        "system.methodSignature" | "system.methodHelp" => {
+            let target = match params.as_slice() {
+                [XVal::Str(s)] => s.to_string(),
+                _ => {
+                    return Err((
+                        INVALID_PARAMS,
+                        format!("{name} takes one string: a method name"),
+                    ));
+                }
+            };
+            if SYSTEM_METHODS.contains(&target.as_str()) {
+                return Ok(if name == "system.methodHelp" {
+                    plain(&Value::from(system_help(&target)))
+                } else {
+                    // Signatures of introspection methods vary; the convention is "undef".
+                    plain(&Value::from("undef"))
+                });
+            }
+            let (svc, op) = find(app, &target).map_err(|e| fault_of(None, &e, Lang::En))?;
+            let o = &svc.desc.operations[op];
+            Ok(if name == "system.methodHelp" {
+                plain(&Value::from(xmlrpc::help(&svc.desc.schema, o)))
+            } else {
+                plain(&Value::from(vec![xmlrpc::signature(&svc.desc.schema, o)]))
+            })
+        }
+        _ => {
+            let (svc, op) = find(app, name).map_err(|e| {
+                log_fault(name, &e, fault_code(&e));
+                fault_of(None, &e, Lang::En)
+            })?;
+            call(app, headers, svc, op, params, i8_ok, started)
+                .await
+                .map_err(|(e, lang)| {
+                    let f = fault_of(Some(svc), &e, lang);
+                    log_fault(name, &e, f.0);
+                    f
+                })
+        }
+    }
+}
+
+fn system_help(name: &str) -> &'static str {
+    match name {
+        "system.listMethods" => "Lists every method as <service>.<operation>.",
+        "system.methodSignature" => {
+            "The signatures of a method: [[result type, parameter types in order]]."
+        }
+        "system.methodHelp" => "The documentation of a method and its parameters.",
+        _ => {
+            "Calls several methods in one request: an array of {methodName, params}; each is answered with [result] or a fault struct."
+        }
+    }
+}
+
+/// The service and operation a method name refers to.
+fn find<'a>(app: &'a App, name: &str) -> Result<(&'a Service, usize), Error> {
+    let unknown = || Error::UnknownMethod {
+        name: name.to_string(),
+        hint: "methods are <service>.<operation>; system.listMethods lists them".into(),
+    };
+    let (service, operation) = name.split_once('.').ok_or_else(unknown)?;
+    let svc = app.service_named(service).ok_or_else(unknown)?;
+    let op = svc
+        .desc
+        .operations
+        .iter()
+        .position(|o| o.name == operation)
+        .ok_or_else(|| Error::UnknownMethod {
+            name: name.to_string(),
+            hint: format!(
+                "{service} has: {}",
+                svc.desc
+                    .operations
+                    .iter()
+                    .map(|o| o.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+    Ok((svc, op))
+}
+
+/// Runs one operation through the shared pipeline.
+async fn call(
+    app: &App,
+    headers: &HeaderMap,
+    svc: &Service,
+    op: usize,
+    params: Vec<XVal<'_>>,
+    i8_ok: bool,
+    started: Instant,
+) -> Result<String, (Error, Lang)> {
+    let default_lang = svc.lang(&crate::call::Val::Null);
+    let role_user = svc.authenticate(headers).map_err(|e| (e, default_lang))?;
+    let operation = &svc.desc.operations[op];
+    let params = xmlrpc::params_to_call(params, &svc.desc.schema, operation)
+        .map_err(|e| (e, default_lang))?;
+    let lang = svc.lang(&params);
+    let result = app
+        .execute(svc, op, params, role_user.as_deref())
+        .await
+        .map_err(|e| (e, lang))?;
+    let value = svc.finish(result, started);
+    let mut w = ValueWriter::new(&svc.desc.schema, i8_ok);
+    w.result(&operation.output, &value)
+        .map_err(|shape| (svc.answer_misfit(op, &shape), lang))?;
+    tracing::info!(door = "xmlrpc", service = %svc.name, operation = %operation.name, elapsed_ms = started.elapsed().as_millis() as u64, "ok");
+    Ok(w.out)
+}
+
+/// The one place an error becomes an XML-RPC fault: failures of the call of a service with a
+/// profile carry the profile's errorId and text in the caller's language (as SOAP's
+/// `ackCode=failure` does); others the code of [`fault_code`] and the error's message.
+fn fault_of(svc: Option<&Service>, e: &Error, lang: Lang) -> (i32, String) {
+    if let Some(p) = svc.and_then(|s| s.profile.as_ref())
+        && e.is_call_failure()
+    {
+        let t = p.failure_text(e, lang);
+        return (t.id.parse().unwrap_or_else(|_| fault_code(e)), t.message);
+    }
+    (fault_code(e), e.message(lang))
+}
+
+fn log_fault(method: &str, e: &Error, code: i32) {
+    // The code only: error texts may quote request or backend content.
+    tracing::info!(
+        door = "xmlrpc",
+        method,
+        code = e.code(),
+        fault_code = code,
+        backend_status = e.backend_status(),
+        "fault"
+    );
+}

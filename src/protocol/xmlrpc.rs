@@ -1,0 +1,1136 @@
+//! XML-RPC messages: decoding a `methodCall`, converting its values to and from the neutral
+//! call model by the operation's schema, and writing `methodResponse`s and faults.
+//!
+//! Parsing runs on the same bounded, DTD-refusing [`XmlReader`] as SOAP (depth, attribute and
+//! entity limits; exact number text kept), so XML-RPC gets the same protections and decimals
+//! stay exact.
+//!
+//! Type rules (README, "XML-RPC"): parameters are converted by the WSDL type of the part they
+//! fill; a wrapper type whose only child repeats (`IntArray` -> `item`) is an XML-RPC array;
+//! 64-bit integers are accepted as `i8`, as a string of digits or as an integral `double`, and
+//! written as `i4` when they fit, else as `i8` when the client reads it, else as a string.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::call::Val;
+use crate::error::Error;
+use crate::protocol::xml::{self, Node, ShapeError, XmlReader, escape_into, json_to_simple};
+use crate::schema::{ComplexType, ElementDecl, Operation, Schema, SimpleKind, TypeDef};
+
+/// A value as the client sent it. Numbers keep their text; nothing is typed by the schema yet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum XVal<'i> {
+    Int(i64),
+    Bool(bool),
+    Str(Cow<'i, str>),
+    /// The text of a `double`, validated as a finite number.
+    Double(Cow<'i, str>),
+    DateTime(Cow<'i, str>),
+    /// Base64 text without white space, validated.
+    Base64(Cow<'i, str>),
+    Struct(Vec<(Cow<'i, str>, XVal<'i>)>),
+    Array(Vec<XVal<'i>>),
+    Nil,
+}
+
+impl XVal<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            XVal::Int(_) => "an int",
+            XVal::Bool(_) => "a boolean",
+            XVal::Str(_) => "a string",
+            XVal::Double(_) => "a double",
+            XVal::DateTime(_) => "a dateTime.iso8601",
+            XVal::Base64(_) => "base64",
+            XVal::Struct(_) => "a struct",
+            XVal::Array(_) => "an array",
+            XVal::Nil => "nil",
+        }
+    }
+
+    /// The string of a `Str` value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            XVal::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded `methodCall`.
+#[derive(Debug, Clone)]
+pub struct MethodCall<'i> {
+    pub name: Cow<'i, str>,
+    pub params: Vec<XVal<'i>>,
+    /// The client sent an `i8` (so it can read one).
+    pub uses_i8: bool,
+}
+
+/// The XML-RPC type name of a fault's standard codes (<http://xmlrpc-epi.sourceforge.net/specs/rfc.fault_codes.php>).
+pub const PARSE_ERROR: i32 = -32700;
+pub const INVALID_REQUEST: i32 = -32600;
+pub const METHOD_NOT_FOUND: i32 = -32601;
+pub const INVALID_PARAMS: i32 = -32602;
+pub const INTERNAL_ERROR: i32 = -32603;
+
+/// The `faultCode` of an error: the standard codes for protocol errors, the bridge's own
+/// numbers ([`Error::number`]) for authentication, signature and backend failures.
+pub fn fault_code(err: &Error) -> i32 {
+    use Error::*;
+    match err {
+        MalformedXml(_)
+        | DtdForbidden
+        | TooDeep { .. }
+        | BadEncoding(_)
+        | BodyTooLarge { .. }
+        | BodyTimeout => PARSE_ERROR,
+        NotXmlRpc(_) | NotSoap(_) | MethodNotAllowed(_) => INVALID_REQUEST,
+        UnknownMethod { .. } | UnknownOperation { .. } | NoSuchService(_) => METHOD_NOT_FOUND,
+        MissingElement { .. }
+        | UnexpectedElement { .. }
+        | RepeatedElement { .. }
+        | InvalidValue { .. }
+        | NotNillable { .. }
+        | InvalidParams(_) => INVALID_PARAMS,
+        other => other.number().unwrap_or(INTERNAL_ERROR),
+    }
+}
+
+// ---- decoding ---------------------------------------------------------------------------
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::NotXmlRpc(msg.into())
+}
+
+fn next_start<'i>(r: &mut XmlReader<'i>, what: &str) -> Result<Option<String>, Error> {
+    loop {
+        match r.next_node()? {
+            Node::Start(s) => return Ok(Some(xml::local_name(&s))),
+            Node::Text(t) if t.trim().is_empty() => continue,
+            Node::Text(t) => {
+                return Err(invalid(format!(
+                    "unexpected text '{}' where {what} was expected",
+                    t.trim().chars().take(40).collect::<String>()
+                )));
+            }
+            Node::End | Node::Eof => return Ok(None),
+        }
+    }
+}
+
+/// Decodes a `methodCall` document.
+pub fn decode_call(text: &str, max_depth: usize) -> Result<MethodCall<'_>, Error> {
+    let mut r = XmlReader::new(text, max_depth);
+    let mut uses_i8 = false;
+    match next_start(&mut r, "<methodCall>")? {
+        Some(n) if n == "methodCall" => {}
+        Some(n) => {
+            return Err(invalid(format!(
+                "the root element is <{n}>, expected <methodCall>"
+            )));
+        }
+        None => return Err(invalid("the body is empty")),
+    }
+    let mut name = None;
+    let mut params = Vec::new();
+    while let Some(n) = next_start(&mut r, "<methodName> or <params>")? {
+        match n.as_str() {
+            "methodName" if name.is_none() => {
+                let t = r.read_text("methodCall/methodName")?;
+                let t = match t {
+                    Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+                    Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+                };
+                if t.is_empty() {
+                    return Err(invalid("<methodName> is empty"));
+                }
+                name = Some(t);
+            }
+            "params" if params.is_empty() => {
+                while let Some(p) = next_start(&mut r, "<param>")? {
+                    if p != "param" {
+                        return Err(invalid(format!("<{p}> in <params>; expected <param>")));
+                    }
+                    match next_start(&mut r, "<value>")? {
+                        Some(v) if v == "value" => {}
+                        Some(v) => {
+                            return Err(invalid(format!("<{v}> in <param>; expected <value>")));
+                        }
+                        None => return Err(invalid("a <param> without a <value>")),
+                    }
+                    params.push(value(&mut r, &mut uses_i8)?);
+                    if next_start(&mut r, "the end of <param>")?.is_some() {
+                        return Err(invalid("a <param> holds exactly one <value>"));
+                    }
+                }
+            }
+            other => return Err(invalid(format!("unexpected <{other}> in <methodCall>"))),
+        }
+    }
+    loop {
+        match r.next_node()? {
+            Node::Eof => break,
+            Node::Text(t) if t.trim().is_empty() => {}
+            _ => return Err(invalid("content after the end of <methodCall>")),
+        }
+    }
+    Ok(MethodCall {
+        name: name.ok_or_else(|| invalid("<methodName> is missing"))?,
+        params,
+        uses_i8,
+    })
+}
+
+/// The content of a `<value>` (its start has been read), up to its end.
+fn value<'i>(r: &mut XmlReader<'i>, uses_i8: &mut bool) -> Result<XVal<'i>, Error> {
+    let mut text: Cow<'i, str> = Cow::Borrowed("");
+    let mut typed = None;
+    loop {
+        match r.next_node()? {
+            Node::Text(t) => {
+                if text.is_empty() {
+                    text = t;
+                } else {
+                    text.to_mut().push_str(&t);
+                }
+            }
+            Node::Start(s) => {
+                if typed.is_some() {
+                    return Err(invalid("a <value> holds one typed element"));
+                }
+                let name = xml::local_name(&s);
+                typed = Some(typed_value(r, &name, uses_i8)?);
+            }
+            Node::End => break,
+            Node::Eof => return Err(invalid("unexpected end of document")),
+        }
+    }
+    match typed {
+        Some(v) if text.trim().is_empty() => Ok(v),
+        Some(_) => Err(invalid("text beside a typed element in <value>")),
+        // An untyped value is a string, exactly as sent.
+        None => Ok(XVal::Str(text)),
+    }
+}
+
+fn trim_cow(t: Cow<'_, str>) -> Cow<'_, str> {
+    match t {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    }
+}
+
+fn typed_value<'i>(
+    r: &mut XmlReader<'i>,
+    name: &str,
+    uses_i8: &mut bool,
+) -> Result<XVal<'i>, Error> {
+    let bad = |t: &str, expected: &str| {
+        invalid(format!(
+            "<{name}>{}</{name}> is not {expected}",
+            t.chars().take(40).collect::<String>()
+        ))
+    };
+    Ok(match name {
+        "i4" | "int" | "i8" => {
+            if name == "i8" {
+                *uses_i8 = true;
+            }
+            let t = r.read_text(name)?;
+            let t = t.trim();
+            XVal::Int(
+                t.strip_prefix('+')
+                    .unwrap_or(t)
+                    .parse()
+                    .map_err(|_| bad(t, "a 64-bit integer"))?,
+            )
+        }
+        "boolean" => {
+            let t = r.read_text(name)?;
+            match t.trim() {
+                "1" | "true" => XVal::Bool(true),
+                "0" | "false" => XVal::Bool(false),
+                other => return Err(bad(other, "0 or 1")),
+            }
+        }
+        "string" => XVal::Str(r.read_text(name)?),
+        "double" => {
+            let t = trim_cow(r.read_text(name)?);
+            if !t.parse::<f64>().is_ok_and(f64::is_finite)
+                || t.eq_ignore_ascii_case("nan")
+                || t.to_ascii_lowercase().contains("inf")
+            {
+                return Err(bad(&t, "a finite number"));
+            }
+            XVal::Double(t)
+        }
+        "dateTime.iso8601" => XVal::DateTime(trim_cow(r.read_text(name)?)),
+        "base64" => {
+            let t = r.read_text(name)?;
+            let compact: Cow<'i, str> = if t.bytes().any(|b| b.is_ascii_whitespace()) {
+                Cow::Owned(t.chars().filter(|c| !c.is_ascii_whitespace()).collect())
+            } else {
+                t
+            };
+            if base64::engine::general_purpose::STANDARD
+                .decode(compact.as_bytes())
+                .is_err()
+            {
+                return Err(bad(&compact, "base64"));
+            }
+            XVal::Base64(compact)
+        }
+        "nil" => {
+            if !r.read_text(name)?.trim().is_empty() {
+                return Err(invalid("<nil/> must be empty"));
+            }
+            XVal::Nil
+        }
+        "struct" => {
+            let mut members: Vec<(Cow<'i, str>, XVal<'i>)> = Vec::new();
+            while let Some(m) = next_start(r, "<member>")? {
+                if m != "member" {
+                    return Err(invalid(format!("<{m}> in <struct>; expected <member>")));
+                }
+                let mut mname = None;
+                let mut mval = None;
+                while let Some(part) = next_start(r, "<name> or <value>")? {
+                    match part.as_str() {
+                        "name" if mname.is_none() => mname = Some(r.read_text("member/name")?),
+                        "value" if mval.is_none() => mval = Some(value(r, uses_i8)?),
+                        other => return Err(invalid(format!("unexpected <{other}> in <member>"))),
+                    }
+                }
+                let (Some(n), Some(v)) = (mname, mval) else {
+                    return Err(invalid("a <member> needs a <name> and a <value>"));
+                };
+                if members.iter().any(|(k, _)| *k == n) {
+                    return Err(invalid(format!("struct member '{n}' appears twice")));
+                }
+                members.push((n, v));
+            }
+            XVal::Struct(members)
+        }
+        "array" => {
+            let mut items = Vec::new();
+            match next_start(r, "<data>")? {
+                Some(d) if d == "data" => {}
+                Some(d) => return Err(invalid(format!("<{d}> in <array>; expected <data>"))),
+                None => return Err(invalid("an <array> without <data>")),
+            }
+            while let Some(v) = next_start(r, "<value>")? {
+                if v != "value" {
+                    return Err(invalid(format!("<{v}> in <data>; expected <value>")));
+                }
+                items.push(value(r, uses_i8)?);
+            }
+            if next_start(r, "the end of <array>")?.is_some() {
+                return Err(invalid("an <array> holds one <data>"));
+            }
+            XVal::Array(items)
+        }
+        other => {
+            return Err(invalid(format!(
+                "unknown value type <{other}> (known: i4, int, i8, boolean, string, double, dateTime.iso8601, base64, struct, array, nil)"
+            )));
+        }
+    })
+}
+
+// ---- parameters -> call model -------------------------------------------------------------
+
+/// The child of a wrapper type: a complex type whose only child repeats (`IntArray` ->
+/// `item`), which XML-RPC carries as an array.
+pub fn wrapper_child<'s>(schema: &'s Schema, decl: &ElementDecl) -> Option<&'s ElementDecl> {
+    match schema.get(decl.ty) {
+        TypeDef::Complex(ct) if ct.children.len() == 1 && ct.children[0].is_repeated() => {
+            Some(&ct.children[0])
+        }
+        _ => None,
+    }
+}
+
+/// The parts of an operation: the children of its request element.
+fn parts<'s>(schema: &'s Schema, op: &'s Operation) -> &'s [ElementDecl] {
+    match schema.get(op.input.ty) {
+        TypeDef::Complex(ct) => &ct.children,
+        TypeDef::Simple(_) => std::slice::from_ref(&op.input),
+    }
+}
+
+/// Turns a call's parameters into the operation's decoded request: positional parameters in
+/// the WSDL's part order, or one struct keyed by part names.
+pub fn params_to_call<'s>(
+    params: Vec<XVal<'s>>,
+    schema: &'s Schema,
+    op: &'s Operation,
+) -> Result<Val<'s>, Error> {
+    let parts = parts(schema, op);
+    let named = match params.as_slice() {
+        [XVal::Struct(m)] => {
+            !m.is_empty()
+                && m.iter().all(|(k, _)| parts.iter().any(|p| p.name == *k))
+                // A one-part operation whose part is itself a struct keeps it positional
+                // unless the struct is keyed by that part's name.
+                && !(parts.len() == 1 && m.len() == 1 && m[0].0 != parts[0].name)
+        }
+        _ => false,
+    };
+    let mut given: Vec<Option<XVal<'s>>> = (0..parts.len()).map(|_| None).collect();
+    if named {
+        let Some(XVal::Struct(members)) = params.into_iter().next() else {
+            unreachable!("checked above")
+        };
+        for (k, v) in members {
+            let i = parts.iter().position(|p| p.name == k).expect("checked");
+            given[i] = Some(v);
+        }
+    } else {
+        if params.len() > parts.len() {
+            let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+            return Err(Error::InvalidParams(format!(
+                "{} takes at most {} parameters ({}); {} were given",
+                op.name,
+                parts.len(),
+                names.join(", "),
+                params.len()
+            )));
+        }
+        for (i, v) in params.into_iter().enumerate() {
+            given[i] = Some(v);
+        }
+    }
+    let mut members = Vec::with_capacity(parts.len());
+    for (part, v) in parts.iter().zip(given) {
+        let mut path = format!("{}/{}", op.name, part.name);
+        let v = match v {
+            Some(v) => to_val(v, part, schema, &mut path)?,
+            None => None,
+        };
+        match v {
+            Some(v) => members.push((part.name.as_str(), v)),
+            None if part.is_required() && !part.is_repeated() => {
+                return Err(Error::MissingElement { path });
+            }
+            None if part.is_repeated() => members.push((part.name.as_str(), Val::List(vec![]))),
+            None => {}
+        }
+    }
+    Ok(Val::Obj(members))
+}
+
+/// Converts one value for the element `decl`; `None` when it stands for an absent element.
+fn to_val<'s>(
+    x: XVal<'s>,
+    decl: &'s ElementDecl,
+    schema: &'s Schema,
+    path: &mut String,
+) -> Result<Option<Val<'s>>, Error> {
+    if decl.is_repeated() {
+        let items = match x {
+            XVal::Nil => return Ok(None),
+            XVal::Array(items) => items,
+            single => vec![single],
+        };
+        if let Some(max) = decl.max_occurs
+            && items.len() as u32 > max
+        {
+            return Err(Error::RepeatedElement { path: path.clone() });
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let mark = path.len();
+            path.push_str(&format!("[{i}]"));
+            if let Some(v) = one(item, decl, schema, path)? {
+                out.push(v);
+            }
+            path.truncate(mark);
+        }
+        return Ok(Some(Val::List(out)));
+    }
+    one(x, decl, schema, path)
+}
+
+fn mismatch(path: &str, x: &XVal<'_>, expected: &str) -> Error {
+    Error::InvalidValue {
+        path: path.to_string(),
+        value: format!("({})", x.kind()),
+        expected: expected.to_string(),
+    }
+}
+
+fn one<'s>(
+    x: XVal<'s>,
+    decl: &'s ElementDecl,
+    schema: &'s Schema,
+    path: &mut String,
+) -> Result<Option<Val<'s>>, Error> {
+    if x == XVal::Nil {
+        return if decl.nillable {
+            Ok(Some(Val::Null))
+        } else if !decl.is_required() {
+            // Clients send nil (Python's None) for an optional argument they leave out.
+            Ok(None)
+        } else {
+            Err(Error::NotNillable { path: path.clone() })
+        };
+    }
+    match schema.get(decl.ty) {
+        TypeDef::Complex(ct) => {
+            if let (Some(child), XVal::Array(_)) = (wrapper_child(schema, decl), &x) {
+                let list = to_val(x, child, schema, path)?.unwrap_or(Val::List(vec![]));
+                return Ok(Some(Val::Obj(vec![(child.name.as_str(), list)])));
+            }
+            match x {
+                XVal::Struct(members) => {
+                    Ok(Some(Val::Obj(struct_to_obj(members, ct, schema, path)?)))
+                }
+                other => Err(mismatch(
+                    path,
+                    &other,
+                    if wrapper_child(schema, decl).is_some() {
+                        "an array (or a struct)"
+                    } else {
+                        "a struct"
+                    },
+                )),
+            }
+        }
+        TypeDef::Simple(st) => {
+            let text: Cow<'s, str> = match x {
+                XVal::Str(s) => s,
+                XVal::Bool(b) if st.kind == SimpleKind::Boolean => return Ok(Some(Val::Bool(b))),
+                XVal::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+                XVal::Int(i) => Cow::Owned(i.to_string()),
+                XVal::Double(t) => match st.kind {
+                    SimpleKind::Integer { .. } => {
+                        Cow::Owned(integral(&t).ok_or_else(|| Error::InvalidValue {
+                            path: path.clone(),
+                            value: t.chars().take(40).collect(),
+                            expected:
+                                "an integer (a double is accepted only when it is integral)".into(),
+                        })?)
+                    }
+                    _ => t,
+                },
+                XVal::DateTime(t) => match st.kind {
+                    SimpleKind::DateTime
+                    | SimpleKind::Date
+                    | SimpleKind::String
+                    | SimpleKind::Other => {
+                        Cow::Owned(iso_to_xsd(&t, st.kind == SimpleKind::Date).ok_or_else(
+                            || Error::InvalidValue {
+                                path: path.clone(),
+                                value: t.chars().take(40).collect(),
+                                expected: "a dateTime.iso8601 such as 19980717T14:08:55".into(),
+                            },
+                        )?)
+                    }
+                    _ => return Err(mismatch(path, &XVal::DateTime(t), st.kind.describe())),
+                },
+                XVal::Base64(t) => t,
+                other @ (XVal::Struct(_) | XVal::Array(_) | XVal::Nil) => {
+                    return Err(mismatch(path, &other, st.kind.describe()));
+                }
+            };
+            xml::simple_to_json(text, st, path).map(Some)
+        }
+    }
+}
+
+fn struct_to_obj<'s>(
+    members: Vec<(Cow<'s, str>, XVal<'s>)>,
+    ct: &'s ComplexType,
+    schema: &'s Schema,
+    path: &mut String,
+) -> Result<Vec<(&'s str, Val<'s>)>, Error> {
+    let mut given: Vec<Option<XVal<'s>>> = (0..ct.children.len()).map(|_| None).collect();
+    for (k, v) in members {
+        let Some(i) = ct.children.iter().position(|c| c.name == k) else {
+            return Err(Error::UnexpectedElement {
+                element: k.into_owned(),
+                parent: path.clone(),
+            });
+        };
+        given[i] = Some(v);
+    }
+    let mut out = Vec::with_capacity(ct.children.len());
+    for (c, v) in ct.children.iter().zip(given) {
+        let mark = path.len();
+        path.push('/');
+        path.push_str(&c.name);
+        let v = match v {
+            Some(v) => to_val(v, c, schema, path)?,
+            None => None,
+        };
+        match v {
+            Some(v) => out.push((c.name.as_str(), v)),
+            None if c.is_repeated() && c.min_occurs == 0 => {
+                out.push((c.name.as_str(), Val::List(vec![])))
+            }
+            None if c.is_required() => return Err(Error::MissingElement { path: path.clone() }),
+            None => {}
+        }
+        path.truncate(mark);
+    }
+    Ok(out)
+}
+
+/// The integer a double's text stands for, when it is integral and exact
+/// (`1597746714261.0`, `1.597746714261E12`).
+fn integral(t: &str) -> Option<String> {
+    let t = t.strip_prefix('+').unwrap_or(t);
+    if !t.contains(['e', 'E']) {
+        let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+        let digits = int.strip_prefix('-').unwrap_or(int);
+        if !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && frac.bytes().all(|b| b == b'0')
+        {
+            return Some(int.to_string());
+        }
+        return None;
+    }
+    let f: f64 = t.parse().ok()?;
+    // Beyond 2^53 a double no longer names one integer.
+    (f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).then(|| format!("{}", f as i64))
+}
+
+/// `19980717T14:08:55` (also with dashes, or a zone) as XSD lexical form.
+fn iso_to_xsd(t: &str, date_only: bool) -> Option<String> {
+    use chrono::NaiveDateTime;
+    let t = t.trim();
+    // Split a trailing zone (Z or +hh:mm / -hh:mm) from the local part.
+    let (local, zone) = if let Some(l) = t.strip_suffix('Z') {
+        (l, "Z")
+    } else if t.len() > 6
+        && matches!(t.as_bytes()[t.len() - 6], b'+' | b'-')
+        && t.as_bytes()[t.len() - 3] == b':'
+    {
+        t.split_at(t.len() - 6)
+    } else {
+        (t, "")
+    };
+    let parsed = [
+        "%Y%m%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y%m%dT%H%M%S",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(local, f).ok())
+    .or_else(|| {
+        ["%Y%m%d", "%Y-%m-%d"].iter().find_map(|f| {
+            chrono::NaiveDate::parse_from_str(local, f)
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+    })?;
+    if date_only {
+        return Some(parsed.format("%Y-%m-%d").to_string());
+    }
+    Some(format!("{}{zone}", parsed.format("%Y-%m-%dT%H:%M:%S")))
+}
+
+/// An XSD date or dateTime as XML-RPC's `dateTime.iso8601` (`19980717T14:08:55`); times with
+/// a zone are given in UTC, as the format has none.
+fn xsd_to_iso(t: &str) -> Option<String> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let t = t.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.naive_utc().format("%Y%m%dT%H:%M:%S").to_string());
+    }
+    if let Ok(dt) = NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Some(dt.format("%Y%m%dT%H:%M:%S").to_string());
+    }
+    let date = t
+        .get(..10)
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())?;
+    Some(date.format("%Y%m%dT00:00:00").to_string())
+}
+
+// ---- encoding ---------------------------------------------------------------------------
+
+/// Writes `<methodResponse>` around one value's XML.
+pub fn response(value_xml: &str) -> String {
+    let mut out = String::with_capacity(value_xml.len() + 120);
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><methodResponse><params><param>");
+    out.push_str(value_xml);
+    out.push_str("</param></params></methodResponse>");
+    out
+}
+
+/// A fault's `<value>`: a struct with exactly `faultCode` and `faultString`.
+pub fn fault_value(code: i32, message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 160);
+    out.push_str("<value><struct><member><name>faultCode</name><value><int>");
+    out.push_str(&code.to_string());
+    out.push_str("</int></value></member><member><name>faultString</name><value><string>");
+    escape_into(&mut out, message);
+    out.push_str("</string></value></member></struct></value>");
+    out
+}
+
+/// A fault response.
+pub fn fault(code: i32, message: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><methodResponse><fault>{}</fault></methodResponse>",
+        fault_value(code, message)
+    )
+}
+
+/// Writes values typed by a schema, or plain JSON values for introspection.
+pub struct ValueWriter<'a> {
+    pub out: String,
+    schema: &'a Schema,
+    /// Integers beyond `i4` may be written as `i8` (else as strings).
+    i8_ok: bool,
+}
+
+impl<'a> ValueWriter<'a> {
+    pub fn new(schema: &'a Schema, i8_ok: bool) -> Self {
+        ValueWriter {
+            out: String::with_capacity(512),
+            schema,
+            i8_ok,
+        }
+    }
+
+    /// Writes an operation's result: the response element's content, unwrapped when it has
+    /// one child (`<return>`), as a `<value>`.
+    pub fn result(&mut self, output: &ElementDecl, value: &Value) -> Result<(), ShapeError> {
+        let mut path = output.name.clone();
+        if let TypeDef::Complex(ct) = self.schema.get(output.ty)
+            && ct.children.len() == 1
+        {
+            let child = &ct.children[0];
+            path.push('/');
+            path.push_str(&child.name);
+            return match value.get(&child.name) {
+                Some(v) => self.element(child, v, &mut path),
+                None => {
+                    self.out.push_str("<value><nil/></value>");
+                    Ok(())
+                }
+            };
+        }
+        self.element(output, value, &mut path)
+    }
+
+    /// Writes the `<value>` for element `decl` holding `v`.
+    fn element(
+        &mut self,
+        decl: &ElementDecl,
+        v: &Value,
+        path: &mut String,
+    ) -> Result<(), ShapeError> {
+        if decl.is_repeated() {
+            let items = match v {
+                Value::Array(a) => a.as_slice(),
+                Value::Null => &[],
+                single => std::slice::from_ref(single),
+            };
+            self.out.push_str("<value><array><data>");
+            for item in items {
+                if item.is_null() && !decl.nillable {
+                    continue;
+                }
+                self.single(decl, item, path)?;
+            }
+            self.out.push_str("</data></array></value>");
+            return Ok(());
+        }
+        self.single(decl, v, path)
+    }
+
+    fn single(
+        &mut self,
+        decl: &ElementDecl,
+        v: &Value,
+        path: &mut String,
+    ) -> Result<(), ShapeError> {
+        let fail = |path: &str, reason: String| ShapeError {
+            path: path.to_string(),
+            reason,
+        };
+        if v.is_null() {
+            self.out.push_str("<value><nil/></value>");
+            return Ok(());
+        }
+        match self.schema.get(decl.ty) {
+            TypeDef::Complex(ct) => {
+                if let Some(child) = wrapper_child(self.schema, decl) {
+                    let inner = match v {
+                        Value::Object(o) => o.get(&child.name).unwrap_or(&Value::Null),
+                        // Already a list: the backend's answer skipped the wrapper.
+                        list @ Value::Array(_) => list,
+                        other => {
+                            return Err(fail(path, format!("expected a list, got {other}")));
+                        }
+                    };
+                    return self.element(child, inner, path);
+                }
+                let Value::Object(obj) = v else {
+                    return Err(fail(path, "expected an object".into()));
+                };
+                self.out.push_str("<value><struct>");
+                for c in &ct.children {
+                    let mark = path.len();
+                    path.push('/');
+                    path.push_str(&c.name);
+                    match obj.get(&c.name) {
+                        Some(Value::Null) if !c.nillable && c.is_required() && !c.is_repeated() => {
+                            return Err(fail(path, "required but null".into()));
+                        }
+                        // A null for an optional element that cannot be nil: left out.
+                        Some(Value::Null) if !c.nillable => {}
+                        Some(cv) => {
+                            self.out.push_str("<member><name>");
+                            escape_into(&mut self.out, &c.name);
+                            self.out.push_str("</name>");
+                            self.element(c, cv, path)?;
+                            self.out.push_str("</member>");
+                        }
+                        None if c.is_required() && !c.is_repeated() => {
+                            return Err(fail(path, "required but missing".into()));
+                        }
+                        None => {}
+                    }
+                    path.truncate(mark);
+                }
+                self.out.push_str("</struct></value>");
+                Ok(())
+            }
+            TypeDef::Simple(st) => {
+                let text = json_to_simple(v, st).map_err(|r| fail(path, r))?;
+                match st.kind {
+                    SimpleKind::Integer { .. } => self.integer(&text),
+                    SimpleKind::Boolean => {
+                        self.out.push_str(if text == "true" {
+                            "<value><boolean>1</boolean></value>"
+                        } else {
+                            "<value><boolean>0</boolean></value>"
+                        });
+                    }
+                    SimpleKind::Double | SimpleKind::Decimal => {
+                        self.out.push_str("<value><double>");
+                        self.out.push_str(&text);
+                        self.out.push_str("</double></value>");
+                    }
+                    SimpleKind::DateTime | SimpleKind::Date => {
+                        let iso = xsd_to_iso(&text).ok_or_else(|| {
+                            fail(path, format!("'{text}' is not an XSD date or dateTime"))
+                        })?;
+                        self.out.push_str("<value><dateTime.iso8601>");
+                        self.out.push_str(&iso);
+                        self.out.push_str("</dateTime.iso8601></value>");
+                    }
+                    SimpleKind::Base64 => {
+                        self.out.push_str("<value><base64>");
+                        escape_into(&mut self.out, &text);
+                        self.out.push_str("</base64></value>");
+                    }
+                    SimpleKind::String | SimpleKind::Other => self.string(&text),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn string(&mut self, s: &str) {
+        self.out.push_str("<value><string>");
+        escape_into(&mut self.out, s);
+        self.out.push_str("</string></value>");
+    }
+
+    /// An integer's text: `i4` when it fits, else `i8` when the client reads it, else a
+    /// string of digits.
+    fn integer(&mut self, text: &str) {
+        match text.parse::<i64>() {
+            Ok(n) if i32::try_from(n).is_ok() => {
+                self.out.push_str("<value><int>");
+                self.out.push_str(text);
+                self.out.push_str("</int></value>");
+            }
+            Ok(_) if self.i8_ok => {
+                self.out.push_str("<value><i8>");
+                self.out.push_str(text);
+                self.out.push_str("</i8></value>");
+            }
+            _ => self.string(text),
+        }
+    }
+
+    /// Writes a JSON value without a schema (introspection answers, multicall envelopes).
+    pub fn plain(&mut self, v: &Value) {
+        match v {
+            Value::Null => self.out.push_str("<value><nil/></value>"),
+            Value::Bool(b) => self.out.push_str(if *b {
+                "<value><boolean>1</boolean></value>"
+            } else {
+                "<value><boolean>0</boolean></value>"
+            }),
+            Value::Number(n) if n.is_i64() || n.is_u64() => self.integer(&n.to_string()),
+            Value::Number(n) => {
+                self.out.push_str("<value><double>");
+                self.out.push_str(&n.to_string());
+                self.out.push_str("</double></value>");
+            }
+            Value::String(s) => self.string(s),
+            Value::Array(items) => {
+                self.out.push_str("<value><array><data>");
+                for i in items {
+                    self.plain(i);
+                }
+                self.out.push_str("</data></array></value>");
+            }
+            Value::Object(m) => {
+                self.out.push_str("<value><struct>");
+                for (k, v) in m {
+                    self.out.push_str("<member><name>");
+                    escape_into(&mut self.out, k);
+                    self.out.push_str("</name>");
+                    self.plain(v);
+                    self.out.push_str("</member>");
+                }
+                self.out.push_str("</struct></value>");
+            }
+        }
+    }
+}
+
+// ---- introspection ------------------------------------------------------------------------
+
+/// The XML-RPC type an element travels as.
+fn type_name(schema: &Schema, decl: &ElementDecl) -> &'static str {
+    if decl.is_repeated() || wrapper_child(schema, decl).is_some() {
+        return "array";
+    }
+    match schema.get(decl.ty) {
+        TypeDef::Complex(_) => "struct",
+        TypeDef::Simple(st) => match st.kind {
+            SimpleKind::Integer { min, max }
+                if min >= i32::MIN.into() && max <= i32::MAX.into() =>
+            {
+                "int"
+            }
+            SimpleKind::Integer { .. } => "i8",
+            SimpleKind::Boolean => "boolean",
+            SimpleKind::Double | SimpleKind::Decimal => "double",
+            SimpleKind::DateTime | SimpleKind::Date => "dateTime.iso8601",
+            SimpleKind::Base64 => "base64",
+            SimpleKind::String | SimpleKind::Other => "string",
+        },
+    }
+}
+
+/// The type of an operation's result as written by [`ValueWriter::result`].
+fn result_type(schema: &Schema, op: &Operation) -> &'static str {
+    match schema.get(op.output.ty) {
+        TypeDef::Complex(ct) if ct.children.len() == 1 => type_name(schema, &ct.children[0]),
+        _ => type_name(schema, &op.output),
+    }
+}
+
+/// `system.methodSignature`: the result type, then the parameter types in order.
+pub fn signature(schema: &Schema, op: &Operation) -> Vec<String> {
+    std::iter::once(result_type(schema, op))
+        .chain(parts(schema, op).iter().map(|p| type_name(schema, p)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The type of an element for people: arrays name their item type.
+fn describe(schema: &Schema, decl: &ElementDecl) -> String {
+    let item = |d: &ElementDecl| match schema.get(d.ty) {
+        TypeDef::Complex(_) => "struct".to_string(),
+        TypeDef::Simple(_) => {
+            let single = ElementDecl {
+                max_occurs: Some(1),
+                ..d.clone()
+            };
+            type_name(schema, &single).to_string()
+        }
+    };
+    if decl.is_repeated() {
+        format!("array of {}", item(decl))
+    } else if let Some(child) = wrapper_child(schema, decl) {
+        format!("array of {}", item(child))
+    } else {
+        type_name(schema, decl).to_string()
+    }
+}
+
+/// `system.methodHelp`: the WSDL's documentation, then the parameters in order.
+pub fn help(schema: &Schema, op: &Operation) -> String {
+    let params: Vec<String> = parts(schema, op)
+        .iter()
+        .map(|p| {
+            format!(
+                "{} ({}{})",
+                p.name,
+                describe(schema, p),
+                if p.is_required() { "" } else { ", optional" }
+            )
+        })
+        .collect();
+    let doc = op.documentation.trim();
+    let mut s = String::new();
+    if !doc.is_empty() {
+        s.push_str(doc);
+        s.push_str("\n\n");
+    }
+    s.push_str(&format!(
+        "Parameters, in order (or one struct keyed by these names): {}.\nReturns: {}.",
+        params.join(", "),
+        result_type(schema, op)
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(body: &str) -> Result<MethodCall<'_>, Error> {
+        decode_call(body, 32)
+    }
+
+    #[test]
+    fn decodes_every_value_type_keeping_number_text() {
+        let c = call(
+            "<?xml version='1.0'?><methodCall><methodName>S.op</methodName><params>\
+             <param><value><i4>42</i4></value></param>\
+             <param><value>  untyped  </value></param>\
+             <param><value><double>12.50</double></value></param>\
+             <param><value><boolean>1</boolean></value></param>\
+             <param><value><dateTime.iso8601>19980717T14:08:55</dateTime.iso8601></value></param>\
+             <param><value><base64>aGVs\nbG8=</base64></value></param>\
+             <param><value><struct><member><name>a</name><value><i8>1597746714261</i8></value></member></struct></value></param>\
+             <param><value><array><data><value><nil/></value><value/></data></array></value></param>\
+             </params></methodCall>",
+        )
+        .unwrap();
+        assert_eq!(c.name, "S.op");
+        assert!(c.uses_i8);
+        assert_eq!(
+            c.params,
+            vec![
+                XVal::Int(42),
+                XVal::Str("  untyped  ".into()),
+                XVal::Double("12.50".into()),
+                XVal::Bool(true),
+                XVal::DateTime("19980717T14:08:55".into()),
+                XVal::Base64("aGVsbG8=".into()),
+                XVal::Struct(vec![("a".into(), XVal::Int(1597746714261))]),
+                XVal::Array(vec![XVal::Nil, XVal::Str("".into())]),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_calls_are_refused_with_a_reason() {
+        for (body, needle) in [
+            ("<methodResponse/>", "root element"),
+            ("<methodCall><params/></methodCall>", "methodName"),
+            (
+                "<methodCall><methodName>x</methodName><params><param><value><int>x</int></value></param></params></methodCall>",
+                "64-bit integer",
+            ),
+            (
+                "<methodCall><methodName>x</methodName><params><param><value><float>1</float></value></param></params></methodCall>",
+                "unknown value type",
+            ),
+            (
+                "<methodCall><methodName>x</methodName><params><param><value><double>NaN</double></value></param></params></methodCall>",
+                "finite",
+            ),
+            (
+                "<methodCall><methodName>x</methodName><params><param><value><struct><member><name>a</name><value>1</value></member><member><name>a</name><value>2</value></member></struct></value></param></params></methodCall>",
+                "twice",
+            ),
+        ] {
+            let e = call(body).unwrap_err();
+            assert!(matches!(e, Error::NotXmlRpc(_)), "{body}: {e}");
+            assert!(e.to_string().contains(needle), "{body}: {e}");
+        }
+        assert!(matches!(
+            call("<!DOCTYPE x><methodCall/>").unwrap_err(),
+            Error::DtdForbidden
+        ));
+        let deep = format!(
+            "<methodCall><methodName>x</methodName><params><param>{}{}</param></params></methodCall>",
+            "<value><array><data>".repeat(20),
+            "</data></array></value>".repeat(20)
+        );
+        assert!(matches!(call(&deep).unwrap_err(), Error::TooDeep { .. }));
+    }
+
+    #[test]
+    fn integral_doubles_and_dates_convert() {
+        assert_eq!(
+            integral("1597746714261.0").as_deref(),
+            Some("1597746714261")
+        );
+        assert_eq!(
+            integral("1.597746714261E12").as_deref(),
+            Some("1597746714261")
+        );
+        assert_eq!(integral("1.5"), None);
+        assert_eq!(integral("1e300"), None);
+        assert_eq!(
+            iso_to_xsd("19980717T14:08:55", false).as_deref(),
+            Some("1998-07-17T14:08:55")
+        );
+        assert_eq!(
+            iso_to_xsd("1998-07-17T14:08:55+03:00", false).as_deref(),
+            Some("1998-07-17T14:08:55+03:00")
+        );
+        assert_eq!(
+            iso_to_xsd("19980717T00:00:00", true).as_deref(),
+            Some("1998-07-17")
+        );
+        assert_eq!(iso_to_xsd("yesterday", false), None);
+        assert_eq!(
+            xsd_to_iso("2020-08-18T13:41:22+03:00").as_deref(),
+            Some("20200818T10:41:22")
+        );
+        assert_eq!(
+            xsd_to_iso("2017-03-25").as_deref(),
+            Some("20170325T00:00:00")
+        );
+    }
+
+    #[test]
+    fn faults_carry_code_and_escaped_string() {
+        assert_eq!(
+            fault(-32601, "no <such> method"),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><methodResponse><fault><value><struct><member><name>faultCode</name><value><int>-32601</int></value></member><member><name>faultString</name><value><string>no &lt;such&gt; method</string></value></member></struct></value></fault></methodResponse>"
+        );
+        assert_eq!(fault_code(&Error::SignatureInvalid), 1001);
+        assert_eq!(fault_code(&Error::DtdForbidden), PARSE_ERROR);
+        assert_eq!(
+            fault_code(&Error::MissingElement { path: "x".into() }),
+            INVALID_PARAMS
+        );
+        assert_eq!(fault_code(&Error::Internal("x".into())), INTERNAL_ERROR);
+    }
+
+    #[test]
+    fn plain_values_pick_i8_or_string_for_wide_integers() {
+        let schema = Schema::default();
+        let mut w = ValueWriter::new(&schema, false);
+        w.plain(&serde_json::json!([1, 1597746714261i64, "x", true, null]));
+        assert_eq!(
+            w.out,
+            "<value><array><data><value><int>1</int></value><value><string>1597746714261</string></value><value><string>x</string></value><value><boolean>1</boolean></value><value><nil/></value></data></array></value>"
+        );
+        let mut w = ValueWriter::new(&schema, true);
+        w.plain(&serde_json::json!(1597746714261i64));
+        assert_eq!(w.out, "<value><i8>1597746714261</i8></value>");
+    }
+}

@@ -1,0 +1,297 @@
+//! The XML-RPC door beyond the fixtures: how each XSD type travels in both directions, `i8`
+//! negotiation, and the limits and backend failures, as an XML-RPC client sees them.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+/// A backend that records each JSON body it receives and answers `{"echo": <body>}` after
+/// `delay`.
+async fn echo_backend(delay: Duration) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = seen.clone();
+    tokio::spawn(soapbridge::server::serve(
+        listener,
+        move |req: http::Request<hyper::body::Incoming>| {
+            let log = log.clone();
+            async move {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                log.lock().unwrap().push(v.clone());
+                tokio::time::sleep(delay).await;
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(json!({ "echo": v }).to_string())))
+                    .unwrap()
+            }
+        },
+        Default::default(),
+        std::future::pending(),
+    ));
+    (format!("http://{addr}"), seen)
+}
+
+fn typed_config(backend: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+max_body_bytes = 4096
+max_depth = 16
+request_timeout_ms = 2000
+{extra}
+[backends.echo]
+base_url = "{backend}"
+timeout_ms = 500
+
+[mappings.typed.echo]
+method = "POST"
+path = "/echo"
+body = "$.values"
+response = {{ result = "$.echo" }}
+
+[[services]]
+name = "Typed"
+path = "/typed"
+wsdl = "../tests/wsdl/typed.wsdl"
+backend = "echo"
+mappings = "typed"
+"#
+    )
+}
+
+async fn typed_bridge(extra: &str) -> (Bridge, Arc<Mutex<Vec<Value>>>) {
+    let (url, seen) = echo_backend(Duration::ZERO).await;
+    (Bridge::with_config(&typed_config(&url, extra)).await, seen)
+}
+
+async fn rpc(b: &Bridge, user_agent: &str, body: &str) -> Reply {
+    let r = request(
+        "POST",
+        &b.url("/RPC2"),
+        &[("content-type", "text/xml"), ("user-agent", user_agent)],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(
+        r.status, 200,
+        "XML-RPC answers 200 to every call: {}",
+        r.body
+    );
+    r
+}
+
+fn echo_call(values: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>Typed.echo</methodName><params><param><value><struct>{values}</struct></value></param></params></methodCall>"
+    )
+}
+
+fn member(name: &str, value: &str) -> String {
+    format!("<member><name>{name}</name><value>{value}</value></member>")
+}
+
+fn fault_code(r: &Reply) -> i32 {
+    let i = r.body.find("<name>faultCode</name>").expect("a fault");
+    let rest = &r.body[i..];
+    let s = rest.find("<int>").unwrap() + 5;
+    rest[s..s + rest[s..].find('<').unwrap()].parse().unwrap()
+}
+
+#[tokio::test]
+async fn every_type_reaches_the_backend_as_the_schema_says_and_comes_back_typed() {
+    let (b, seen) = typed_bridge("").await;
+    let values = [
+        member("count", "<i8>1597746714261</i8>"),
+        member("small", "<int>-7</int>"),
+        member(
+            "when",
+            "<dateTime.iso8601>19980717T14:08:55</dateTime.iso8601>",
+        ),
+        member(
+            "day",
+            "<dateTime.iso8601>20170325T00:00:00</dateTime.iso8601>",
+        ),
+        member("blob", "<base64>aGVs\n bG8=</base64>"),
+        member("amount", "<double>12.50</double>"),
+        member("ratio", "<double>0.25</double>"),
+        member("flag", "<boolean>1</boolean>"),
+        member("code", "<string>0085</string>"),
+        member("note", "<nil/>"),
+        member("tags", "<string>only one</string>"),
+    ]
+    .concat();
+    let r = rpc(
+        &b,
+        "curl/8",
+        &echo_call(&member("values", &format!("<struct>{values}</struct>"))),
+    )
+    .await;
+    // The backend got JSON typed by the schema: exact decimal, strings kept, one-item list.
+    assert_eq!(
+        seen.lock().unwrap()[0].to_string(),
+        r#"{"amount":12.50,"blob":"aGVsbG8=","code":"0085","count":1597746714261,"day":"2017-03-25","flag":true,"note":null,"ratio":0.25,"small":-7,"tags":["only one"],"when":"1998-07-17T14:08:55"}"#
+    );
+    // The answer is typed by the output schema; the client sent i8, so it gets i8 back.
+    for part in [
+        "<name>count</name><value><i8>1597746714261</i8></value>",
+        "<name>small</name><value><int>-7</int></value>",
+        "<name>when</name><value><dateTime.iso8601>19980717T14:08:55</dateTime.iso8601></value>",
+        "<name>day</name><value><dateTime.iso8601>20170325T00:00:00</dateTime.iso8601></value>",
+        "<name>blob</name><value><base64>aGVsbG8=</base64></value>",
+        "<name>amount</name><value><double>12.50</double></value>",
+        "<name>flag</name><value><boolean>1</boolean></value>",
+        "<name>code</name><value><string>0085</string></value>",
+        "<name>note</name><value><nil/></value>",
+        "<name>tags</name><value><array><data><value><string>only one</string></value></data></array></value>",
+    ] {
+        r.assert_has(part);
+    }
+}
+
+#[tokio::test]
+async fn wide_integers_go_as_i8_only_to_clients_that_read_it() {
+    let (b, seen) = typed_bridge("").await;
+    // A 13-digit time as a string of digits and as an integral double: both are accepted.
+    let as_string = echo_call(&member(
+        "values",
+        &format!("<struct>{}</struct>", member("count", "1597746714261")),
+    ));
+    let as_double = echo_call(&member(
+        "values",
+        &format!(
+            "<struct>{}</struct>",
+            member("count", "<double>1597746714261.0</double>")
+        ),
+    ));
+    let r = rpc(&b, "PHP XMLRPC", &as_string).await;
+    r.assert_has("<name>count</name><value><string>1597746714261</string></value>");
+    let r = rpc(&b, "Python-xmlrpc/3.11", &as_double).await;
+    r.assert_has("<name>count</name><value><i8>1597746714261</i8></value>");
+    assert_eq!(seen.lock().unwrap()[1]["count"], json!(1597746714261i64));
+    // A fractional double is not an integer.
+    let frac = echo_call(&member(
+        "values",
+        &format!(
+            "<struct>{}</struct>",
+            member("count", "<double>1.5</double>")
+        ),
+    ));
+    assert_eq!(fault_code(&rpc(&b, "x", &frac).await), -32602);
+
+    let (b, _) = typed_bridge("[xmlrpc]\ni8 = \"always\"").await;
+    rpc(&b, "PHP XMLRPC", &as_string)
+        .await
+        .assert_has("<value><i8>1597746714261</i8></value>");
+    let (b, _) = typed_bridge("[xmlrpc]\ni8 = \"never\"").await;
+    rpc(&b, "Python-xmlrpc/3.11", &as_double)
+        .await
+        .assert_has("<value><string>1597746714261</string></value>");
+}
+
+#[tokio::test]
+async fn limits_apply_as_for_soap() {
+    let (b, _) = typed_bridge("").await;
+    // Body size: the same max_body_bytes, answered as a parse-error fault.
+    let big = echo_call(&member(
+        "values",
+        &format!("<struct>{}</struct>", member("code", &"x".repeat(5000))),
+    ));
+    let r = rpc(&b, "x", &big).await;
+    assert_eq!(fault_code(&r), -32700);
+    r.assert_has("larger than the limit of 4096 bytes");
+    // Nesting depth.
+    let deep = format!(
+        "<methodCall><methodName>Typed.echo</methodName><params><param>{}{}</param></params></methodCall>",
+        "<value><array><data>".repeat(10),
+        "</data></array></value>".repeat(10)
+    );
+    let r = rpc(&b, "x", &deep).await;
+    assert_eq!(fault_code(&r), -32700);
+    r.assert_has("deeper than the limit of 16");
+    // Entities beyond the predefined five are refused.
+    let r = rpc(
+        &b,
+        "x",
+        "<methodCall><methodName>&x;</methodName></methodCall>",
+    )
+    .await;
+    assert_eq!(fault_code(&r), -32700);
+    // XML-RPC has no GET.
+    let r = request("GET", &b.url("/RPC2"), &[], "").await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+}
+
+#[tokio::test]
+async fn backend_failures_are_faults_with_documented_codes() {
+    // Unreachable.
+    let b = Bridge::with_config(&typed_config("http://127.0.0.1:9", "")).await;
+    let call = echo_call(&member(
+        "values",
+        &format!("<struct>{}</struct>", member("count", "<int>1</int>")),
+    ));
+    let r = rpc(&b, "x", &call).await;
+    assert_eq!(fault_code(&r), 3001, "{}", r.body);
+    r.assert_has("unreachable");
+    // Slower than the backend's timeout.
+    let (url, _) = echo_backend(Duration::from_millis(1500)).await;
+    let b = Bridge::with_config(&typed_config(&url, "")).await;
+    let r = rpc(&b, "x", &call).await;
+    assert_eq!(fault_code(&r), 3002, "{}", r.body);
+    r.assert_has("did not answer within 500 ms");
+}
+
+#[tokio::test]
+async fn missing_and_unknown_members_name_their_path() {
+    let (b, _) = typed_bridge("").await;
+    let r = rpc(&b, "x", &echo_call(&member("values", "<struct></struct>"))).await;
+    assert_eq!(fault_code(&r), -32602);
+    r.assert_has("missing required element 'echo/values/count'");
+    let r = rpc(
+        &b,
+        "x",
+        &echo_call(&member(
+            "values",
+            &format!(
+                "<struct>{}{}</struct>",
+                member("count", "<int>1</int>"),
+                member("colour", "red")
+            ),
+        )),
+    )
+    .await;
+    assert_eq!(fault_code(&r), -32602);
+    r.assert_has("unexpected element 'colour' in 'echo/values'");
+    // Legacy encodings are converted like SOAP bodies.
+    let body = echo_call(&member(
+        "values",
+        &format!(
+            "<struct>{}{}</struct>",
+            member("count", "<int>1</int>"),
+            member("code", "Işık")
+        ),
+    ))
+    .replace(
+        "<?xml version=\"1.0\"?>",
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-9\"?>",
+    );
+    let (bytes, _, _) = encoding_rs::WINDOWS_1254.encode(&body);
+    let r = request(
+        "POST",
+        &b.url("/RPC2"),
+        &[("content-type", "text/xml")],
+        bytes.into_owned(),
+    )
+    .await;
+    r.assert_has("<name>code</name><value><string>Işık</string></value>");
+}
