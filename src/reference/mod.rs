@@ -3,6 +3,8 @@
 //! (`soapbridge reference-backend`). They are designed as modern JSON APIs (their own resource
 //! paths, snake_case fields, their own error shape), not as copies of the SOAP messages.
 
+pub mod datawiz;
+pub mod dia;
 pub mod product_options;
 
 use std::net::SocketAddr;
@@ -16,12 +18,33 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 /// Kinds of reference backend that can be started.
-pub const KINDS: &[&str] = &["product-options"];
+pub const KINDS: &[&str] = &["product-options", "dia", "datawiz"];
+
+/// A loaded reference backend.
+enum Api {
+    ProductOptions(product_options::ProductOptionsApi),
+    Dia(dia::DiaApi),
+    Datawiz(datawiz::DatawizApi),
+}
+
+impl Api {
+    async fn handle(&self, req: http::Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        match self {
+            Api::ProductOptions(a) => a.handle(req).await,
+            Api::Dia(a) => a.handle(req).await,
+            Api::Datawiz(a) => a.handle(req).await,
+        }
+    }
+}
 
 /// Loads a reference backend of `kind` with seed data from `data`.
-fn load(kind: &str, data: &Path) -> Result<product_options::ProductOptionsApi, String> {
+fn load(kind: &str, data: &Path) -> Result<Api, String> {
     match kind {
-        "product-options" => product_options::ProductOptionsApi::load(data),
+        "product-options" => {
+            product_options::ProductOptionsApi::load(data).map(Api::ProductOptions)
+        }
+        "dia" => dia::DiaApi::load(data).map(Api::Dia),
+        "datawiz" => datawiz::DatawizApi::load(data).map(Api::Datawiz),
         other => Err(format!(
             "unknown reference backend '{other}' (known: {})",
             KINDS.join(", ")
