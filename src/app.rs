@@ -17,74 +17,17 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::backend::{Backend, BackendRequest, BackendSettings, ErrorShape};
+use crate::backend::{Auth, Backend, BackendSettings, ErrorShape};
 use crate::call::Val;
 use crate::config::{Config, ConfigError, ProfileConfig};
 use crate::error::{Error, Lang};
-use crate::mapping::{Doc, PathTemplate, Scope, Template, render_query};
-use crate::profile::SignedProfile;
+use crate::mapping::Template;
+use crate::profile::{BasicProfile, Profile, SignedProfile};
+use crate::route::Route;
 use crate::schema::ServiceDescription;
 use crate::server::ServeOptions;
 
 pub type Resp = Response<Full<Bytes>>;
-
-/// The backend call an operation maps to.
-#[derive(Debug)]
-pub struct Route {
-    pub backend: Arc<Backend>,
-    method: Method,
-    path: PathTemplate,
-    query: Vec<(String, Template)>,
-    body: Option<Template>,
-    response: Template,
-}
-
-impl Route {
-    /// Renders the backend request from the call's parameters, calls the backend and shapes
-    /// its answer into the operation's result.
-    pub async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
-        let scope = Scope {
-            doc: Doc::Call(input),
-            input: Doc::Call(input),
-            item: None,
-        };
-        let mut path_and_query =
-            self.path
-                .render(&scope)
-                .map_err(|expr| Error::MissingElement {
-                    path: expr.trim_start_matches("$.").replace('.', "/"),
-                })?;
-        path_and_query.push_str(&render_query(&self.query, &scope).map_err(Error::Internal)?);
-        let body = self.body.as_ref().and_then(|t| t.eval(&scope));
-        let answer = self
-            .backend
-            .call(&BackendRequest {
-                method: self.method.clone(),
-                path_and_query,
-                body,
-            })
-            .await?;
-        self.response
-            .eval(&Scope {
-                doc: Doc::Json(&answer),
-                input: Doc::Call(input),
-                item: None,
-            })
-            .ok_or_else(|| Error::BackendBadResponse {
-                backend: self.backend.name.clone(),
-                reason: "the answer lacks the fields the response mapping reads".into(),
-            })
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "{} {}{}",
-            self.method,
-            self.backend.base_url(),
-            self.path.text()
-        )
-    }
-}
 
 #[derive(Debug)]
 pub struct Service {
@@ -93,7 +36,7 @@ pub struct Service {
     pub desc: ServiceDescription,
     pub endpoint: String,
     pub wsdl: Bytes,
-    pub profile: Option<Arc<SignedProfile>>,
+    pub profile: Option<Arc<Profile>>,
     /// One route per operation, in the order of `desc.operations`.
     pub routes: Vec<Route>,
     pub env_prefix: String,
@@ -196,7 +139,20 @@ impl App {
                     .as_ref()
                     .map(|f| compile("fields", f))
                     .transpose()?,
+                status: b
+                    .errors
+                    .status
+                    .as_ref()
+                    .map(|f| compile("status", f))
+                    .transpose()?,
+                classify: b
+                    .errors
+                    .classify
+                    .iter()
+                    .map(|c| (c.contains.clone(), c.code.clone()))
+                    .collect(),
             };
+            let auth = backend_auth(cfg, &key, b.auth.as_ref())?;
             let tls = crate::backend::tls_config(
                 b.ca_file.as_ref().map(|p| cfg.resolve_path(p)).as_deref(),
             )
@@ -213,15 +169,32 @@ impl App {
                         headers,
                         errors,
                         tls,
+                        auth,
+                        vars: Value::Object(
+                            b.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                        ),
                     },
                 )),
             );
         }
 
-        let mut profiles: HashMap<String, Arc<SignedProfile>> = HashMap::new();
+        let mut profiles: HashMap<String, Arc<Profile>> = HashMap::new();
         for (name, p) in &raw.profiles {
-            let ProfileConfig::Signed(sp) = p;
-            let profile = SignedProfile::from_config(name, sp, |k, s| cfg.secret(k, s))?;
+            let profile = match p {
+                ProfileConfig::Signed(sp) => {
+                    Profile::Signed(SignedProfile::from_config(name, sp, |k, s| {
+                        cfg.secret(k, s)
+                    })?)
+                }
+                ProfileConfig::Basic(bp) => {
+                    let mut users = Vec::new();
+                    for (i, u) in bp.users.iter().enumerate() {
+                        let k = format!("profiles.{name}.users[{i}].password");
+                        users.push((u.user.clone(), cfg.secret(&k, &u.password)?));
+                    }
+                    Profile::Basic(BasicProfile::new(name, &bp.realm, users))
+                }
+            };
             profiles.insert(name.clone(), Arc::new(profile));
         }
 
@@ -257,7 +230,7 @@ impl App {
                         format!("operation '{}' of {} has no mapping", op.name, s.name),
                     )
                 })?;
-                if let Some(p) = &profile {
+                if let Some(p) = profile.as_ref().and_then(|p| p.signed()) {
                     p.check_operation(&desc.schema, op).map_err(|e| {
                         cfg.err(
                             format!("{skey}.profile"),
@@ -266,25 +239,10 @@ impl App {
                     })?;
                 }
                 let backend = backends[m.backend.as_ref().unwrap_or(&s.backend)].clone();
-                let tmpl = |k: &str, v: &Value| {
-                    Template::compile(v).map_err(|e| cfg.err(format!("{mkey}.{k}"), e))
-                };
-                let mut query = Vec::new();
-                for (q, v) in &m.query {
-                    query.push((q.clone(), tmpl(&format!("query.{q}"), v)?));
-                }
-                routes.push(Route {
-                    backend,
-                    method: m
-                        .method
-                        .parse()
-                        .map_err(|_| cfg.err(format!("{mkey}.method"), "not an HTTP method"))?,
-                    path: PathTemplate::parse(&m.path)
-                        .map_err(|e| cfg.err(format!("{mkey}.path"), e))?,
-                    query,
-                    body: m.body.as_ref().map(|b| tmpl("body", b)).transpose()?,
-                    response: tmpl("response", &m.response)?,
-                });
+                routes.push(
+                    Route::compile(m, backend)
+                        .map_err(|(k, e)| cfg.err(format!("{mkey}.{k}"), e))?,
+                );
             }
             let endpoint = format!("{public}{}", s.path);
             let wsdl = Bytes::from(desc.render_wsdl(&endpoint));
@@ -333,10 +291,9 @@ impl App {
     pub fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
         for s in self.services_in_order() {
-            let profile = s
-                .profile
-                .as_ref()
-                .map_or("no profile".to_string(), |p| format!("profile {}", p.name));
+            let profile = s.profile.as_ref().map_or("no profile".to_string(), |p| {
+                format!("profile {}", p.name())
+            });
             out.push(format!(
                 "{} {} ({}, {} operations, {profile})",
                 s.name,
@@ -423,8 +380,10 @@ impl App {
     ) -> Result<Value, Error> {
         if let Some(p) = &svc.profile {
             let user = role_user.ok_or(Error::Unauthorized)?;
-            let now = chrono::Utc::now().timestamp_millis();
-            p.verify(&mut params, user, now)?;
+            if let Some(signed) = p.signed() {
+                let now = chrono::Utc::now().timestamp_millis();
+                signed.verify(&mut params, user, now)?;
+            }
         }
         svc.routes[operation].invoke(&params).await
     }
@@ -478,16 +437,18 @@ impl Service {
 
     /// The caller's language for messages (the profile's `lang` parameter or default).
     pub fn lang(&self, params: &Val<'_>) -> Lang {
-        self.profile
-            .as_ref()
-            .map(|p| p.lang(params))
-            .unwrap_or_default()
+        self.signed().map(|p| p.lang(params)).unwrap_or_default()
+    }
+
+    /// The service's signed profile, if it has one.
+    pub fn signed(&self) -> Option<&SignedProfile> {
+        self.profile.as_ref().and_then(|p| p.signed())
     }
 
     /// Dresses a route's result as the operation's response content (the profile's
     /// `ackCode`, `responseTime`, `timeElapsed`).
     pub fn finish(&self, result: Value, started: Instant) -> Value {
-        match &self.profile {
+        match self.signed() {
             Some(p) => p.success(result, started),
             None => result,
         }
@@ -516,4 +477,92 @@ pub fn text_response(status: StatusCode, ct: &str, body: impl Into<Bytes>) -> Re
         .header(http::header::CONTENT_TYPE, ct)
         .body(Full::new(body.into()))
         .expect("valid response")
+}
+
+/// The credentials the bridge uses towards a backend.
+fn backend_auth(
+    cfg: &Config,
+    key: &str,
+    auth: Option<&crate::config::BackendAuthConfig>,
+) -> Result<Auth, ConfigError> {
+    use crate::backend::auth::{PasswordGrant, SessionLogin, form};
+    use crate::config::BackendAuthConfig as A;
+    let key = format!("{key}.auth");
+    Ok(match auth {
+        None => Auth::None,
+        Some(A::Basic { user, password }) => {
+            use base64::Engine;
+            let password = cfg.secret(&format!("{key}.password"), password)?;
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            Auth::Basic(
+                HeaderValue::from_str(&format!("Basic {token}"))
+                    .map_err(|_| cfg.err(&key, "the credentials do not fit in a header"))?,
+            )
+        }
+        Some(A::Session {
+            method,
+            path,
+            body,
+            credentials,
+            session,
+            expired,
+        }) => {
+            let mut creds = serde_json::Map::new();
+            for (k, v) in credentials {
+                creds.insert(
+                    k.clone(),
+                    Value::String(cfg.secret(&format!("{key}.credentials.{k}"), v)?),
+                );
+            }
+            let tmpl = |k: &str, v: &Value| {
+                Template::compile(v).map_err(|e| cfg.err(format!("{key}.{k}"), e))
+            };
+            if !path.starts_with('/') {
+                return Err(cfg.err(format!("{key}.path"), "must start with '/'"));
+            }
+            Auth::Session(SessionLogin {
+                method: method
+                    .parse()
+                    .map_err(|_| cfg.err(format!("{key}.method"), "not an HTTP method"))?,
+                path: path.clone(),
+                body: tmpl("body", body)?,
+                credentials: Value::Object(creds),
+                session: tmpl("session", session)?,
+                expired: expired.clone(),
+                state: Default::default(),
+            })
+        }
+        Some(A::Oauth2Password {
+            token_path,
+            client_id,
+            client_secret,
+            username,
+            password,
+            scope,
+            refresh_margin_secs,
+        }) => {
+            if !token_path.starts_with('/') {
+                return Err(cfg.err(format!("{key}.token_path"), "must start with '/'"));
+            }
+            let secret = cfg.secret(&format!("{key}.client_secret"), client_secret)?;
+            let password = cfg.secret(&format!("{key}.password"), password)?;
+            let mut pairs = vec![
+                ("username", username.as_str()),
+                ("password", password.as_str()),
+                ("client_id", client_id.as_str()),
+                ("client_secret", secret.as_str()),
+            ];
+            if let Some(s) = scope {
+                pairs.push(("scope", s));
+            }
+            Auth::OAuth2(PasswordGrant {
+                token_path: token_path.clone(),
+                password_form: form(&pairs),
+                client_form: form(&[("client_id", client_id), ("client_secret", &secret)]),
+                margin: Duration::from_secs(*refresh_margin_secs),
+                state: Default::default(),
+            })
+        }
+    })
 }

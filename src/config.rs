@@ -154,6 +154,70 @@ pub struct ErrorShape {
     /// A template producing a list of `{field, code, message}` objects.
     #[serde(default)]
     pub fields: Option<Value>,
+    /// Where the backend writes a status in its body (DİA: `"$.code"`); when present it decides
+    /// success and failure instead of the HTTP status.
+    #[serde(default)]
+    pub status: Option<Value>,
+    /// Codes for refusals by their message, first match wins:
+    /// `classify = [{ contains = "Kayıt bulunamadı", code = "record_not_found" }]`.
+    #[serde(default)]
+    pub classify: Vec<Classify>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Classify {
+    pub contains: String,
+    pub code: String,
+}
+
+/// How the bridge authenticates to a backend (never with the client's credentials).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BackendAuthConfig {
+    /// A fixed HTTP Basic user.
+    Basic {
+        user: String,
+        password: SecretSource,
+    },
+    /// A login call whose answer holds a session id (`$session` in request templates),
+    /// renewed once when a call's status is one of `expired`.
+    Session {
+        #[serde(default = "default_method")]
+        method: String,
+        path: String,
+        /// The login body; `$.name` reads `credentials.name`.
+        body: Value,
+        /// Values for the login body; each may come from the environment.
+        #[serde(default)]
+        credentials: BTreeMap<String, SecretSource>,
+        /// Where the session id is in the login answer.
+        session: Value,
+        /// Statuses (the body's status, else HTTP) meaning "the session expired".
+        #[serde(default = "default_expired")]
+        expired: Vec<u16>,
+    },
+    /// The OAuth2 password grant; the bearer token is refreshed before it expires and after
+    /// a 401.
+    Oauth2Password {
+        token_path: String,
+        client_id: String,
+        client_secret: SecretSource,
+        username: String,
+        password: SecretSource,
+        #[serde(default)]
+        scope: Option<String>,
+        /// Renew this long before the token expires.
+        #[serde(default = "default_margin")]
+        refresh_margin_secs: u64,
+    },
+}
+
+fn default_expired() -> Vec<u16> {
+    vec![419, 401]
+}
+fn default_margin() -> u64 {
+    30
 }
 
 fn default_err_code() -> Value {
@@ -169,6 +233,8 @@ impl Default for ErrorShape {
             code: default_err_code(),
             message: default_err_message(),
             fields: None,
+            status: None,
+            classify: Vec::new(),
         }
     }
 }
@@ -196,6 +262,11 @@ pub struct BackendConfig {
     pub headers: BTreeMap<String, SecretSource>,
     #[serde(default)]
     pub errors: ErrorShape,
+    #[serde(default)]
+    pub auth: Option<BackendAuthConfig>,
+    /// Values request templates read as `$vars.name` (DİA's firma_kodu, donem_kodu).
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
 }
 
 fn default_connect_timeout() -> u64 {
@@ -290,6 +361,23 @@ fn default_result() -> String {
 pub enum ProfileConfig {
     /// GittiGidiyor-style: HTTP Basic role user plus apiKey/sign/time/lang parameters.
     Signed(SignedProfileConfig),
+    /// HTTP Basic users only.
+    Basic(BasicProfileConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicProfileConfig {
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    pub users: Vec<BasicUser>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicUser {
+    pub user: String,
+    pub password: SecretSource,
 }
 
 /// How one operation becomes a backend call and how the answer comes back.
@@ -313,6 +401,49 @@ pub struct OperationMapping {
     /// (`$`), with the decoded request available as `$input`.
     #[serde(default = "default_response")]
     pub response: Value,
+    /// Follow `next` links and gather every page's items into one answer.
+    #[serde(default)]
+    pub pages: Option<PagesConfig>,
+    /// Send a list body in chunks, with per-item outcomes in `$batch`.
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
+}
+
+/// `pages = { next = "$.next", items = "$.results" }`: after the first answer, request the
+/// `next` link (on the same backend) until it is null, and put every page's `items` into the
+/// first answer's `items`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagesConfig {
+    pub next: String,
+    pub items: String,
+    #[serde(default = "default_max_pages")]
+    pub max_pages: usize,
+}
+
+fn default_max_pages() -> usize {
+    1000
+}
+
+/// `batch = { size = 1000, item_errors = "$", resend_valid = true }`: a body that is a list
+/// (or has one at `items`) goes in chunks of `size`; a refused chunk's per-item errors are read
+/// at `item_errors`, and with `resend_valid` its valid items are sent once more on their own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    pub size: usize,
+    /// Where the list is in the rendered body (`$`: the body is the list).
+    #[serde(default = "default_items")]
+    pub items: String,
+    /// In a refusal's body: the list of per-item errors, aligned with the items sent.
+    #[serde(default)]
+    pub item_errors: Option<String>,
+    #[serde(default)]
+    pub resend_valid: bool,
+}
+
+fn default_items() -> String {
+    "$".into()
 }
 
 fn default_method() -> String {
@@ -514,8 +645,26 @@ impl Config {
             }
         }
         for (name, p) in &raw.profiles {
-            let ProfileConfig::Signed(p) = p;
             let key = format!("profiles.{name}");
+            let p = match p {
+                ProfileConfig::Signed(p) => p,
+                ProfileConfig::Basic(b) => {
+                    if b.users.is_empty() {
+                        return Err(self.err(format!("{key}.users"), "needs at least one user"));
+                    }
+                    if let Some(i) = b
+                        .users
+                        .iter()
+                        .position(|u| u.user.is_empty() || u.user.contains(':'))
+                    {
+                        return Err(self.err(
+                            format!("{key}.users[{i}].user"),
+                            "must be non-empty and without ':' (HTTP Basic cannot carry it)",
+                        ));
+                    }
+                    continue;
+                }
+            };
             if p.time_window_secs == 0 || p.time_window_secs > 86_400 {
                 return Err(self.err(
                     format!("{key}.time_window_secs"),

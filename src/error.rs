@@ -62,6 +62,9 @@ pub struct Refusal {
     pub code: String,
     pub message: String,
     pub fields: Vec<FieldError>,
+    /// The refusal's JSON body (null when it had none), for per-item errors of a batch.
+    /// Never written to logs or to the caller as a whole.
+    pub body: serde_json::Value,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +154,8 @@ pub enum Error {
     },
     #[error("backend '{backend}' answered with an unexpected body: {reason}")]
     BackendBadResponse { backend: String, reason: String },
+    #[error("backend '{backend}' refused the bridge's session even after a new login: {message}")]
+    BackendSessionExpired { backend: String, message: String },
 
     // ---- ours ------------------------------------------------------------------------------
     #[error("the request took longer than the limit of {limit_ms} ms")]
@@ -170,7 +175,8 @@ impl Error {
             | BackendUnavailable { .. }
             | BackendTimeout { .. }
             | BackendStatus { .. }
-            | BackendBadResponse { .. } => Party::Backend,
+            | BackendBadResponse { .. }
+            | BackendSessionExpired { .. } => Party::Backend,
             RequestTimeout { .. } | Internal(_) => Party::Bridge,
             _ => Party::Caller,
         }
@@ -213,6 +219,7 @@ impl Error {
             BackendTimeout { .. } => "BACKEND_TIMEOUT",
             BackendStatus { .. } => "BACKEND_ERROR",
             BackendBadResponse { .. } => "BACKEND_BAD_RESPONSE",
+            BackendSessionExpired { .. } => "BACKEND_SESSION_EXPIRED",
             RequestTimeout { .. } => "REQUEST_TIMEOUT",
             Internal(_) => "INTERNAL",
         }
@@ -254,6 +261,7 @@ impl Error {
             BackendStatus { .. } => 3003,
             BackendBadResponse { .. } => 3004,
             RequestTimeout { .. } => 3005,
+            BackendSessionExpired { .. } => 3006,
             _ => return None,
         })
     }
@@ -263,6 +271,14 @@ impl Error {
         match self {
             Error::BackendRefused(r) => &r.fields,
             _ => &[],
+        }
+    }
+
+    /// The backend's own code for a refusal (`record_not_found`, `http_404`, ...).
+    pub fn backend_code(&self) -> Option<&str> {
+        match self {
+            Error::BackendRefused(r) => Some(&r.code),
+            _ => None,
         }
     }
 

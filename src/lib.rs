@@ -11,5 +11,6 @@ pub mod mapping;
 pub mod profile;
 pub mod protocol;
 pub mod reference;
+pub mod route;
 pub mod schema;
 pub mod server;

@@ -12,6 +12,14 @@
 //! | `{"$each": "<path>", "$map": <template>}` | one mapped item per element of the list at path |
 //! | `{"$value": "<path>", "$default": <json>}` | the value at path, or the default when absent |
 //! | `{"$literal": <json>}` | a JSON value taken as is |
+//! | `{"$first": [<template>, ...]}` | the first template whose value is present and not null |
+//! | `{"$merge": [<template>, ...]}` | objects merged left to right (later members win) |
+//! | `{"$entries": "<path>", "$map": <template>, "$skip": [keys]}` | one mapped item per member of the object at path; `@.key` and `@.value` |
+//! | `{"$present": "<path>"}` | `true` when the path has a value that is not null, else `false` |
+//!
+//! Besides `$` and `$input`, paths may start at `$vars` (the backend's configured values),
+//! `$session` (the backend session of a session-login backend) and `$batch` (the per-item
+//! outcomes of a batched call, in result templates).
 //!
 //! A path through a list applies to each element (`$.products.id` is the list of ids).
 //! Object members whose value is absent are left out, never sent as null.
@@ -23,10 +31,13 @@ use serde_json::{Map, Value};
 use crate::call::Val;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Root {
+pub enum Root {
     Doc,
     Input,
     Item,
+    Vars,
+    Session,
+    Batch,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +61,10 @@ enum Node {
     Array(Vec<Node>),
     Each(PathExpr, Box<Node>),
     Default(PathExpr, Value),
+    First(Vec<Node>),
+    Merge(Vec<Node>),
+    Entries(PathExpr, Box<Node>, Vec<String>),
+    Present(PathExpr),
 }
 
 /// A compiled template.
@@ -70,30 +85,63 @@ pub struct Scope<'a> {
     pub doc: Doc<'a>,
     pub input: Doc<'a>,
     pub item: Option<Doc<'a>>,
+    /// `$vars`: the backend's configured values.
+    pub vars: Option<&'a Value>,
+    /// `$session`: the backend's current session.
+    pub session: Option<&'a Value>,
+    /// `$batch`: the outcomes of a batched call.
+    pub batch: Option<&'a Value>,
 }
 
 impl<'a> Scope<'a> {
     /// A scope over one `serde_json` document (also used as `$input`).
     pub fn json(doc: &'a Value) -> Self {
+        Scope::new(Doc::Json(doc), Doc::Json(doc))
+    }
+
+    /// A scope reading `doc` as `$` and `input` as `$input`, without other roots.
+    pub fn new(doc: Doc<'a>, input: Doc<'a>) -> Self {
         Scope {
-            doc: Doc::Json(doc),
-            input: Doc::Json(doc),
+            doc,
+            input,
             item: None,
+            vars: None,
+            session: None,
+            batch: None,
+        }
+    }
+
+    fn with_item(&self, item: Doc<'a>) -> Self {
+        Scope {
+            item: Some(item),
+            ..*self
         }
     }
 }
 
 impl PathExpr {
     pub fn parse(text: &str) -> Result<PathExpr, String> {
-        let (root, rest) = if let Some(r) = text.strip_prefix("$input") {
-            (Root::Input, r)
+        let named = [
+            ("$input", Root::Input),
+            ("$vars", Root::Vars),
+            ("$session", Root::Session),
+            ("$batch", Root::Batch),
+        ]
+        .into_iter()
+        .find_map(|(p, root)| {
+            text.strip_prefix(p)
+                .filter(|r| r.is_empty() || r.starts_with(['.', '[']))
+                .map(|r| (root, r))
+        });
+        let (root, rest) = if let Some(found) = named {
+            found
         } else if let Some(r) = text.strip_prefix('$') {
             (Root::Doc, r)
         } else if let Some(r) = text.strip_prefix('@') {
             (Root::Item, r)
         } else {
             return Err(format!(
-                "'{text}' is not a path (it must start with $, $input or @)"
+                "'{text}' is not a path (it must start with $, $input, $vars, $session, $batch or @)"
             ));
         };
         let mut segs = Vec::new();
@@ -131,12 +179,39 @@ impl PathExpr {
         &self.text
     }
 
+    pub fn root(&self) -> Root {
+        self.root
+    }
+
     fn start<'a>(&self, scope: &Scope<'a>) -> Option<Doc<'a>> {
         Some(match self.root {
             Root::Doc => scope.doc,
             Root::Input => scope.input,
             Root::Item => scope.item?,
+            Root::Vars => Doc::Json(scope.vars?),
+            Root::Session => Doc::Json(scope.session?),
+            Root::Batch => Doc::Json(scope.batch?),
         })
+    }
+
+    /// Replaces the value this path (keys only, from `$`) points at in `doc`.
+    pub fn set(&self, doc: &mut Value, v: Value) -> bool {
+        let mut at = doc;
+        for seg in &self.segs {
+            at = match (seg, at) {
+                (Seg::Key(k), Value::Object(m)) => match m.get_mut(k) {
+                    Some(x) => x,
+                    None => return false,
+                },
+                (Seg::Index(i), Value::Array(a)) => match a.get_mut(*i) {
+                    Some(x) => x,
+                    None => return false,
+                },
+                _ => return false,
+            };
+        }
+        *at = v;
+        true
     }
 
     /// The value at the path, as `serde_json` (only what it selects is converted).
@@ -218,6 +293,38 @@ impl Template {
     pub fn eval(&self, scope: &Scope<'_>) -> Option<Value> {
         eval(&self.0, scope)
     }
+
+    /// Whether any path in the template starts at `root`.
+    pub fn uses(&self, root: Root) -> bool {
+        uses(&self.0, root)
+    }
+}
+
+fn uses(n: &Node, root: Root) -> bool {
+    match n {
+        Node::Path(p) | Node::Default(p, _) | Node::Present(p) => p.root == root,
+        Node::Literal(_) => false,
+        Node::Object(members) => members.iter().any(|(_, t)| uses(t, root)),
+        Node::Array(items) | Node::First(items) | Node::Merge(items) => {
+            items.iter().any(|t| uses(t, root))
+        }
+        Node::Each(p, t) | Node::Entries(p, t, _) => p.root == root || uses(t, root),
+    }
+}
+
+fn path_of(v: Option<&Value>, directive: &str) -> Result<PathExpr, String> {
+    let s = v
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{directive} must be a path string"))?;
+    PathExpr::parse(s).map_err(|e| format!("{directive}: {e}"))
+}
+
+fn list_of(m: &Map<String, Value>, directive: &str) -> Result<Vec<Node>, String> {
+    check_keys(m, &[directive])?;
+    match m.get(directive) {
+        Some(Value::Array(items)) if !items.is_empty() => items.iter().map(compile).collect(),
+        _ => Err(format!("{directive} must be a non-empty list of templates")),
+    }
 }
 
 fn compile(v: &Value) -> Result<Node, String> {
@@ -249,12 +356,33 @@ fn compile(v: &Value) -> Result<Node, String> {
             } else if let Some(lit) = m.get("$literal") {
                 check_keys(m, &["$literal"])?;
                 Node::Literal(lit.clone())
+            } else if m.contains_key("$first") {
+                Node::First(list_of(m, "$first")?)
+            } else if m.contains_key("$merge") {
+                Node::Merge(list_of(m, "$merge")?)
+            } else if m.contains_key("$entries") {
+                check_keys(m, &["$entries", "$map", "$skip"])?;
+                let src = path_of(m.get("$entries"), "$entries")?;
+                let map = m.get("$map").ok_or("$entries needs a $map template")?;
+                let skip = match m.get("$skip") {
+                    None => Vec::new(),
+                    Some(Value::Array(keys)) => keys
+                        .iter()
+                        .map(|k| k.as_str().map(str::to_string))
+                        .collect::<Option<_>>()
+                        .ok_or("$skip must be a list of strings")?,
+                    Some(_) => return Err("$skip must be a list of strings".into()),
+                };
+                Node::Entries(src, Box::new(compile(map)?), skip)
+            } else if m.contains_key("$present") {
+                check_keys(m, &["$present"])?;
+                Node::Present(path_of(m.get("$present"), "$present")?)
             } else {
                 let mut members = Vec::with_capacity(m.len());
                 for (k, v) in m {
                     if k.starts_with('$') {
                         return Err(format!(
-                            "unknown directive '{k}' (known: $each/$map, $value/$default, $literal)"
+                            "unknown directive '{k}' (known: $each/$map, $value/$default, $literal, $first, $merge, $entries/$map/$skip, $present)"
                         ));
                     }
                     members.push((k.clone(), compile(v)?));
@@ -302,16 +430,7 @@ fn eval(n: &Node, scope: &Scope<'_>) -> Option<Value> {
                     Doc::Json(&owned)
                 }
             };
-            let each = |item: Doc<'_>| {
-                eval(
-                    map,
-                    &Scope {
-                        doc: scope.doc,
-                        input: scope.input,
-                        item: Some(item),
-                    },
-                )
-            };
+            let each = |item: Doc<'_>| eval(map, &scope.with_item(item));
             let items: Vec<Value> = match list.len() {
                 Some(n) => (0..n).filter_map(|i| each(list.element(i)?)).collect(),
                 None if list.is_null() => Vec::new(),
@@ -320,6 +439,37 @@ fn eval(n: &Node, scope: &Scope<'_>) -> Option<Value> {
             Some(Value::Array(items))
         }
         Node::Default(p, d) => Some(p.eval(scope).unwrap_or_else(|| d.clone())),
+        Node::First(items) => items
+            .iter()
+            .filter_map(|t| eval(t, scope))
+            .find(|v| !v.is_null()),
+        Node::Merge(items) => {
+            let mut out = Map::new();
+            for v in items.iter().filter_map(|t| eval(t, scope)) {
+                if let Value::Object(m) = v {
+                    out.extend(m);
+                }
+            }
+            Some(Value::Object(out))
+        }
+        Node::Entries(src, map, skip) => {
+            let Some(Value::Object(obj)) = src.eval(scope) else {
+                return Some(Value::Array(Vec::new()));
+            };
+            let items = obj
+                .into_iter()
+                .filter(|(k, _)| !skip.contains(k))
+                .filter_map(|(k, v)| {
+                    let mut entry = Map::with_capacity(2);
+                    entry.insert("key".into(), Value::String(k));
+                    entry.insert("value".into(), v);
+                    let entry = Value::Object(entry);
+                    eval(map, &scope.with_item(Doc::Json(&entry)))
+                })
+                .collect();
+            Some(Value::Array(items))
+        }
+        Node::Present(p) => Some(Value::Bool(p.eval(scope).is_some_and(|v| !v.is_null()))),
     }
 }
 
@@ -450,11 +600,9 @@ mod tests {
 
     fn run(t: Value, doc: Value) -> Option<Value> {
         let input = json!({"lang": "tr"});
-        Template::compile(&t).unwrap().eval(&Scope {
-            doc: Doc::Json(&doc),
-            input: Doc::Json(&input),
-            item: None,
-        })
+        Template::compile(&t)
+            .unwrap()
+            .eval(&Scope::new(Doc::Json(&doc), Doc::Json(&input)))
     }
 
     #[test]
@@ -491,11 +639,7 @@ mod tests {
             ("code", Val::Str("0085".into())),
         ]);
         let t = Template::compile(&json!({"ids": "$.productIds.item", "each": {"$each": "$.productIds.item", "$map": {"id": "@"}}, "code": "$.code"})).unwrap();
-        let v = t.eval(&Scope {
-            doc: Doc::Call(&call),
-            input: Doc::Call(&call),
-            item: None,
-        });
+        let v = t.eval(&Scope::new(Doc::Call(&call), Doc::Call(&call)));
         assert_eq!(
             v,
             Some(json!({"ids": [7, 8], "each": [{"id": 7}, {"id": 8}], "code": "0085"}))
@@ -510,6 +654,62 @@ mod tests {
         );
         assert!(Template::compile(&json!({"$eech": "$.x"})).is_err());
         assert!(Template::compile(&json!("$.a[x]")).is_err());
+    }
+
+    #[test]
+    fn first_merge_entries_and_present() {
+        let doc = json!({"link": {"_key": 7}, "other": {"kod": "A"}, "errors": {"qty": ["required"], "detail": "x"}, "next": null});
+        assert_eq!(
+            run(
+                json!({"a": {"$first": ["$.link._key", "$.link"]}, "b": {"$first": ["$.other._key", "$.other"]}}),
+                doc.clone()
+            ),
+            Some(json!({"a": 7, "b": {"kod": "A"}}))
+        );
+        assert_eq!(
+            run(
+                json!({"$merge": ["$.other", {"extra": 1}, "$.missing"]}),
+                doc.clone()
+            ),
+            Some(json!({"kod": "A", "extra": 1}))
+        );
+        assert_eq!(
+            run(
+                json!({"$entries": "$.errors", "$skip": ["detail"], "$map": {"field": "@.key", "message": "@.value"}}),
+                doc.clone()
+            ),
+            Some(json!([{"field": "qty", "message": ["required"]}]))
+        );
+        assert_eq!(
+            run(json!([{"$present": "$.next"}, {"$present": "$.link"}]), doc),
+            Some(json!([false, true]))
+        );
+        assert!(Template::compile(&json!({"$first": []})).is_err());
+        assert!(Template::compile(&json!({"$entries": "$.x"})).is_err());
+        assert!(Template::compile(&json!({"$present": "$.x", "y": 1})).is_err());
+    }
+
+    #[test]
+    fn named_roots_read_vars_session_and_batch() {
+        let vars = json!({"firma_kodu": 34});
+        let session = json!("abc");
+        let doc = json!({});
+        let t =
+            Template::compile(&json!({"s": "$session", "f": "$vars.firma_kodu", "n": "$batch"}))
+                .unwrap();
+        assert!(t.uses(Root::Session) && !t.uses(Root::Input));
+        let mut scope = Scope::json(&doc);
+        scope.vars = Some(&vars);
+        scope.session = Some(&session);
+        assert_eq!(t.eval(&scope), Some(json!({"s": "abc", "f": 34})));
+        assert!(PathExpr::parse("$sessions").is_err());
+        let mut page = json!({"results": [1], "count": 3});
+        assert!(
+            PathExpr::parse("$.results")
+                .unwrap()
+                .set(&mut page, json!([1, 2, 3]))
+        );
+        assert_eq!(page, json!({"results": [1, 2, 3], "count": 3}));
     }
 
     #[test]

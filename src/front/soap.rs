@@ -153,7 +153,7 @@ fn respond_error(
         service: &svc.name,
         operation: &svc.desc.operations[operation].name,
     };
-    if let Some(p) = svc.profile.as_ref().filter(|_| e.is_call_failure()) {
+    if let Some(p) = svc.signed().filter(|_| e.is_call_failure()) {
         // The code and status only: error texts may quote backend bodies.
         tracing::info!(
             service = ctx.service,

@@ -282,7 +282,7 @@ async fn call(
 /// profile carry the profile's errorId and text in the caller's language (as SOAP's
 /// `ackCode=failure` does); others the code of [`fault_code`] and the error's message.
 fn fault_of(svc: Option<&Service>, e: &Error, lang: Lang) -> (i32, String) {
-    if let Some(p) = svc.and_then(|s| s.profile.as_ref())
+    if let Some(p) = svc.and_then(Service::signed)
         && e.is_call_failure()
     {
         let t = p.failure_text(e, lang);

@@ -1,5 +1,52 @@
 //! Service profiles: who may call, and how results and call failures are dressed.
+//!
+//! - `signed`: GittiGidiyor-style HTTP Basic role user plus `apiKey`/`sign`/`time`/`lang`
+//!   parameters, results stamped with `ackCode`, failures of the call as `ackCode=failure`.
+//! - `basic`: HTTP Basic users only; results as the backend mapping shapes them, failures as
+//!   protocol faults.
 
+pub mod basic;
 pub mod signed;
 
+pub use basic::BasicProfile;
 pub use signed::SignedProfile;
+
+use crate::error::Error;
+
+#[derive(Debug)]
+pub enum Profile {
+    Signed(SignedProfile),
+    Basic(BasicProfile),
+}
+
+impl Profile {
+    pub fn name(&self) -> &str {
+        match self {
+            Profile::Signed(p) => &p.name,
+            Profile::Basic(p) => &p.name,
+        }
+    }
+
+    /// Checks HTTP Basic credentials; returns the authenticated user.
+    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
+        match self {
+            Profile::Signed(p) => p.authenticate(authorization),
+            Profile::Basic(p) => p.authenticate(authorization),
+        }
+    }
+
+    pub fn www_authenticate(&self) -> String {
+        match self {
+            Profile::Signed(p) => p.www_authenticate(),
+            Profile::Basic(p) => basic::challenge(&p.realm),
+        }
+    }
+
+    /// The signed profile, when this is one.
+    pub fn signed(&self) -> Option<&SignedProfile> {
+        match self {
+            Profile::Signed(p) => Some(p),
+            Profile::Basic(_) => None,
+        }
+    }
+}

@@ -11,11 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use base64::Engine;
 use chrono::{Datelike, FixedOffset, Timelike};
 use md5::{Digest, Md5};
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
 
 use crate::call::Val;
 use crate::config::{ConfigError, ErrorText, ReusePolicy, SignedProfileConfig};
@@ -68,9 +66,7 @@ pub fn sign(api_key: &str, secret: &str, time: i64) -> String {
     format!("{:x}", h.finalize())
 }
 
-fn ct_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
-}
+use super::basic::ct_eq;
 
 impl SignedProfile {
     pub fn from_config(
@@ -161,33 +157,17 @@ impl SignedProfile {
 
     /// Checks HTTP Basic credentials; returns the authenticated role user.
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
-        let header = authorization.ok_or(Error::Unauthorized)?;
-        let header = std::str::from_utf8(header).map_err(|_| Error::Unauthorized)?;
-        let (scheme, b64) = header.trim().split_once(' ').ok_or(Error::Unauthorized)?;
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(Error::Unauthorized);
-        }
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|_| Error::Unauthorized)?;
-        let decoded = String::from_utf8(decoded).map_err(|_| Error::Unauthorized)?;
-        let (user, pass) = decoded.split_once(':').ok_or(Error::Unauthorized)?;
-        let mut found = None;
-        for a in &self.accounts {
-            // Every account is checked, so timing does not tell which user exists.
-            let ok = ct_eq(&a.role_user, user) & ct_eq(&a.role_password, pass);
-            if ok && found.is_none() {
-                found = Some(a.role_user.as_str());
-            }
-        }
-        found.ok_or(Error::Unauthorized)
+        let i = super::basic::check(
+            authorization,
+            self.accounts
+                .iter()
+                .map(|a| (a.role_user.as_str(), a.role_password.as_str())),
+        )?;
+        Ok(&self.accounts[i].role_user)
     }
 
     pub fn www_authenticate(&self) -> String {
-        format!(
-            "Basic realm=\"{}\", charset=\"UTF-8\"",
-            self.realm.replace('"', "")
-        )
+        super::basic::challenge(&self.realm)
     }
 
     /// The caller's language from `lang`, or the profile's default.
@@ -395,6 +375,7 @@ impl SignatureLedger {
 mod tests {
     use super::*;
     use crate::config::{AccountConfig, SecretSource};
+    use base64::Engine;
 
     fn profile(reuse: ReusePolicy) -> SignedProfile {
         let cfg = SignedProfileConfig {

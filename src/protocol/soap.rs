@@ -414,6 +414,11 @@ fn detail(out: &mut String, err: &Error) {
     if let Some(s) = err.backend_status() {
         out.push_str(&format!("<sb:backendStatus>{s}</sb:backendStatus>"));
     }
+    if let Some(c) = err.backend_code() {
+        out.push_str("<sb:backendCode>");
+        escape_into(out, c);
+        out.push_str("</sb:backendCode>");
+    }
     let fields = err.field_errors();
     if !fields.is_empty() {
         out.push_str("<sb:fieldErrors>");

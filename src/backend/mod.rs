@@ -1,6 +1,9 @@
 //! Calls to JSON backends: a pooled hyper client per backend (HTTP or HTTPS with rustls), with a
-//! connect timeout and a total timeout per call, and one classification of every way a call can
-//! fail.
+//! connect timeout and a total timeout per call, the backend's credentials ([`auth`]), and one
+//! classification of every way a call can fail, from the HTTP status or from a status the
+//! backend writes in its body (DİA answers HTTP 200 with `"code": "400"`).
+
+pub mod auth;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,12 +20,19 @@ use serde_json::Value;
 use crate::error::{Error, FieldError, Refusal};
 use crate::mapping::{Scope, Template};
 
-/// How a backend's error bodies are read.
+pub use auth::{Auth, Creds};
+
+/// How a backend's answers say what went wrong.
 #[derive(Debug, Clone)]
 pub struct ErrorShape {
     pub code: Template,
     pub message: Template,
     pub fields: Option<Template>,
+    /// A status written in the body; when present it decides success and failure instead of
+    /// the HTTP status.
+    pub status: Option<Template>,
+    /// (text, code): a refusal whose message contains the text gets the code.
+    pub classify: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -34,6 +44,9 @@ pub struct Backend {
     max_response_bytes: usize,
     headers: Vec<(HeaderName, HeaderValue)>,
     errors: ErrorShape,
+    auth: Auth,
+    /// `$vars` in templates.
+    pub vars: Value,
 }
 
 /// TLS settings for HTTPS backends: the Mozilla root certificates (webpki-roots) plus, for
@@ -72,11 +85,19 @@ pub struct BackendRequest {
     pub method: Method,
     /// Path and query, appended to the backend's base URL.
     pub path_and_query: String,
-    pub body: Option<Value>,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    None,
+    Json(Value),
+    /// `application/x-www-form-urlencoded` (OAuth2 token requests).
+    Form(String),
 }
 
 /// How a backend is called (from its `[backends.X]` section).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BackendSettings {
     pub connect_timeout: Duration,
     /// Connect, send and read the whole answer.
@@ -85,6 +106,8 @@ pub struct BackendSettings {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub errors: ErrorShape,
     pub tls: rustls::ClientConfig,
+    pub auth: Auth,
+    pub vars: Value,
 }
 
 impl Backend {
@@ -96,6 +119,8 @@ impl Backend {
             headers,
             errors,
             tls,
+            auth,
+            vars,
         } = settings;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
@@ -118,6 +143,8 @@ impl Backend {
             max_response_bytes,
             headers,
             errors,
+            auth,
+            vars,
         }
     }
 
@@ -125,11 +152,34 @@ impl Backend {
         &self.base_url
     }
 
-    /// Sends the request; a 2xx answer gives its JSON body (null when empty), anything else
-    /// a specific [`Error`] within the backend's total timeout.
-    pub async fn call(&self, req: &BackendRequest) -> Result<Value, Error> {
+    /// Whether requests can use `$session` (the backend logs in for a session).
+    pub fn has_session(&self) -> bool {
+        matches!(self.auth, Auth::Session(_))
+    }
+
+    /// Sends a request rendered for the backend's current credentials (`render` gets them, so
+    /// templates can put `$session` where the backend wants it). When the backend says the
+    /// credentials expired, they are renewed once (one login shared by concurrent calls) and
+    /// the request is rendered and sent again.
+    pub async fn send(
+        &self,
+        render: impl Fn(&Creds) -> Result<BackendRequest, Error>,
+    ) -> Result<Value, Error> {
+        let creds = self.auth.current(self).await?;
+        match self.exchange(&render(&creds)?, &creds).await {
+            Err(Error::BackendSessionExpired { .. }) if self.auth.renews() => {
+                let fresh = self.auth.renew(self, &creds).await?;
+                self.exchange(&render(&fresh)?, &fresh).await
+            }
+            other => other,
+        }
+    }
+
+    /// One exchange within the backend's total timeout: a success gives the JSON body (null
+    /// when empty), anything else a specific [`Error`].
+    pub async fn exchange(&self, req: &BackendRequest, creds: &Creds) -> Result<Value, Error> {
         let timeout_ms = self.timeout.as_millis() as u64;
-        match tokio::time::timeout(self.timeout, self.exchange(req)).await {
+        match tokio::time::timeout(self.timeout, self.exchange_inner(req, creds)).await {
             Ok(r) => r,
             Err(_) => Err(Error::BackendTimeout {
                 backend: self.name.clone(),
@@ -138,13 +188,28 @@ impl Backend {
         }
     }
 
-    async fn exchange(&self, req: &BackendRequest) -> Result<Value, Error> {
+    /// The origin-relative form of an absolute URL on this backend (for following `next`
+    /// links); `None` for a URL elsewhere.
+    pub fn relative(&self, url: &str) -> Option<String> {
+        if url.starts_with('/') {
+            return Some(url.to_string());
+        }
+        let rest = url.strip_prefix(&self.base_url)?;
+        (rest.is_empty() || rest.starts_with(['/', '?'])).then(|| rest.to_string())
+    }
+
+    async fn exchange_inner(&self, req: &BackendRequest, creds: &Creds) -> Result<Value, Error> {
         let uri = format!("{}{}", self.base_url, req.path_and_query);
-        let body = match &req.body {
-            Some(v) => {
-                Bytes::from(serde_json::to_vec(v).map_err(|e| Error::Internal(e.to_string()))?)
-            }
-            None => Bytes::new(),
+        let (body, content_type) = match &req.body {
+            Body::Json(v) => (
+                Bytes::from(serde_json::to_vec(v).map_err(|e| Error::Internal(e.to_string()))?),
+                Some("application/json"),
+            ),
+            Body::Form(f) => (
+                Bytes::from(f.clone()),
+                Some("application/x-www-form-urlencoded"),
+            ),
+            Body::None => (Bytes::new(), None),
         };
         let mut builder = Request::builder()
             .method(req.method.clone())
@@ -154,11 +219,14 @@ impl Backend {
                 http::header::USER_AGENT,
                 concat!("soapbridge/", env!("CARGO_PKG_VERSION")),
             );
-        if req.body.is_some() {
-            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(ct) = content_type {
+            builder = builder.header(http::header::CONTENT_TYPE, ct);
         }
         for (k, v) in &self.headers {
             builder = builder.header(k, v);
+        }
+        if let Some(a) = &creds.authorization {
+            builder = builder.header(http::header::AUTHORIZATION, a);
         }
         let request = builder
             .body(Full::new(body))
@@ -175,7 +243,7 @@ impl Backend {
                 reason,
             }
         })?;
-        let status = response.status().as_u16();
+        let http_status = response.status().as_u16();
         let bytes = Limited::new(response.into_body(), self.max_response_bytes)
             .collect()
             .await
@@ -189,6 +257,23 @@ impl Backend {
         } else {
             serde_json::from_slice(&bytes).ok()
         };
+        // A status in the body (when configured and present) decides for a 2xx answer.
+        let status = match (&self.errors.status, &parsed) {
+            (Some(t), Some(body)) if (200..300).contains(&http_status) => self
+                .read(t, body)
+                .and_then(|s| s.trim().parse::<u16>().ok())
+                .unwrap_or(http_status),
+            _ => http_status,
+        };
+        if self.auth.is_expired(status, http_status) {
+            return Err(Error::BackendSessionExpired {
+                backend: self.name.clone(),
+                message: parsed
+                    .as_ref()
+                    .and_then(|v| self.read(&self.errors.message, v))
+                    .unwrap_or_else(|| format!("status {status}")),
+            });
+        }
         match status {
             200..=299 => parsed.ok_or_else(|| {
                 // The body is only logged at debug level: it is not the caller's to see.
@@ -216,18 +301,36 @@ impl Backend {
             }
             _ => Err(Error::BackendBadResponse {
                 backend: self.name.clone(),
-                reason: format!("unexpected HTTP status {status}"),
+                reason: format!("unexpected status {status}"),
             }),
         }
     }
 
+    /// The field errors a backend body describes (the `fields` template), for a refusal or
+    /// for one item of a batch.
+    pub fn field_errors(&self, body: &Value) -> Vec<FieldError> {
+        self.errors
+            .fields
+            .as_ref()
+            .and_then(|t| t.eval(&Scope::json(body)))
+            .and_then(|v| match v {
+                Value::Array(items) => Some(items),
+                _ => None,
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| FieldError {
+                field: text(f.get("field")),
+                code: text(f.get("code")),
+                message: text(f.get("message")),
+            })
+            .collect()
+    }
+
     fn read(&self, t: &Template, body: &Value) -> Option<String> {
         let v = t.eval(&Scope::json(body))?;
-        match v {
-            Value::String(s) => Some(s),
-            Value::Null => None,
-            other => Some(other.to_string()),
-        }
+        let s = text(Some(&v));
+        (!s.is_empty()).then_some(s)
     }
 
     fn refusal(&self, status: u16, body: Option<&Value>, raw: &[u8]) -> Refusal {
@@ -238,44 +341,43 @@ impl Backend {
                 code: format!("http_{status}"),
                 message: format!("the backend refused the call with HTTP {status}"),
                 fields: Vec::new(),
+                body: Value::Null,
             };
         };
-        let code = self
-            .read(&self.errors.code, body)
-            .unwrap_or_else(|| format!("http_{status}"));
         let message = self
             .read(&self.errors.message, body)
             .unwrap_or_else(|| format!("HTTP {status}"));
-        let fields = self
+        let code = self
             .errors
-            .fields
-            .as_ref()
-            .and_then(|t| t.eval(&Scope::json(body)))
-            .and_then(|v| match v {
-                Value::Array(items) => Some(items),
-                _ => None,
-            })
-            .unwrap_or_default()
-            .into_iter()
-            .map(|f| {
-                let text = |k: &str| match f.get(k) {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(Value::Null) | None => String::new(),
-                    Some(other) => other.to_string(),
-                };
-                FieldError {
-                    field: text("field"),
-                    code: text("code"),
-                    message: text("message"),
-                }
-            })
-            .collect();
+            .classify
+            .iter()
+            .find(|(text, _)| message.contains(text.as_str()))
+            .map(|(_, code)| code.clone())
+            .or_else(|| self.read(&self.errors.code, body))
+            .unwrap_or_else(|| format!("http_{status}"));
         Refusal {
             status,
             code,
             message,
-            fields,
+            fields: self.field_errors(body),
+            body: body.clone(),
         }
+    }
+}
+
+/// A JSON value as message text: strings as they are, lists of strings joined with "; "
+/// (DRF writes each field's messages as a list), null as nothing.
+pub fn text(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| text(Some(i)))
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
+        Some(other) => other.to_string(),
     }
 }
 

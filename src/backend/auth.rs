@@ -1,0 +1,291 @@
+//! Backend credentials, configured per backend and never taken from client messages:
+//!
+//! - `basic`: a fixed HTTP Basic header.
+//! - `session`: a login call (DİA's `sis` login) whose answer holds a session id, given to
+//!   request templates as `$session`; logged in lazily on the first call, kept, and renewed
+//!   once when the backend says the session expired.
+//! - `oauth2-password`: the OAuth2 password grant; the bearer token is refreshed before it
+//!   expires (refresh grant, else a new password grant) and after a 401.
+//!
+//! Concurrent calls share one login: the state sits behind an async mutex, and a renewal
+//! asked for with an old generation returns the newer credentials another call already got.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Method};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::{Backend, BackendRequest, Body};
+use crate::error::{Error, Refusal};
+use crate::mapping::{Scope, Template, percent_encode_into};
+
+/// What one call carries: the session for `$session` and the Authorization header.
+#[derive(Debug, Clone, Default)]
+pub struct Creds {
+    pub session: Option<Arc<Value>>,
+    pub authorization: Option<HeaderValue>,
+    /// Which login these came from; a renewal for an older generation is not repeated.
+    generation: u64,
+}
+
+#[derive(Debug)]
+pub enum Auth {
+    None,
+    Basic(HeaderValue),
+    Session(SessionLogin),
+    OAuth2(PasswordGrant),
+}
+
+#[derive(Debug)]
+pub struct SessionLogin {
+    pub method: Method,
+    pub path: String,
+    /// The login body, evaluated with `$` = the resolved credentials.
+    pub body: Template,
+    pub credentials: Value,
+    /// Where the session id is in the login answer.
+    pub session: Template,
+    /// Statuses (in the body's status field, or HTTP) that mean "log in again".
+    pub expired: Vec<u16>,
+    pub state: Mutex<Option<Creds>>,
+}
+
+#[derive(Debug)]
+pub struct PasswordGrant {
+    pub token_path: String,
+    /// client_id, client_secret, username, password (and scope), form-encoded.
+    pub password_form: String,
+    /// client_id and client_secret, for the refresh grant.
+    pub client_form: String,
+    /// Renew this long before the token expires.
+    pub margin: Duration,
+    pub state: Mutex<Option<Token>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Token {
+    creds: Creds,
+    refresh: Option<String>,
+    expires_at: Instant,
+}
+
+/// `k=v&...` with form encoding.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (k, v) in pairs {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        percent_encode_into(&mut out, k);
+        out.push('=');
+        percent_encode_into(&mut out, v);
+    }
+    out
+}
+
+fn login_failed(backend: &Backend, detail: impl std::fmt::Display) -> Error {
+    // Reported as the backend refusing the bridge (status 401): the caller cannot fix it.
+    Error::BackendRefused(Refusal {
+        status: 401,
+        code: "login_failed".into(),
+        message: format!(
+            "the bridge could not log in to backend '{}': {detail}",
+            backend.name
+        ),
+        fields: Vec::new(),
+        body: Value::Null,
+    })
+}
+
+impl Auth {
+    /// Whether a call with expired credentials is worth one renewal and retry.
+    pub fn renews(&self) -> bool {
+        matches!(self, Auth::Session(_) | Auth::OAuth2(_))
+    }
+
+    /// Whether `status` (read from the body or HTTP) means the credentials expired.
+    pub fn is_expired(&self, status: u16, http_status: u16) -> bool {
+        match self {
+            Auth::Session(s) => s.expired.contains(&status),
+            Auth::OAuth2(_) => http_status == 401,
+            _ => false,
+        }
+    }
+
+    /// The credentials for the next call, logging in if there are none (or they are about
+    /// to expire).
+    pub async fn current(&self, backend: &Backend) -> Result<Creds, Error> {
+        match self {
+            Auth::None => Ok(Creds::default()),
+            Auth::Basic(h) => Ok(Creds {
+                authorization: Some(h.clone()),
+                ..Creds::default()
+            }),
+            Auth::Session(s) => {
+                let mut state = s.state.lock().await;
+                if let Some(c) = state.as_ref() {
+                    return Ok(c.clone());
+                }
+                let c = s.login(backend, 1).await?;
+                *state = Some(c.clone());
+                Ok(c)
+            }
+            Auth::OAuth2(g) => {
+                let mut state = g.state.lock().await;
+                match state.as_ref() {
+                    Some(t) if Instant::now() + g.margin < t.expires_at => Ok(t.creds.clone()),
+                    old => {
+                        let generation = old.map_or(1, |t| t.creds.generation + 1);
+                        let refresh = old.and_then(|t| t.refresh.clone());
+                        let t = g.obtain(backend, refresh, generation).await?;
+                        let c = t.creds.clone();
+                        *state = Some(t);
+                        Ok(c)
+                    }
+                }
+            }
+        }
+    }
+
+    /// New credentials after `old` was refused as expired; if another call already renewed
+    /// them, those are returned without a second login.
+    pub async fn renew(&self, backend: &Backend, old: &Creds) -> Result<Creds, Error> {
+        match self {
+            Auth::Session(s) => {
+                let mut state = s.state.lock().await;
+                if let Some(c) = state.as_ref().filter(|c| c.generation != old.generation) {
+                    return Ok(c.clone());
+                }
+                tracing::info!(backend = %backend.name, "backend session expired; logging in again");
+                let c = s.login(backend, old.generation + 1).await?;
+                *state = Some(c.clone());
+                Ok(c)
+            }
+            Auth::OAuth2(g) => {
+                let mut state = g.state.lock().await;
+                if let Some(t) = state
+                    .as_ref()
+                    .filter(|t| t.creds.generation != old.generation)
+                {
+                    return Ok(t.creds.clone());
+                }
+                tracing::info!(backend = %backend.name, "backend token refused; renewing it");
+                let refresh = state.as_ref().and_then(|t| t.refresh.clone());
+                let t = g.obtain(backend, refresh, old.generation + 1).await?;
+                let c = t.creds.clone();
+                *state = Some(t);
+                Ok(c)
+            }
+            _ => self.current(backend).await,
+        }
+    }
+}
+
+impl SessionLogin {
+    async fn login(&self, backend: &Backend, generation: u64) -> Result<Creds, Error> {
+        let body = self
+            .body
+            .eval(&Scope::json(&self.credentials))
+            .ok_or_else(|| login_failed(backend, "the login template produced nothing"))?;
+        let req = BackendRequest {
+            method: self.method.clone(),
+            path_and_query: self.path.clone(),
+            body: Body::Json(body),
+        };
+        let answer = backend
+            .exchange(&req, &Creds::default())
+            .await
+            .map_err(|e| match e {
+                Error::BackendRefused(r) => login_failed(backend, r.message),
+                other => other,
+            })?;
+        match self.session.eval(&Scope::json(&answer)) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(Creds {
+                session: Some(Arc::new(Value::String(s))),
+                authorization: None,
+                generation,
+            }),
+            Some(Value::Number(n)) => Ok(Creds {
+                session: Some(Arc::new(Value::String(n.to_string()))),
+                authorization: None,
+                generation,
+            }),
+            _ => Err(login_failed(
+                backend,
+                "its answer has no session id where the configuration says",
+            )),
+        }
+    }
+}
+
+impl PasswordGrant {
+    /// A token by the refresh grant when there is a refresh token (falling back to the
+    /// password grant when it is refused), else by the password grant.
+    async fn obtain(
+        &self,
+        backend: &Backend,
+        refresh: Option<String>,
+        generation: u64,
+    ) -> Result<Token, Error> {
+        if let Some(r) = refresh {
+            let form = format!(
+                "grant_type=refresh_token&{}&{}",
+                form(&[("refresh_token", &r)]),
+                self.client_form
+            );
+            match self.grant(backend, form, generation).await {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    tracing::info!(backend = %backend.name, code = e.code(), "refresh grant refused; using the password grant")
+                }
+            }
+        }
+        let form = format!("grant_type=password&{}", self.password_form);
+        self.grant(backend, form, generation).await
+    }
+
+    async fn grant(
+        &self,
+        backend: &Backend,
+        form: String,
+        generation: u64,
+    ) -> Result<Token, Error> {
+        let req = BackendRequest {
+            method: Method::POST,
+            path_and_query: self.token_path.clone(),
+            body: Body::Form(form),
+        };
+        let answer = backend
+            .exchange(&req, &Creds::default())
+            .await
+            .map_err(|e| match e {
+                Error::BackendRefused(r) => login_failed(backend, r.message),
+                other => other,
+            })?;
+        let access = answer
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| login_failed(backend, "the token answer has no access_token"))?;
+        let header = HeaderValue::from_str(&format!("Bearer {access}"))
+            .map_err(|_| login_failed(backend, "the access token is not a valid header value"))?;
+        let ttl = answer
+            .get("expires_in")
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+            .unwrap_or(3600);
+        Ok(Token {
+            creds: Creds {
+                session: None,
+                authorization: Some(header),
+                generation,
+            },
+            refresh: answer
+                .get("refresh_token")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            expires_at: Instant::now() + Duration::from_secs(ttl),
+        })
+    }
+}
