@@ -149,7 +149,11 @@ impl App {
                     .errors
                     .classify
                     .iter()
-                    .map(|c| (c.contains.clone(), c.code.clone()))
+                    .map(|c| crate::backend::Classify {
+                        contains: c.contains.clone(),
+                        code: c.code.clone(),
+                        number: c.number,
+                    })
                     .collect(),
             };
             let auth = backend_auth(cfg, &key, b.auth.as_ref())?;

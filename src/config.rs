@@ -159,7 +159,7 @@ pub struct ErrorShape {
     #[serde(default)]
     pub status: Option<Value>,
     /// Codes for refusals by their message, first match wins:
-    /// `classify = [{ contains = "Kayıt bulunamadı", code = "record_not_found" }]`.
+    /// `classify = [{ contains = "Kayıt bulunamadı", code = "record_not_found", number = 2101 }]`.
     #[serde(default)]
     pub classify: Vec<Classify>,
 }
@@ -169,6 +169,10 @@ pub struct ErrorShape {
 pub struct Classify {
     pub contains: String,
     pub code: String,
+    /// The number XML-RPC faults (and signed-profile errorIds) carry for this code
+    /// (default 2000).
+    #[serde(default)]
+    pub number: Option<i32>,
 }
 
 /// How the bridge authenticates to a backend (never with the client's credentials).

@@ -65,6 +65,8 @@ pub struct Refusal {
     /// The refusal's JSON body (null when it had none), for per-item errors of a batch.
     /// Never written to logs or to the caller as a whole.
     pub body: serde_json::Value,
+    /// The number configured for its code (`errors.classify`), for XML-RPC faults.
+    pub number: Option<i32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +257,7 @@ impl Error {
             TimeInFuture { .. } => 1004,
             SignatureReused => 1005,
             ApiKeyUserMismatch => 1006,
-            BackendRefused(_) => 2000,
+            BackendRefused(r) => r.number.unwrap_or(2000),
             BackendUnavailable { .. } => 3001,
             BackendTimeout { .. } => 3002,
             BackendStatus { .. } => 3003,

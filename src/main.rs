@@ -56,12 +56,12 @@ enum Command {
     },
     /// Run a bundled reference backend on its own.
     ReferenceBackend {
-        /// Which backend: product-options.
+        /// Which backend: product-options, dia, datawiz.
         #[arg(long, default_value = "product-options")]
         kind: String,
-        /// Seed data file.
-        #[arg(long, default_value = "fixtures/reference/product-options.json")]
-        data: PathBuf,
+        /// Seed data file (default: fixtures/reference/<kind>.json).
+        #[arg(long)]
+        data: Option<PathBuf>,
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: std::net::SocketAddr,
     },
@@ -125,6 +125,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::ReferenceBackend { kind, data, listen } => runtime()?.block_on(async {
+            let data = data.unwrap_or_else(|| PathBuf::from(format!("fixtures/reference/{kind}.json")));
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;

@@ -12,7 +12,7 @@
 //! | `{"$each": "<path>", "$map": <template>}` | one mapped item per element of the list at path |
 //! | `{"$value": "<path>", "$default": <json>}` | the value at path, or the default when absent |
 //! | `{"$literal": <json>}` | a JSON value taken as is |
-//! | `{"$first": [<template>, ...]}` | the first template whose value is present and not null |
+//! | `{"$first": [<template>, ...]}` | the first template whose value is present, not null and not `[]` |
 //! | `{"$merge": [<template>, ...]}` | objects merged left to right (later members win) |
 //! | `{"$entries": "<path>", "$map": <template>, "$skip": [keys]}` | one mapped item per member of the object at path; `@.key` and `@.value` |
 //! | `{"$present": "<path>"}` | `true` when the path has a value that is not null, else `false` |
@@ -439,10 +439,11 @@ fn eval(n: &Node, scope: &Scope<'_>) -> Option<Value> {
             Some(Value::Array(items))
         }
         Node::Default(p, d) => Some(p.eval(scope).unwrap_or_else(|| d.clone())),
+        // An empty list is as good as absent (a path through a list that found nothing).
         Node::First(items) => items
             .iter()
             .filter_map(|t| eval(t, scope))
-            .find(|v| !v.is_null()),
+            .find(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())),
         Node::Merge(items) => {
             let mut out = Map::new();
             for v in items.iter().filter_map(|t| eval(t, scope)) {

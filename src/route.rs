@@ -398,11 +398,10 @@ impl Route {
                 valid.push(*i);
             } else {
                 let fields = self.backend.field_errors(errors);
-                let message = if fields.is_empty() {
-                    crate::backend::text(Some(errors))
-                } else {
-                    r.message.clone()
-                };
+                let message = self
+                    .backend
+                    .message_of(errors)
+                    .unwrap_or_else(|| r.message.clone());
                 outcomes[*i] = Some(outcome(*i, &items[*i], "failed", &fields, Some(&message)));
             }
         }

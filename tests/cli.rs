@@ -27,7 +27,14 @@ fn check_prints_each_operation_and_its_backend_call() {
         "{out}"
     );
     assert!(out.contains("payPrice                 -> POST builtin:product-options/v1/vouchers/{$.paymentVoucher}/payments"), "{out}");
-    assert_eq!(out.matches(" -> ").count(), 10, "{out}");
+    assert!(
+        out.contains(
+            "listAllInventory         -> GET builtin:datawiz/api/v1/product-inventory/ (every page)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("uploadInventory          -> POST builtin:datawiz/api/v1/product-inventory/ (in batches of 1000)"), "{out}");
+    assert_eq!(out.matches(" -> ").count(), 18, "{out}");
 }
 
 #[test]

@@ -64,7 +64,7 @@ async fn python_xmlrpc_client_calls_operations_through_server_proxy() {
     run_client(
         "xmlrpc.client",
         "tests/interop/xmlrpc_client.py",
-        "xmlrpc interop: 13 calls OK",
+        "xmlrpc interop: 17 calls OK",
     )
     .await;
 }

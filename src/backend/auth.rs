@@ -96,6 +96,7 @@ fn login_failed(backend: &Backend, detail: impl std::fmt::Display) -> Error {
         ),
         fields: Vec::new(),
         body: Value::Null,
+        number: None,
     })
 }
 

@@ -31,8 +31,15 @@ pub struct ErrorShape {
     /// A status written in the body; when present it decides success and failure instead of
     /// the HTTP status.
     pub status: Option<Template>,
-    /// (text, code): a refusal whose message contains the text gets the code.
-    pub classify: Vec<(String, String)>,
+    /// A refusal whose message contains a text gets its code (and number).
+    pub classify: Vec<Classify>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Classify {
+    pub contains: String,
+    pub code: String,
+    pub number: Option<i32>,
 }
 
 #[derive(Debug)]
@@ -265,7 +272,9 @@ impl Backend {
                 .unwrap_or(http_status),
             _ => http_status,
         };
-        if self.auth.is_expired(status, http_status) {
+        // Only a call that carried credentials can find them expired (a login cannot).
+        let carried = creds.session.is_some() || creds.authorization.is_some();
+        if carried && self.auth.is_expired(status, http_status) {
             return Err(Error::BackendSessionExpired {
                 backend: self.name.clone(),
                 message: parsed
@@ -306,6 +315,11 @@ impl Backend {
         }
     }
 
+    /// The message a backend error body gives (the `message` template).
+    pub fn message_of(&self, body: &Value) -> Option<String> {
+        self.read(&self.errors.message, body)
+    }
+
     /// The field errors a backend body describes (the `fields` template), for a refusal or
     /// for one item of a batch.
     pub fn field_errors(&self, body: &Value) -> Vec<FieldError> {
@@ -342,21 +356,24 @@ impl Backend {
                 message: format!("the backend refused the call with HTTP {status}"),
                 fields: Vec::new(),
                 body: Value::Null,
+                number: None,
             };
         };
         let message = self
             .read(&self.errors.message, body)
             .unwrap_or_else(|| format!("HTTP {status}"));
-        let code = self
+        let class = self
             .errors
             .classify
             .iter()
-            .find(|(text, _)| message.contains(text.as_str()))
-            .map(|(_, code)| code.clone())
+            .find(|c| message.contains(c.contains.as_str()));
+        let code = class
+            .map(|c| c.code.clone())
             .or_else(|| self.read(&self.errors.code, body))
             .unwrap_or_else(|| format!("http_{status}"));
         Refusal {
             status,
+            number: class.and_then(|c| c.number),
             code,
             message,
             fields: self.field_errors(body),

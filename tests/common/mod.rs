@@ -125,7 +125,7 @@ pub fn text_of(xml: &str, local: &str) -> Option<String> {
     None
 }
 
-fn basic(user: &str) -> String {
+pub fn basic(user: &str) -> String {
     use base64::Engine;
     format!(
         "Basic {}",

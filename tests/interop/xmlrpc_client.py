@@ -4,7 +4,8 @@
     python3 tests/interop/xmlrpc_client.py http://127.0.0.1:8080
 
 Expects a bridge started from demo/soapbridge.toml with FRESH bundled reference backends: the
-calls change their state. Uses the strict seed account, so every call is signed with a new
+calls change their state. Covers the signed product-option services, the DİA ERP service and
+the Datawiz inventory service. Uses the strict seed account, so every call is signed with a new
 time, exactly as a client of the legacy service would do it. ServerProxy is used as is: HTTP
 Basic credentials in the URL, methods called as attributes, MultiCall for system.multicall.
 Exits 0 and prints "xmlrpc interop: N calls OK" when every check passes.
@@ -144,6 +145,40 @@ def main(base):
     except xmlrpc.client.Fault as f:
         calls += 1
         check(f.faultCode == 1000, f)
+
+    # The DİA ERP and Datawiz inventory services: dates, decimals and lookups over XML-RPC.
+    erp = xmlrpc.client.ServerProxy(base.replace("http://", "http://erp:erp-pass@") + "/RPC2")
+    note = erp.DiaErpService.gts_notlar_ekle({
+        "_key_scf_carikart": {"carikartkodu": "0000008"},
+        "konu": "XML-RPC notu", "harcananzaman": "15.00", "harcananzamanturu": "D",
+        "tarih": xmlrpc.client.DateTime("20240502T00:00:00"),
+    })
+    calls += 1
+    check(isinstance(note["key"], int) and note["key"] >= 330389, note)
+    check("«2024-05-02» tarihli «Görev Notu»" in note["message"], note)
+    try:
+        erp.DiaErpService.scf_carikart_ekle({"carikartkodu": "X9", "unvan": "A",
+                                             "_key_sis_ozelkod2": {"kod": "WS003"}})
+        raise AssertionError("a lookup matching two records must fail")
+    except xmlrpc.client.Fault as f:
+        calls += 1
+        check(f.faultCode == 2102 and "Birden fazla kayıt" in f.faultString, f)
+
+    inv = xmlrpc.client.ServerProxy(base.replace("http://", "http://inventory:inventory-pass@") + "/RPC2")
+    page = inv.InventoryService.listInventory({"page": 1, "pageSize": 2, "ordering": "date"})
+    calls += 1
+    check(page["count"] == 11 and page["hasNext"] is True and len(page["records"]) == 2, page)
+    first = page["records"][0]
+    check(isinstance(first["date"], xmlrpc.client.DateTime) and first["date"].value == "20160607T00:00:00", first)
+    check(isinstance(first["qty"], float), first)
+    up = inv.InventoryService.uploadInventory([
+        {"date": xmlrpc.client.DateTime("20240601T00:00:00"), "shopId": "1", "productId": "P0009",
+         "qty": 2.5, "originalPrice": "4.0000"},
+        {"date": "2024-06-01", "shopId": "99", "productId": "P0010", "qty": 1},
+    ])
+    calls += 1
+    check(up["ok"] == 1 and up["failed"] == 1, up)
+    check(up["results"][1]["errors"][0]["field"] == "shop_id", up)
 
     print(f"xmlrpc interop: {calls} calls OK")
 
