@@ -62,6 +62,7 @@ struct Limits {
 pub struct App {
     services: HashMap<String, Service>,
     xmlrpc: Option<XmlRpcSettings>,
+    winstrom: Option<crate::front::winstrom::Winstrom>,
     public_url: String,
     limits: Limits,
     serve: ServeOptions,
@@ -265,9 +266,15 @@ impl App {
                 },
             );
         }
+        let winstrom = raw
+            .winstrom
+            .as_ref()
+            .map(|w| crate::front::winstrom::Winstrom::build(cfg, w, &backends, &profiles))
+            .transpose()?;
         let sc = &raw.server;
         Ok(App {
             services,
+            winstrom,
             xmlrpc: raw.xmlrpc.enabled.then(|| XmlRpcSettings {
                 path: raw.xmlrpc.path.trim_end_matches('/').to_string(),
                 i8: raw.xmlrpc.i8,
@@ -315,6 +322,9 @@ impl App {
                 x.path
             ));
         }
+        if let Some(w) = &self.winstrom {
+            out.extend(w.describe());
+        }
         out
     }
 
@@ -328,6 +338,13 @@ impl App {
         }
         if self.xmlrpc.as_ref().is_some_and(|x| x.path == path) {
             return crate::front::xmlrpc::handle(self, req, started).await;
+        }
+        if let Some(w) = &self.winstrom
+            && path
+                .strip_prefix(w.prefix.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        {
+            return crate::front::winstrom::handle(self, w, req, started).await;
         }
         match (req.method(), path) {
             (&Method::GET, "") => self.index(),

@@ -531,6 +531,91 @@ impl Default for XmlRpcConfig {
     }
 }
 
+/// The winstrom (ABRA Flexi) door: `/c/{company}/{evidence}[/{id}|/({filter})].{xml|json}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WinstromConfig {
+    /// URL prefix (`/c`).
+    #[serde(default = "default_winstrom_path")]
+    pub path: String,
+    /// Records in one document at most.
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    /// Rows one filtered action may touch at most.
+    #[serde(default = "default_max_matches")]
+    pub max_matches: usize,
+    #[serde(default)]
+    pub companies: BTreeMap<String, CompanyConfig>,
+    #[serde(default)]
+    pub evidences: BTreeMap<String, EvidenceConfig>,
+}
+
+fn default_winstrom_path() -> String {
+    "/c".into()
+}
+fn default_max_records() -> usize {
+    1000
+}
+fn default_max_matches() -> usize {
+    5_000
+}
+
+/// A company: the backend (and tenant of it) holding its data, and who may use it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompanyConfig {
+    pub backend: String,
+    /// Given to route templates as `$.tenant` (default: the company's name).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// A `basic` profile: the company's HTTP Basic users.
+    pub profile: String,
+}
+
+/// One evidence (a kind of record): its fields, the backend calls that read and write it, and
+/// its actions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceConfig {
+    /// Names the record in "not found" messages (`cz.winstrom.vo.cen.Cenik`).
+    #[serde(default)]
+    pub class: Option<String>,
+    /// The field a `code:` identifier sets when a record is created through it.
+    #[serde(default)]
+    pub code_field: Option<String>,
+    pub fields: Vec<FieldConfig>,
+    /// list, get, create, update: operation mappings (see README).
+    pub routes: BTreeMap<String, OperationMapping>,
+    /// The evidence's actions (`delete`, `prepocti-nakupni-cenu`, ...), each a mapping.
+    #[serde(default)]
+    pub actions: BTreeMap<String, OperationMapping>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldConfig {
+    /// The Flexi property name (`nazev`).
+    pub name: String,
+    /// string, int, decimal, bool, date.
+    #[serde(rename = "type", default = "default_field_type")]
+    pub ty: String,
+    /// The backend's name for it (default: the same).
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Operators a filter may use on it: "number", "text", "bool", or a list of operator
+    /// names (eq, ne, lt, lte, gt, gte, like, begins, ends, between, in, is_null, ...).
+    /// Without it the field cannot be filtered.
+    #[serde(default)]
+    pub filter: Option<Value>,
+    /// Read-only fields are returned but never sent to the backend.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+fn default_field_type() -> String {
+    "string".into()
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -538,6 +623,8 @@ pub struct RawConfig {
     pub server: ServerConfig,
     #[serde(default)]
     pub xmlrpc: XmlRpcConfig,
+    #[serde(default)]
+    pub winstrom: Option<WinstromConfig>,
     #[serde(default)]
     pub backends: BTreeMap<String, BackendConfig>,
     #[serde(default)]

@@ -120,6 +120,8 @@ pub enum Error {
     UnknownMethod { name: String, hint: String },
     #[error("invalid parameters: {0}")]
     InvalidParams(String),
+    #[error("{0}")]
+    NotWinstrom(String),
     #[error("no service at path '{0}'")]
     NoSuchService(String),
 
@@ -208,6 +210,7 @@ impl Error {
             NotXmlRpc(_) => "NOT_XMLRPC",
             UnknownMethod { .. } => "UNKNOWN_METHOD",
             InvalidParams(_) => "INVALID_PARAMS",
+            NotWinstrom(_) => "NOT_WINSTROM",
             NoSuchService(_) => "NO_SUCH_SERVICE",
             Unauthorized => "UNAUTHORIZED",
             ApiKeyUnknown => "APIKEY_UNKNOWN",

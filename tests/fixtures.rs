@@ -21,6 +21,11 @@ async fn every_xmlrpc_fixture_gets_its_expected_response() {
     replay("fixtures/xmlrpc", &Bridge::demo().await, VOLATILE).await;
 }
 
+#[tokio::test]
+async fn every_winstrom_fixture_gets_its_expected_response() {
+    replay("fixtures/winstrom", &Bridge::demo().await, VOLATILE).await;
+}
+
 #[test]
 fn the_pattern_matcher_is_strict_outside_wildcards() {
     assert!(matches_pattern("<a>{{*}}</a>", "<a>12 ms</a>"));
@@ -32,4 +37,12 @@ fn the_pattern_matcher_is_strict_outside_wildcards() {
         "<a>\n  <b>x</b>\n  <c>\n    <d/>\n  </c>\n</a>\n"
     );
     assert_eq!(expected_path("f", "x/y.json"), "f/x/y.expected.json");
+    assert_eq!(
+        normalize("{\n  \"b\": \"x y\",\n  \"a\": [1, 2]\n}"),
+        r#"{"b":"x y","a":[1,2]}"#
+    );
+    assert_eq!(
+        pretty(r#"{"b":{"c":[]},"a":"1"}"#),
+        "{\n  \"b\": {\n    \"c\": []\n  },\n  \"a\": \"1\"\n}\n"
+    );
 }

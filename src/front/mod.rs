@@ -3,4 +3,5 @@
 //! protocol. Each door chooses, in one place, how an `Error` goes to its wire.
 
 pub mod soap;
+pub mod winstrom;
 pub mod xmlrpc;

@@ -5,6 +5,7 @@
 
 pub mod datawiz;
 pub mod dia;
+pub mod flexi;
 pub mod product_options;
 
 use std::net::SocketAddr;
@@ -18,13 +19,14 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 /// Kinds of reference backend that can be started.
-pub const KINDS: &[&str] = &["product-options", "dia", "datawiz"];
+pub const KINDS: &[&str] = &["product-options", "dia", "datawiz", "flexi"];
 
 /// A loaded reference backend.
 enum Api {
     ProductOptions(product_options::ProductOptionsApi),
     Dia(dia::DiaApi),
     Datawiz(datawiz::DatawizApi),
+    Flexi(flexi::FlexiApi),
 }
 
 impl Api {
@@ -33,6 +35,7 @@ impl Api {
             Api::ProductOptions(a) => a.handle(req).await,
             Api::Dia(a) => a.handle(req).await,
             Api::Datawiz(a) => a.handle(req).await,
+            Api::Flexi(a) => a.handle(req).await,
         }
     }
 }
@@ -45,6 +48,7 @@ fn load(kind: &str, data: &Path) -> Result<Api, String> {
         }
         "dia" => dia::DiaApi::load(data).map(Api::Dia),
         "datawiz" => datawiz::DatawizApi::load(data).map(Api::Datawiz),
+        "flexi" => flexi::FlexiApi::load(data).map(Api::Flexi),
         other => Err(format!(
             "unknown reference backend '{other}' (known: {})",
             KINDS.join(", ")
@@ -113,15 +117,17 @@ impl ApiError {
         self
     }
 
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    /// The JSON body of the error.
+    pub fn body(&self) -> Value {
         let details: Vec<Value> = self
             .details
             .iter()
             .map(|(f, c, m)| json!({"field": f, "code": c, "message": m}))
             .collect();
-        json_response(
-            self.status,
-            &json!({"error": {"code": self.code, "message": self.message, "details": details}}),
-        )
+        json!({"error": {"code": self.code, "message": self.message, "details": details}})
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        json_response(self.status, &self.body())
     }
 }

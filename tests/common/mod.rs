@@ -220,7 +220,13 @@ pub fn fixture(rel: &str) -> String {
 /// expected answer beside it (`x.xml` -> `x.expected.xml`).
 #[derive(serde::Deserialize)]
 pub struct Case {
-    pub request: String,
+    /// The body to send (a file beside cases.toml); none for GET and DELETE.
+    #[serde(default)]
+    pub request: Option<String>,
+    /// The expected answer's file; by default the request's with `.expected` before its
+    /// extension.
+    #[serde(default)]
+    pub expected: Option<String>,
     /// URL path (and query) the request goes to.
     pub service: String,
     #[serde(default = "default_user")]
@@ -278,10 +284,27 @@ pub async fn replay(dir: &str, bridge: &Bridge, volatile: &[&str]) {
         if c.content_type.starts_with("text/xml") && !c.service.contains("RPC") {
             headers.push(("soapaction", "\"\""));
         }
-        let request_path = format!("{dir}/{}", c.request);
-        let body = std::fs::read(&request_path).unwrap_or_else(|e| panic!("{request_path}: {e}"));
+        let body = match &c.request {
+            Some(r) => {
+                let request_path = format!("{dir}/{r}");
+                std::fs::read(&request_path).unwrap_or_else(|e| panic!("{request_path}: {e}"))
+            }
+            None => Vec::new(),
+        };
+        let name = c
+            .request
+            .as_deref()
+            .or(c.expected.as_deref())
+            .unwrap_or("?")
+            .to_string();
         let reply = request(&c.method, &bridge.url(&c.service), &headers, body).await;
-        let expected_path = expected_path(dir, &c.request);
+        let expected_path = match &c.expected {
+            Some(e) => format!("{dir}/{e}"),
+            None => expected_path(
+                dir,
+                c.request.as_deref().expect("a request or an expected file"),
+            ),
+        };
         let expected = match std::fs::read_to_string(&expected_path) {
             Ok(e) => e,
             Err(_) if bless => {
@@ -292,15 +315,14 @@ pub async fn replay(dir: &str, bridge: &Bridge, volatile: &[&str]) {
         };
         if reply.status != c.status {
             failures.push(format!(
-                "{}: HTTP {} (expected {})\n{}",
-                c.request, reply.status, c.status, reply.body
+                "{name}: HTTP {} (expected {})\n{}",
+                reply.status, c.status, reply.body
             ));
             continue;
         }
         if !matches_pattern(&normalize(&expected), &normalize(&reply.body)) {
             failures.push(format!(
-                "{}: answer differs from {expected_path}\n--- expected\n{}\n--- actual\n{}",
-                c.request,
+                "{name}: answer differs from {expected_path}\n--- expected\n{}\n--- actual\n{}",
                 normalize(&expected),
                 normalize(&reply.body)
             ));
@@ -318,10 +340,10 @@ pub async fn replay(dir: &str, bridge: &Bridge, volatile: &[&str]) {
 /// Indents XML one level per element, leaving elements that hold only text on one line
 /// (for writing readable expected files; [`normalize`] undoes it). JSON is pretty-printed.
 pub fn pretty(text: &str) -> String {
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
-        return serde_json::to_string_pretty(&v).unwrap() + "\n";
+    if serde_json::from_str::<serde_json::Value>(text).is_ok() {
+        return pretty_json(&minify_json(text)) + "\n";
     }
-    let flat = normalize(text);
+    let flat = normalize_xml(text);
     let mut out = String::new();
     let mut depth = 0usize;
     let mut rest = flat.as_str();
@@ -370,8 +392,41 @@ pub fn envelope(op: &str, inner: &str, lang: &str, time: i64) -> String {
     signed(&body, KEY, SECRET, time)
 }
 
-/// Removes whitespace-only text between tags so that indented and compact XML compare equal.
-pub fn normalize(xml: &str) -> String {
+/// Removes whitespace-only text between tags so that indented and compact XML compare equal;
+/// JSON loses its whitespace outside strings (member order is kept).
+pub fn normalize(text: &str) -> String {
+    let t = text.trim_start();
+    if t.starts_with('{') || t.starts_with('[') {
+        return minify_json(t);
+    }
+    normalize_xml(text)
+}
+
+fn minify_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn normalize_xml(xml: &str) -> String {
     let mut out = String::with_capacity(xml.len());
     let mut rest = xml.trim();
     while let Some(i) = rest.find('>') {
@@ -414,6 +469,58 @@ pub fn matches_pattern(expected: &str, actual: &str) -> bool {
         pos += j + part.len();
     }
     pos == actual.len()
+}
+
+/// Indents minified JSON, keeping member order.
+fn pretty_json(min: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = min.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                if matches!(chars.peek(), Some('}' | ']')) {
+                    out.push(chars.next().unwrap());
+                } else {
+                    depth += 1;
+                    out.push('\n');
+                    out.push_str(&"  ".repeat(depth));
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                out.push('\n');
+                out.push_str(&"  ".repeat(depth));
+                out.push(c);
+            }
+            ',' => {
+                out.push(',');
+                out.push('\n');
+                out.push_str(&"  ".repeat(depth));
+            }
+            ':' => out.push_str(": "),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Replaces the text of volatile elements (or XML-RPC struct members, or JSON string

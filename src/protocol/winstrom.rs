@@ -1,0 +1,775 @@
+//! ABRA Flexi "winstrom" messages: the URL scheme, import documents in XML and JSON, and the
+//! answers (record lists, import outcomes, errors) in either format.
+//!
+//! - URLs: `{prefix}/{company}/{evidence}.{xml|json}`, `.../{evidence}/{id}.{ext}` and
+//!   `.../{evidence}/({filter}).{ext}`; the extension chooses the answer's format.
+//! - Documents: `<winstrom version="1.0" atomic="false"><cenik id="1" action="delete">
+//!   <kod>A</kod></cenik>...</winstrom>` or `{"winstrom": {"@version": "1.0", "cenik": [{"id":
+//!   "1", "@action": "delete", "kod": "A"}]}}`: XML attributes are `@` keys in JSON (`id` is
+//!   also accepted as an attribute or a member), several records per document, evidence-level
+//!   `action` and `filter`, several identifiers per record (`123`, `code:ABC`, `ext:SYS:1`).
+//! - Answers: every JSON value is a string, as Flexi writes them.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::protocol::xml::{self, Node, XmlReader, escape_into};
+
+/// The answer format, from the URL's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Xml,
+    Json,
+}
+
+impl Format {
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Xml => "xml",
+            Format::Json => "json",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Xml => "application/xml; charset=utf-8",
+            Format::Json => "application/json; charset=utf-8",
+        }
+    }
+}
+
+/// What a URL names below the company.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The whole evidence.
+    All,
+    /// One record by identifier (`123`, `code:ABC`, `ext:SYS:1`).
+    Id(String),
+    /// The records a WQL filter selects.
+    Filter(String),
+}
+
+/// A parsed winstrom URL path (after the prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathParts {
+    pub company: String,
+    pub evidence: String,
+    pub target: Target,
+    pub format: Format,
+}
+
+/// Why a URL is not a winstrom URL: the text for the client (HTTP 404, or 406 for an
+/// unknown format).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathError {
+    NotFound(String),
+    UnknownFormat(String),
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses the part of the path after the prefix: `{company}/{evidence}[/{id}|/({filter})].{ext}`
+/// (percent-encoded).
+pub fn parse_path(rest: &str) -> Result<PathParts, PathError> {
+    let decoded = percent_decode(rest).ok_or_else(|| {
+        PathError::NotFound("cesta není platné UTF-8 / bad percent-encoding".into())
+    })?;
+    let rest = decoded.trim_start_matches('/');
+    let (company, rest) = rest.split_once('/').ok_or_else(|| {
+        PathError::NotFound("cesta musí být /c/{firma}/{evidence}.{xml|json}".into())
+    })?;
+    let (stem, ext) = rest
+        .rsplit_once('.')
+        .ok_or_else(|| PathError::UnknownFormat(String::new()))?;
+    let format = match ext.to_ascii_lowercase().as_str() {
+        "xml" => Format::Xml,
+        "json" => Format::Json,
+        other => return Err(PathError::UnknownFormat(other.to_string())),
+    };
+    let (evidence, target) = match stem.split_once('/') {
+        None => (stem, Target::All),
+        Some((ev, t)) if t.starts_with('(') && t.ends_with(')') && t.len() >= 2 => {
+            (ev, Target::Filter(t[1..t.len() - 1].to_string()))
+        }
+        Some((_, "")) => return Err(PathError::NotFound("prázdný identifikátor záznamu".into())),
+        Some((ev, id)) if !id.contains('/') => (ev, Target::Id(id.to_string())),
+        Some(_) => {
+            return Err(PathError::NotFound(format!("neznámá cesta '{rest}'")));
+        }
+    };
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    };
+    if !valid(company) || !valid(evidence) {
+        return Err(PathError::NotFound(format!("neznámá cesta '{rest}'")));
+    }
+    Ok(PathParts {
+        company: company.to_string(),
+        evidence: evidence.to_string(),
+        target,
+        format,
+    })
+}
+
+/// A value of a record's property, as the document gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue<'i> {
+    Null,
+    Text(Cow<'i, str>),
+    /// A JSON number's exact text.
+    Number(String),
+    Bool(bool),
+}
+
+impl RawValue<'_> {
+    /// The value as text, for messages.
+    pub fn text(&self) -> String {
+        match self {
+            RawValue::Null => String::new(),
+            RawValue::Text(t) => t.to_string(),
+            RawValue::Number(n) => n.clone(),
+            RawValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// One record of an import document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<'i> {
+    /// The element or member it came in (the evidence).
+    pub evidence: String,
+    pub ids: Vec<String>,
+    pub action: Option<String>,
+    pub filter: Option<String>,
+    pub fields: Vec<(String, RawValue<'i>)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document<'i> {
+    /// `atomic="false"` lets records succeed on their own; the default is all or nothing.
+    pub atomic: bool,
+    pub records: Vec<Record<'i>>,
+}
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::NotWinstrom(msg.into())
+}
+
+/// Attributes a record element may carry besides its identifiers.
+const RECORD_ATTRIBUTES: &[&str] = &["action", "filter", "update", "removeExternalIds", "id"];
+
+/// Decodes an import document; the format is taken from the body (`<` or `{`).
+pub fn decode_document(
+    text: &str,
+    max_depth: usize,
+    max_records: usize,
+) -> Result<Document<'_>, Error> {
+    match text.trim_start().chars().next() {
+        Some('<') => decode_xml(text, max_depth, max_records),
+        Some('{') => decode_json(text, max_records),
+        Some(_) => Err(bad(
+            "dokument musí být XML (<winstrom>) nebo JSON ({\"winstrom\": ...})",
+        )),
+        None => Err(bad("prázdný dokument")),
+    }
+}
+
+fn decode_xml(text: &str, max_depth: usize, max_records: usize) -> Result<Document<'_>, Error> {
+    let mut r = XmlReader::new(text, max_depth);
+    let root = loop {
+        match r.next_node()? {
+            Node::Start(s) => break s,
+            Node::Text(t) if t.trim().is_empty() => continue,
+            _ => return Err(bad("kořenový element musí být <winstrom>")),
+        }
+    };
+    if xml::local_name(&root) != "winstrom" {
+        return Err(bad(format!(
+            "kořenový element je <{}>, očekáván <winstrom>",
+            xml::local_name(&root)
+        )));
+    }
+    let atomic = !matches!(
+        r.attribute(&root, "", "atomic")?.as_deref().map(str::trim),
+        Some("false")
+    );
+    let mut records = Vec::new();
+    loop {
+        match r.next_node()? {
+            Node::Start(rec) => {
+                if records.len() >= max_records {
+                    return Err(bad(format!("dokument má více než {max_records} záznamů")));
+                }
+                let evidence = xml::local_name(&rec);
+                let mut record = Record {
+                    evidence,
+                    ids: Vec::new(),
+                    action: None,
+                    filter: None,
+                    fields: Vec::new(),
+                };
+                for a in RECORD_ATTRIBUTES {
+                    if let Some(v) = r.attribute(&rec, "", a)? {
+                        match *a {
+                            "action" => record.action = Some(v.trim().to_string()),
+                            "filter" => record.filter = Some(v),
+                            "id" => record.ids.push(v.trim().to_string()),
+                            _ => {}
+                        }
+                    }
+                }
+                loop {
+                    match r.next_node()? {
+                        Node::Start(f) => {
+                            let name = xml::local_name(&f);
+                            let path = format!("{}/{name}", record.evidence);
+                            let text = r.read_text(&path)?;
+                            if name == "id" {
+                                record.ids.push(text.trim().to_string());
+                            } else if record.fields.iter().any(|(n, _)| *n == name) {
+                                return Err(Error::RepeatedElement { path });
+                            } else {
+                                record.fields.push((name, RawValue::Text(text)));
+                            }
+                        }
+                        Node::End => break,
+                        Node::Text(t) if t.trim().is_empty() => {}
+                        Node::Text(_) => {
+                            return Err(bad(format!(
+                                "text přímo v <{}>: vlastnosti patří do elementů",
+                                record.evidence
+                            )));
+                        }
+                        Node::Eof => {
+                            return Err(Error::MalformedXml("unexpected end of document".into()));
+                        }
+                    }
+                }
+                records.push(record);
+            }
+            Node::End => break,
+            Node::Text(t) if t.trim().is_empty() => {}
+            Node::Text(_) => return Err(bad("text přímo v <winstrom>")),
+            Node::Eof => return Err(Error::MalformedXml("unexpected end of document".into())),
+        }
+    }
+    loop {
+        match r.next_node()? {
+            Node::Eof => break,
+            Node::Text(t) if t.trim().is_empty() => {}
+            _ => return Err(Error::MalformedXml("content after </winstrom>".into())),
+        }
+    }
+    Ok(Document { atomic, records })
+}
+
+fn json_scalar(v: &Value) -> Option<RawValue<'static>> {
+    Some(match v {
+        Value::Null => RawValue::Null,
+        Value::String(s) => RawValue::Text(Cow::Owned(s.clone())),
+        Value::Number(n) => RawValue::Number(n.to_string()),
+        Value::Bool(b) => RawValue::Bool(*b),
+        _ => return None,
+    })
+}
+
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn decode_json(text: &str, max_records: usize) -> Result<Document<'static>, Error> {
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("dokument není platný JSON: {e}")))?;
+    let w = v
+        .get("winstrom")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("dokument musí být {\"winstrom\": {...}}"))?;
+    let atomic = !matches!(
+        w.get("@atomic"),
+        Some(Value::String(s)) if s == "false"
+    ) && w.get("@atomic") != Some(&Value::Bool(false));
+    let mut records = Vec::new();
+    for (evidence, content) in w {
+        if evidence.starts_with('@') {
+            continue;
+        }
+        let items: Vec<&Value> = match content {
+            Value::Array(a) => a.iter().collect(),
+            single => vec![single],
+        };
+        for item in items {
+            if records.len() >= max_records {
+                return Err(bad(format!("dokument má více než {max_records} záznamů")));
+            }
+            let obj = item
+                .as_object()
+                .ok_or_else(|| bad(format!("záznam evidence '{evidence}' musí být objekt")))?;
+            records.push(json_record(evidence, obj)?);
+        }
+    }
+    Ok(Document { atomic, records })
+}
+
+fn json_record(evidence: &str, obj: &Map<String, Value>) -> Result<Record<'static>, Error> {
+    let mut r = Record {
+        evidence: evidence.to_string(),
+        ids: Vec::new(),
+        action: None,
+        filter: None,
+        fields: Vec::new(),
+    };
+    for (k, v) in obj {
+        match k.as_str() {
+            "id" | "@id" => match v {
+                Value::Array(ids) => {
+                    for i in ids {
+                        r.ids
+                            .push(id_text(i).ok_or_else(|| bad("id musí být text nebo číslo"))?);
+                    }
+                }
+                other => r
+                    .ids
+                    .push(id_text(other).ok_or_else(|| bad("id musí být text nebo číslo"))?),
+            },
+            "@action" => r.action = v.as_str().map(|s| s.trim().to_string()),
+            "@filter" => r.filter = v.as_str().map(str::to_string),
+            k if k.starts_with('@') => {}
+            k => {
+                let raw = json_scalar(v).ok_or_else(|| {
+                    bad(format!(
+                        "vlastnost '{k}' evidence '{evidence}' musí být jednoduchá hodnota (vnořené záznamy nejsou podporovány)"
+                    ))
+                })?;
+                r.fields.push((k.to_string(), raw));
+            }
+        }
+    }
+    Ok(r)
+}
+
+// ---- answers ------------------------------------------------------------------------------
+
+/// The counts of an import.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+/// One problem with one record (`results[].errors[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordError {
+    pub message: String,
+    pub for_: Option<String>,
+    pub path: Option<String>,
+    pub value: Option<String>,
+    pub code: Option<String>,
+}
+
+/// The outcome of one record of an import (`results[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub id: Option<String>,
+    pub request_id: Option<String>,
+    pub reference: Option<String>,
+    pub errors: Vec<RecordError>,
+}
+
+/// What the winstrom door answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Records of one evidence: (property, value) in the evidence's field order.
+    Rows {
+        evidence: String,
+        rows: Vec<Vec<(String, String)>>,
+        row_count: Option<u64>,
+    },
+    /// The outcome of an import document.
+    Import {
+        success: bool,
+        stats: Stats,
+        results: Vec<Outcome>,
+        message: Option<String>,
+    },
+    /// A failure that concerns no record.
+    Error { message: String },
+}
+
+/// Writes a reply in the format the URL asked for.
+pub fn encode(reply: &Reply, format: Format) -> String {
+    match format {
+        Format::Json => encode_json(reply),
+        Format::Xml => encode_xml(reply),
+    }
+}
+
+/// JSON with members in the order Flexi writes them (serde_json's map would sort them).
+enum J {
+    S(String),
+    O(Vec<(&'static str, J)>),
+    Named(Vec<(String, J)>),
+    A(Vec<J>),
+}
+
+impl J {
+    fn write(&self, out: &mut String) {
+        let key = |out: &mut String, k: &str| {
+            out.push_str(&Value::String(k.to_string()).to_string());
+            out.push(':');
+        };
+        match self {
+            J::S(v) => out.push_str(&Value::String(v.clone()).to_string()),
+            J::O(members) => {
+                out.push('{');
+                for (i, (k, v)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    key(out, k);
+                    v.write(out);
+                }
+                out.push('}');
+            }
+            J::Named(members) => {
+                out.push('{');
+                for (i, (k, v)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    key(out, k);
+                    v.write(out);
+                }
+                out.push('}');
+            }
+            J::A(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write(out);
+                }
+                out.push(']');
+            }
+        }
+    }
+}
+
+fn s(v: impl ToString) -> J {
+    J::S(v.to_string())
+}
+
+fn encode_json(reply: &Reply) -> String {
+    let mut w: Vec<(String, J)> = vec![("@version".into(), s("1.0"))];
+    match reply {
+        Reply::Rows {
+            evidence,
+            rows,
+            row_count,
+        } => {
+            if let Some(n) = row_count {
+                w.push(("@rowCount".into(), s(n)));
+            }
+            let rows = rows
+                .iter()
+                .map(|r| J::Named(r.iter().map(|(k, v)| (k.clone(), s(v))).collect()))
+                .collect();
+            w.push((evidence.clone(), J::A(rows)));
+        }
+        Reply::Import {
+            success,
+            stats,
+            results,
+            message,
+        } => {
+            w.push(("success".into(), s(success)));
+            w.push((
+                "stats".into(),
+                J::O(vec![
+                    ("created", s(stats.created)),
+                    ("updated", s(stats.updated)),
+                    ("deleted", s(stats.deleted)),
+                    ("skipped", s(stats.skipped)),
+                    ("failed", s(stats.failed)),
+                ]),
+            ));
+            let results = results
+                .iter()
+                .map(|o| {
+                    let mut m = Vec::new();
+                    for (k, v) in [
+                        ("id", &o.id),
+                        ("request-id", &o.request_id),
+                        ("ref", &o.reference),
+                    ] {
+                        if let Some(v) = v {
+                            m.push((k, s(v)));
+                        }
+                    }
+                    if !o.errors.is_empty() {
+                        let errors = o
+                            .errors
+                            .iter()
+                            .map(|e| {
+                                let mut m = vec![("message", s(&e.message))];
+                                for (k, v) in [
+                                    ("for", &e.for_),
+                                    ("path", &e.path),
+                                    ("value", &e.value),
+                                    ("code", &e.code),
+                                ] {
+                                    if let Some(v) = v {
+                                        m.push((k, s(v)));
+                                    }
+                                }
+                                J::O(m)
+                            })
+                            .collect();
+                        m.push(("errors", J::A(errors)));
+                    }
+                    J::O(m)
+                })
+                .collect();
+            w.push(("results".into(), J::A(results)));
+            if let Some(m) = message {
+                w.push(("message".into(), s(m)));
+            }
+        }
+        Reply::Error { message } => {
+            w.push(("success".into(), s("false")));
+            w.push(("message".into(), s(message)));
+        }
+    }
+    let mut out = String::with_capacity(256);
+    J::O(vec![("winstrom", J::Named(w))]).write(&mut out);
+    out
+}
+
+fn element(out: &mut String, name: &str, text: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    escape_into(out, text);
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+fn encode_xml(reply: &Reply) -> String {
+    let mut out =
+        String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<winstrom version=\"1.0\"");
+    match reply {
+        Reply::Rows {
+            evidence,
+            rows,
+            row_count,
+        } => {
+            if let Some(n) = row_count {
+                out.push_str(&format!(" rowCount=\"{n}\""));
+            }
+            out.push('>');
+            for r in rows {
+                out.push('<');
+                out.push_str(evidence);
+                out.push('>');
+                for (k, v) in r {
+                    element(&mut out, k, v);
+                }
+                out.push_str("</");
+                out.push_str(evidence);
+                out.push('>');
+            }
+        }
+        Reply::Import {
+            success,
+            stats,
+            results,
+            message,
+        } => {
+            out.push('>');
+            element(&mut out, "success", &success.to_string());
+            out.push_str("<stats>");
+            for (k, v) in [
+                ("created", stats.created),
+                ("updated", stats.updated),
+                ("deleted", stats.deleted),
+                ("skipped", stats.skipped),
+                ("failed", stats.failed),
+            ] {
+                element(&mut out, k, &v.to_string());
+            }
+            out.push_str("</stats><results>");
+            for o in results {
+                out.push_str("<result>");
+                for (k, v) in [
+                    ("id", &o.id),
+                    ("request-id", &o.request_id),
+                    ("ref", &o.reference),
+                ] {
+                    if let Some(v) = v {
+                        element(&mut out, k, v);
+                    }
+                }
+                if !o.errors.is_empty() {
+                    out.push_str("<errors>");
+                    for e in &o.errors {
+                        out.push_str("<error>");
+                        element(&mut out, "message", &e.message);
+                        for (k, v) in [
+                            ("for", &e.for_),
+                            ("path", &e.path),
+                            ("value", &e.value),
+                            ("code", &e.code),
+                        ] {
+                            if let Some(v) = v {
+                                element(&mut out, k, v);
+                            }
+                        }
+                        out.push_str("</error>");
+                    }
+                    out.push_str("</errors>");
+                }
+                out.push_str("</result>");
+            }
+            out.push_str("</results>");
+            if let Some(m) = message {
+                element(&mut out, "message", m);
+            }
+        }
+        Reply::Error { message } => {
+            out.push('>');
+            element(&mut out, "success", "false");
+            element(&mut out, "message", message);
+        }
+    }
+    out.push_str("</winstrom>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_company_evidence_target_and_format() {
+        let p = parse_path("demo/kusovnik.xml").unwrap();
+        assert_eq!(
+            (p.company.as_str(), p.evidence.as_str(), &p.target, p.format),
+            ("demo", "kusovnik", &Target::All, Format::Xml)
+        );
+        assert_eq!(
+            parse_path("demo/cenik/123.json").unwrap().target,
+            Target::Id("123".into())
+        );
+        assert_eq!(
+            parse_path("demo/cenik/code:A.B.json").unwrap().target,
+            Target::Id("code:A.B".into())
+        );
+        assert_eq!(
+            parse_path("demo/cenik/(nazev%20begins%20'A').json")
+                .unwrap()
+                .target,
+            Target::Filter("nazev begins 'A'".into())
+        );
+        assert_eq!(
+            parse_path("demo/cenik/(kod = 'x/y.z').json")
+                .unwrap()
+                .target,
+            Target::Filter("kod = 'x/y.z'".into())
+        );
+        assert_eq!(
+            parse_path("demo/cenik.csv"),
+            Err(PathError::UnknownFormat("csv".into()))
+        );
+        assert!(matches!(parse_path("demo"), Err(PathError::NotFound(_))));
+        assert!(matches!(
+            parse_path("demo/../x.json"),
+            Err(PathError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn xml_and_json_documents_decode_to_the_same_records() {
+        let xml = r#"<winstrom version="1.0"><kusovnik id="123" action="prepocti-nakupni-cenu" /></winstrom>"#;
+        let json =
+            r#"{"winstrom": {"kusovnik": {"id": "123", "@action": "prepocti-nakupni-cenu"}}}"#;
+        let a = decode_document(xml, 16, 10).unwrap();
+        let b = decode_document(json, 16, 10).unwrap();
+        assert_eq!(a, b);
+        assert!(a.atomic);
+        assert_eq!(a.records[0].ids, vec!["123"]);
+        let xml = r#"<winstrom version="1.0" atomic="false"><cenik><id>1</id><id>code:A</id><nazev>Deska &amp; noha</nazev></cenik><cenik filter="kod = 'X'" action="delete"/></winstrom>"#;
+        let d = decode_document(xml, 16, 10).unwrap();
+        assert!(!d.atomic);
+        assert_eq!(d.records[0].ids, vec!["1", "code:A"]);
+        assert_eq!(
+            d.records[0].fields,
+            vec![("nazev".to_string(), RawValue::Text("Deska & noha".into()))]
+        );
+        assert_eq!(d.records[1].filter.as_deref(), Some("kod = 'X'"));
+        let json = r#"{"winstrom": {"@atomic": "false", "cenik": [{"id": ["1", "code:A"], "nakupCena": 12.50, "aktivni": true}]}}"#;
+        let d = decode_document(json, 16, 10).unwrap();
+        assert_eq!(
+            d.records[0].fields,
+            vec![
+                ("aktivni".to_string(), RawValue::Bool(true)),
+                ("nakupCena".to_string(), RawValue::Number("12.50".into()))
+            ]
+        );
+        assert!(decode_document("<a/>", 16, 10).is_err());
+        assert!(decode_document(r#"{"winstrom": {"cenik": {"x": {"y": 1}}}}"#, 16, 10).is_err());
+        assert!(decode_document(r#"<winstrom><cenik/><cenik/></winstrom>"#, 16, 1).is_err());
+    }
+
+    #[test]
+    fn answers_follow_flexi_shapes() {
+        let r = Reply::Import {
+            success: true,
+            stats: Stats {
+                updated: 1,
+                ..Stats::default()
+            },
+            results: vec![Outcome {
+                id: Some("123".into()),
+                request_id: Some("123".into()),
+                reference: Some("/c/demo/kusovnik/123.json".into()),
+                errors: vec![],
+            }],
+            message: None,
+        };
+        assert_eq!(
+            encode(&r, Format::Json),
+            r#"{"winstrom":{"@version":"1.0","success":"true","stats":{"created":"0","updated":"1","deleted":"0","skipped":"0","failed":"0"},"results":[{"id":"123","request-id":"123","ref":"/c/demo/kusovnik/123.json"}]}}"#
+        );
+        assert_eq!(
+            encode(&r, Format::Xml),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<winstrom version=\"1.0\"><success>true</success><stats><created>0</created><updated>1</updated><deleted>0</deleted><skipped>0</skipped><failed>0</failed></stats><results><result><id>123</id><request-id>123</request-id><ref>/c/demo/kusovnik/123.json</ref></result></results></winstrom>\n"
+        );
+    }
+}
