@@ -56,7 +56,7 @@ enum Command {
     },
     /// Run a bundled reference backend on its own.
     ReferenceBackend {
-        /// Which backend: product-options, dia, datawiz.
+        /// Which backend: product-options, dia, datawiz, flexi.
         #[arg(long, default_value = "product-options")]
         kind: String,
         /// Seed data file (default: fixtures/reference/<kind>.json).

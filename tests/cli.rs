@@ -34,7 +34,13 @@ fn check_prints_each_operation_and_its_backend_call() {
         "{out}"
     );
     assert!(out.contains("uploadInventory          -> POST builtin:datawiz/api/v1/product-inventory/ (in batches of 1000)"), "{out}");
-    assert_eq!(out.matches(" -> ").count(), 18, "{out}");
+    assert!(out.contains("action prepocti-nakupni-cenu -> POST builtin:flexi/v1/{$.tenant}/boms/{$.id}:recalculate"), "{out}");
+    assert!(
+        out.contains("winstrom /c/test (tenant test, profile flexi-test-users)"),
+        "{out}"
+    );
+    // 18 SOAP/XML-RPC operations, 2 companies x (5 cenik + 5 kusovnik) winstrom routes.
+    assert_eq!(out.matches(" -> ").count(), 38, "{out}");
 }
 
 #[test]

@@ -138,6 +138,32 @@ fn mangled_xmlrpc_calls_are_answered_never_panicked_on() {
     });
 }
 
+#[test]
+fn mangled_winstrom_documents_and_filters_are_answered_never_panicked_on() {
+    use soapbridge::protocol::{winstrom, wql};
+    let seeds: Vec<Vec<u8>> = [
+        "kusovnik/seed-filter.xml",
+        "kusovnik/seed-id.json",
+        "cenik/create.json",
+        "cenik/create.xml",
+    ]
+    .iter()
+    .map(|f| std::fs::read(format!("fixtures/winstrom/{f}")).unwrap())
+    .collect();
+    mutate(&seeds, |doc| {
+        let Ok(text) = soapbridge::protocol::xml::decode_body(doc, None) else {
+            return false;
+        };
+        match winstrom::decode_document(&text, 64, 1000) {
+            Ok(d) => d
+                .records
+                .iter()
+                .all(|r| r.filter.as_deref().is_none_or(|f| wql::parse(f).is_ok())),
+            Err(_) => false,
+        }
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_signed_calls_each_get_their_own_answer() {
     let b = Bridge::demo().await;

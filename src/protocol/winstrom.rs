@@ -227,7 +227,8 @@ fn decode_xml(text: &str, max_depth: usize, max_records: usize) -> Result<Docume
                     filter: None,
                     fields: Vec::new(),
                 };
-                for a in RECORD_ATTRIBUTES {
+                let has_attributes = !rec.attributes_raw().iter().all(u8::is_ascii_whitespace);
+                for a in RECORD_ATTRIBUTES.iter().filter(|_| has_attributes) {
                     if let Some(v) = r.attribute(&rec, "", a)? {
                         match *a {
                             "action" => record.action = Some(v.trim().to_string()),
@@ -241,12 +242,13 @@ fn decode_xml(text: &str, max_depth: usize, max_records: usize) -> Result<Docume
                     match r.next_node()? {
                         Node::Start(f) => {
                             let name = xml::local_name(&f);
-                            let path = format!("{}/{name}", record.evidence);
-                            let text = r.read_text(&path)?;
+                            let text = r.read_text(&record.evidence)?;
                             if name == "id" {
                                 record.ids.push(text.trim().to_string());
                             } else if record.fields.iter().any(|(n, _)| *n == name) {
-                                return Err(Error::RepeatedElement { path });
+                                return Err(Error::RepeatedElement {
+                                    path: format!("{}/{name}", record.evidence),
+                                });
                             } else {
                                 record.fields.push((name, RawValue::Text(text)));
                             }
