@@ -61,6 +61,7 @@ struct Limits {
 #[derive(Debug)]
 pub struct App {
     services: HashMap<String, Service>,
+    stock: Option<Arc<crate::stock::StockSync>>,
     xmlrpc: Option<XmlRpcSettings>,
     winstrom: Option<crate::front::winstrom::Winstrom>,
     public_url: String,
@@ -183,13 +184,88 @@ impl App {
             );
         }
 
+        // The durable store (stock batches, error reports, the shared signature cache); opened by
+        // `check` too, which so checks that it can be reached.
+        let store = match &raw.store {
+            Some(sc) => {
+                let url = cfg.secret("store.url", &sc.url)?;
+                let url = match url.strip_prefix("sqlite:") {
+                    Some(path) => format!(
+                        "sqlite:{}",
+                        cfg.resolve_path(std::path::Path::new(path)).display()
+                    ),
+                    None => url,
+                };
+                let store = crate::store::Store::open(&url, &sc.schema)
+                    .await
+                    .map_err(|e| cfg.err("store.url", e.to_string()))?;
+                tracing::info!(kind = store.kind(), "store opened");
+                Some(Arc::new(store))
+            }
+            None => None,
+        };
+        let stock = match &raw.stock {
+            None => None,
+            Some(sc) => {
+                let backend = backends.get(&sc.backend).ok_or_else(|| {
+                    cfg.err(
+                        "stock.backend",
+                        format!("no [backends.{}] is defined", sc.backend),
+                    )
+                })?;
+                if raw.store.is_none() {
+                    return Err(cfg.err("stock", "needs a [store] to keep its batches in"));
+                }
+                let route = |k: &str, m: &crate::config::OperationMapping| {
+                    Route::compile(m, backend.clone(), None)
+                        .map_err(|(sub, e)| cfg.err(format!("stock.{k}.{sub}"), e))
+                };
+                let (send, poll) = (route("send", &sc.send)?, route("poll", &sc.poll)?);
+                if sc.lease_ms <= raw.backends[&sc.backend].timeout_ms as i64 {
+                    return Err(cfg.err(
+                        "stock.lease_ms",
+                        "must be longer than the backend's timeout_ms, or a slow delivery could lose its claim",
+                    ));
+                }
+                store.clone().map(|st| {
+                    Arc::new(crate::stock::StockSync::new(
+                        st,
+                        send,
+                        poll,
+                        sc.warehouse_codes.clone(),
+                        crate::stock::Settings {
+                            workers: sc.workers,
+                            max_attempts: sc.max_attempts.max(1),
+                            lease_ms: sc.lease_ms,
+                            poll_interval_ms: sc.poll_interval_ms.max(10),
+                            retry_base_ms: sc.retry_base_ms.max(1),
+                            retry_max_ms: sc.retry_max_ms.max(1),
+                        },
+                    ))
+                })
+            }
+        };
+
         let mut profiles: HashMap<String, Arc<Profile>> = HashMap::new();
         for (name, p) in &raw.profiles {
             let profile = match p {
                 ProfileConfig::Signed(sp) => {
-                    Profile::Signed(SignedProfile::from_config(name, sp, |k, s| {
-                        cfg.secret(k, s)
-                    })?)
+                    let shared = match (sp.shared_replay_cache, &store) {
+                        (true, Some(s)) => Some(s.clone()),
+                        (true, None) => {
+                            return Err(cfg.err(
+                                format!("profiles.{name}.shared_replay_cache"),
+                                "needs a [store]",
+                            ));
+                        }
+                        (false, _) => None,
+                    };
+                    Profile::Signed(SignedProfile::from_config(
+                        name,
+                        sp,
+                        |k, s| cfg.secret(k, s),
+                        shared,
+                    )?)
                 }
                 ProfileConfig::Basic(bp) => {
                     let mut users = Vec::new();
@@ -244,8 +320,11 @@ impl App {
                     })?;
                 }
                 let backend = backends[m.backend.as_ref().unwrap_or(&s.backend)].clone();
+                if m.stock.is_some() && raw.stock.is_none() {
+                    return Err(cfg.err(format!("{mkey}.stock"), "needs a [stock] section"));
+                }
                 routes.push(
-                    Route::compile(m, backend)
+                    Route::compile(m, backend, stock.as_ref())
                         .map_err(|(k, e)| cfg.err(format!("{mkey}.{k}"), e))?,
                 );
             }
@@ -275,6 +354,7 @@ impl App {
         Ok(App {
             services,
             winstrom,
+            stock,
             xmlrpc: raw.xmlrpc.enabled.then(|| XmlRpcSettings {
                 path: raw.xmlrpc.path.trim_end_matches('/').to_string(),
                 i8: raw.xmlrpc.i8,
@@ -296,6 +376,20 @@ impl App {
 
     pub fn serve_options(&self) -> ServeOptions {
         self.serve
+    }
+
+    /// Starts the background work (stock delivery workers) until `shutdown` turns true; the
+    /// handle completes when the workers have finished and released their claims.
+    pub fn start_background(
+        &self,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        self.stock.clone().map(|s| tokio::spawn(s.run(shutdown)))
+    }
+
+    /// The stock sync, when configured (tests and benchmarks read its store).
+    pub fn stock(&self) -> Option<&Arc<crate::stock::StockSync>> {
+        self.stock.as_ref()
     }
 
     /// Every service, operation and the backend call it maps to (for `soapbridge check`).
@@ -324,6 +418,9 @@ impl App {
         }
         if let Some(w) = &self.winstrom {
             out.extend(w.describe());
+        }
+        if let Some(s) = &self.stock {
+            out.extend(s.describe());
         }
         out
     }
@@ -403,7 +500,7 @@ impl App {
             let user = role_user.ok_or(Error::Unauthorized)?;
             if let Some(signed) = p.signed() {
                 let now = chrono::Utc::now().timestamp_millis();
-                signed.verify(&mut params, user, now)?;
+                signed.verify(&mut params, user, now).await?;
             }
         }
         svc.routes[operation].invoke(&params).await

@@ -62,6 +62,26 @@ impl<'a> Val<'a> {
         }
     }
 
+    /// A `serde_json` value as a call value borrowing from it (for calls the bridge makes
+    /// itself, such as stock deliveries and winstrom routes).
+    pub fn borrowed(v: &'a Value) -> Val<'a> {
+        match v {
+            Value::Null => Val::Null,
+            Value::Bool(b) => Val::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Val::Int(i),
+                None => Val::Num(n.to_string().into()),
+            },
+            Value::String(s) => Val::Str(s.as_str().into()),
+            Value::Array(a) => Val::List(a.iter().map(Val::borrowed).collect()),
+            Value::Object(m) => Val::Obj(
+                m.iter()
+                    .map(|(k, v)| (k.as_str(), Val::borrowed(v)))
+                    .collect(),
+            ),
+        }
+    }
+
     /// The same value as `serde_json`.
     pub fn to_json(&self) -> Value {
         match self {

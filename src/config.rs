@@ -342,6 +342,10 @@ pub struct SignedProfileConfig {
     pub accounts: Vec<AccountConfig>,
     #[serde(default)]
     pub backend_errors: BTreeMap<String, ErrorText>,
+    /// Keep used signatures in the `[store]` (shared by every instance on a PostgreSQL store,
+    /// kept across restarts) instead of in this process's memory.
+    #[serde(default)]
+    pub shared_replay_cache: bool,
 }
 
 fn default_window() -> u64 {
@@ -393,8 +397,15 @@ pub struct OperationMapping {
     pub backend: Option<String>,
     #[serde(default = "default_method")]
     pub method: String,
-    /// Path template: `/v1/vouchers/{$.paymentVoucher}/payments`.
-    pub path: String,
+    /// Path template: `/v1/vouchers/{$.paymentVoucher}/payments` (not for `stock` operations).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Extra request headers: name -> template (`idempotency-key = "$.key"`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Value>,
+    /// Handled by the stock sync instead of a plain backend call (see `[stock]`).
+    #[serde(default)]
+    pub stock: Option<StockOpConfig>,
     /// Query parameters: name -> template expression; lists repeat the parameter.
     #[serde(default)]
     pub query: BTreeMap<String, Value>,
@@ -411,6 +422,85 @@ pub struct OperationMapping {
     /// Send a list body in chunks, with per-item outcomes in `$batch`.
     #[serde(default)]
     pub batch: Option<BatchConfig>,
+}
+
+/// What a stock-service operation does: `submit` a stock list (`action` insert or update,
+/// `list` main or extra), or read `warehouses`, `batches`, one `batch`, or `reports`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockOpConfig {
+    pub op: String,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub list: Option<String>,
+}
+
+/// The durable store: `url = "sqlite:var/soapbridge.db"` (relative to the configuration file;
+/// created on first start) or `url = "postgres://user@host/db"` with `schema`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub url: SecretSource,
+    #[serde(default = "default_schema")]
+    pub schema: String,
+}
+
+fn default_schema() -> String {
+    "soapbridge".into()
+}
+
+/// Stock sync: the batches of asynchronous stock lists, delivered by workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockConfig {
+    pub backend: String,
+    /// The configured warehouse codes (`WAREHOUSE_CODES`), as `getWarehouseMappings` answers.
+    #[serde(default)]
+    pub warehouse_codes: Vec<String>,
+    /// Batches delivered at once by this instance.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Delivery attempts before a batch fails.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: i64,
+    /// How long a claimed batch stays this instance's; a dead instance's claims expire then.
+    #[serde(default = "default_lease")]
+    pub lease_ms: i64,
+    /// How often a batch the backend is still processing is asked about.
+    #[serde(default = "default_poll")]
+    pub poll_interval_ms: i64,
+    /// Back-off after a failed attempt: base * 2^(attempt-1), at most max, with jitter.
+    #[serde(default = "default_retry_base")]
+    pub retry_base_ms: i64,
+    #[serde(default = "default_retry_max")]
+    pub retry_max_ms: i64,
+    /// The backend call delivering a stock list. Input: `$.mode` (sync|async), `$.key` (the
+    /// batch's idempotency key), `$.action`, `$.list`, `$.items`. Result: `{remote_id, status,
+    /// results}`.
+    pub send: OperationMapping,
+    /// The backend call asking about a delivered batch. Input: `$.remote_id`. Result:
+    /// `{status, results}`.
+    pub poll: OperationMapping,
+}
+
+fn default_workers() -> usize {
+    4
+}
+fn default_attempts() -> i64 {
+    8
+}
+fn default_lease() -> i64 {
+    30_000
+}
+fn default_poll() -> i64 {
+    250
+}
+fn default_retry_base() -> i64 {
+    200
+}
+fn default_retry_max() -> i64 {
+    30_000
 }
 
 /// `pages = { next = "$.next", items = "$.results" }`: after the first answer, request the
@@ -625,6 +715,10 @@ pub struct RawConfig {
     pub xmlrpc: XmlRpcConfig,
     #[serde(default)]
     pub winstrom: Option<WinstromConfig>,
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
+    #[serde(default)]
+    pub stock: Option<StockConfig>,
     #[serde(default)]
     pub backends: BTreeMap<String, BackendConfig>,
     #[serde(default)]
@@ -890,6 +984,12 @@ impl Config {
                     return Err(self.err(
                         format!("mappings.{}.{op}.backend", s.mappings),
                         format!("no [backends.{b}] is defined"),
+                    ));
+                }
+                if m.path.is_none() && m.stock.is_none() {
+                    return Err(self.err(
+                        format!("mappings.{}.{op}.path", s.mappings),
+                        "is required (unless the operation is a stock operation)",
                     ));
                 }
                 if m.method.parse::<http::Method>().is_err() {

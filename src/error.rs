@@ -166,6 +166,8 @@ pub enum Error {
     RequestTimeout { limit_ms: u64 },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the bridge's store is not available: {0}")]
+    Store(String),
 }
 
 impl Error {
@@ -181,7 +183,7 @@ impl Error {
             | BackendStatus { .. }
             | BackendBadResponse { .. }
             | BackendSessionExpired { .. } => Party::Backend,
-            RequestTimeout { .. } | Internal(_) => Party::Bridge,
+            RequestTimeout { .. } | Internal(_) | Store(_) => Party::Bridge,
             _ => Party::Caller,
         }
     }
@@ -227,6 +229,7 @@ impl Error {
             BackendSessionExpired { .. } => "BACKEND_SESSION_EXPIRED",
             RequestTimeout { .. } => "REQUEST_TIMEOUT",
             Internal(_) => "INTERNAL",
+            Store(_) => "STORE_UNAVAILABLE",
         }
     }
 
@@ -267,6 +270,7 @@ impl Error {
             BackendBadResponse { .. } => 3004,
             RequestTimeout { .. } => 3005,
             BackendSessionExpired { .. } => 3006,
+            Store(_) => 3007,
             _ => return None,
         })
     }

@@ -14,3 +14,5 @@ pub mod reference;
 pub mod route;
 pub mod schema;
 pub mod server;
+pub mod stock;
+pub mod store;

@@ -13,6 +13,7 @@ use crate::call::Val;
 use crate::config::{BatchConfig, OperationMapping, PagesConfig};
 use crate::error::{Error, FieldError, Refusal};
 use crate::mapping::{Doc, PathExpr, PathTemplate, Root, Scope, Template, render_query};
+use crate::stock::{StockOp, StockSync};
 
 /// The backend call an operation maps to.
 #[derive(Debug)]
@@ -21,6 +22,9 @@ pub struct Route {
     method: Method,
     path: PathTemplate,
     query: Vec<(String, Template)>,
+    headers: Vec<(http::HeaderName, Template)>,
+    /// Handled by the stock sync: the body template renders its input.
+    stock: Option<(Arc<StockSync>, StockOp)>,
     body: Option<Template>,
     response: Template,
     pages: Option<Pages>,
@@ -54,11 +58,42 @@ fn path(key: &str, text: &str) -> Result<PathExpr, CompileError> {
 }
 
 impl Route {
-    pub fn compile(m: &OperationMapping, backend: Arc<Backend>) -> Result<Route, CompileError> {
+    pub fn compile(
+        m: &OperationMapping,
+        backend: Arc<Backend>,
+        stock: Option<&Arc<StockSync>>,
+    ) -> Result<Route, CompileError> {
         let tmpl = |k: &str, v: &Value| Template::compile(v).map_err(|e| (k.to_string(), e));
         let mut query = Vec::new();
         for (q, v) in &m.query {
             query.push((q.clone(), tmpl(&format!("query.{q}"), v)?));
+        }
+        let mut headers = Vec::new();
+        for (h, v) in &m.headers {
+            let name = http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                (
+                    format!("headers.{h}"),
+                    "not a valid header name".to_string(),
+                )
+            })?;
+            headers.push((name, tmpl(&format!("headers.{h}"), v)?));
+        }
+        let stock = match &m.stock {
+            None => None,
+            Some(s) => {
+                let sync = stock.ok_or_else(|| {
+                    (
+                        "stock".to_string(),
+                        "needs a [stock] section (and a [store])".to_string(),
+                    )
+                })?;
+                let op = StockOp::parse(&s.op, s.action.as_deref(), s.list.as_deref())
+                    .map_err(|e| ("stock".to_string(), e))?;
+                Some((sync.clone(), op))
+            }
+        };
+        if stock.is_none() && m.path.is_none() {
+            return Err(("path".into(), "is required".into()));
         }
         let body = m.body.as_ref().map(|b| tmpl("body", b)).transpose()?;
         let response = tmpl("response", &m.response)?;
@@ -122,8 +157,11 @@ impl Route {
                 .method
                 .parse()
                 .map_err(|_| ("method".to_string(), "not an HTTP method".to_string()))?,
-            path: PathTemplate::parse(&m.path).map_err(|e| ("path".to_string(), e))?,
+            path: PathTemplate::parse(m.path.as_deref().unwrap_or("/"))
+                .map_err(|e| ("path".to_string(), e))?,
             query,
+            headers,
+            stock,
             body,
             response,
             pages,
@@ -132,6 +170,17 @@ impl Route {
     }
 
     pub fn describe(&self) -> String {
+        if let Some((_, op)) = &self.stock {
+            return match op {
+                StockOp::Submit { action, list } => {
+                    format!("stock sync: {action} into the {list} list (sync, or an async batch)")
+                }
+                StockOp::Warehouses => "stock sync: the configured warehouse codes".into(),
+                StockOp::Batches => "stock sync: batches from the store".into(),
+                StockOp::Batch => "stock sync: one batch from the store".into(),
+                StockOp::Reports => "stock sync: error reports from the store".into(),
+            };
+        }
         let mut s = format!(
             "{} {}{}",
             self.method,
@@ -168,16 +217,43 @@ impl Route {
             Some(v) => Body::Json(v),
             None => Body::None,
         };
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for (name, t) in &self.headers {
+            if let Some(v) = t.eval(&scope).filter(|v| !v.is_null()) {
+                let text = crate::mapping::scalar_text(&v);
+                let value = http::HeaderValue::from_str(&text).map_err(|_| {
+                    Error::Internal(format!("header {name}: not a valid header value"))
+                })?;
+                headers.push((name.clone(), value));
+            }
+        }
         Ok(BackendRequest {
             method: self.method.clone(),
             path_and_query,
             body,
+            headers,
         })
     }
 
     /// Renders the backend request from the call's parameters, calls the backend (every page,
     /// or every batch) and shapes its answer into the operation's result.
     pub async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
+        if let Some((sync, op)) = &self.stock {
+            let creds = Creds::default();
+            let scope = self.scope(input, &creds);
+            let rendered = self
+                .body
+                .as_ref()
+                .and_then(|t| t.eval(&scope))
+                .unwrap_or(Value::Null);
+            // Boxed: a stock operation calls routes itself (its send route).
+            let answer = Box::pin(sync.handle(op, &rendered)).await?;
+            let mut scope = Scope::new(Doc::Json(&answer), Doc::Call(input));
+            scope.vars = Some(&self.backend.vars);
+            return self.response.eval(&scope).ok_or_else(|| {
+                Error::Internal("the stock operation's response mapping found nothing".into())
+            });
+        }
         let (answer, batch) = match &self.batch {
             Some(b) => {
                 let (a, outcomes) = self.send_batches(b, input).await?;
@@ -229,6 +305,7 @@ impl Route {
                         method: Method::GET,
                         path_and_query: rel.clone(),
                         body: Body::None,
+                        headers: Vec::new(),
                     })
                 })
                 .await?;

@@ -37,19 +37,29 @@ impl Default for ServeOptions {
     }
 }
 
-/// Runs the bridge on `listener` until `shutdown` completes.
+/// Runs the bridge on `listener` until `shutdown` completes: its background work (stock
+/// delivery workers) too, which stops after the server and releases what it holds.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let opts = app.serve_options();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let background = app.start_background(stopping);
+    let handler_app = app.clone();
     serve(
         listener,
         move |req| {
-            let app = app.clone();
+            let app = handler_app.clone();
             async move { app.handle(req).await }
         },
         opts,
         shutdown,
     )
-    .await
+    .await;
+    let _ = stop.send(true);
+    if let Some(b) = background
+        && tokio::time::timeout(opts.grace, b).await.is_err()
+    {
+        tracing::warn!("background work did not stop within the grace period");
+    }
 }
 
 /// Serves HTTP/1.1 with `handler` until `shutdown` completes, then stops accepting and waits

@@ -39,8 +39,14 @@ fn check_prints_each_operation_and_its_backend_call() {
         out.contains("winstrom /c/test (tenant test, profile flexi-test-users)"),
         "{out}"
     );
-    // 18 SOAP/XML-RPC operations, 2 companies x (5 cenik + 5 kusovnik) winstrom routes.
-    assert_eq!(out.matches(" -> ").count(), 38, "{out}");
+    assert!(
+        out.contains("getStockBatchRequest     -> stock sync: one batch from the store"),
+        "{out}"
+    );
+    assert!(out.contains("stock sync: 4 workers, store sqlite"), "{out}");
+    // 26 SOAP/XML-RPC operations, 2 companies x (5 cenik + 5 kusovnik) winstrom routes, the
+    // stock sync's send and poll.
+    assert_eq!(out.matches(" -> ").count(), 48, "{out}");
 }
 
 #[test]

@@ -194,6 +194,7 @@ impl SessionLogin {
             method: self.method.clone(),
             path_and_query: self.path.clone(),
             body: Body::Json(body),
+            headers: Vec::new(),
         };
         let answer = backend
             .exchange(&req, &Creds::default())
@@ -257,6 +258,7 @@ impl PasswordGrant {
             method: Method::POST,
             path_and_query: self.token_path.clone(),
             body: Body::Form(form),
+            headers: Vec::new(),
         };
         let answer = backend
             .exchange(&req, &Creds::default())

@@ -93,6 +93,8 @@ pub struct BackendRequest {
     /// Path and query, appended to the backend's base URL.
     pub path_and_query: String,
     pub body: Body,
+    /// Headers of this request only (an idempotency key).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 #[derive(Debug, Clone)]
@@ -229,7 +231,7 @@ impl Backend {
         if let Some(ct) = content_type {
             builder = builder.header(http::header::CONTENT_TYPE, ct);
         }
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers.iter().chain(&req.headers) {
             builder = builder.header(k, v);
         }
         if let Some(a) = &creds.authorization {

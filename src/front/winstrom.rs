@@ -303,7 +303,7 @@ fn evidence(
             }
             None => m,
         };
-        Route::compile(m, backend.clone())
+        Route::compile(m, backend.clone(), None)
             .map_err(|(sub, e)| cfg.err(format!("{key}.{k}.{sub}"), e))
     };
     for r in e.routes.keys() {
@@ -708,7 +708,7 @@ impl<'a> Ctx<'a> {
         count: bool,
     ) -> Result<(Vec<Value>, Option<u64>), Error> {
         let input = self.input(vec![
-            ("filter", val_of(filter)),
+            ("filter", Val::borrowed(filter)),
             ("start", Val::Int(start)),
             ("limit", Val::Int(limit)),
             ("count", Val::Bool(count)),
@@ -1201,21 +1201,6 @@ fn rename_fields(v: &mut Value, ev: &Evidence) {
         }
         Value::Array(items) => items.iter_mut().for_each(|c| rename_fields(c, ev)),
         _ => {}
-    }
-}
-
-/// A JSON value as a call-model value borrowing from it.
-fn val_of(v: &Value) -> Val<'_> {
-    match v {
-        Value::Null => Val::Null,
-        Value::Bool(b) => Val::Bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Val::Int(i),
-            None => Val::Num(n.to_string().into()),
-        },
-        Value::String(s) => Val::Str(s.as_str().into()),
-        Value::Array(a) => Val::List(a.iter().map(val_of).collect()),
-        Value::Object(m) => Val::Obj(m.iter().map(|(k, v)| (k.as_str(), val_of(v))).collect()),
     }
 }
 

@@ -54,7 +54,16 @@ pub struct SignedProfile {
     accounts: Vec<Account>,
     by_key: HashMap<String, usize>,
     backend_errors: BTreeMap<String, ErrorText>,
-    ledger: SignatureLedger,
+    ledger: Replay,
+}
+
+/// Where used signatures are remembered.
+#[derive(Debug)]
+enum Replay {
+    Memory(SignatureLedger),
+    /// The shared store (`shared_replay_cache`): every instance on it refuses a signature any
+    /// of them has seen.
+    Store(std::sync::Arc<crate::store::Store>),
 }
 
 /// Computes `md5(apiKey + secret + time)` as lowercase hex.
@@ -73,6 +82,7 @@ impl SignedProfile {
         name: &str,
         cfg: &SignedProfileConfig,
         secret: impl Fn(&str, &crate::config::SecretSource) -> Result<String, ConfigError>,
+        store: Option<std::sync::Arc<crate::store::Store>>,
     ) -> Result<SignedProfile, ConfigError> {
         let mut accounts = Vec::new();
         let mut by_key = HashMap::new();
@@ -102,7 +112,10 @@ impl SignedProfile {
             accounts,
             by_key,
             backend_errors: cfg.backend_errors.clone(),
-            ledger: SignatureLedger::default(),
+            ledger: match store {
+                Some(s) => Replay::Store(s),
+                None => Replay::Memory(SignatureLedger::default()),
+            },
         })
     }
 
@@ -180,7 +193,12 @@ impl SignedProfile {
     }
 
     /// Verifies the signature parameters and removes them from `params`.
-    pub fn verify(&self, params: &mut Val<'_>, role_user: &str, now_ms: i64) -> Result<(), Error> {
+    pub async fn verify(
+        &self,
+        params: &mut Val<'_>,
+        role_user: &str,
+        now_ms: i64,
+    ) -> Result<(), Error> {
         let api_key = take_string(params, "apiKey").trim().to_string();
         let sign_given = take_string(params, "sign").trim().to_string();
         let time = params.take("time").and_then(|v| v.as_i64());
@@ -213,12 +231,18 @@ impl SignedProfile {
         if !ct_eq(&account.role_user, role_user) {
             return Err(Error::ApiKeyUserMismatch);
         }
-        if account.reuse == ReusePolicy::Reject
-            && !self
-                .ledger
-                .first_use(&expected, time, time + self.window_ms, now_ms)
-        {
-            return Err(Error::SignatureReused);
+        if account.reuse == ReusePolicy::Reject {
+            let expires = time + self.window_ms;
+            let first = match &self.ledger {
+                Replay::Memory(l) => l.first_use(&expected, time, expires, now_ms),
+                Replay::Store(s) => s
+                    .first_use(&expected, time, expires, now_ms)
+                    .await
+                    .map_err(|e| Error::Store(e.to_string()))?,
+            };
+            if !first {
+                return Err(Error::SignatureReused);
+            }
         }
         Ok(())
     }
@@ -394,11 +418,17 @@ mod tests {
                 accept_any_time: false,
             }],
             backend_errors: BTreeMap::new(),
+            shared_replay_cache: false,
         };
-        SignedProfile::from_config("p", &cfg, |_, s| match s {
-            SecretSource::Inline(s) => Ok(s.clone()),
-            SecretSource::Env { .. } => unreachable!(),
-        })
+        SignedProfile::from_config(
+            "p",
+            &cfg,
+            |_, s| match s {
+                SecretSource::Inline(s) => Ok(s.clone()),
+                SecretSource::Env { .. } => unreachable!(),
+            },
+            None,
+        )
         .unwrap()
     }
 
@@ -424,43 +454,43 @@ mod tests {
         );
     }
 
-    #[test]
-    fn valid_call_in_either_case_passes_and_leaves_only_business_parameters() {
+    #[tokio::test]
+    async fn valid_call_in_either_case_passes_and_leaves_only_business_parameters() {
         let p = profile(ReusePolicy::Allow);
         let now = 1_700_000_000_000;
         let upper = sign("K", "S", now).to_uppercase();
         let mut m = params(&upper, now);
-        p.verify(&mut m, "u", now + 1000).unwrap();
+        p.verify(&mut m, "u", now + 1000).await.unwrap();
         assert_eq!(
             m.to_json(),
             serde_json::json!({"productIds": {"item": [1]}})
         );
     }
 
-    #[test]
-    fn each_failure_has_its_error() {
+    #[tokio::test]
+    async fn each_failure_has_its_error() {
         let p = profile(ReusePolicy::Reject);
         let now = 1_700_000_000_000;
         let ok = sign("K", "S", now);
         assert!(matches!(
-            p.verify(&mut params("00", now), "u", now),
+            p.verify(&mut params("00", now), "u", now).await,
             Err(Error::SignatureInvalid)
         ));
         assert!(matches!(
-            p.verify(&mut params(&ok, now), "u", now + 301_000),
+            p.verify(&mut params(&ok, now), "u", now + 301_000).await,
             Err(Error::TimeExpired { .. })
         ));
         assert!(matches!(
-            p.verify(&mut params(&ok, now), "u", now - 301_000),
+            p.verify(&mut params(&ok, now), "u", now - 301_000).await,
             Err(Error::TimeInFuture { .. })
         ));
         assert!(matches!(
-            p.verify(&mut params(&ok, now), "other", now),
+            p.verify(&mut params(&ok, now), "other", now).await,
             Err(Error::ApiKeyUserMismatch)
         ));
-        p.verify(&mut params(&ok, now), "u", now).unwrap();
+        p.verify(&mut params(&ok, now), "u", now).await.unwrap();
         assert!(matches!(
-            p.verify(&mut params(&ok, now), "u", now),
+            p.verify(&mut params(&ok, now), "u", now).await,
             Err(Error::SignatureReused)
         ));
     }

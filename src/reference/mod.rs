@@ -7,6 +7,7 @@ pub mod datawiz;
 pub mod dia;
 pub mod flexi;
 pub mod product_options;
+pub mod stock;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 /// Kinds of reference backend that can be started.
-pub const KINDS: &[&str] = &["product-options", "dia", "datawiz", "flexi"];
+pub const KINDS: &[&str] = &["product-options", "dia", "datawiz", "flexi", "stock"];
 
 /// A loaded reference backend.
 enum Api {
@@ -27,6 +28,7 @@ enum Api {
     Dia(dia::DiaApi),
     Datawiz(datawiz::DatawizApi),
     Flexi(flexi::FlexiApi),
+    Stock(stock::StockApi),
 }
 
 impl Api {
@@ -36,6 +38,7 @@ impl Api {
             Api::Dia(a) => a.handle(req).await,
             Api::Datawiz(a) => a.handle(req).await,
             Api::Flexi(a) => a.handle(req).await,
+            Api::Stock(a) => a.handle(req).await,
         }
     }
 }
@@ -49,6 +52,7 @@ fn load(kind: &str, data: &Path) -> Result<Api, String> {
         "dia" => dia::DiaApi::load(data).map(Api::Dia),
         "datawiz" => datawiz::DatawizApi::load(data).map(Api::Datawiz),
         "flexi" => flexi::FlexiApi::load(data).map(Api::Flexi),
+        "stock" => stock::StockApi::load(data).map(Api::Stock),
         other => Err(format!(
             "unknown reference backend '{other}' (known: {})",
             KINDS.join(", ")

@@ -46,6 +46,13 @@ impl Bridge {
         let mut cfg = Config::from_toml(text, Path::new("demo/test.toml")).expect("valid config");
         cfg.raw.server.listen = addr;
         cfg.raw.server.public_url = None;
+        // Each bridge gets a store of its own (a fresh SQLite file), unless the test chose one.
+        if let Some(store) = &mut cfg.raw.store
+            && matches!(&store.url, soapbridge::config::SecretSource::Inline(u) if u == "sqlite:../var/soapbridge.db")
+        {
+            store.url =
+                soapbridge::config::SecretSource::Inline(format!("sqlite:{}", temp_db().display()));
+        }
         let app = Arc::new(App::build(&cfg, Builtins::Start).await.expect("app builds"));
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(soapbridge::server::run(listener, app, async {
@@ -77,6 +84,21 @@ impl Drop for Bridge {
             let _ = tx.send(());
         }
     }
+}
+
+/// A fresh, unique SQLite file path for one bridge's store.
+pub fn temp_db() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir().join("soapbridge-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(
+        "store-{}-{n}-{}.db",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ));
+    let _ = std::fs::remove_file(&path);
+    path
 }
 
 pub struct Reply {

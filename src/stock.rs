@@ -1,0 +1,735 @@
+//! Stock sync: stock lists sent to a sales channel synchronously, or accepted as durable
+//! batches and delivered by workers, whatever happens to the backend or to the bridge.
+//!
+//! A batch goes `initialized` (accepted and stored) -> `commit` (its backend request rendered
+//! and committed) -> `sent_to_remote` (the backend took it) -> `ongoing` (still processing) ->
+//! `done` (per-item results stored) or `fail` (refused, or out of attempts). Workers claim due
+//! batches with a lease; a failed delivery is retried with exponential back-off and jitter up to
+//! `max_attempts`; a worker that dies leaves a lease that expires, and the batch is claimed again.
+//! Every delivery of a batch carries the batch's idempotency key, so a delivery repeated after
+//! a crash is applied once by the backend. Every failure (and every success when the caller asks
+//! for success logs) leaves an error report with the raw request and response, secrets redacted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, watch};
+
+use crate::call::Val;
+use crate::error::Error;
+use crate::route::Route;
+use crate::store::{self, Batch, NewBatch, Report, Store};
+
+/// What a stock-service operation asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StockOp {
+    Submit { action: String, list: String },
+    Warehouses,
+    Batches,
+    Batch,
+    Reports,
+}
+
+impl StockOp {
+    pub fn parse(op: &str, action: Option<&str>, list: Option<&str>) -> Result<StockOp, String> {
+        Ok(match op {
+            "submit" => {
+                let action = action.ok_or("a submit needs action = \"insert\" or \"update\"")?;
+                if !matches!(action, "insert" | "update") {
+                    return Err(format!("action '{action}' must be insert or update"));
+                }
+                let list = list.unwrap_or("main");
+                if !matches!(list, "main" | "extra") {
+                    return Err(format!("list '{list}' must be main or extra"));
+                }
+                StockOp::Submit {
+                    action: action.to_string(),
+                    list: list.to_string(),
+                }
+            }
+            "warehouses" => StockOp::Warehouses,
+            "batches" => StockOp::Batches,
+            "batch" => StockOp::Batch,
+            "reports" => StockOp::Reports,
+            other => {
+                return Err(format!(
+                    "unknown stock op '{other}' (submit, warehouses, batches, batch, reports)"
+                ));
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub workers: usize,
+    pub max_attempts: i64,
+    pub lease_ms: i64,
+    pub poll_interval_ms: i64,
+    pub retry_base_ms: i64,
+    pub retry_max_ms: i64,
+}
+
+#[derive(Debug)]
+pub struct StockSync {
+    pub store: Arc<Store>,
+    send: Route,
+    poll: Route,
+    warehouses: Vec<String>,
+    settings: Settings,
+    /// This instance's name on the leases it holds.
+    owner: String,
+    wake: Notify,
+    seq: AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Keys whose values never reach an error report.
+fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "authorization",
+        "apikey",
+        "api_key",
+        "session",
+        "sign",
+        "card",
+        "cvv",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+/// A JSON value as report text, with secret members replaced.
+pub fn redacted(v: &Value) -> String {
+    fn walk(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let v = if is_secret(k) {
+                            Value::String("***".into())
+                        } else {
+                            walk(v)
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(walk).collect()),
+            other => other.clone(),
+        }
+    }
+    walk(v).to_string()
+}
+
+impl StockSync {
+    pub fn new(
+        store: Arc<Store>,
+        send: Route,
+        poll: Route,
+        warehouses: Vec<String>,
+        settings: Settings,
+    ) -> StockSync {
+        let owner = format!(
+            "{}-{}-{:x}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+            std::process::id(),
+            now_ms()
+        );
+        StockSync {
+            store,
+            send,
+            poll,
+            warehouses,
+            settings,
+            owner,
+            wake: Notify::new(),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn describe(&self) -> Vec<String> {
+        vec![format!(
+            "stock sync: {} workers, store {}, send -> {}, poll -> {}",
+            self.settings.workers,
+            self.store.kind(),
+            self.send.describe(),
+            self.poll.describe()
+        )]
+    }
+
+    /// One stock-service operation; `input` is what the operation's body template rendered.
+    pub async fn handle(&self, op: &StockOp, input: &Value) -> Result<Value, Error> {
+        match op {
+            StockOp::Submit { action, list } => self.submit(action, list, input).await,
+            StockOp::Warehouses => Ok(json!({
+                "warehouses": self.warehouses.iter().enumerate().map(|(i, c)| json!({"code": c, "index": i + 1})).collect::<Vec<_>>()
+            })),
+            StockOp::Batches => {
+                let status = input
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty());
+                if let Some(s) = status
+                    && !store::STATES.contains(&s)
+                {
+                    return Err(Error::InvalidValue {
+                        path: "status".into(),
+                        value: s.chars().take(40).collect(),
+                        expected: format!("one of {}", store::STATES.join(", ")),
+                    });
+                }
+                let limit = limit_of(input);
+                let batches = self.store.batches(status, limit).await.map_err(store_err)?;
+                Ok(
+                    json!({"batches": batches.iter().map(|b| batch_json(b, false)).collect::<Vec<_>>()}),
+                )
+            }
+            StockOp::Batch => {
+                let id = input
+                    .get("batch_id")
+                    .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
+                    .ok_or_else(|| Error::MissingElement {
+                        path: "batchId".into(),
+                    })?;
+                match self.store.batch(id).await.map_err(store_err)? {
+                    Some(b) => Ok(json!({"batch": batch_json(&b, true)})),
+                    None => Err(Error::InvalidValue {
+                        path: "batchId".into(),
+                        value: id.to_string(),
+                        expected: "the id of a recorded batch".into(),
+                    }),
+                }
+            }
+            StockOp::Reports => {
+                let batch = input
+                    .get("batch_id")
+                    .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
+                let reports = self
+                    .store
+                    .reports(batch, limit_of(input))
+                    .await
+                    .map_err(store_err)?;
+                Ok(json!({"reports": reports.iter().map(report_json).collect::<Vec<_>>()}))
+            }
+        }
+    }
+
+    /// A stock list: sent now and answered with per-item results (`is_sync`), or recorded as a
+    /// batch and answered with its id at once.
+    async fn submit(&self, action: &str, list: &str, input: &Value) -> Result<Value, Error> {
+        let items = match input.get("items") {
+            Some(Value::Array(items)) if !items.is_empty() => items.clone(),
+            _ => {
+                return Err(Error::MissingElement {
+                    path: "stocks/stock".into(),
+                });
+            }
+        };
+        let is_sync = input
+            .get("is_sync")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let success_log = input
+            .get("success_log")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let key = self.new_key();
+        if is_sync {
+            return self
+                .submit_sync(action, list, &key, items, success_log)
+                .await;
+        }
+        let id = self
+            .store
+            .insert_batch(&NewBatch {
+                key,
+                action: action.into(),
+                list: list.into(),
+                items: Value::Array(items),
+                success_log,
+                now: now_ms(),
+            })
+            .await
+            .map_err(store_err)?;
+        self.wake.notify_one();
+        Ok(json!({"batch_id": id, "status": store::INITIALIZED}))
+    }
+
+    async fn submit_sync(
+        &self,
+        action: &str,
+        list: &str,
+        key: &str,
+        items: Vec<Value>,
+        success_log: bool,
+    ) -> Result<Value, Error> {
+        let request =
+            json!({"mode": "sync", "key": key, "action": action, "list": list, "items": items});
+        let answer = self.send.invoke(&Val::borrowed(&request)).await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                self.report(
+                    None,
+                    "stock_list",
+                    "sync",
+                    &request,
+                    &Value::String(e.to_string()),
+                    e.code(),
+                    &e.to_string(),
+                    false,
+                    "",
+                )
+                .await;
+                return Err(e);
+            }
+        };
+        let results = answer
+            .get("results")
+            .cloned()
+            .unwrap_or(Value::Array(Vec::new()));
+        self.report_items(
+            None,
+            "stock_list",
+            "sync",
+            &request,
+            &answer,
+            &results,
+            success_log,
+        )
+        .await;
+        Ok(json!({"status": store::DONE, "results": results}))
+    }
+
+    fn new_key(&self) -> String {
+        format!(
+            "sb-{}-{}",
+            self.owner,
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Runs the delivery workers until `shutdown` turns true, then lets each finish the step it
+    /// is in and ends this instance's leases.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..self.settings.workers.max(1) {
+            let me = self.clone();
+            let rx = shutdown.clone();
+            tasks.spawn(async move { me.worker(rx).await });
+        }
+        while tasks.join_next().await.is_some() {}
+        match self.store.release_all(&self.owner).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(released = n, "stock sync stopped; released its claims")
+            }
+            Ok(_) => tracing::info!("stock sync stopped"),
+            Err(e) => tracing::warn!(error = %e, "stock sync stopped; its claims will expire"),
+        }
+    }
+
+    async fn worker(&self, mut shutdown: watch::Receiver<bool>) {
+        let idle = Duration::from_millis(self.settings.poll_interval_ms.clamp(10, 500) as u64);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            // A few at a time: fewer claims when busy; each is worked through before the lease
+            // (longer than a backend call) could run out.
+            match self
+                .store
+                .claim(&self.owner, now_ms(), self.settings.lease_ms, 4)
+                .await
+            {
+                Ok(batches) if !batches.is_empty() => {
+                    for b in batches {
+                        self.process(b).await;
+                    }
+                }
+                Ok(_) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(idle) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "stock sync cannot claim batches; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one claimed batch as far as it can go now.
+    async fn process(&self, mut b: Batch) {
+        loop {
+            let now = now_ms();
+            b.modified_at = now;
+            if b.request.is_none() {
+                b.request = Some(
+                    json!({"mode": "async", "key": b.key, "action": b.action, "list": b.list, "items": b.items}),
+                );
+            }
+            match b.status.as_str() {
+                // (A claim turns `initialized` into `commit`; this is for a batch read back
+                // from an older store.)
+                store::INITIALIZED => b.status = store::COMMIT.into(),
+                store::COMMIT => {
+                    let request = b.request.clone().unwrap_or(Value::Null);
+                    match self.send.invoke(&Val::borrowed(&request)).await {
+                        Ok(answer) => {
+                            b.remote_id = answer.get("remote_id").and_then(text);
+                            b.sent_at = Some(now);
+                            if answer.get("status").and_then(Value::as_str) == Some(store::DONE) {
+                                return self.finish(b, &answer).await;
+                            }
+                            b.status = store::SENT.into();
+                            b.next_at = now + self.settings.poll_interval_ms;
+                            self.save(&b, true).await;
+                            return;
+                        }
+                        Err(e) => return self.retry_or_fail(b, e).await,
+                    }
+                }
+                store::SENT | store::ONGOING => {
+                    let ask = json!({"remote_id": b.remote_id});
+                    match self.poll.invoke(&Val::borrowed(&ask)).await {
+                        Ok(answer) => match answer.get("status").and_then(Value::as_str) {
+                            Some(store::DONE) | Some(store::FAIL) => {
+                                return self.finish(b, &answer).await;
+                            }
+                            _ => {
+                                b.status = store::ONGOING.into();
+                                b.next_at = now + self.settings.poll_interval_ms;
+                                self.save(&b, true).await;
+                                return;
+                            }
+                        },
+                        // The backend does not know the batch: deliver it again (same key).
+                        Err(Error::BackendRefused(r)) if r.status == 404 => {
+                            b.status = store::COMMIT.into();
+                            if !self.save(&b, false).await {
+                                return;
+                            }
+                        }
+                        Err(e) => return self.retry_or_fail(b, e).await,
+                    }
+                }
+                _ => {
+                    self.save(&b, true).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn save(&self, b: &Batch, release: bool) -> bool {
+        match self.store.save(&self.owner, b, release).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(
+                    batch = b.id,
+                    "lost the claim on a batch (its lease expired); another worker has it"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(batch = b.id, error = %e, "cannot save a batch; its claim will expire and it will be taken up again");
+                false
+            }
+        }
+    }
+
+    /// The backend's final answer: per-item results stored, a report per failed item (and per
+    /// successful one with success logs).
+    async fn finish(&self, mut b: Batch, answer: &Value) {
+        let results = answer
+            .get("results")
+            .cloned()
+            .unwrap_or(Value::Array(Vec::new()));
+        let failed = answer.get("status").and_then(Value::as_str) == Some(store::FAIL);
+        b.status = if failed { store::FAIL } else { store::DONE }.into();
+        b.done_at = Some(now_ms());
+        b.results = Some(results.clone());
+        b.last_error = None;
+        if self.save(&b, true).await {
+            let request = b.request.clone().unwrap_or(Value::Null);
+            self.report_items(
+                Some(b.id),
+                "stock_batch",
+                &b.id.to_string(),
+                &request,
+                answer,
+                &results,
+                b.success_log,
+            )
+            .await;
+            tracing::info!(batch = b.id, status = %b.status, "stock batch finished");
+        }
+    }
+
+    /// A failed delivery or poll: a refusal ends the batch; anything else is retried after a
+    /// back-off, until the attempts run out.
+    async fn retry_or_fail(&self, mut b: Batch, e: Error) {
+        let now = now_ms();
+        b.attempts += 1;
+        b.last_error = Some(e.to_string());
+        let refused =
+            matches!(&e, Error::BackendRefused(r) if !matches!(r.status, 401 | 403 | 408 | 429));
+        if refused || b.attempts >= self.settings.max_attempts {
+            b.status = store::FAIL.into();
+            b.done_at = Some(now);
+            if self.save(&b, true).await {
+                let request = b.request.clone().unwrap_or(Value::Null);
+                let code = e.backend_code().unwrap_or(e.code()).to_string();
+                let why = if refused {
+                    format!("the backend refused the batch: {e}")
+                } else {
+                    format!("gave up after {} attempts: {e}", b.attempts)
+                };
+                self.report(
+                    Some(b.id),
+                    "stock_batch",
+                    &b.id.to_string(),
+                    &request,
+                    &refusal_body(&e),
+                    &code,
+                    &why,
+                    false,
+                    "",
+                )
+                .await;
+                tracing::warn!(batch = b.id, code = %code, attempts = b.attempts, "stock batch failed");
+            }
+            return;
+        }
+        b.next_at = now + self.backoff(b.attempts);
+        tracing::info!(
+            batch = b.id,
+            attempt = b.attempts,
+            code = e.code(),
+            retry_in_ms = b.next_at - now,
+            "stock delivery failed; will retry"
+        );
+        self.save(&b, true).await;
+    }
+
+    /// base * 2^(attempt-1), capped, with "equal jitter": half fixed, half random.
+    fn backoff(&self, attempt: i64) -> i64 {
+        let s = &self.settings;
+        let exp = s
+            .retry_base_ms
+            .saturating_mul(1i64 << (attempt - 1).clamp(0, 30));
+        let d = exp.min(s.retry_max_ms).max(1);
+        let r = self.random() % (d as u64 / 2 + 1);
+        d / 2 + r as i64
+    }
+
+    fn random(&self) -> u64 {
+        // splitmix64 over a counter and the clock: jitter, not cryptography.
+        let mut z = (now_ms() as u64).wrapping_add(
+            self.seq
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn report_items(
+        &self,
+        batch: Option<i64>,
+        kind: &str,
+        object: &str,
+        request: &Value,
+        answer: &Value,
+        results: &Value,
+        success_log: bool,
+    ) {
+        let items = results.as_array().map(Vec::as_slice).unwrap_or(&[]);
+        for item in items {
+            let ok = item.get("status").and_then(Value::as_str) == Some("SUCCESS");
+            if ok && !success_log {
+                continue;
+            }
+            let sku = item.get("sku").and_then(text).unwrap_or_default();
+            let message = item.get("message").and_then(text).unwrap_or_default();
+            self.report(
+                batch,
+                kind,
+                object,
+                request,
+                answer,
+                if ok { "ok" } else { "item_failed" },
+                &message,
+                ok,
+                &sku,
+            )
+            .await;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn report(
+        &self,
+        batch: Option<i64>,
+        kind: &str,
+        object: &str,
+        request: &Value,
+        response: &Value,
+        code: &str,
+        description: &str,
+        ok: bool,
+        target: &str,
+    ) {
+        let r = Report {
+            batch_id: batch,
+            action_content_type: kind.into(),
+            action_object_id: object.into(),
+            raw_request: redacted(request),
+            raw_response: redacted(response),
+            error_code: code.into(),
+            error_description: description.into(),
+            is_ok: ok,
+            target_content_type: if target.is_empty() {
+                ""
+            } else {
+                "product_stock"
+            }
+            .into(),
+            target_object_id: target.into(),
+            modified_date: now_ms(),
+            ..Report::default()
+        };
+        if let Err(e) = self.store.add_report(&r).await {
+            tracing::warn!(error = %e, "cannot record an error report");
+        }
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn limit_of(input: &Value) -> i64 {
+    input
+        .get("limit")
+        .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
+        .filter(|l| *l > 0)
+        .unwrap_or(100)
+        .min(1000)
+}
+
+fn store_err(e: store::StoreError) -> Error {
+    Error::Store(e.0)
+}
+
+/// What a failed call's report keeps of the answer.
+fn refusal_body(e: &Error) -> Value {
+    match e {
+        Error::BackendRefused(r) if !r.body.is_null() => r.body.clone(),
+        other => Value::String(other.to_string()),
+    }
+}
+
+fn ms_text(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// A batch as the stock service answers it.
+fn batch_json(b: &Batch, with_results: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("batch_id".into(), b.id.into());
+    m.insert("action".into(), b.action.clone().into());
+    m.insert("list".into(), b.list.clone().into());
+    m.insert("status".into(), b.status.clone().into());
+    m.insert(
+        "item_count".into(),
+        b.items.as_array().map_or(0, Vec::len).into(),
+    );
+    m.insert("attempts".into(), b.attempts.into());
+    m.insert("created".into(), ms_text(b.created_at).into());
+    m.insert("modified".into(), ms_text(b.modified_at).into());
+    if let Some(r) = &b.remote_id {
+        m.insert("remote_id".into(), r.clone().into());
+    }
+    if let Some(e) = &b.last_error {
+        m.insert("last_error".into(), e.clone().into());
+    }
+    if with_results {
+        m.insert(
+            "results".into(),
+            b.results.clone().unwrap_or(Value::Array(Vec::new())),
+        );
+    }
+    Value::Object(m)
+}
+
+fn report_json(r: &Report) -> Value {
+    json!({
+        "id": r.id,
+        "batch_id": r.batch_id,
+        "action_content_type": r.action_content_type,
+        "action_object_id": r.action_object_id,
+        "raw_request": r.raw_request,
+        "raw_response": r.raw_response,
+        "error_code": r.error_code,
+        "error_description": r.error_description,
+        "is_ok": r.is_ok,
+        "target_content_type": r.target_content_type,
+        "target_object_id": r.target_object_id,
+        "modified_date": ms_text(r.modified_date),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_never_carry_secrets() {
+        let v = json!({"items": [{"sku": "A"}], "session_id": "s", "headers": {"Authorization": "Bearer x"}, "apiKey": "k"});
+        let r = redacted(&v);
+        assert!(
+            !r.contains("Bearer") && !r.contains("\"s\"") && !r.contains("\"k\""),
+            "{r}"
+        );
+        assert!(r.contains("\"sku\":\"A\""));
+    }
+
+    #[test]
+    fn ops_parse() {
+        assert_eq!(
+            StockOp::parse("submit", Some("insert"), Some("extra")).unwrap(),
+            StockOp::Submit {
+                action: "insert".into(),
+                list: "extra".into()
+            }
+        );
+        assert!(StockOp::parse("submit", Some("delete"), None).is_err());
+        assert!(StockOp::parse("submit", None, None).is_err());
+        assert!(StockOp::parse("nope", None, None).is_err());
+    }
+}
