@@ -100,6 +100,28 @@ fn login_failed(backend: &Backend, detail: impl std::fmt::Display) -> Error {
     })
 }
 
+/// A login or token call (without credentials); a refusal is the bridge's failed login.
+async fn login_call(
+    backend: &Backend,
+    method: Method,
+    path: &str,
+    body: Body,
+) -> Result<Value, Error> {
+    let req = BackendRequest {
+        method,
+        path_and_query: path.to_string(),
+        body,
+        headers: Vec::new(),
+    };
+    backend
+        .exchange(&req, &Creds::default())
+        .await
+        .map_err(|e| match e {
+            Error::BackendRefused(r) => login_failed(backend, r.message),
+            other => other,
+        })
+}
+
 impl Auth {
     /// Whether a call with expired credentials is worth one renewal and retry.
     pub fn renews(&self) -> bool {
@@ -190,19 +212,7 @@ impl SessionLogin {
             .body
             .eval(&Scope::json(&self.credentials))
             .ok_or_else(|| login_failed(backend, "the login template produced nothing"))?;
-        let req = BackendRequest {
-            method: self.method.clone(),
-            path_and_query: self.path.clone(),
-            body: Body::Json(body),
-            headers: Vec::new(),
-        };
-        let answer = backend
-            .exchange(&req, &Creds::default())
-            .await
-            .map_err(|e| match e {
-                Error::BackendRefused(r) => login_failed(backend, r.message),
-                other => other,
-            })?;
+        let answer = login_call(backend, self.method.clone(), &self.path, Body::Json(body)).await?;
         match self.session.eval(&Scope::json(&answer)) {
             Some(Value::String(s)) if !s.is_empty() => Ok(Creds {
                 session: Some(Arc::new(Value::String(s))),
@@ -254,19 +264,7 @@ impl PasswordGrant {
         form: String,
         generation: u64,
     ) -> Result<Token, Error> {
-        let req = BackendRequest {
-            method: Method::POST,
-            path_and_query: self.token_path.clone(),
-            body: Body::Form(form),
-            headers: Vec::new(),
-        };
-        let answer = backend
-            .exchange(&req, &Creds::default())
-            .await
-            .map_err(|e| match e {
-                Error::BackendRefused(r) => login_failed(backend, r.message),
-                other => other,
-            })?;
+        let answer = login_call(backend, Method::POST, &self.token_path, Body::Form(form)).await?;
         let access = answer
             .get("access_token")
             .and_then(Value::as_str)

@@ -68,27 +68,10 @@ pub enum PathError {
     UnknownFormat(String),
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Parses the part of the path after the prefix: `{company}/{evidence}[/{id}|/({filter})].{ext}`
 /// (percent-encoded).
 pub fn parse_path(rest: &str) -> Result<PathParts, PathError> {
-    let decoded = percent_decode(rest).ok_or_else(|| {
+    let decoded = crate::mapping::percent_decode(rest, false).ok_or_else(|| {
         PathError::NotFound("cesta není platné UTF-8 / bad percent-encoding".into())
     })?;
     let rest = decoded.trim_start_matches('/');
@@ -434,8 +417,7 @@ pub fn encode(reply: &Reply, format: Format) -> String {
 /// JSON with members in the order Flexi writes them (serde_json's map would sort them).
 enum J {
     S(String),
-    O(Vec<(&'static str, J)>),
-    Named(Vec<(String, J)>),
+    O(Vec<(String, J)>),
     A(Vec<J>),
 }
 
@@ -448,17 +430,6 @@ impl J {
         match self {
             J::S(v) => out.push_str(&Value::String(v.clone()).to_string()),
             J::O(members) => {
-                out.push('{');
-                for (i, (k, v)) in members.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    key(out, k);
-                    v.write(out);
-                }
-                out.push('}');
-            }
-            J::Named(members) => {
                 out.push('{');
                 for (i, (k, v)) in members.iter().enumerate() {
                     if i > 0 {
@@ -500,7 +471,7 @@ fn encode_json(reply: &Reply) -> String {
             }
             let rows = rows
                 .iter()
-                .map(|r| J::Named(r.iter().map(|(k, v)| (k.clone(), s(v))).collect()))
+                .map(|r| J::O(r.iter().map(|(k, v)| (k.clone(), s(v))).collect()))
                 .collect();
             w.push((evidence.clone(), J::A(rows)));
         }
@@ -514,11 +485,11 @@ fn encode_json(reply: &Reply) -> String {
             w.push((
                 "stats".into(),
                 J::O(vec![
-                    ("created", s(stats.created)),
-                    ("updated", s(stats.updated)),
-                    ("deleted", s(stats.deleted)),
-                    ("skipped", s(stats.skipped)),
-                    ("failed", s(stats.failed)),
+                    ("created".into(), s(stats.created)),
+                    ("updated".into(), s(stats.updated)),
+                    ("deleted".into(), s(stats.deleted)),
+                    ("skipped".into(), s(stats.skipped)),
+                    ("failed".into(), s(stats.failed)),
                 ]),
             ));
             let results = results
@@ -531,7 +502,7 @@ fn encode_json(reply: &Reply) -> String {
                         ("ref", &o.reference),
                     ] {
                         if let Some(v) = v {
-                            m.push((k, s(v)));
+                            m.push((k.to_string(), s(v)));
                         }
                     }
                     if !o.errors.is_empty() {
@@ -539,7 +510,7 @@ fn encode_json(reply: &Reply) -> String {
                             .errors
                             .iter()
                             .map(|e| {
-                                let mut m = vec![("message", s(&e.message))];
+                                let mut m = vec![("message".to_string(), s(&e.message))];
                                 for (k, v) in [
                                     ("for", &e.for_),
                                     ("path", &e.path),
@@ -547,13 +518,13 @@ fn encode_json(reply: &Reply) -> String {
                                     ("code", &e.code),
                                 ] {
                                     if let Some(v) = v {
-                                        m.push((k, s(v)));
+                                        m.push((k.to_string(), s(v)));
                                     }
                                 }
                                 J::O(m)
                             })
                             .collect();
-                        m.push(("errors", J::A(errors)));
+                        m.push(("errors".to_string(), J::A(errors)));
                     }
                     J::O(m)
                 })
@@ -569,7 +540,7 @@ fn encode_json(reply: &Reply) -> String {
         }
     }
     let mut out = String::with_capacity(256);
-    J::O(vec![("winstrom", J::Named(w))]).write(&mut out);
+    J::O(vec![("winstrom".into(), J::O(w))]).write(&mut out);
     out
 }
 

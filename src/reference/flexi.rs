@@ -1621,33 +1621,6 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// Decodes `%XX` escapes (and `+` as a space when `plus` is set); `None` when malformed.
-fn percent_decode(s: &str, plus: bool) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                let hi = hex(*b.get(i + 1)?)?;
-                let lo = hex(*b.get(i + 2)?)?;
-                out.push(u8::try_from(hi * 16 + lo).ok()?);
-                i += 3;
-            }
-            b'+' if plus => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Query parameters the API reads.
 #[derive(Debug, Default)]
 struct Query {
@@ -1659,8 +1632,8 @@ fn parse_query(query: &str) -> Result<Query, ApiError> {
     let mut q = Query::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode(k, true).unwrap_or_default();
-        let v = percent_decode(v, true)
+        let k = crate::mapping::percent_decode(k, true).unwrap_or_default();
+        let v = crate::mapping::percent_decode(v, true)
             .ok_or_else(|| bad_parameter(&k, "invalid", format!("{k} is not well encoded")))?;
         match k.as_str() {
             "dry_run" => {
@@ -1823,7 +1796,8 @@ impl FlexiApi {
 
     fn all_items(&self, tenant: &str, coll: &str, path: &str) -> Result<Reply, ApiError> {
         let coll = Collection::parse(coll).ok_or_else(|| not_found_path(path))?;
-        let tenant = percent_decode(tenant, false).ok_or_else(|| not_found_path(path))?;
+        let tenant =
+            crate::mapping::percent_decode(tenant, false).ok_or_else(|| not_found_path(path))?;
         let st = self.lock();
         let t = tenant_of(&st, &tenant)?;
         let items: Vec<Value> = match coll {
@@ -1842,7 +1816,7 @@ impl FlexiApi {
         body: &[u8],
     ) -> Result<Reply, ApiError> {
         let decode = |s: &str| {
-            percent_decode(s, false)
+            crate::mapping::percent_decode(s, false)
                 .filter(|d| !d.is_empty())
                 .ok_or_else(|| not_found_path(path))
         };

@@ -450,33 +450,6 @@ fn bad_request(field: &str, code: &'static str, msg: impl Into<String>) -> ApiEr
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", msg.clone()).field(field, code, msg)
 }
 
-/// Decodes `%XX` escapes (and `+` as a space when `plus` is set); `None` when malformed.
-fn percent_decode(s: &str, plus: bool) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                let hi = hex(*b.get(i + 1)?)?;
-                let lo = hex(*b.get(i + 2)?)?;
-                out.push(u8::try_from(hi * 16 + lo).ok()?);
-                i += 3;
-            }
-            b'+' if plus => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// The text of a JSON number or string, for the exact parsers below.
 fn number_text(v: &Value) -> Option<String> {
     match v {
@@ -888,7 +861,8 @@ impl Core {
                 if method != Method::GET {
                     return Ok(Reply::not_allowed(method, path, "GET"));
                 }
-                let id = percent_decode(id, false).ok_or_else(|| not_found_path(path))?;
+                let id = crate::mapping::percent_decode(id, false)
+                    .ok_or_else(|| not_found_path(path))?;
                 let st = self.lock();
                 let batch = st
                     .batches
@@ -900,7 +874,9 @@ impl Core {
                 if method != Method::GET {
                     return Ok(Reply::not_allowed(method, path, "GET"));
                 }
-                let decode = |s: &str| percent_decode(s, false).ok_or_else(|| not_found_path(path));
+                let decode = |s: &str| {
+                    crate::mapping::percent_decode(s, false).ok_or_else(|| not_found_path(path))
+                };
                 let (list_name, warehouse, sku) = (decode(list)?, decode(warehouse)?, decode(sku)?);
                 let list = List::parse(&list_name).ok_or_else(|| {
                     not_found(format!(
@@ -965,8 +941,8 @@ impl Core {
         let mut ms = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if percent_decode(k, true).as_deref() == Some("ms") {
-                ms = Some(percent_decode(v, true).unwrap_or_default());
+            if crate::mapping::percent_decode(k, true).as_deref() == Some("ms") {
+                ms = Some(crate::mapping::percent_decode(v, true).unwrap_or_default());
             }
         }
         let text =
@@ -997,10 +973,10 @@ impl Core {
         let mut mode = Mode::Async;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if percent_decode(k, true).as_deref() != Some("mode") {
+            if crate::mapping::percent_decode(k, true).as_deref() != Some("mode") {
                 continue;
             }
-            mode = match percent_decode(v, true).as_deref() {
+            mode = match crate::mapping::percent_decode(v, true).as_deref() {
                 Some("sync") => Mode::Sync,
                 Some("async") => Mode::Async,
                 _ => {

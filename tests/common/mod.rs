@@ -552,6 +552,7 @@ pub fn mask(xml: &str, names: &[&str]) -> String {
     for n in names {
         for open in [
             format!("<name>{n}</name><value><string>"),
+            format!("<name>{n}</name><value><dateTime.iso8601>"),
             format!("\"{n}\":\""),
         ] {
             let mut from = 0;
