@@ -441,3 +441,70 @@ async fn field_errors_of_a_single_record_reach_the_client_per_field() {
     );
     assert_eq!(r.text_of("failed").as_deref(), Some("1"));
 }
+
+#[tokio::test]
+async fn basic_credentials_and_static_keys_reach_the_backend_never_the_clients() {
+    // A backend that answers with the credentials it was sent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(soapbridge::server::serve(
+        listener,
+        |req: http::Request<hyper::body::Incoming>| async move {
+            let h = |n: &str| {
+                req.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let body = serde_json::json!({"echo": {"count": 1, "code": format!("{}|{}", h("authorization"), h("x-api-key"))}});
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap()
+        },
+        Default::default(),
+        std::future::pending(),
+    ));
+    let cfg = format!(
+        r#"
+[backends.echo]
+base_url = "http://{addr}"
+headers = {{ x-api-key = "static-key-1" }}
+[backends.echo.auth]
+kind = "basic"
+user = "bridge"
+password = "bridge-secret"
+
+[mappings.typed.echo]
+path = "/echo"
+body = "$.values"
+response = {{ result = "$.echo" }}
+
+[[services]]
+name = "Typed"
+path = "/typed"
+wsdl = "../tests/wsdl/typed.wsdl"
+backend = "echo"
+mappings = "typed"
+"#
+    );
+    let b = Bridge::with_config(&cfg).await;
+    let r = request(
+        "POST",
+        &b.url("/typed"),
+        &[
+            ("content-type", "text/xml"),
+            // The client's own credentials are not passed on.
+            ("authorization", "Basic Y2xpZW50OmNsaWVudA=="),
+        ],
+        "<Envelope xmlns=\"http://schemas.xmlsoap.org/soap/envelope/\"><Body><echo xmlns=\"urn:typed\"><values xmlns=\"\"><count>1</count></values></echo></Body></Envelope>",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // base64("bridge:bridge-secret")
+    assert_eq!(
+        r.text_of("code").as_deref(),
+        Some("Basic YnJpZGdlOmJyaWRnZS1zZWNyZXQ=|static-key-1")
+    );
+}
