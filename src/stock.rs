@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 
 use crate::call::Val;
-use crate::error::Error;
+use crate::error::{Error, Party};
 use crate::route::Route;
 use crate::store::{self, Batch, NewBatch, Report, Store};
 
@@ -89,16 +89,24 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Keys whose values never reach an error report.
+/// Keys whose values never reach an error report (compared without case, `-` or `_`).
 fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
+    let k: String = key
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_'))
+        .flat_map(char::to_lowercase)
+        .collect();
     [
         "password",
+        "passwd",
+        "pwd",
         "secret",
         "token",
         "authorization",
         "apikey",
-        "api_key",
+        "privatekey",
+        "credential",
+        "cookie",
         "session",
         "sign",
         "card",
@@ -106,6 +114,42 @@ fn is_secret(key: &str) -> bool {
     ]
     .iter()
     .any(|s| k.contains(s))
+}
+
+/// Raw requests and responses kept in a report at most (bytes).
+const REPORT_TEXT_MAX: usize = 64 * 1024;
+
+/// Report text cut to [`REPORT_TEXT_MAX`] (on a character boundary), saying so.
+fn capped(mut s: String) -> String {
+    if s.len() > REPORT_TEXT_MAX {
+        let total = s.len();
+        let mut cut = REPORT_TEXT_MAX;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str(&format!("... (cut: {total} bytes in all)"));
+    }
+    s
+}
+
+/// The final status a channel's answer gives, if any: done-like or fail-like words; anything
+/// else means still processing.
+fn outcome_of(answer: &Value) -> Option<&'static str> {
+    match answer
+        .get("status")
+        .and_then(Value::as_str)?
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "done" | "completed" | "complete" | "success" | "succeeded" | "finished" => {
+            Some(store::DONE)
+        }
+        "fail" | "failed" | "failure" | "error" | "cancelled" | "canceled" | "rejected" => {
+            Some(store::FAIL)
+        }
+        _ => None,
+    }
 }
 
 /// A JSON value as report text, with secret members replaced.
@@ -139,12 +183,14 @@ impl StockSync {
         warehouses: Vec<String>,
         settings: Settings,
     ) -> StockSync {
-        let owner = format!(
-            "{}-{}-{:x}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
-            std::process::id(),
-            now_ms()
-        );
+        // Letters, digits and '-' only: claim tokens are "<owner>#<n>", and the instance's
+        // claims are found again by that prefix.
+        let host: String = std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| "host".into())
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let owner = format!("{host}-{}-{:x}", std::process::id(), now_ms());
         StockSync {
             store,
             send,
@@ -302,8 +348,7 @@ impl StockSync {
             None,
             "stock_list",
             "sync",
-            &request,
-            &answer,
+            &request["items"],
             &results,
             success_log,
         )
@@ -344,16 +389,21 @@ impl StockSync {
             if *shutdown.borrow() {
                 return;
             }
-            // A few at a time: fewer claims when busy; each is worked through before the lease
-            // (longer than a backend call) could run out.
+            // One batch per claim, under a token of its own: a save by anyone but this claim's
+            // holder is refused, even by another worker of this instance.
+            let token = format!(
+                "{}#{}",
+                self.owner,
+                self.seq.fetch_add(1, Ordering::Relaxed)
+            );
             match self
                 .store
-                .claim(&self.owner, now_ms(), self.settings.lease_ms, 4)
+                .claim(&token, now_ms(), self.settings.lease_ms, 1)
                 .await
             {
                 Ok(batches) if !batches.is_empty() => {
                     for b in batches {
-                        self.process(b).await;
+                        self.process(b, &token).await;
                     }
                 }
                 Ok(_) => {
@@ -374,71 +424,94 @@ impl StockSync {
         }
     }
 
-    /// Takes one claimed batch as far as it can go now.
-    async fn process(&self, mut b: Batch) {
-        loop {
-            let now = now_ms();
-            b.modified_at = now;
-            if b.request.is_none() {
-                b.request = Some(
-                    json!({"mode": "async", "key": b.key, "action": b.action, "list": b.list, "items": b.items}),
-                );
+    /// Takes one claimed batch one step: at most one delivery or one poll (each within the
+    /// backend's timeout; the lease is checked at start-up to outlast three of them, a renewed
+    /// login included), then saves it and ends the claim.
+    async fn process(&self, mut b: Batch, token: &str) {
+        let now = now_ms();
+        b.modified_at = now;
+        if b.request.is_none() {
+            b.request = Some(self.request_of(&b));
+        }
+        match b.status.as_str() {
+            // A claim turns `initialized` into `commit`; both are delivered.
+            store::INITIALIZED | store::COMMIT => {
+                b.status = store::COMMIT.into();
+                let request = b.request.clone().unwrap_or(Value::Null);
+                let answer = match self.send.invoke(&Val::borrowed(&request)).await {
+                    Ok(a) => a,
+                    Err(e) => return self.retry_or_fail(b, e, token).await,
+                };
+                let Some(remote) = answer.get("remote_id").and_then(text) else {
+                    let e = Error::BackendBadResponse {
+                        backend: self.send.backend.name.clone(),
+                        reason: "the delivery's answer has no batch id to ask about".into(),
+                    };
+                    return self.retry_or_fail(b, e, token).await;
+                };
+                b.remote_id = Some(remote);
+                b.sent_at = Some(now);
+                // Delivered: the attempts counted so far were delivery attempts.
+                b.attempts = 0;
+                b.last_error = None;
+                match outcome_of(&answer) {
+                    Some(status) => self.finish(b, &answer, status, token).await,
+                    None => {
+                        b.status = store::SENT.into();
+                        b.next_at = now + self.settings.poll_interval_ms;
+                        self.save(&b, token, true).await;
+                    }
+                }
             }
-            match b.status.as_str() {
-                // (A claim turns `initialized` into `commit`; this is for a batch read back
-                // from an older store.)
-                store::INITIALIZED => b.status = store::COMMIT.into(),
-                store::COMMIT => {
-                    let request = b.request.clone().unwrap_or(Value::Null);
-                    match self.send.invoke(&Val::borrowed(&request)).await {
-                        Ok(answer) => {
-                            b.remote_id = answer.get("remote_id").and_then(text);
-                            b.sent_at = Some(now);
-                            if answer.get("status").and_then(Value::as_str) == Some(store::DONE) {
-                                return self.finish(b, &answer).await;
-                            }
-                            b.status = store::SENT.into();
+            store::SENT | store::ONGOING => {
+                let ask = json!({"remote_id": b.remote_id});
+                match self.poll.invoke(&Val::borrowed(&ask)).await {
+                    Ok(answer) => match outcome_of(&answer) {
+                        Some(status) => self.finish(b, &answer, status, token).await,
+                        None => {
+                            b.status = store::ONGOING.into();
                             b.next_at = now + self.settings.poll_interval_ms;
-                            self.save(&b, true).await;
-                            return;
+                            b.last_error = None;
+                            self.save(&b, token, true).await;
                         }
-                        Err(e) => return self.retry_or_fail(b, e).await,
+                    },
+                    // The channel does not know the batch: deliver it again (same key), a
+                    // limited number of times.
+                    Err(Error::BackendRefused(r)) if r.status == 404 => {
+                        let e = Error::BackendRefused(r);
+                        b.status = store::COMMIT.into();
+                        b.remote_id = None;
+                        b.sent_at = None;
+                        self.retry_or_fail(b, e, token).await
+                    }
+                    // The channel has the batch: a failing poll never fails it; it is asked
+                    // again, at most every retry_max_ms, until it answers.
+                    Err(e) => {
+                        b.attempts += 1;
+                        b.last_error = Some(e.to_string());
+                        b.next_at = now + self.backoff(b.attempts);
+                        tracing::info!(
+                            batch = b.id,
+                            code = e.code(),
+                            "stock poll failed; will ask again"
+                        );
+                        self.save(&b, token, true).await;
                     }
                 }
-                store::SENT | store::ONGOING => {
-                    let ask = json!({"remote_id": b.remote_id});
-                    match self.poll.invoke(&Val::borrowed(&ask)).await {
-                        Ok(answer) => match answer.get("status").and_then(Value::as_str) {
-                            Some(store::DONE) | Some(store::FAIL) => {
-                                return self.finish(b, &answer).await;
-                            }
-                            _ => {
-                                b.status = store::ONGOING.into();
-                                b.next_at = now + self.settings.poll_interval_ms;
-                                self.save(&b, true).await;
-                                return;
-                            }
-                        },
-                        // The backend does not know the batch: deliver it again (same key).
-                        Err(Error::BackendRefused(r)) if r.status == 404 => {
-                            b.status = store::COMMIT.into();
-                            if !self.save(&b, false).await {
-                                return;
-                            }
-                        }
-                        Err(e) => return self.retry_or_fail(b, e).await,
-                    }
-                }
-                _ => {
-                    self.save(&b, true).await;
-                    return;
-                }
+            }
+            _ => {
+                self.save(&b, token, true).await;
             }
         }
     }
 
-    async fn save(&self, b: &Batch, release: bool) -> bool {
-        match self.store.save(&self.owner, b, release).await {
+    /// The request a batch's deliveries send (the same every time: same key, same items).
+    fn request_of(&self, b: &Batch) -> Value {
+        json!({"mode": "async", "key": b.key, "action": b.action, "list": b.list, "items": b.items})
+    }
+
+    async fn save(&self, b: &Batch, token: &str, release: bool) -> bool {
+        match self.store.save(token, b, release).await {
             Ok(true) => true,
             Ok(false) => {
                 tracing::warn!(
@@ -454,26 +527,23 @@ impl StockSync {
         }
     }
 
-    /// The backend's final answer: per-item results stored, a report per failed item (and per
+    /// The channel's final answer: per-item results stored, a report per failed item (and per
     /// successful one with success logs).
-    async fn finish(&self, mut b: Batch, answer: &Value) {
+    async fn finish(&self, mut b: Batch, answer: &Value, status: &str, token: &str) {
         let results = answer
             .get("results")
             .cloned()
             .unwrap_or(Value::Array(Vec::new()));
-        let failed = answer.get("status").and_then(Value::as_str) == Some(store::FAIL);
-        b.status = if failed { store::FAIL } else { store::DONE }.into();
+        b.status = status.into();
         b.done_at = Some(now_ms());
         b.results = Some(results.clone());
         b.last_error = None;
-        if self.save(&b, true).await {
-            let request = b.request.clone().unwrap_or(Value::Null);
+        if self.save(&b, token, true).await {
             self.report_items(
                 Some(b.id),
                 "stock_batch",
                 &b.id.to_string(),
-                &request,
-                answer,
+                &b.items,
                 &results,
                 b.success_log,
             )
@@ -482,22 +552,22 @@ impl StockSync {
         }
     }
 
-    /// A failed delivery or poll: a refusal ends the batch; anything else is retried after a
-    /// back-off, until the attempts run out.
-    async fn retry_or_fail(&self, mut b: Batch, e: Error) {
+    /// A failed delivery: a refusal of the caller's data ends the batch; anything else is
+    /// retried after a back-off, until the attempts run out.
+    async fn retry_or_fail(&self, mut b: Batch, e: Error, token: &str) {
         let now = now_ms();
         b.attempts += 1;
         b.last_error = Some(e.to_string());
         let refused =
-            matches!(&e, Error::BackendRefused(r) if !matches!(r.status, 401 | 403 | 408 | 429));
+            matches!(&e, Error::BackendRefused(r) if r.status != 404) && e.party() == Party::Caller;
         if refused || b.attempts >= self.settings.max_attempts {
             b.status = store::FAIL.into();
             b.done_at = Some(now);
-            if self.save(&b, true).await {
+            if self.save(&b, token, true).await {
                 let request = b.request.clone().unwrap_or(Value::Null);
                 let code = e.backend_code().unwrap_or(e.code()).to_string();
                 let why = if refused {
-                    format!("the backend refused the batch: {e}")
+                    format!("the channel refused the batch: {e}")
                 } else {
                     format!("gave up after {} attempts: {e}", b.attempts)
                 };
@@ -525,7 +595,7 @@ impl StockSync {
             retry_in_ms = b.next_at - now,
             "stock delivery failed; will retry"
         );
-        self.save(&b, true).await;
+        self.save(&b, token, true).await;
     }
 
     /// base * 2^(attempt-1), capped, with "equal jitter": half fixed, half random.
@@ -551,31 +621,40 @@ impl StockSync {
         z ^ (z >> 31)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A report per failed item (and per successful one with success logs), each with the
+    /// item as sent and the channel's result for it (not the whole list, which would make
+    /// reports grow with the square of a list's size).
     async fn report_items(
         &self,
         batch: Option<i64>,
         kind: &str,
         object: &str,
-        request: &Value,
-        answer: &Value,
+        items: &Value,
         results: &Value,
         success_log: bool,
     ) {
-        let items = results.as_array().map(Vec::as_slice).unwrap_or(&[]);
-        for item in items {
-            let ok = item.get("status").and_then(Value::as_str) == Some("SUCCESS");
+        let sent = items.as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let results = results.as_array().map(Vec::as_slice).unwrap_or(&[]);
+        for (i, result) in results.iter().enumerate() {
+            let ok = result.get("status").and_then(Value::as_str) == Some("SUCCESS");
             if ok && !success_log {
                 continue;
             }
-            let sku = item.get("sku").and_then(text).unwrap_or_default();
-            let message = item.get("message").and_then(text).unwrap_or_default();
+            let sku = result.get("sku").and_then(text).unwrap_or_default();
+            let message = result.get("message").and_then(text).unwrap_or_default();
+            // The item sent at the same position (the channel answers in order), when it is
+            // the same SKU.
+            let item = sent
+                .get(i)
+                .filter(|it| it.get("sku").and_then(text).as_deref() == Some(sku.as_str()))
+                .cloned()
+                .unwrap_or(Value::Null);
             self.report(
                 batch,
                 kind,
                 object,
-                request,
-                answer,
+                &item,
+                result,
                 if ok { "ok" } else { "item_failed" },
                 &message,
                 ok,
@@ -602,8 +681,8 @@ impl StockSync {
             batch_id: batch,
             action_content_type: kind.into(),
             action_object_id: object.into(),
-            raw_request: redacted(request),
-            raw_response: redacted(response),
+            raw_request: capped(redacted(request)),
+            raw_response: capped(redacted(response)),
             error_code: code.into(),
             error_description: description.into(),
             is_ok: ok,
@@ -717,6 +796,34 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("\"sku\":\"A\""));
+    }
+
+    #[test]
+    fn secrets_are_found_whatever_their_spelling_and_reports_are_capped() {
+        for k in [
+            "X-Api-Key",
+            "api_key",
+            "PASSWD",
+            "client_secret",
+            "Cookie",
+            "session_id",
+        ] {
+            assert!(is_secret(k), "{k}");
+        }
+        for k in ["sku", "warehouse", "quantity", "key", "remote_id"] {
+            assert!(!is_secret(k), "{k}");
+        }
+        let long = capped("ş".repeat(REPORT_TEXT_MAX));
+        assert!(long.len() < REPORT_TEXT_MAX + 64 && long.ends_with("bytes in all)"));
+        assert_eq!(
+            outcome_of(&json!({"status": "COMPLETED"})),
+            Some(store::DONE)
+        );
+        assert_eq!(
+            outcome_of(&json!({"status": "cancelled"})),
+            Some(store::FAIL)
+        );
+        assert_eq!(outcome_of(&json!({"status": "ongoing"})), None);
     }
 
     #[test]

@@ -276,6 +276,50 @@ async fn batches_wait_while_the_channel_is_down_and_are_delivered_when_it_return
     assert_eq!(s["items_applied"], 5);
 }
 
+#[tokio::test]
+async fn a_delivered_batch_is_never_failed_by_a_polling_outage() {
+    // The channel takes the batch, then answers 503 to everything for 1.5 s: longer than
+    // max_attempts (3) quick retries would last.
+    let ch = channel(400).await;
+    let b = Bridge::with_config(&config(
+        &ch,
+        &sqlite_url(),
+        &[("max_attempts = 8", "max_attempts = 3")],
+    ))
+    .await;
+    let id = submit(&b.url(STOCK), &[("SKU-00042", "WH-IST", 1)], false).await;
+    let started = Instant::now();
+    loop {
+        let r = batch(&b.url(STOCK), id).await;
+        if r.text_of("status").as_deref() == Some("sent_to_remote") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    request("POST", &format!("{ch}/_reference/outage?ms=1500"), &[], "").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let r = batch(&b.url(STOCK), id).await;
+    let status = r.text_of("status").unwrap_or_default();
+    assert!(
+        status == "sent_to_remote" || status == "ongoing",
+        "{}",
+        r.body
+    );
+    let attempts: i64 = r.text_of("attempts").unwrap().parse().unwrap();
+    assert!(
+        attempts > 3,
+        "more failed polls than max_attempts, and not failed: {}",
+        r.body
+    );
+    r.assert_has("HTTP 503");
+    let (_, r) = wait_final(&b.url(STOCK), id, Duration::from_secs(10)).await;
+    assert_eq!(r.text_of("status").as_deref(), Some("done"), "{}", r.body);
+    let s = stats(&ch).await;
+    assert_eq!(applied_once(&s), 1);
+    assert_eq!(s["deliveries"], 1, "delivered once, never again: {s}");
+}
+
 /// Runs futures concurrently, keeping their order.
 async fn futures_join<F: std::future::Future<Output = T> + Send + 'static, T: Send + 'static>(
     fs: impl Iterator<Item = F>,

@@ -347,11 +347,16 @@ mod tests {
         );
         assert_eq!(
             store
-                .claim("four", now + 60_000, 1000, 10)
+                .claim("four#1", now + 60_000, 1000, 10)
                 .await
                 .unwrap()
                 .len(),
             1
+        );
+        assert_eq!(
+            store.release_all("fou").await.unwrap(),
+            0,
+            "only its own tokens"
         );
         assert_eq!(store.release_all("four").await.unwrap(), 1);
         assert_eq!(

@@ -239,7 +239,7 @@ impl PgStore {
             .await?
             .execute(
                 &format!(
-                    "UPDATE {}sb_batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+                    "UPDATE {}sb_batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner LIKE $1 || '#%'",
                     self.s
                 ),
                 &[&owner],

@@ -179,7 +179,7 @@ impl SqliteStore {
         let owner = owner.to_string();
         self.run(move |c| {
             c.execute(
-                "UPDATE sb_batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?1",
+                "UPDATE sb_batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner LIKE ?1 || '#%'",
                 params![owner],
             )
             .map(|n| n as u64)
