@@ -506,6 +506,12 @@ impl App {
         svc.routes[operation].invoke(&params).await
     }
 
+    /// When a door that works through many items (winstrom documents) stops starting new ones,
+    /// so that what it did still reaches the client: at 80% of the request's time limit.
+    pub fn record_deadline(&self, started: Instant) -> Instant {
+        started + self.limits.request_timeout.mul_f64(0.8)
+    }
+
     /// Runs `f` within the whole-request time limit.
     pub async fn within_request_time<T>(
         &self,
@@ -649,6 +655,7 @@ fn backend_auth(
                 session: tmpl("session", session)?,
                 expired: expired.clone(),
                 state: Default::default(),
+                failed: Default::default(),
             })
         }
         Some(A::Oauth2Password {
@@ -680,6 +687,7 @@ fn backend_auth(
                 client_form: form(&[("client_id", client_id), ("client_secret", &secret)]),
                 margin: Duration::from_secs(*refresh_margin_secs),
                 state: Default::default(),
+                failed: Default::default(),
             })
         }
     })

@@ -262,7 +262,7 @@ impl Route {
             None => {
                 let first = self.backend.send(|c| self.render(input, c)).await?;
                 match &self.pages {
-                    Some(p) => (self.gather_pages(p, first).await?, None),
+                    Some(p) => (self.gather_pages(p, input, first).await?, None),
                     None => (first, None),
                 }
             }
@@ -279,7 +279,12 @@ impl Route {
     }
 
     /// Follows `next` links from the first page, gathering every page's items into it.
-    async fn gather_pages(&self, p: &Pages, mut first: Value) -> Result<Value, Error> {
+    async fn gather_pages(
+        &self,
+        p: &Pages,
+        input: &Val<'_>,
+        mut first: Value,
+    ) -> Result<Value, Error> {
         let bad = |reason: String| Error::BackendBadResponse {
             backend: self.backend.name.clone(),
             reason,
@@ -300,12 +305,14 @@ impl Route {
             })?;
             let page = self
                 .backend
-                .send(|_| {
+                .send(|c| {
+                    // The route's own headers go with every page.
+                    let headers = self.render(input, c)?.headers;
                     Ok(BackendRequest {
                         method: Method::GET,
                         path_and_query: rel.clone(),
                         body: Body::None,
-                        headers: Vec::new(),
+                        headers,
                     })
                 })
                 .await?;
@@ -317,36 +324,46 @@ impl Route {
         Ok(first)
     }
 
-    /// The request for one chunk: the body rendered for `creds`, with only the items at
-    /// `indices` in its list.
+    /// The request for one chunk: the body rendered once per login (`skeleton`: the list
+    /// emptied), with only the items at `indices` put in its list.
     fn render_chunk(
         &self,
         b: &Batch,
         input: &Val<'_>,
         creds: &Creds,
+        items: &[Value],
+        skeleton: &std::sync::Mutex<Option<(u64, BackendRequest)>>,
         indices: &[usize],
     ) -> Result<BackendRequest, Error> {
-        let mut req = self.render(input, creds)?;
+        let mut cached = skeleton.lock().unwrap_or_else(|p| p.into_inner());
+        if cached
+            .as_ref()
+            .is_none_or(|(g, _)| *g != creds.generation())
+        {
+            let mut req = self.render(input, creds)?;
+            if let Body::Json(body) = &mut req.body
+                && !b.items.set(body, Value::Array(Vec::new()))
+            {
+                return Err(Error::Internal("the batch body has no list".into()));
+            }
+            *cached = Some((creds.generation(), req));
+        }
+        let mut req = cached.as_ref().expect("just set").1.clone();
         if let Body::Json(body) = &mut req.body {
-            let items = match b.items.eval(&Scope::json(body)) {
-                Some(Value::Array(items)) => items,
-                _ => return Err(Error::Internal("the batch body has no list".into())),
-            };
             let chunk: Vec<Value> = indices
                 .iter()
                 .filter_map(|i| items.get(*i).cloned())
                 .collect();
-            if !b.items.set(body, Value::Array(chunk)) {
-                return Err(Error::Internal("the batch list cannot be replaced".into()));
-            }
+            b.items.set(body, Value::Array(chunk));
         }
         Ok(req)
     }
 
     /// Sends the body's list in chunks. Returns the answers merged (numeric members summed)
-    /// and `$batch`: `{items: [{index, status, item, errors, message}], ok, failed, not_sent,
-    /// calls}`. A failure other than a refusal before anything was applied is the call's
-    /// error; after that, the items not yet sent are reported as `not_sent`.
+    /// and `$batch`: `{items: [{index, status, item, errors, message}], ok, failed, unknown,
+    /// not_sent, calls}`. A failure other than a refusal before anything was applied is the
+    /// call's error; after that, the chunk that failed in flight is `unknown` (the backend may
+    /// or may not have stored it) and the chunks after it are `not_sent`.
     async fn send_batches(&self, b: &Batch, input: &Val<'_>) -> Result<(Value, Value), Error> {
         let items = match self.render(input, &Creds::default())?.body {
             Body::Json(body) => match b.items.eval(&Scope::json(&body)) {
@@ -356,6 +373,10 @@ impl Route {
             },
             _ => Vec::new(),
         };
+        let skeleton = std::sync::Mutex::new(None);
+        let chunk_of = |c: &Creds, indices: &[usize]| {
+            self.render_chunk(b, input, c, &items, &skeleton, indices)
+        };
         let mut outcomes: Vec<Option<Value>> = vec![None; items.len()];
         let mut merged = Map::new();
         let mut calls = 0usize;
@@ -364,10 +385,7 @@ impl Route {
         let mut chunks = indices.chunks(b.size);
         while let Some(chunk) = chunks.next() {
             calls += 1;
-            let sent = self
-                .backend
-                .send(|c| self.render_chunk(b, input, c, chunk))
-                .await;
+            let sent = self.backend.send(|c| chunk_of(c, chunk)).await;
             match sent {
                 Ok(answer) => {
                     applied = true;
@@ -380,10 +398,7 @@ impl Route {
                     let valid = self.record_refusal(b, &r, chunk, &items, &mut outcomes);
                     if b.resend_valid && !valid.is_empty() && valid.len() < chunk.len() {
                         calls += 1;
-                        let again = self
-                            .backend
-                            .send(|c| self.render_chunk(b, input, c, &valid))
-                            .await;
+                        let again = self.backend.send(|c| chunk_of(c, &valid)).await;
                         for i in &valid {
                             outcomes[*i] = Some(match &again {
                                 Ok(_) => outcome(*i, &items[*i], "ok", &[], None),
@@ -391,7 +406,7 @@ impl Route {
                                     outcome(*i, &items[*i], "failed", &r2.fields, Some(&r2.message))
                                 }
                                 Err(e) => {
-                                    outcome(*i, &items[*i], "not_sent", &[], Some(&e.to_string()))
+                                    outcome(*i, &items[*i], "unknown", &[], Some(&e.to_string()))
                                 }
                             });
                         }
@@ -404,9 +419,13 @@ impl Route {
                 Err(e) if !applied => return Err(e),
                 Err(e) => {
                     let message = e.to_string();
-                    for i in chunk.iter().chain(chunks.by_ref().flatten()) {
+                    for i in chunk {
                         outcomes[*i] =
-                            Some(outcome(*i, &items[*i], "not_sent", &[], Some(&message)));
+                            Some(outcome(*i, &items[*i], "unknown", &[], Some(&message)));
+                    }
+                    let later = format!("not sent: an earlier request failed ({message})");
+                    for i in chunks.by_ref().flatten() {
+                        outcomes[*i] = Some(outcome(*i, &items[*i], "not_sent", &[], Some(&later)));
                     }
                     break;
                 }
@@ -417,6 +436,7 @@ impl Route {
         let batch = json!({
             "ok": count("ok"),
             "failed": count("failed"),
+            "unknown": count("unknown"),
             "not_sent": count("not_sent"),
             "calls": calls,
             "items": outcomes,

@@ -30,6 +30,13 @@ pub struct Creds {
     generation: u64,
 }
 
+impl Creds {
+    /// Which login these came from (0: none).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
 #[derive(Debug)]
 pub enum Auth {
     None,
@@ -50,6 +57,37 @@ pub struct SessionLogin {
     /// Statuses (in the body's status field, or HTTP) that mean "log in again".
     pub expired: Vec<u16>,
     pub state: Mutex<Option<Creds>>,
+    pub failed: RecentFailure,
+}
+
+/// The last failed login, for a moment: calls queued behind a login that failed get its error
+/// instead of each trying (and waiting for) a login of their own.
+#[derive(Debug, Default)]
+pub struct RecentFailure(std::sync::Mutex<Option<(Instant, String)>>);
+
+/// How long a failed login answers for the next ones.
+const FAILED_LOGIN_HOLD: Duration = Duration::from_secs(1);
+
+impl RecentFailure {
+    fn check(&self, backend: &Backend) -> Result<(), Error> {
+        let f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match f.as_ref() {
+            Some((at, why)) if at.elapsed() < FAILED_LOGIN_HOLD => Err(login_failed(
+                backend,
+                format!("{why} (the login failed a moment ago; not tried again yet)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn note<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
+        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &r {
+            Ok(_) => *f = None,
+            Err(e) => *f = Some((Instant::now(), e.to_string())),
+        }
+        r
+    }
 }
 
 #[derive(Debug)]
@@ -59,16 +97,18 @@ pub struct PasswordGrant {
     pub password_form: String,
     /// client_id and client_secret, for the refresh grant.
     pub client_form: String,
-    /// Renew this long before the token expires.
+    /// Renew this long before the token expires (at most half its life).
     pub margin: Duration,
     pub state: Mutex<Option<Token>>,
+    pub failed: RecentFailure,
 }
 
 #[derive(Debug, Clone)]
 pub struct Token {
     creds: Creds,
     refresh: Option<String>,
-    expires_at: Instant,
+    /// When to get a new one: `margin` before it expires, or half-way when it lives shorter.
+    renew_at: Instant,
 }
 
 /// `k=v&...` with form encoding.
@@ -151,18 +191,22 @@ impl Auth {
                 if let Some(c) = state.as_ref() {
                     return Ok(c.clone());
                 }
-                let c = s.login(backend, 1).await?;
+                s.failed.check(backend)?;
+                let c = s.failed.note(s.login(backend, 1).await)?;
                 *state = Some(c.clone());
                 Ok(c)
             }
             Auth::OAuth2(g) => {
                 let mut state = g.state.lock().await;
                 match state.as_ref() {
-                    Some(t) if Instant::now() + g.margin < t.expires_at => Ok(t.creds.clone()),
+                    Some(t) if Instant::now() < t.renew_at => Ok(t.creds.clone()),
                     old => {
                         let generation = old.map_or(1, |t| t.creds.generation + 1);
                         let refresh = old.and_then(|t| t.refresh.clone());
-                        let t = g.obtain(backend, refresh, generation).await?;
+                        g.failed.check(backend)?;
+                        let t = g
+                            .failed
+                            .note(g.obtain(backend, refresh, generation).await)?;
                         let c = t.creds.clone();
                         *state = Some(t);
                         Ok(c)
@@ -182,7 +226,8 @@ impl Auth {
                     return Ok(c.clone());
                 }
                 tracing::info!(backend = %backend.name, "backend session expired; logging in again");
-                let c = s.login(backend, old.generation + 1).await?;
+                s.failed.check(backend)?;
+                let c = s.failed.note(s.login(backend, old.generation + 1).await)?;
                 *state = Some(c.clone());
                 Ok(c)
             }
@@ -196,7 +241,10 @@ impl Auth {
                 }
                 tracing::info!(backend = %backend.name, "backend token refused; renewing it");
                 let refresh = state.as_ref().and_then(|t| t.refresh.clone());
-                let t = g.obtain(backend, refresh, old.generation + 1).await?;
+                g.failed.check(backend)?;
+                let t = g
+                    .failed
+                    .note(g.obtain(backend, refresh, old.generation + 1).await)?;
                 let c = t.creds.clone();
                 *state = Some(t);
                 Ok(c)
@@ -272,10 +320,14 @@ impl PasswordGrant {
             .ok_or_else(|| login_failed(backend, "the token answer has no access_token"))?;
         let header = HeaderValue::from_str(&format!("Bearer {access}"))
             .map_err(|_| login_failed(backend, "the access token is not a valid header value"))?;
-        let ttl = answer
-            .get("expires_in")
-            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-            .unwrap_or(3600);
+        // (At most a year: a silly expires_in must not overflow the clock.)
+        let ttl = Duration::from_secs(
+            answer
+                .get("expires_in")
+                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                .unwrap_or(3600)
+                .min(365 * 24 * 3600),
+        );
         Ok(Token {
             creds: Creds {
                 session: None,
@@ -286,7 +338,7 @@ impl PasswordGrant {
                 .get("refresh_token")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            expires_at: Instant::now() + Duration::from_secs(ttl),
+            renew_at: Instant::now() + ttl - self.margin.min(ttl / 2),
         })
     }
 }

@@ -22,7 +22,7 @@ use crate::app::{App, Resp, text_response};
 use crate::backend::Backend;
 use crate::call::Val;
 use crate::config::{Config, ConfigError, WinstromConfig};
-use crate::error::Error;
+use crate::error::{Error, Party};
 use crate::profile::Profile;
 use crate::protocol::winstrom::{
     self, Format, Outcome, PathError, RawValue, Record, RecordError, Reply, Stats, Target,
@@ -489,9 +489,11 @@ pub async fn handle(app: &App, w: &Winstrom, req: Request<Incoming>, started: In
         company_name: &parts.company,
         user: &user,
         format,
+        deadline: app.record_deadline(started),
     };
     let method = req.method().clone();
     let target = parts.target.clone();
+    let content_type = crate::app::header_str(&req, http::header::CONTENT_TYPE).map(str::to_string);
     let work = async {
         match (&method, &target) {
             (&Method::GET | &Method::HEAD, Target::All) => ctx.list(ev, None, &query).await,
@@ -504,9 +506,8 @@ pub async fn handle(app: &App, w: &Winstrom, req: Request<Incoming>, started: In
                     .read_body(req.into_body())
                     .await
                     .map_err(|e| ctx.protocol(e))?;
-                let ct = None;
-                let text =
-                    crate::protocol::xml::decode_body(&body, ct).map_err(|e| ctx.protocol(e))?;
+                let text = crate::protocol::xml::decode_body(&body, content_type.as_deref())
+                    .map_err(|e| ctx.protocol(e))?;
                 let doc = winstrom::decode_document(&text, app.max_depth(), w.max_records)
                     .map_err(|e| ctx.protocol(e))?;
                 let id = match &target {
@@ -534,7 +535,6 @@ pub async fn handle(app: &App, w: &Winstrom, req: Request<Incoming>, started: In
         }
     };
     let done = app.within_request_time(work).await;
-    let _ = started;
     match done {
         Ok(Ok((status, r))) => reply(status, &r, format, &parts.company, "ok"),
         Ok(Err(f)) => fail_response(f, format, &parts.company, None),
@@ -553,6 +553,9 @@ struct Ctx<'a> {
     company_name: &'a str,
     user: &'a str,
     format: Format,
+    /// No record is started after this: the rest are reported skipped, before the whole
+    /// request's time limit would cut the answer off.
+    deadline: Instant,
 }
 
 /// What one record's work came to.
@@ -727,7 +730,12 @@ impl<'a> Ctx<'a> {
                 .invoke(&self.input(vec![("id", Val::Str(id.into()))]))
                 .await
                 .map(|r| r.get("row").cloned()),
-            None => Err(Error::Internal("no get route".into())),
+            None => {
+                return Err(failure(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("Evidence '{}' neumožňuje číst jednotlivé záznamy.", ev.name),
+                ));
+            }
         };
         match result {
             Ok(Some(r)) if !r.is_null() => Ok((
@@ -758,7 +766,8 @@ impl<'a> Ctx<'a> {
         dry_run: bool,
     ) -> (StatusCode, Reply) {
         let single = records.len() == 1;
-        if atomic && !dry_run && records.len() > 1 {
+        // Several records, or one whose filter may select several: all or nothing.
+        if atomic && !dry_run && (records.len() > 1 || records.iter().any(|r| r.filter.is_some())) {
             let (status, mut r) = self.run(url_ev, &records, true, None, true).await;
             if status.is_client_error() || status.is_server_error() {
                 // Nothing was stored: the records that passed the dry run are skipped.
@@ -790,8 +799,16 @@ impl<'a> Ctx<'a> {
         let mut all_not_found = true;
         let mut message = None;
         let mut backend_error = None;
+        let mut out_of_time = false;
         for (i, rec) in records.iter().enumerate() {
-            if backend_error.is_some() || (atomic && stats.failed > 0) {
+            if !out_of_time && Instant::now() >= self.deadline {
+                out_of_time = true;
+                message = Some(format!(
+                    "Časový limit požadavku vypršel: záznamy od {}. nebyly zpracovány (skipped); pošlete je znovu.",
+                    i + 1
+                ));
+            }
+            if out_of_time || backend_error.is_some() || (atomic && stats.failed > 0) {
                 stats.skipped += 1;
                 continue;
             }
@@ -852,7 +869,7 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        let status = if backend_error.is_some() {
+        let status = if backend_error.is_some() || out_of_time {
             StatusCode::INTERNAL_SERVER_ERROR
         } else if stats.failed > 0 && all_not_found {
             StatusCode::NOT_FOUND
@@ -866,10 +883,14 @@ impl<'a> Ctx<'a> {
         (
             status,
             Reply::Import {
-                success: stats.failed == 0,
+                success: stats.failed == 0 && !out_of_time,
                 stats,
                 results,
-                message: if stats.failed > 0 { message } else { None },
+                message: if stats.failed > 0 || out_of_time {
+                    message
+                } else {
+                    None
+                },
             },
         )
     }
@@ -917,7 +938,10 @@ impl<'a> Ctx<'a> {
                 let (rows, _) = match self.search(ev, &filter, 0, limit, false).await {
                     Ok(r) => r,
                     // The backend could not apply the filter: the record's error, not an outage.
-                    Err(Error::BackendRefused(r)) if r.status != 401 && r.status != 403 => {
+                    Err(e @ Error::BackendRefused(_)) if e.party() == Party::Caller => {
+                        let Error::BackendRefused(r) = e else {
+                            unreachable!()
+                        };
                         let mut e = record_error(r.message, "INVALID_FILTER");
                         e.errors[0].for_ = Some("filter".into());
                         e.errors[0].value = Some(text.clone());
@@ -1097,10 +1121,10 @@ impl<'a> Ctx<'a> {
                     not_found: true,
                 }))
             }
-            Err(Error::BackendRefused(r))
-                if (400..500).contains(&r.status)
-                    && !matches!(r.status, 401 | 403 | 407 | 408 | 429) =>
-            {
+            Err(e @ Error::BackendRefused(_)) if e.party() == Party::Caller => {
+                let Error::BackendRefused(r) = e else {
+                    unreachable!()
+                };
                 let path = |f: &str| format!("{}[{index}]/{f}", ev.name);
                 let errors = if r.fields.is_empty() {
                     vec![RecordError {

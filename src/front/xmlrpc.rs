@@ -22,6 +22,8 @@ use crate::protocol::xmlrpc::{
 use crate::schema::Schema;
 
 const CONTENT_TYPE: &str = "text/xml; charset=utf-8";
+/// Calls in one `system.multicall` at most.
+const MAX_MULTICALL: usize = 1000;
 const SYSTEM_METHODS: [&str; 4] = [
     "system.listMethods",
     "system.methodSignature",
@@ -86,6 +88,14 @@ async fn dispatch(
         };
     }
     let calls = match <[XVal<'_>; 1]>::try_from(call.params) {
+        Ok([XVal::Array(calls)]) if calls.len() > MAX_MULTICALL => {
+            return xmlrpc::fault(
+                INVALID_PARAMS,
+                &format!(
+                    "system.multicall takes at most {MAX_MULTICALL} calls; send more requests"
+                ),
+            );
+        }
         Ok([XVal::Array(calls)]) => calls,
         _ => {
             return xmlrpc::fault(

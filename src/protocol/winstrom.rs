@@ -221,6 +221,7 @@ fn decode_xml(text: &str, max_depth: usize, max_records: usize) -> Result<Docume
                         }
                     }
                 }
+                let mut seen = std::collections::HashSet::new();
                 loop {
                     match r.next_node()? {
                         Node::Start(f) => {
@@ -228,7 +229,7 @@ fn decode_xml(text: &str, max_depth: usize, max_records: usize) -> Result<Docume
                             let text = r.read_text(&record.evidence)?;
                             if name == "id" {
                                 record.ids.push(text.trim().to_string());
-                            } else if record.fields.iter().any(|(n, _)| *n == name) {
+                            } else if !seen.insert(name.clone()) {
                                 return Err(Error::RepeatedElement {
                                     path: format!("{}/{name}", record.evidence),
                                 });

@@ -292,6 +292,8 @@ fn typed_value<'i>(
         }
         "struct" => {
             let mut members: Vec<(Cow<'i, str>, XVal<'i>)> = Vec::new();
+            // Names seen, for the duplicate check in constant time per member.
+            let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
             while let Some(m) = next_start(r, "<member>")? {
                 if m != "member" {
                     return Err(invalid(format!("<{m}> in <struct>; expected <member>")));
@@ -308,7 +310,7 @@ fn typed_value<'i>(
                 let (Some(n), Some(v)) = (mname, mval) else {
                     return Err(invalid("a <member> needs a <name> and a <value>"));
                 };
-                if members.iter().any(|(k, _)| *k == n) {
+                if !names.insert(n.to_string()) {
                     return Err(invalid(format!("struct member '{n}' appears twice")));
                 }
                 members.push((n, v));

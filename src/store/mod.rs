@@ -97,7 +97,8 @@ impl Store {
             Ok(Store::Postgres(postgres::PgStore::open(url, schema).await?))
         } else {
             Err(StoreError(format!(
-                "'{url}' is not a store URL (sqlite:<path> or postgres://...)"
+                "'{}' is not a store URL (sqlite:<path> or postgres://...)",
+                without_password(url)
             )))
         }
     }
@@ -257,6 +258,14 @@ const BATCH_COLUMNS: &str = "id, batch_key, action, list, status, items, request
 
 /// The columns of a report, in read order.
 const REPORT_COLUMNS: &str = "id, batch_id, action_content_type, action_object_id, raw_request, raw_response, error_code, error_description, is_ok, target_content_type, target_object_id, modified_date";
+
+/// A database URL fit for messages: user info (which may hold a password) replaced.
+pub fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
 
 fn json_text(v: &Value) -> String {
     v.to_string()
@@ -419,6 +428,15 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn urls_in_messages_carry_no_password() {
+        assert_eq!(
+            without_password("postgres://sb:p@ss#1@db/sb"),
+            "postgres://***@db/sb"
+        );
+        assert_eq!(without_password("sqlite:/tmp/x.db"), "sqlite:/tmp/x.db");
     }
 
     #[tokio::test]

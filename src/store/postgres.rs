@@ -76,7 +76,11 @@ impl PgStore {
                 "schema '{schema}' must be letters, digits and '_'"
             )));
         }
-        let cfg = tokio_postgres::Config::from_str(url).map_err(|e| err(format!("{url}: {e}")))?;
+        let mut cfg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| err(format!("{}: {e}", super::without_password(url))))?;
+        // A statement may take 10 s at most; a connection 5 s to open.
+        cfg.options("-c statement_timeout=10000");
+        cfg.connect_timeout(std::time::Duration::from_secs(5));
         let mgr = Manager::from_config(
             cfg,
             NoTls,
@@ -84,7 +88,13 @@ impl PgStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(mgr).max_size(16).build().map_err(err)?;
+        let pool = Pool::builder(mgr)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .create_timeout(Some(std::time::Duration::from_secs(5)))
+            .build()
+            .map_err(err)?;
         let store = PgStore {
             pool,
             signatures: Default::default(),
@@ -122,15 +132,14 @@ impl PgStore {
                     .replace("{id}", "BIGSERIAL PRIMARY KEY")
                     .replace("{bool}", "BOOLEAN")
                     .replace("{s}", &self.s);
-                c.batch_execute(&sql)
-                    .await
-                    .map_err(|e| err(format!("migration {}: {e}", i + 1)))?;
-                c.execute(
-                    &format!("INSERT INTO {}sb_schema (version) VALUES ($1)", self.s),
-                    &[&(i as i32 + 1)],
-                )
+                // Each migration and its version row in one transaction (DDL is transactional).
+                c.batch_execute(&format!(
+                    "BEGIN; {sql}; INSERT INTO {}sb_schema (version) VALUES ({}); COMMIT",
+                    self.s,
+                    i + 1
+                ))
                 .await
-                .map_err(err)?;
+                .map_err(|e| err(format!("migration {}: {e}", i + 1)))?;
             }
             Ok(())
         }
