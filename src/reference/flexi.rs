@@ -110,7 +110,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, json_response};
+use super::{ApiError, json_response, shorten, shown};
 
 const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Deepest nesting of `and`/`or`/`not` in a filter.
@@ -595,22 +595,6 @@ fn decimal_value(v: &Value, max_whole: usize) -> Option<Result<i128, String>> {
         Value::String(s) => Some(parse_decimal(s, max_whole)),
         _ => None,
     }
-}
-
-/// At most 40 characters of `s`, for messages.
-fn shorten(s: &str) -> String {
-    if s.chars().count() <= 40 {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(40).collect();
-        t.push('…');
-        t
-    }
-}
-
-/// A JSON value written briefly, for messages.
-fn shown(v: &Value) -> String {
-    shorten(&v.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -82,6 +82,22 @@ pub fn check(kind: &str, data: &Path) -> Result<(), String> {
     load(kind, data).map(|_| ())
 }
 
+/// At most 40 characters of `s`, for messages.
+pub fn shorten(s: &str) -> String {
+    if s.chars().count() <= 40 {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(40).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// A JSON value written briefly, for messages.
+pub fn shown(v: &Value) -> String {
+    shorten(&v.to_string())
+}
+
 /// A JSON response.
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     Response::builder()

@@ -115,7 +115,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, json_response};
+use super::{ApiError, json_response, shorten, shown};
 
 const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Longest `Idempotency-Key`, in characters.
@@ -421,21 +421,6 @@ impl From<ApiError> for Reply {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn shorten(s: &str) -> String {
-    if s.chars().count() <= 40 {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(40).collect();
-        t.push('…');
-        t
-    }
-}
-
-/// A JSON value written briefly, for messages.
-fn shown(v: &Value) -> String {
-    shorten(&v.to_string())
-}
 
 fn not_found(msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", msg)
