@@ -36,7 +36,6 @@ async fn start(store_url: &str, schema: &str) -> (String, Arc<App>) {
             "url = \"sqlite:../var/soapbridge.db\"",
             &format!("url = \"{store_url}\"\nschema = \"{schema}\""),
         )
-        .replace("poll_interval_ms = 250", "poll_interval_ms = 50")
         .replace("workers = 4 ", "workers = 8 ");
     let mut cfg = Config::from_toml(&text, Path::new("demo/bench.toml")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
