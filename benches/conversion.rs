@@ -171,9 +171,15 @@ fn main() {
             break;
         }
         let xml = request(products);
-        let call = soap::decode(&desc, &xml, None, 64, SoapVersion::V11)
-            .1
-            .expect("decodes");
+        let call = soap::decode(
+            &desc,
+            &xml,
+            None,
+            soap::ReadOptions::new(64),
+            SoapVersion::V11,
+        )
+        .1
+        .expect("decodes");
         assert_eq!(call.operation, add);
         ok &= row(
             "XML -> JSON",
@@ -182,9 +188,15 @@ fn main() {
             dur,
             || {
                 black_box(
-                    soap::decode(&desc, black_box(&xml), None, 64, SoapVersion::V11)
-                        .1
-                        .unwrap(),
+                    soap::decode(
+                        &desc,
+                        black_box(&xml),
+                        None,
+                        soap::ReadOptions::new(64),
+                        SoapVersion::V11,
+                    )
+                    .1
+                    .unwrap(),
                 );
             },
         );
@@ -196,7 +208,13 @@ fn main() {
             &xml,
             dur,
             || {
-                let call = soap::decode(&desc, black_box(&xml), None, 64, SoapVersion::V11);
+                let call = soap::decode(
+                    &desc,
+                    black_box(&xml),
+                    None,
+                    soap::ReadOptions::new(64),
+                    SoapVersion::V11,
+                );
                 black_box(call.1.unwrap().params.to_json());
             },
         );

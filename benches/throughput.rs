@@ -117,7 +117,7 @@ async fn start_proxy(backend: String) -> String {
     let target = format!("{backend}/v1/vouchers");
     tokio::spawn(soapbridge::server::serve(
         listener,
-        move |req: Request<hyper::body::Incoming>| {
+        move |req: Request<soapbridge::server::Body>| {
             let client = client.clone();
             let target = target.clone();
             async move {

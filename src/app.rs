@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::server::Body as Incoming;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::backend::{Auth, Backend, BackendSettings, ErrorShape};
@@ -41,6 +41,8 @@ pub struct Service {
     pub routes: Vec<Route>,
     pub env_prefix: String,
     pub body_prefix: String,
+    /// Refuse `xsi:nil` on optional, non-nillable elements instead of taking them as absent.
+    pub strict_nil: bool,
 }
 
 /// The XML-RPC front door's settings.
@@ -172,6 +174,7 @@ impl App {
                         connect_timeout: Duration::from_millis(b.connect_timeout_ms),
                         timeout: Duration::from_millis(b.timeout_ms),
                         max_response_bytes: b.max_response_bytes,
+                        max_url_bytes: b.max_url_bytes,
                         headers,
                         errors,
                         tls,
@@ -186,7 +189,23 @@ impl App {
 
         // The durable store (stock batches, error reports, the shared signature cache); opened by
         // `check` too, which so checks that it can be reached.
-        let store = match &raw.store {
+        // Without a [store] section, a default SQLite file is used when something needs one:
+        // stock batches, or the ledger of used signatures (kept across restarts).
+        let needs_store = raw.stock.is_some()
+            || raw
+                .profiles
+                .values()
+                .any(|p| matches!(p, ProfileConfig::Signed(_)));
+        let default_store;
+        let store_cfg = match &raw.store {
+            Some(sc) => Some(sc),
+            None if needs_store => {
+                default_store = crate::config::StoreConfig::default();
+                Some(&default_store)
+            }
+            None => None,
+        };
+        let store = match store_cfg {
             Some(sc) => {
                 let url = cfg.secret("store.url", &sc.url)?;
                 let url = match url.strip_prefix("sqlite:") {
@@ -213,9 +232,6 @@ impl App {
                         format!("no [backends.{}] is defined", sc.backend),
                     )
                 })?;
-                if raw.store.is_none() {
-                    return Err(cfg.err("stock", "needs a [store] to keep its batches in"));
-                }
                 let route = |k: &str, m: &crate::config::OperationMapping| {
                     Route::compile(m, backend.clone(), None)
                         .map_err(|(sub, e)| cfg.err(format!("stock.{k}.{sub}"), e))
@@ -250,21 +266,18 @@ impl App {
         for (name, p) in &raw.profiles {
             let profile = match p {
                 ProfileConfig::Signed(sp) => {
-                    let shared = match (sp.shared_replay_cache, &store) {
-                        (true, Some(s)) => Some(s.clone()),
-                        (true, None) => {
-                            return Err(cfg.err(
-                                format!("profiles.{name}.shared_replay_cache"),
-                                "needs a [store]",
-                            ));
-                        }
-                        (false, _) => None,
-                    };
+                    if sp.shared_replay_cache {
+                        tracing::warn!(
+                            profile = %name,
+                            "shared_replay_cache is no longer needed: used signatures are always kept in the store"
+                        );
+                    }
+                    let ledger = store.clone().expect("a signed profile opens the store");
                     Profile::Signed(SignedProfile::from_config(
                         name,
                         sp,
                         |k, s| cfg.secret(k, s),
-                        shared,
+                        ledger,
                     )?)
                 }
                 ProfileConfig::Basic(bp) => {
@@ -342,6 +355,7 @@ impl App {
                     routes,
                     env_prefix: s.envelope_prefix.clone(),
                     body_prefix: s.body_prefix.clone(),
+                    strict_nil: s.strict_nil,
                 },
             );
         }
@@ -370,6 +384,10 @@ impl App {
                 header_timeout: Duration::from_millis(sc.header_timeout_ms),
                 grace: Duration::from_millis(sc.shutdown_grace_ms),
                 max_connections: sc.max_connections,
+                drain: crate::server::Drain {
+                    max_time: Duration::from_millis(sc.body_timeout_ms),
+                    ..Default::default()
+                },
             },
         })
     }
@@ -544,6 +562,14 @@ impl App {
 }
 
 impl Service {
+    /// How this service's envelopes are read.
+    pub fn read_options(&self, max_depth: usize) -> crate::protocol::soap::ReadOptions {
+        crate::protocol::soap::ReadOptions {
+            max_depth,
+            strict_nil: self.strict_nil,
+        }
+    }
+
     /// HTTP Basic against the service's profile: the role user, or `None` for services
     /// without a profile.
     pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Option<String>, Error> {

@@ -257,6 +257,10 @@ pub struct BackendConfig {
     pub timeout_ms: u64,
     #[serde(default = "default_max_response")]
     pub max_response_bytes: usize,
+    /// The longest URL (base, path and query) a call may have; a call whose input would need a
+    /// longer one is refused as the caller's error.
+    #[serde(default = "default_max_url")]
+    pub max_url_bytes: usize,
     /// PEM file with the CA certificate(s) of an HTTPS backend whose certificate is not signed
     /// by a public CA (relative to the configuration file).
     #[serde(default)]
@@ -278,6 +282,9 @@ fn default_connect_timeout() -> u64 {
 }
 fn default_backend_timeout() -> u64 {
     10_000
+}
+fn default_max_url() -> usize {
+    8 * 1024
 }
 fn default_max_response() -> usize {
     16 * 1024 * 1024
@@ -342,8 +349,8 @@ pub struct SignedProfileConfig {
     pub accounts: Vec<AccountConfig>,
     #[serde(default)]
     pub backend_errors: BTreeMap<String, ErrorText>,
-    /// Keep used signatures in the `[store]` (shared by every instance on a PostgreSQL store,
-    /// kept across restarts) instead of in this process's memory.
+    /// No longer needed (accepted for old configurations): used signatures are always kept in
+    /// the store, across restarts and, on PostgreSQL, across instances.
     #[serde(default)]
     pub shared_replay_cache: bool,
 }
@@ -437,13 +444,23 @@ pub struct StockOpConfig {
 }
 
 /// The durable store: `url = "sqlite:var/soapbridge.db"` (relative to the configuration file;
-/// created on first start) or `url = "postgres://user@host/db"` with `schema`.
+/// created on first start) or `url = "postgres://user@host/db"` with `schema`. Without a
+/// `[store]` section, stock sync and signed profiles use that SQLite file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     pub url: SecretSource,
     #[serde(default = "default_schema")]
     pub schema: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: SecretSource::Inline("sqlite:var/soapbridge.db".into()),
+            schema: default_schema(),
+        }
+    }
 }
 
 fn default_schema() -> String {
@@ -567,6 +584,11 @@ pub struct ServiceConfig {
     /// Prefix of the response element's namespace (`ns0:calculateOptionsPriceResponse`).
     #[serde(default = "default_body_prefix")]
     pub body_prefix: String,
+    /// `xsi:nil="true"` on an optional element that is not nillable: taken as absent (the
+    /// default, as SOAP::Lite and other old clients send it for values they leave out), or
+    /// refused with NOT_NILLABLE when this is true.
+    #[serde(default)]
+    pub strict_nil: bool,
 }
 
 fn default_protocol() -> String {
@@ -634,6 +656,12 @@ pub struct WinstromConfig {
     /// Rows one filtered action may touch at most.
     #[serde(default = "default_max_matches")]
     pub max_matches: usize,
+    /// Comparisons one WQL filter may have at most.
+    #[serde(default = "default_max_filter_terms")]
+    pub max_filter_terms: usize,
+    /// Nodes (comparisons, their values, and/or/not) one WQL filter may have at most.
+    #[serde(default = "default_max_filter_nodes")]
+    pub max_filter_nodes: usize,
     #[serde(default)]
     pub companies: BTreeMap<String, CompanyConfig>,
     #[serde(default)]
@@ -648,6 +676,12 @@ fn default_max_records() -> usize {
 }
 fn default_max_matches() -> usize {
     5_000
+}
+fn default_max_filter_terms() -> usize {
+    1_000
+}
+fn default_max_filter_nodes() -> usize {
+    10_000
 }
 
 /// A company: the backend (and tenant of it) holding its data, and who may use it.
@@ -809,6 +843,20 @@ impl Config {
                 }
                 (Some(_), Some(_)) => {
                     return Err(self.err(key, "has both base_url and builtin; choose one"));
+                }
+                (Some(url), None)
+                    if url
+                        .split_once("://")
+                        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+                        .is_some_and(|authority| authority.contains('@')) =>
+                {
+                    // Not echoed: the URL holds a password.
+                    return Err(self.err(
+                        format!("{key}.base_url"),
+                        format!(
+                            "must not carry credentials (user:password@host): they would appear in logs and messages; give them in [backends.{name}.auth] (kind = \"basic\", password = {{ env = \"...\" }}) instead"
+                        ),
+                    ));
                 }
                 (Some(url), None)
                     if !(url.starts_with("http://") || url.starts_with("https://"))

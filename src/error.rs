@@ -124,6 +124,10 @@ pub enum Error {
     NotWinstrom(String),
     #[error("no service at path '{0}'")]
     NoSuchService(String),
+    #[error(
+        "the request holds more than one backend call can carry: it would need a backend URL of {needed} bytes, and at most {limit} are accepted; send fewer values per call"
+    )]
+    TooLargeForBackend { needed: usize, limit: usize },
 
     // ---- the caller's fault: who they are -------------------------------------------------
     #[error("HTTP Basic authentication failed")]
@@ -214,6 +218,7 @@ impl Error {
             InvalidParams(_) => "INVALID_PARAMS",
             NotWinstrom(_) => "NOT_WINSTROM",
             NoSuchService(_) => "NO_SUCH_SERVICE",
+            TooLargeForBackend { .. } => "REQUEST_TOO_LARGE_FOR_BACKEND",
             Unauthorized => "UNAUTHORIZED",
             ApiKeyUnknown => "APIKEY_UNKNOWN",
             ApiKeyUserMismatch => "APIKEY_USER_MISMATCH",

@@ -1,14 +1,23 @@
 //! The HTTP/1.1 server: accept loop, keep-alive connections, header read timeout, and
 //! graceful shutdown that lets in-flight calls finish.
+//!
+//! Handlers get the request body as a [`Body`] that the server can take back once the handler
+//! has answered: whatever the handler left unread (an early 401, a 413 after the limit) is read
+//! and thrown away, within bounds, before the answer goes out, so that a client that writes its
+//! whole body before reading sees the answer and its keep-alive connection stays usable. When
+//! the rest cannot be drained in bounds, the answer says `Connection: close`.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::Full;
+use http::{HeaderValue, Request, Response};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -25,6 +34,24 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Open connections at most; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// How much of a body a handler left unread is read and thrown away before answering.
+    pub drain: Drain,
+}
+
+/// Bounds for reading away the unread rest of a request body.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    pub max_bytes: u64,
+    pub max_time: Duration,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            max_bytes: 128 * 1024 * 1024,
+            max_time: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for ServeOptions {
@@ -33,6 +60,7 @@ impl Default for ServeOptions {
             header_timeout: Duration::from_secs(10),
             grace: Duration::from_secs(30),
             max_connections: 10_000,
+            drain: Drain::default(),
         }
     }
 }
@@ -70,7 +98,7 @@ pub async fn serve<F, Fut>(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Body>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -101,9 +129,14 @@ pub async fn serve<F, Fut>(
                 let h = handler.clone();
                 let conn = builder.serve_connection(
                     TokioIo::new(stream),
-                    service_fn(move |req| {
+                    service_fn(move |req: Request<Incoming>| {
                         let h = h.clone();
-                        async move { Ok::<_, Infallible>(h(req).await) }
+                        async move {
+                            let (req, body) = Body::wrap(req);
+                            let mut resp = h(req).await;
+                            body.settle(&mut resp, opts.drain).await;
+                            Ok::<_, Infallible>(resp)
+                        }
                     }),
                 );
                 let conn = graceful.watch(conn);
@@ -122,6 +155,140 @@ pub async fn serve<F, Fut>(
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(opts.grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
+}
+
+/// A request body a handler reads like any other ([`http_body::Body`]); the server keeps a
+/// handle to it so that it can read away whatever the handler left.
+#[derive(Debug)]
+pub struct Body {
+    shared: Arc<Mutex<BodyState>>,
+}
+
+#[derive(Debug)]
+struct BodyState {
+    inner: Option<Incoming>,
+    /// The handler asked for at least one frame.
+    polled: bool,
+    /// The body was read to its end.
+    ended: bool,
+}
+
+/// The server's handle to a request's body, to settle it after the handler has answered.
+struct BodyHandle {
+    shared: Arc<Mutex<BodyState>>,
+    expects_continue: bool,
+}
+
+impl Body {
+    fn wrap(req: Request<Incoming>) -> (Request<Body>, BodyHandle) {
+        let expects_continue = req
+            .headers()
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let (parts, inner) = req.into_parts();
+        let shared = Arc::new(Mutex::new(BodyState {
+            ended: inner.is_end_stream(),
+            inner: Some(inner),
+            polled: false,
+        }));
+        let handle = BodyHandle {
+            shared: shared.clone(),
+            expects_continue,
+        };
+        (Request::from_parts(parts, Body { shared }), handle)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, BodyState> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut st = self.state();
+        st.polled = true;
+        let Some(inner) = st.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                st.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // A broken body cannot be drained: the connection will be closed.
+                st.inner = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let st = self.state();
+        st.ended || st.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.state()
+            .inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_else(|| SizeHint::with_exact(0))
+    }
+}
+
+impl BodyHandle {
+    /// After the handler's answer: reads away what it left of the body (within `drain`), or
+    /// marks the answer `Connection: close` when that cannot be done.
+    async fn settle(self, resp: &mut Response<Full<Bytes>>, drain: Drain) {
+        let (rest, polled) = {
+            let mut st = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            if st.ended {
+                return;
+            }
+            (st.inner.take(), st.polled)
+        };
+        let usable = match rest {
+            Some(b) if b.is_end_stream() => true,
+            // Reading now would invite a body the client has not sent yet.
+            Some(_) if self.expects_continue && !polled => false,
+            Some(b) => drain_body(b, drain).await,
+            None => false,
+        };
+        if !usable {
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
+}
+
+/// Reads a body to its end and drops its bytes; `false` when it did not end within bounds.
+async fn drain_body(mut body: Incoming, drain: Drain) -> bool {
+    let read = async {
+        let mut seen = 0u64;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    seen += f.data_ref().map_or(0, |d| d.len() as u64);
+                    if seen > drain.max_bytes {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    tokio::time::timeout(drain.max_time, read)
+        .await
+        .unwrap_or(false)
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -365,7 +365,7 @@ async fn failing_after(ok: usize) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(soapbridge::server::serve(
         listener,
-        move |req: http::Request<hyper::body::Incoming>| {
+        move |req: http::Request<soapbridge::server::Body>| {
             let seen = seen.clone();
             async move {
                 let (status, body) = if req.uri().path() == "/api/o/token/" {
@@ -453,7 +453,7 @@ async fn basic_credentials_and_static_keys_reach_the_backend_never_the_clients()
     let addr = listener.local_addr().unwrap();
     tokio::spawn(soapbridge::server::serve(
         listener,
-        |req: http::Request<hyper::body::Incoming>| async move {
+        |req: http::Request<soapbridge::server::Body>| async move {
             let h = |n: &str| {
                 req.headers()
                     .get(n)

@@ -99,9 +99,15 @@ fn mangled_envelopes_are_answered_never_panicked_on() {
     // What the bridge does with a body: decode its encoding, then the envelope.
     mutate(&seeds, |doc| {
         soapbridge::protocol::xml::decode_body(doc, Some("text/xml")).is_ok_and(|text| {
-            soap::decode(&desc, &text, None, 64, SoapVersion::V11)
-                .1
-                .is_ok()
+            soap::decode(
+                &desc,
+                &text,
+                None,
+                soap::ReadOptions::new(64),
+                SoapVersion::V11,
+            )
+            .1
+            .is_ok()
         })
     });
 }

@@ -368,11 +368,13 @@ async fn graceful_shutdown_leaves_no_batch_claimed() {
         &[("lease_ms = 30000", "lease_ms = 60000")],
     ))
     .await;
-    let ids: Vec<i64> = futures_join((0..3).map(|i| {
+    let mut ids: Vec<i64> = futures_join((0..3).map(|i| {
         let url = b.url(STOCK);
         async move { submit(&url, &[(&format!("SKU-{:05}", i + 1), "WH-IST", 1)], false).await }
     }))
     .await;
+    // Submitted at once: the store numbers them in the order they arrived.
+    ids.sort();
     tokio::time::sleep(Duration::from_millis(300)).await;
     b.shutdown().await.unwrap();
     // Every batch is free for any instance now, not in 60 s when the lease would expire.
@@ -391,7 +393,7 @@ async fn slow_channel(delay: Duration) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(soapbridge::server::serve(
         listener,
-        move |req: http::Request<hyper::body::Incoming>| async move {
+        move |req: http::Request<soapbridge::server::Body>| async move {
             let body = if req.method() == http::Method::POST {
                 tokio::time::sleep(delay).await;
                 r#"{"batch_id":"RB-1","status":"ongoing"}"#

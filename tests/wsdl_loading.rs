@@ -33,7 +33,13 @@ fn rpc_literal_with_an_imported_schema() {
 
     // A request in that shape decodes with exact decimals and arrays.
     let xml = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><r:sum xmlns:r="urn:rpc"><code>0085</code><amounts><t:amount xmlns:t="urn:types">1.10</t:amount></amounts></r:sum></e:Body></e:Envelope>"#;
-    let (v, call) = soap::decode(&d, xml, Some("urn:rpc#sum"), 32, SoapVersion::V11);
+    let (v, call) = soap::decode(
+        &d,
+        xml,
+        Some("urn:rpc#sum"),
+        soap::ReadOptions::new(32),
+        SoapVersion::V11,
+    );
     assert_eq!(v, SoapVersion::V11);
     let call = call.unwrap();
     assert_eq!(
@@ -84,7 +90,9 @@ fn unsupported_shapes_are_refused_with_file_and_line() {
 fn recursive_elements_load_and_decode_to_their_depth() {
     let d = ServiceDescription::load(Path::new("tests/wsdl/tree.wsdl")).unwrap();
     let xml = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><t:node xmlns:t="urn:tree"><t:label>a</t:label><t:node><t:label>b</t:label></t:node></t:node></e:Body></e:Envelope>"#;
-    let call = soap::decode(&d, xml, None, 32, SoapVersion::V11).1.unwrap();
+    let call = soap::decode(&d, xml, None, soap::ReadOptions::new(32), SoapVersion::V11)
+        .1
+        .unwrap();
     assert_eq!(
         call.params.to_json(),
         json!({"label": "a", "node": [{"label": "b", "node": []}]})

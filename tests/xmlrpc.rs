@@ -21,7 +21,7 @@ async fn echo_backend(delay: Duration) -> (String, Arc<Mutex<Vec<Value>>>) {
     let log = seen.clone();
     tokio::spawn(soapbridge::server::serve(
         listener,
-        move |req: http::Request<hyper::body::Incoming>| {
+        move |req: http::Request<soapbridge::server::Body>| {
             let log = log.clone();
             async move {
                 let body = req.into_body().collect().await.unwrap().to_bytes();

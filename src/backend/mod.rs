@@ -49,6 +49,7 @@ pub struct Backend {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
     max_response_bytes: usize,
+    max_url_bytes: usize,
     headers: Vec<(HeaderName, HeaderValue)>,
     errors: ErrorShape,
     auth: Auth,
@@ -112,6 +113,7 @@ pub struct BackendSettings {
     /// Connect, send and read the whole answer.
     pub timeout: Duration,
     pub max_response_bytes: usize,
+    pub max_url_bytes: usize,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub errors: ErrorShape,
     pub tls: rustls::ClientConfig,
@@ -125,6 +127,7 @@ impl Backend {
             connect_timeout,
             timeout,
             max_response_bytes,
+            max_url_bytes,
             headers,
             errors,
             tls,
@@ -150,6 +153,7 @@ impl Backend {
             client,
             timeout,
             max_response_bytes,
+            max_url_bytes,
             headers,
             errors,
             auth,
@@ -209,6 +213,12 @@ impl Backend {
 
     async fn exchange_inner(&self, req: &BackendRequest, creds: &Creds) -> Result<Value, Error> {
         let uri = format!("{}{}", self.base_url, req.path_and_query);
+        if uri.len() > self.max_url_bytes {
+            return Err(Error::TooLargeForBackend {
+                needed: uri.len(),
+                limit: self.max_url_bytes,
+            });
+        }
         let (body, content_type) = match &req.body {
             Body::Json(v) => (
                 Bytes::from(serde_json::to_vec(v).map_err(|e| Error::Internal(e.to_string()))?),
@@ -239,7 +249,8 @@ impl Backend {
         }
         let request = builder
             .body(Full::new(body))
-            .map_err(|e| Error::Internal(format!("cannot build request to {uri}: {e}")))?;
+            // The URL is not quoted: it is the backend's address, not the caller's business.
+            .map_err(|e| Error::Internal(format!("cannot build the backend request: {e}")))?;
         let response = self.client.request(request).await.map_err(|e| {
             let mut reason = e.to_string();
             let mut src = std::error::Error::source(&e);

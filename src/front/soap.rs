@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
+use crate::server::Body as Incoming;
 use http::{HeaderValue, Method, Request, StatusCode};
-use hyper::body::Incoming;
 
 use crate::app::{App, Resp, Service, header_str, text_response};
 use crate::error::{Error, Lang};
@@ -104,8 +104,13 @@ async fn call(
         Ok(t) => t,
         Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
     };
-    let (version, decoded) =
-        soap::decode(&svc.desc, &text, action.as_deref(), app.max_depth(), hint);
+    let (version, decoded) = soap::decode(
+        &svc.desc,
+        &text,
+        action.as_deref(),
+        svc.read_options(app.max_depth()),
+        hint,
+    );
     let call = match decoded {
         Ok(c) => c,
         Err(e) => {

@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::server::Body as Incoming;
 use chrono::FixedOffset;
 use http::{HeaderValue, Method, Request, StatusCode};
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::app::{App, Resp, text_response};
@@ -76,6 +76,7 @@ pub struct Winstrom {
     pub prefix: String,
     max_records: usize,
     max_matches: usize,
+    filter_limits: wql::Limits,
     offset: FixedOffset,
     companies: HashMap<String, Company>,
 }
@@ -179,6 +180,11 @@ impl Winstrom {
             prefix,
             max_records: w.max_records.max(1),
             max_matches: w.max_matches.max(1),
+            filter_limits: wql::Limits {
+                terms: w.max_filter_terms.max(1),
+                nodes: w.max_filter_nodes.max(1),
+                ..wql::Limits::default()
+            },
             offset: FixedOffset::east_opt(3600).expect("valid offset"),
             companies,
         })
@@ -435,6 +441,9 @@ pub async fn handle(app: &App, w: &Winstrom, req: Request<Incoming>, started: In
         Err(PathError::NotFound(m)) => {
             return fail_response(failure(StatusCode::NOT_FOUND, m), guess, "-", None);
         }
+        Err(PathError::BadRequest(m)) => {
+            return fail_response(failure(StatusCode::BAD_REQUEST, m), guess, "-", None);
+        }
         Err(PathError::UnknownFormat(ext)) => {
             return fail_response(
                 failure(
@@ -505,11 +514,11 @@ pub async fn handle(app: &App, w: &Winstrom, req: Request<Incoming>, started: In
                 let body = app
                     .read_body(req.into_body())
                     .await
-                    .map_err(|e| ctx.protocol(e))?;
+                    .map_err(|e| failure_of(&e))?;
                 let text = crate::protocol::xml::decode_body(&body, content_type.as_deref())
-                    .map_err(|e| ctx.protocol(e))?;
+                    .map_err(|e| failure_of(&e))?;
                 let doc = winstrom::decode_document(&text, app.max_depth(), w.max_records)
-                    .map_err(|e| ctx.protocol(e))?;
+                    .map_err(|e| failure_of(&e))?;
                 let id = match &target {
                     Target::Id(id) => Some(id.as_str()),
                     _ => None,
@@ -538,12 +547,7 @@ pub async fn handle(app: &App, w: &Winstrom, req: Request<Incoming>, started: In
     match done {
         Ok(Ok((status, r))) => reply(status, &r, format, &parts.company, "ok"),
         Ok(Err(f)) => fail_response(f, format, &parts.company, None),
-        Err(e) => fail_response(
-            failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            format,
-            &parts.company,
-            None,
-        ),
+        Err(e) => fail_response(failure_of(&e), format, &parts.company, None),
     }
 }
 
@@ -603,21 +607,6 @@ impl<'a> Ctx<'a> {
         r
     }
 
-    /// A message-level error of the request (the document itself is wrong).
-    fn protocol(&self, e: Error) -> Failure {
-        let status = match e {
-            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        failure(status, e.to_string())
-    }
-
-    /// A backend failure that ends the request: 500 with the reason.
-    fn backend(&self, e: &Error) -> Failure {
-        failure(StatusCode::INTERNAL_SERVER_ERROR, backend_message(e))
-    }
-
     fn input<'v>(&'v self, members: Vec<(&'v str, Val<'v>)>) -> Val<'v> {
         let mut m = vec![("tenant", Val::Str(self.company.tenant.as_str().into()))];
         m.extend(members);
@@ -627,7 +616,8 @@ impl<'a> Ctx<'a> {
     /// A WQL filter as the backend's structured filter (field names translated), or the
     /// reason it cannot be sent.
     fn filter_json(&self, ev: &Evidence, text: &str) -> Result<Value, Failure> {
-        let f = wql::parse(text).map_err(|e| failure(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let f = wql::parse_with(text, &self.w.filter_limits)
+            .map_err(|e| failure(StatusCode::BAD_REQUEST, e.to_string()))?;
         for (field, op) in wql::operators_used(&f) {
             let Some(def) = ev.fields.iter().find(|d| d.name == field) else {
                 let known: Vec<&str> = ev
@@ -687,7 +677,7 @@ impl<'a> Ctx<'a> {
         let (rows, total) = self
             .search(ev, &filter, q.start, q.limit, q.row_count)
             .await
-            .map_err(|e| self.backend(&e))?;
+            .map_err(|e| failure_of(&e))?;
         Ok((
             StatusCode::OK,
             Reply::Rows {
@@ -750,7 +740,7 @@ impl<'a> Ctx<'a> {
             Err(Error::BackendRefused(r)) if r.status == 404 => {
                 Err(failure(StatusCode::NOT_FOUND, not_found(ev, id)))
             }
-            Err(e) => Err(self.backend(&e)),
+            Err(e) => Err(failure_of(&e)),
         }
     }
 
@@ -837,6 +827,17 @@ impl<'a> Ctx<'a> {
                 ids.push(id.to_string());
             }
             let request_id = ids.first().cloned();
+            if let Some(reason) = ids.iter().find_map(|id| winstrom::check_id(id).err()) {
+                stats.failed += 1;
+                all_not_found = false;
+                message.get_or_insert_with(|| reason.clone());
+                results.push(Outcome {
+                    request_id,
+                    errors: record_error(reason, "INVALID_ID").errors,
+                    ..Outcome::default()
+                });
+                continue;
+            }
             match self
                 .record(ev, rec, &ids, i + 1, dry_run, &mut results, &mut stats)
                 .await
@@ -869,8 +870,10 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        let status = if backend_error.is_some() || out_of_time {
-            StatusCode::INTERNAL_SERVER_ERROR
+        let status = if let Some(e) = &backend_error {
+            status_of(e)
+        } else if out_of_time {
+            StatusCode::GATEWAY_TIMEOUT
         } else if stats.failed > 0 && all_not_found {
             StatusCode::NOT_FOUND
         } else if stats.failed > 0 {
@@ -1161,13 +1164,46 @@ impl<'a> Ctx<'a> {
                     not_found: false,
                 }))
             }
+            // Other mistakes in what the caller sent (an input too large for the backend).
+            Err(e) if e.party() == Party::Caller => {
+                Err(record_error(e.message(crate::error::Lang::En), e.code()).into())
+            }
             Err(e) => Err(StepError::Backend(e)),
         }
     }
 }
 
+/// The one place a failure's HTTP status is chosen, from who is at fault: the caller's
+/// mistakes (including what the backend refused of their input) are 4xx, a failing backend is
+/// 502 (504 when it was too slow), the bridge's own trouble 500 (503 for its store).
+fn status_of(e: &Error) -> StatusCode {
+    match (e.party(), e) {
+        (Party::Caller, Error::BackendRefused(r)) if r.status == 404 => StatusCode::NOT_FOUND,
+        (Party::Caller, Error::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+        (Party::Caller, Error::BodyTimeout) => StatusCode::REQUEST_TIMEOUT,
+        (Party::Caller, Error::Unauthorized) => StatusCode::UNAUTHORIZED,
+        (Party::Caller, _) => StatusCode::BAD_REQUEST,
+        (_, Error::BackendTimeout { .. } | Error::RequestTimeout { .. }) => {
+            StatusCode::GATEWAY_TIMEOUT
+        }
+        (Party::Backend, _) => StatusCode::BAD_GATEWAY,
+        (Party::Bridge, Error::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        (Party::Bridge, _) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A failure of the whole request: its status from [`status_of`], and a message that says
+/// whose it is (a backend's failure is prefixed, a refusal of the caller's input is not).
+fn failure_of(e: &Error) -> Failure {
+    failure(status_of(e), backend_message(e))
+}
+
 fn backend_message(e: &Error) -> String {
-    format!("Chyba backendu: {e}")
+    match e.party() {
+        Party::Caller => e.message(crate::error::Lang::En),
+        Party::Backend => format!("Chyba backendu: {e}"),
+        Party::Bridge => e.to_string(),
+    }
 }
 
 fn not_found(ev: &Evidence, id: &str) -> String {

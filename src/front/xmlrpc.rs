@@ -9,8 +9,8 @@
 
 use std::time::Instant;
 
+use crate::server::Body as Incoming;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::app::{App, Resp, Service, header_str, text_response};

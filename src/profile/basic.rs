@@ -1,13 +1,35 @@
 //! HTTP Basic, shared by every profile and by the winstrom door's companies: parsing the
 //! header and checking it against a list of users in constant time.
+//!
+//! Configured credentials are kept only as SHA-256 digests ([`Credential`]), and a login is
+//! checked by comparing digests of equal, fixed size: neither the time taken nor an early exit
+//! on a length mismatch tells anything about a user name or password.
 
 use base64::Engine;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::Error;
 
-pub fn ct_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
+/// A configured user name or password, kept as its SHA-256 digest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential([u8; 32]);
+
+impl Credential {
+    pub fn new(text: &str) -> Self {
+        Credential(Sha256::digest(text.as_bytes()).into())
+    }
+
+    /// Whether `given` is this credential, in time independent of both values.
+    pub fn matches(&self, given: &Credential) -> subtle::Choice {
+        self.0.ct_eq(&given.0)
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(***)")
+    }
 }
 
 /// The (user, password) of an `Authorization: Basic ...` header.
@@ -27,15 +49,17 @@ pub fn credentials(authorization: Option<&[u8]>) -> Result<(String, String), Err
 }
 
 /// Checks the header against `(user, password)` pairs; returns the user's index. Every pair
-/// is compared, so timing does not tell which user exists.
+/// is compared, digest against digest, so timing does not tell which user exists nor how long
+/// a password is.
 pub fn check<'a>(
     authorization: Option<&[u8]>,
-    users: impl Iterator<Item = (&'a str, &'a str)>,
+    users: impl Iterator<Item = (&'a Credential, &'a Credential)>,
 ) -> Result<usize, Error> {
     let (user, pass) = credentials(authorization)?;
+    let (user, pass) = (Credential::new(&user), Credential::new(&pass));
     let mut found = None;
     for (i, (u, p)) in users.enumerate() {
-        let ok = ct_eq(u, &user) & ct_eq(p, &pass);
+        let ok: bool = (u.matches(&user) & p.matches(&pass)).into();
         if ok && found.is_none() {
             found = Some(i);
         }
@@ -57,7 +81,8 @@ pub fn challenge(realm: &str) -> String {
 pub struct BasicProfile {
     pub name: String,
     pub realm: String,
-    users: Vec<(String, String)>,
+    /// (name, its digest, the password's digest)
+    users: Vec<(String, Credential, Credential)>,
 }
 
 impl BasicProfile {
@@ -65,15 +90,18 @@ impl BasicProfile {
         BasicProfile {
             name: name.to_string(),
             realm: realm.to_string(),
-            users,
+            users: users
+                .into_iter()
+                .map(|(u, p)| {
+                    let digest = Credential::new(&u);
+                    (u, digest, Credential::new(&p))
+                })
+                .collect(),
         }
     }
 
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
-        let i = check(
-            authorization,
-            self.users.iter().map(|(u, p)| (u.as_str(), p.as_str())),
-        )?;
+        let i = check(authorization, self.users.iter().map(|(_, u, p)| (u, p)))?;
         Ok(&self.users[i].0)
     }
 }
@@ -105,5 +133,17 @@ mod tests {
         assert!(p.authenticate(Some(b"Basic !!!")).is_err());
         assert!(p.authenticate(None).is_err());
         assert_eq!(challenge("a\"b"), "Basic realm=\"ab\", charset=\"UTF-8\"");
+    }
+
+    #[test]
+    fn credentials_are_kept_and_compared_as_fixed_size_digests() {
+        let c = Credential::new("s3cret");
+        assert!(bool::from(c.matches(&Credential::new("s3cret"))));
+        // A prefix, a longer value and the empty value are all just other digests.
+        for other in ["s3cre", "s3cret!", "", "S3CRET"] {
+            assert!(!bool::from(c.matches(&Credential::new(other))), "{other}");
+        }
+        assert_eq!(format!("{c:?}"), "Credential(***)");
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

@@ -8,7 +8,6 @@
 //! failures of the call are `ackCode=failure` with an `error` element in the caller's `lang`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use chrono::{Datelike, FixedOffset, Timelike};
@@ -27,7 +26,9 @@ struct Account {
     api_key: String,
     secret: String,
     role_user: String,
-    role_password: String,
+    /// The role user and password as digests, for the constant-time Basic check.
+    user_digest: Credential,
+    password_digest: Credential,
     reuse: ReusePolicy,
     any_time: bool,
 }
@@ -38,8 +39,7 @@ impl std::fmt::Debug for Account {
             .field("api_key", &self.api_key)
             .field("role_user", &self.role_user)
             .field("secret", &"***")
-            .field("role_password", &"***")
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -54,35 +54,50 @@ pub struct SignedProfile {
     accounts: Vec<Account>,
     by_key: HashMap<String, usize>,
     backend_errors: BTreeMap<String, ErrorText>,
-    ledger: Replay,
-}
-
-/// Where used signatures are remembered.
-#[derive(Debug)]
-enum Replay {
-    Memory(SignatureLedger),
-    /// The shared store (`shared_replay_cache`): every instance on it refuses a signature any
-    /// of them has seen.
-    Store(std::sync::Arc<crate::store::Store>),
+    /// Used signatures, kept in the store: a restart, or another instance on the same
+    /// PostgreSQL store, never accepts a replay inside the window.
+    ledger: std::sync::Arc<crate::store::Store>,
 }
 
 /// Computes `md5(apiKey + secret + time)` as lowercase hex.
 pub fn sign(api_key: &str, secret: &str, time: i64) -> String {
+    hex(&sign_digest(api_key, secret, time))
+}
+
+fn sign_digest(api_key: &str, secret: &str, time: i64) -> [u8; 16] {
     let mut h = Md5::new();
     h.update(api_key.as_bytes());
     h.update(secret.as_bytes());
     h.update(time.to_string().as_bytes());
-    format!("{:x}", h.finalize())
+    h.finalize().into()
 }
 
-use super::basic::ct_eq;
+fn hex(digest: &[u8; 16]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A sign as sent (32 hex digits, either case) as its 16 bytes.
+fn hex_digest(text: &str) -> Option<[u8; 16]> {
+    let t = text.as_bytes();
+    if t.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in t.chunks(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16);
+        out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
+use super::basic::Credential;
 
 impl SignedProfile {
     pub fn from_config(
         name: &str,
         cfg: &SignedProfileConfig,
         secret: impl Fn(&str, &crate::config::SecretSource) -> Result<String, ConfigError>,
-        store: Option<std::sync::Arc<crate::store::Store>>,
+        ledger: std::sync::Arc<crate::store::Store>,
     ) -> Result<SignedProfile, ConfigError> {
         let mut accounts = Vec::new();
         let mut by_key = HashMap::new();
@@ -96,7 +111,11 @@ impl SignedProfile {
                 api_key: a.api_key.clone(),
                 secret: secret(&format!("{key}.secret"), &a.secret)?,
                 role_user: a.role_user.clone(),
-                role_password: secret(&format!("{key}.role_password"), &a.role_password)?,
+                user_digest: Credential::new(&a.role_user),
+                password_digest: Credential::new(&secret(
+                    &format!("{key}.role_password"),
+                    &a.role_password,
+                )?),
                 reuse: a.reused_signature.unwrap_or(cfg.reused_signature),
                 any_time: a.accept_any_time,
             });
@@ -112,10 +131,7 @@ impl SignedProfile {
             accounts,
             by_key,
             backend_errors: cfg.backend_errors.clone(),
-            ledger: match store {
-                Some(s) => Replay::Store(s),
-                None => Replay::Memory(SignatureLedger::default()),
-            },
+            ledger,
         })
     }
 
@@ -174,7 +190,7 @@ impl SignedProfile {
             authorization,
             self.accounts
                 .iter()
-                .map(|a| (a.role_user.as_str(), a.role_password.as_str())),
+                .map(|a| (&a.user_digest, &a.password_digest)),
         )?;
         Ok(&self.accounts[i].role_user)
     }
@@ -224,22 +240,25 @@ impl SignedProfile {
             }
         }
         let account = account.ok_or(Error::ApiKeyUnknown)?;
-        let expected = sign(&account.api_key, &account.secret, time);
-        if !ct_eq(&expected, &sign_given.to_ascii_lowercase()) {
+        let expected = sign_digest(&account.api_key, &account.secret, time);
+        // Digest against digest: 16 bytes each, compared in constant time.
+        let given = hex_digest(&sign_given);
+        let same = subtle::ConstantTimeEq::ct_eq(&expected[..], &given.unwrap_or_default()[..]);
+        if !bool::from(same & subtle::Choice::from(u8::from(given.is_some()))) {
             return Err(Error::SignatureInvalid);
         }
-        if !ct_eq(&account.role_user, role_user) {
+        if account.role_user != role_user {
+            // Both names are already authenticated facts, not secrets.
             return Err(Error::ApiKeyUserMismatch);
         }
+        let expected = hex(&expected);
         if account.reuse == ReusePolicy::Reject {
             let expires = time + self.window_ms;
-            let first = match &self.ledger {
-                Replay::Memory(l) => l.first_use(&expected, time, expires, now_ms),
-                Replay::Store(s) => s
-                    .first_use(&expected, time, expires, now_ms)
-                    .await
-                    .map_err(|e| Error::Store(e.to_string()))?,
-            };
+            let first = self
+                .ledger
+                .first_use(&expected, time, expires, now_ms)
+                .await
+                .map_err(|e| Error::Store(e.to_string()))?;
             if !first {
                 return Err(Error::SignatureReused);
             }
@@ -350,58 +369,22 @@ fn take_string(params: &mut Val<'_>, key: &str) -> String {
     }
 }
 
-/// Remembers signatures until their time leaves the window, to refuse replays.
-/// Memory stays bounded: only signatures inside the window are kept.
-#[derive(Debug, Default)]
-pub struct SignatureLedger {
-    inner: Mutex<Ledger>,
-}
-
-#[derive(Debug, Default)]
-struct Ledger {
-    /// (lowercase hex sign, time) -> when the entry may be forgotten. The sign already binds
-    /// the apiKey and the secret, so it identifies the account.
-    seen: HashMap<([u8; 32], i64), i64>,
-    next_sweep: usize,
-}
-
-impl SignatureLedger {
-    /// Records the signature; `false` when it was already used and has not expired.
-    pub fn first_use(&self, sign: &str, time: i64, expires_at: i64, now: i64) -> bool {
-        let mut l = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if l.seen.len() >= l.next_sweep {
-            l.seen.retain(|_, exp| *exp >= now);
-            l.next_sweep = (l.seen.len() * 2).max(1024);
-        }
-        let mut hex = [0u8; 32];
-        let n = sign.len().min(32);
-        hex[..n].copy_from_slice(&sign.as_bytes()[..n]);
-        let key = (hex, time);
-        match l.seen.get(&key) {
-            Some(exp) if *exp >= now => false,
-            _ => {
-                l.seen.insert(key, expires_at);
-                true
-            }
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.inner.lock().map(|l| l.seen.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{AccountConfig, SecretSource};
     use base64::Engine;
 
-    fn profile(reuse: ReusePolicy) -> SignedProfile {
+    /// A profile whose ledger is a fresh SQLite store.
+    async fn profile(reuse: ReusePolicy) -> SignedProfile {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("soapbridge-signed-{}-{n}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = crate::store::Store::open(&format!("sqlite:{}", path.display()), "")
+            .await
+            .unwrap();
         let cfg = SignedProfileConfig {
             time_window_secs: 300,
             reused_signature: reuse,
@@ -427,7 +410,7 @@ mod tests {
                 SecretSource::Inline(s) => Ok(s.clone()),
                 SecretSource::Env { .. } => unreachable!(),
             },
-            None,
+            std::sync::Arc::new(store),
         )
         .unwrap()
     }
@@ -456,7 +439,7 @@ mod tests {
 
     #[tokio::test]
     async fn valid_call_in_either_case_passes_and_leaves_only_business_parameters() {
-        let p = profile(ReusePolicy::Allow);
+        let p = profile(ReusePolicy::Allow).await;
         let now = 1_700_000_000_000;
         let upper = sign("K", "S", now).to_uppercase();
         let mut m = params(&upper, now);
@@ -469,7 +452,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_failure_has_its_error() {
-        let p = profile(ReusePolicy::Reject);
+        let p = profile(ReusePolicy::Reject).await;
         let now = 1_700_000_000_000;
         let ok = sign("K", "S", now);
         assert!(matches!(
@@ -495,9 +478,9 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn basic_credentials_are_checked() {
-        let p = profile(ReusePolicy::Reject);
+    #[tokio::test]
+    async fn basic_credentials_are_checked() {
+        let p = profile(ReusePolicy::Reject).await;
         let h = |s: &str| {
             format!(
                 "Basic {}",
@@ -507,14 +490,5 @@ mod tests {
         assert_eq!(p.authenticate(Some(h("u:p").as_bytes())).unwrap(), "u");
         assert!(p.authenticate(Some(h("u:x").as_bytes())).is_err());
         assert!(p.authenticate(None).is_err());
-    }
-
-    #[test]
-    fn ledger_forgets_expired_signatures() {
-        let l = SignatureLedger::default();
-        assert!(l.first_use("s", 1, 100, 0));
-        assert!(!l.first_use("s", 1, 100, 50));
-        assert!(l.first_use("s", 2, 100, 50));
-        assert!(l.first_use("s", 1, 300, 101));
     }
 }

@@ -114,14 +114,33 @@ pub struct SoapCall<'i> {
 
 /// Decodes an envelope. The version is returned even on failure (once known) so that the
 /// fault can be answered in it.
+/// How strictly an envelope is read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    pub max_depth: usize,
+    /// Refuse `xsi:nil` on optional elements that are not nillable (see
+    /// [`XmlReader::strict_nil`]).
+    pub strict_nil: bool,
+}
+
+impl ReadOptions {
+    /// Nesting up to `max_depth`, nil on optional elements taken as absent.
+    pub fn new(max_depth: usize) -> Self {
+        ReadOptions {
+            max_depth,
+            strict_nil: false,
+        }
+    }
+}
+
 pub fn decode<'i>(
     desc: &'i ServiceDescription,
     body: &'i str,
     action: Option<&str>,
-    max_depth: usize,
+    read: ReadOptions,
     hint: SoapVersion,
 ) -> (SoapVersion, Result<SoapCall<'i>, Error>) {
-    let mut r = XmlReader::new(body, max_depth);
+    let mut r = XmlReader::new(body, read.max_depth).strict_nil(read.strict_nil);
     let mut version = hint;
     let res = decode_inner(desc, &mut r, action, &mut version);
     (version, res)

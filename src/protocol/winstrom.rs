@@ -60,12 +60,32 @@ pub struct PathParts {
     pub format: Format,
 }
 
-/// Why a URL is not a winstrom URL: the text for the client (HTTP 404, or 406 for an
-/// unknown format).
+/// Why a URL is not a winstrom URL: the text for the client (HTTP 404, 406 for an unknown
+/// format, 400 for a malformed filter or identifier).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathError {
     NotFound(String),
     UnknownFormat(String),
+    BadRequest(String),
+}
+
+/// Prefixes of the identifiers Flexi accepts besides plain numbers.
+const ID_PREFIXES: [&str; 7] = ["code", "ext", "ean", "plu", "vatid", "in", "iban"];
+
+/// Checks a record identifier: `123`, or `code:ABC`, `ext:SYSTEM:1`, `ean:...`, `plu:...`,
+/// `vatid:...`, `in:...`, `iban:...`; the reason in Flexi's words otherwise.
+pub fn check_id(id: &str) -> Result<(), String> {
+    let numeric = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    let prefixed = id
+        .split_once(':')
+        .is_some_and(|(prefix, rest)| ID_PREFIXES.contains(&prefix) && !rest.trim().is_empty());
+    if numeric || prefixed {
+        return Ok(());
+    }
+    let shown: String = id.chars().take(64).collect();
+    Err(format!(
+        "Neplatný identifikátor záznamu '{shown}': použijte číslo (123) nebo code:KÓD, ext:SYSTÉM:ID, ean:, plu:, vatid:, in:, iban:."
+    ))
 }
 
 /// Parses the part of the path after the prefix: `{company}/{evidence}[/{id}|/({filter})].{ext}`
@@ -87,15 +107,8 @@ pub fn parse_path(rest: &str) -> Result<PathParts, PathError> {
         other => return Err(PathError::UnknownFormat(other.to_string())),
     };
     let (evidence, target) = match stem.split_once('/') {
-        None => (stem, Target::All),
-        Some((ev, t)) if t.starts_with('(') && t.ends_with(')') && t.len() >= 2 => {
-            (ev, Target::Filter(t[1..t.len() - 1].to_string()))
-        }
-        Some((_, "")) => return Err(PathError::NotFound("prázdný identifikátor záznamu".into())),
-        Some((ev, id)) if !id.contains('/') => (ev, Target::Id(id.to_string())),
-        Some(_) => {
-            return Err(PathError::NotFound(format!("neznámá cesta '{rest}'")));
-        }
+        None => (stem, None),
+        Some((ev, t)) => (ev, Some(t)),
     };
     let valid = |s: &str| {
         !s.is_empty()
@@ -105,6 +118,30 @@ pub fn parse_path(rest: &str) -> Result<PathParts, PathError> {
     if !valid(company) || !valid(evidence) {
         return Err(PathError::NotFound(format!("neznámá cesta '{rest}'")));
     }
+    let target = match target {
+        None => Target::All,
+        Some(t) if t.starts_with('(') && t.ends_with(')') && t.len() >= 2 => {
+            Target::Filter(t[1..t.len() - 1].to_string())
+        }
+        Some("") => return Err(PathError::NotFound("prázdný identifikátor záznamu".into())),
+        Some(t) if t.starts_with('(') => {
+            // A filter without its closing parenthesis: where WQL says it goes wrong, or at
+            // its end, where the ')' is missing.
+            let inner = &t[1..];
+            let err = match crate::protocol::wql::parse(inner) {
+                Err(e) => e,
+                Ok(_) => crate::protocol::wql::WqlError::at_end(inner),
+            };
+            return Err(PathError::BadRequest(err.to_string()));
+        }
+        Some(id) if !id.contains('/') => {
+            check_id(id).map_err(PathError::BadRequest)?;
+            Target::Id(id.to_string())
+        }
+        Some(_) => {
+            return Err(PathError::NotFound(format!("neznámá cesta '{rest}'")));
+        }
+    };
     Ok(PathParts {
         company: company.to_string(),
         evidence: evidence.to_string(),

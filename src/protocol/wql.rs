@@ -37,9 +37,13 @@
 //!
 //! # Limits
 //!
-//! Nesting (open parentheses plus `not`s in force) is at most [`MAX_DEPTH`], and one `in (...)`
-//! holds at most [`MAX_IN_VALUES`] values; past either the offending token is the error. The
-//! parser recurses only per nesting level, so the depth limit bounds its stack.
+//! [`Limits`] bound what one filter may cost: nesting (open parentheses plus `not`s in force,
+//! at most 64 levels), the values of one `in (...)` (1,000), the comparisons ("terms", 1,000 by
+//! default) and the nodes of the whole filter (10,000 by default: every comparison, every value
+//! in it, and every `and`, `or` and `not`). Past any of them the offending token is the error,
+//! with the limit named, before anything more is built: a hostile filter costs its text and a
+//! tree of at most the limits, never more. The parser recurses only per nesting level, so the
+//! depth limit bounds its stack.
 //!
 //! # Errors
 //!
@@ -63,19 +67,51 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat};
 use serde_json::{Map, Value as Json};
 
-/// The deepest nesting of parentheses and `not`s a filter may have.
-pub const MAX_DEPTH: usize = 64;
-/// The most values one `in (...)` may list.
-pub const MAX_IN_VALUES: usize = 1000;
+/// What one filter may cost at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Nesting of parentheses and `not`s.
+    pub depth: usize,
+    /// Values of one `in (...)`.
+    pub in_values: usize,
+    /// Comparisons in the whole filter.
+    pub terms: usize,
+    /// Comparisons, their values, and `and`/`or`/`not` in the whole filter.
+    pub nodes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            depth: 64,
+            in_values: 1000,
+            terms: 1000,
+            nodes: 10_000,
+        }
+    }
+}
 
 /// A filter that does not parse, with Flexi's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Špatný formát WQL dotazu, problém na pozici {position} poblíž textu '{near}'")]
+#[error("Špatný formát WQL dotazu, problém na pozici {position} poblíž textu '{near}'{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
 pub struct WqlError {
     /// The 1-based character offset of the offending token's first character.
     pub position: usize,
     /// The offending token's text, or `<EOF>`.
     pub near: String,
+    /// Which limit the filter went over, when that is the problem.
+    pub reason: Option<String>,
+}
+
+impl WqlError {
+    /// The error at the end of `text` (where something more was expected).
+    pub fn at_end(text: &str) -> WqlError {
+        WqlError {
+            position: text.chars().count() + 1,
+            near: "<EOF>".to_owned(),
+            reason: None,
+        }
+    }
 }
 
 /// A parsed filter.
@@ -388,11 +424,23 @@ impl<'s> Lexer<'s> {
 // ---------------------------------------------------------------------------------------------
 // Parser
 
-/// Parses a WQL filter.
+/// Parses a WQL filter within the default [`Limits`].
 pub fn parse(text: &str) -> Result<Filter, WqlError> {
+    parse_with(text, &Limits::default())
+}
+
+/// Parses a WQL filter within `limits`.
+pub fn parse_with(text: &str, limits: &Limits) -> Result<Filter, WqlError> {
     let mut lex = Lexer::new(text);
     let tok = lex.next();
-    let mut p = Parser { lex, tok, depth: 0 };
+    let mut p = Parser {
+        lex,
+        tok,
+        depth: 0,
+        terms: 0,
+        nodes: 0,
+        limits: *limits,
+    };
     let f = p.or()?;
     if p.tok.kind != Kind::Eof {
         return Err(p.error());
@@ -404,6 +452,9 @@ struct Parser<'s> {
     lex: Lexer<'s>,
     tok: Tok<'s>,
     depth: usize,
+    terms: usize,
+    nodes: usize,
+    limits: Limits,
 }
 
 /// Words that can never be a field.
@@ -417,7 +468,28 @@ impl<'s> Parser<'s> {
                 Kind::Eof => "<EOF>".to_owned(),
                 _ => self.tok.text.to_owned(),
             },
+            reason: None,
         }
+    }
+
+    /// The current token goes over a limit.
+    fn over(&self, reason: String) -> WqlError {
+        WqlError {
+            reason: Some(reason),
+            ..self.error()
+        }
+    }
+
+    /// One more node (a comparison, a value, an `and`, `or` or `not`) at the current token.
+    fn node(&mut self) -> Result<(), WqlError> {
+        self.nodes += 1;
+        if self.nodes > self.limits.nodes {
+            return Err(self.over(format!(
+                "filtr smí mít nejvýše {} uzlů (podmínek, hodnot a operátorů)",
+                self.limits.nodes
+            )));
+        }
+        Ok(())
     }
 
     fn bump(&mut self) -> Tok<'s> {
@@ -443,8 +515,11 @@ impl<'s> Parser<'s> {
 
     /// One more level of nesting at the current token.
     fn enter(&mut self) -> Result<(), WqlError> {
-        if self.depth >= MAX_DEPTH {
-            return Err(self.error());
+        if self.depth >= self.limits.depth {
+            return Err(self.over(format!(
+                "filtr smí být vnořen nejvýše do {} úrovní",
+                self.limits.depth
+            )));
         }
         self.depth += 1;
         Ok(())
@@ -458,6 +533,7 @@ impl<'s> Parser<'s> {
         let mut items = Vec::new();
         push_flat(&mut items, first, true);
         while self.is_kw("or") {
+            self.node()?;
             self.bump();
             let next = self.and()?;
             push_flat(&mut items, next, true);
@@ -473,6 +549,7 @@ impl<'s> Parser<'s> {
         let mut items = Vec::new();
         push_flat(&mut items, first, false);
         while self.is_kw("and") {
+            self.node()?;
             self.bump();
             let next = self.unary()?;
             push_flat(&mut items, next, false);
@@ -484,6 +561,7 @@ impl<'s> Parser<'s> {
         let outer = self.depth;
         while self.is_kw("not") {
             self.enter()?;
+            self.node()?;
             self.bump();
         }
         let nots = self.depth - outer;
@@ -511,6 +589,14 @@ impl<'s> Parser<'s> {
         {
             return Err(self.error());
         }
+        self.terms += 1;
+        if self.terms > self.limits.terms {
+            return Err(self.over(format!(
+                "filtr smí mít nejvýše {} podmínek",
+                self.limits.terms
+            )));
+        }
+        self.node()?;
         let field = self.bump().text.to_owned();
         let test = self.test()?;
         Ok(Filter::Cmp(Cmp { field, test }))
@@ -582,8 +668,11 @@ impl<'s> Parser<'s> {
         let mut values = vec![self.value()?];
         while self.is_sym(Sym::Comma) {
             self.bump();
-            if values.len() >= MAX_IN_VALUES {
-                return Err(self.error());
+            if values.len() >= self.limits.in_values {
+                return Err(self.over(format!(
+                    "'in' smí mít nejvýše {} hodnot",
+                    self.limits.in_values
+                )));
             }
             values.push(self.value()?);
         }
@@ -613,6 +702,7 @@ impl<'s> Parser<'s> {
     }
 
     fn value(&mut self) -> Result<Value, WqlError> {
+        self.node()?;
         let value = match &self.tok.kind {
             Kind::Number => Value::Number(self.tok.text.to_owned()),
             Kind::Str(s) => Value::Str(s.clone()),

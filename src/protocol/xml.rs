@@ -43,6 +43,8 @@ pub struct XmlReader<'i> {
     inner: Reader<&'i [u8]>,
     depth: usize,
     max_depth: usize,
+    /// `xsi:nil` on an optional element that is not nillable is refused, not taken as absent.
+    strict_nil: bool,
     /// In-scope declarations: (depth of the declaring element, prefix ("" = default), URI),
     /// borrowed from the input when they can be.
     bindings: Vec<(usize, Cow<'i, str>, Cow<'i, str>)>,
@@ -70,9 +72,18 @@ impl<'i> XmlReader<'i> {
             inner,
             depth: 0,
             max_depth,
+            strict_nil: false,
             bindings: Vec::new(),
             input: text,
         }
+    }
+
+    /// Refuse `xsi:nil` on optional elements that are not nillable (by default such an
+    /// element is taken as absent, as old clients such as SOAP::Lite send it for values they
+    /// leave out).
+    pub fn strict_nil(mut self, strict: bool) -> Self {
+        self.strict_nil = strict;
+        self
     }
 
     fn malformed(&self, e: impl std::fmt::Display) -> Error {
@@ -420,6 +431,12 @@ pub fn decode_complex<'i>(
                 let mark = path.len();
                 path.push('/');
                 path.push_str(&child.name);
+                if !child.nillable && child.min_occurs == 0 && !r.strict_nil && r.is_nil(&s)? {
+                    // Left out, as the client meant: not counted, not kept.
+                    r.skip_element()?;
+                    path.truncate(mark);
+                    continue;
+                }
                 seen[idx].0 += 1;
                 if child.max_occurs.is_some_and(|m| seen[idx].0 > m) {
                     return Err(Error::RepeatedElement { path: path.clone() });

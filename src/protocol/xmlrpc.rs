@@ -483,9 +483,16 @@ fn one<'s>(
     }
     match schema.get(decl.ty) {
         TypeDef::Complex(ct) => {
-            if let (Some(child), XVal::Array(_)) = (wrapper_child(schema, decl), &x) {
-                let list = to_val(x, child, schema, path)?.unwrap_or(Val::List(vec![]));
-                return Ok(Some(Val::Obj(vec![(child.name.as_str(), list)])));
+            if let Some(child) = wrapper_child(schema, decl) {
+                // The wrapper as a struct (`{item: [...]}`) is read as one; anything else is
+                // its list: an array, or a single item (a struct of the item's members, or a
+                // scalar) taken as a one-item list.
+                let as_wrapper = matches!(&x, XVal::Struct(m)
+                    if m.is_empty() || (m.len() == 1 && m[0].0 == child.name.as_str()));
+                if !as_wrapper {
+                    let list = to_val(x, child, schema, path)?.unwrap_or(Val::List(vec![]));
+                    return Ok(Some(Val::Obj(vec![(child.name.as_str(), list)])));
+                }
             }
             match x {
                 XVal::Struct(members) => {

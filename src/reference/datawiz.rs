@@ -377,7 +377,7 @@ impl DatawizApi {
         Ok(api)
     }
 
-    pub async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<crate::server::Body>) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         let head = parts.method == Method::HEAD;
         let body = match Limited::new(body, MAX_BODY).collect().await {

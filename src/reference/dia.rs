@@ -454,7 +454,7 @@ impl DiaApi {
         })
     }
 
-    pub async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<crate::server::Body>) -> Response<Full<Bytes>> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let body = if method == Method::POST {

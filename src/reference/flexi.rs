@@ -1716,7 +1716,7 @@ impl FlexiApi {
         })
     }
 
-    pub async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<crate::server::Body>) -> Response<Full<Bytes>> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();

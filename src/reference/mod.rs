@@ -32,7 +32,7 @@ enum Api {
 }
 
 impl Api {
-    async fn handle(&self, req: http::Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: http::Request<crate::server::Body>) -> Response<Full<Bytes>> {
         match self {
             Api::ProductOptions(a) => a.handle(req).await,
             Api::Dia(a) => a.handle(req).await,

@@ -47,11 +47,20 @@ impl Bridge {
         cfg.raw.server.listen = addr;
         cfg.raw.server.public_url = None;
         // Each bridge gets a store of its own (a fresh SQLite file), unless the test chose one.
-        if let Some(store) = &mut cfg.raw.store
-            && matches!(&store.url, soapbridge::config::SecretSource::Inline(u) if u == "sqlite:../var/soapbridge.db")
-        {
-            store.url =
-                soapbridge::config::SecretSource::Inline(format!("sqlite:{}", temp_db().display()));
+        let fresh =
+            soapbridge::config::SecretSource::Inline(format!("sqlite:{}", temp_db().display()));
+        match &mut cfg.raw.store {
+            Some(store) if matches!(&store.url, soapbridge::config::SecretSource::Inline(u) if u == "sqlite:../var/soapbridge.db") =>
+            {
+                store.url = fresh;
+            }
+            Some(_) => {}
+            None => {
+                cfg.raw.store = Some(soapbridge::config::StoreConfig {
+                    url: fresh,
+                    ..Default::default()
+                })
+            }
         }
         let app = Arc::new(App::build(&cfg, Builtins::Start).await.expect("app builds"));
         let (tx, rx) = oneshot::channel();
