@@ -69,6 +69,7 @@ pub struct App {
     public_url: String,
     limits: Limits,
     serve: ServeOptions,
+    clock: crate::clock::Clock,
 }
 
 /// Whether [`App::build`] starts the bundled reference backends (`serve`) or only checks
@@ -95,6 +96,16 @@ impl App {
     /// Builds the application from a configuration: loads every WSDL, compiles every
     /// mapping, starts bundled reference backends. Every problem is reported with its key.
     pub async fn build(cfg: &Config, builtins: Builtins) -> Result<App, ConfigError> {
+        App::build_with_clock(cfg, builtins, crate::clock::Clock::system()).await
+    }
+
+    /// [`App::build`] going by `clock` (tests move an adjustable clock forward instead of
+    /// sleeping).
+    pub async fn build_with_clock(
+        cfg: &Config,
+        builtins: Builtins,
+        clock: crate::clock::Clock,
+    ) -> Result<App, ConfigError> {
         let raw = &cfg.raw;
         let mut backends: HashMap<String, Arc<Backend>> = HashMap::new();
         for (name, b) in &raw.backends {
@@ -182,6 +193,7 @@ impl App {
                         vars: Value::Object(
                             b.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                         ),
+                        clock: clock.clone(),
                     },
                 )),
             );
@@ -257,6 +269,7 @@ impl App {
                             retry_base_ms: sc.retry_base_ms.max(1),
                             retry_max_ms: sc.retry_max_ms.max(1),
                         },
+                        clock.clone(),
                     ))
                 })
             }
@@ -362,7 +375,9 @@ impl App {
         let winstrom = raw
             .winstrom
             .as_ref()
-            .map(|w| crate::front::winstrom::Winstrom::build(cfg, w, &backends, &profiles))
+            .map(|w| {
+                crate::front::winstrom::Winstrom::build(cfg, w, &backends, &profiles, clock.clone())
+            })
             .transpose()?;
         let sc = &raw.server;
         Ok(App {
@@ -374,6 +389,7 @@ impl App {
                 i8: raw.xmlrpc.i8,
             }),
             public_url: public.clone(),
+            clock,
             limits: Limits {
                 max_body: sc.max_body_bytes,
                 max_depth: sc.max_depth,
@@ -517,8 +533,9 @@ impl App {
         if let Some(p) = &svc.profile {
             let user = role_user.ok_or(Error::Unauthorized)?;
             if let Some(signed) = p.signed() {
-                let now = chrono::Utc::now().timestamp_millis();
-                signed.verify(&mut params, user, now).await?;
+                signed
+                    .verify(&mut params, user, self.clock.now_ms())
+                    .await?;
             }
         }
         svc.routes[operation].invoke(&params).await

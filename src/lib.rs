@@ -4,6 +4,7 @@
 pub mod app;
 pub mod backend;
 pub mod call;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod front;

@@ -83,10 +83,7 @@ pub struct StockSync {
     owner: String,
     wake: Notify,
     seq: AtomicU64,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    clock: crate::clock::Clock,
 }
 
 /// Keys whose values never reach an error report (compared without case, `-` or `_`).
@@ -182,6 +179,7 @@ impl StockSync {
         poll: Route,
         warehouses: Vec<String>,
         settings: Settings,
+        clock: crate::clock::Clock,
     ) -> StockSync {
         // Letters, digits and '-' only: claim tokens are "<owner>#<n>", and the instance's
         // claims are found again by that prefix.
@@ -190,7 +188,7 @@ impl StockSync {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
-        let owner = format!("{host}-{}-{:x}", std::process::id(), now_ms());
+        let owner = format!("{host}-{}-{:x}", std::process::id(), clock.now_ms());
         StockSync {
             store,
             send,
@@ -200,6 +198,7 @@ impl StockSync {
             owner,
             wake: Notify::new(),
             seq: AtomicU64::new(0),
+            clock,
         }
     }
 
@@ -303,7 +302,7 @@ impl StockSync {
                 list: list.into(),
                 items: Value::Array(items),
                 success_log,
-                now: now_ms(),
+                now: self.clock.now_ms(),
             })
             .await
             .map_err(store_err)?;
@@ -398,7 +397,7 @@ impl StockSync {
             );
             match self
                 .store
-                .claim(&token, now_ms(), self.settings.lease_ms, 1)
+                .claim(&token, self.clock.now_ms(), self.settings.lease_ms, 1)
                 .await
             {
                 Ok(batches) if !batches.is_empty() => {
@@ -428,7 +427,7 @@ impl StockSync {
     /// backend's timeout; the lease is checked at start-up to outlast three of them, a renewed
     /// login included), then saves it and ends the claim.
     async fn process(&self, mut b: Batch, token: &str) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         b.modified_at = now;
         if b.request.is_none() {
             b.request = Some(self.request_of(&b));
@@ -535,7 +534,7 @@ impl StockSync {
             .cloned()
             .unwrap_or(Value::Array(Vec::new()));
         b.status = status.into();
-        b.done_at = Some(now_ms());
+        b.done_at = Some(self.clock.now_ms());
         b.results = Some(results.clone());
         b.last_error = None;
         if self.save(&b, token, true).await {
@@ -555,7 +554,7 @@ impl StockSync {
     /// A failed delivery: a refusal of the caller's data ends the batch; anything else is
     /// retried after a back-off, until the attempts run out.
     async fn retry_or_fail(&self, mut b: Batch, e: Error, token: &str) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         b.attempts += 1;
         b.last_error = Some(e.to_string());
         let refused =
@@ -611,7 +610,7 @@ impl StockSync {
 
     fn random(&self) -> u64 {
         // splitmix64 over a counter and the clock: jitter, not cryptography.
-        let mut z = (now_ms() as u64).wrapping_add(
+        let mut z = (self.clock.now_ms() as u64).wrapping_add(
             self.seq
                 .fetch_add(1, Ordering::Relaxed)
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -693,7 +692,7 @@ impl StockSync {
             }
             .into(),
             target_object_id: target.into(),
-            modified_date: now_ms(),
+            modified_date: self.clock.now_ms(),
             ..Report::default()
         };
         if let Err(e) = self.store.add_report(&r).await {

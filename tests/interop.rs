@@ -6,8 +6,7 @@
 //! - Python's standard `xmlrpc.client` calls every operation over XML-RPC through
 //!   `ServerProxy`, with multicall and faults (`tests/interop/xmlrpc_client.py`).
 //!
-//! Without Python (or zeep) a test says so and passes, unless `SOAPBRIDGE_REQUIRE_INTEROP=1`
-//! (set by `.ci/run`), where it fails.
+//! These tests are required: without Python (or zeep) they fail and say what to install.
 
 mod common;
 
@@ -22,14 +21,10 @@ fn python_has(module: &str) -> bool {
 
 /// Runs a client script against a fresh demo bridge; its stdout must contain `expect`.
 async fn run_client(module: &str, script: &'static str, expect: &str) {
-    if !python_has(module) {
-        assert!(
-            std::env::var("SOAPBRIDGE_REQUIRE_INTEROP").is_err(),
-            "python3 with {module} is required here: pip install -r tests/requirements.txt"
-        );
-        eprintln!("SKIPPED: python3 with {module} is not available");
-        return;
-    }
+    assert!(
+        python_has(module),
+        "python3 with {module} is required: python3 -m pip install -r tests/requirements.txt"
+    );
     let bridge = Bridge::demo().await;
     let base = format!("http://{}", bridge.addr);
     let out = tokio::task::spawn_blocking(move || {

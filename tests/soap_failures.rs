@@ -3,12 +3,14 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
 use http::{Response, StatusCode};
 use http_body_util::Full;
+use tokio::sync::Notify;
 
 const IDS: &str = "<productIds><item>587300354</item><item>587300355</item></productIds>";
 
@@ -22,17 +24,31 @@ fn demo_with_backend(base_url: &str, timeout_ms: u64) -> String {
 
 /// A backend that answers every request with `status` and `body` after `delay`.
 async fn fake_backend(status: u16, body: &'static str, delay: Duration) -> String {
+    fake_backend_noting(status, body, delay, Arc::new(Notify::new())).await
+}
+
+/// [`fake_backend`] that also signals `arrived` as each request comes in.
+async fn fake_backend_noting(
+    status: u16,
+    body: &'static str,
+    delay: Duration,
+    arrived: Arc<Notify>,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(soapbridge::server::serve(
         listener,
-        move |_req| async move {
-            tokio::time::sleep(delay).await;
-            Response::builder()
-                .status(StatusCode::from_u16(status).unwrap())
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from_static(body.as_bytes())))
-                .unwrap()
+        move |_req| {
+            let arrived = arrived.clone();
+            async move {
+                arrived.notify_one();
+                tokio::time::sleep(delay).await;
+                Response::builder()
+                    .status(StatusCode::from_u16(status).unwrap())
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .unwrap()
+            }
         },
         Default::default(),
         std::future::pending(),
@@ -500,10 +516,12 @@ async fn the_wsdl_is_served_with_the_bridge_address_and_its_imported_schema() {
 
 #[tokio::test]
 async fn shutdown_lets_calls_in_flight_finish() {
-    let url = fake_backend(
+    let arrived = Arc::new(Notify::new());
+    let url = fake_backend_noting(
         201,
         "{\"voucher\": {\"code\": \"FT-slow\", \"amount\": \"1.00\", \"payment_required\": true, \"product_count\": 1}}",
         Duration::from_millis(700),
+        arrived.clone(),
     )
     .await;
     let mut b = Bridge::with_config(&demo_with_backend(&url, 5000)).await;
@@ -516,7 +534,8 @@ async fn shutdown_lets_calls_in_flight_finish() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shut down once the call has reached the backend: it is in flight.
+    arrived.notified().await;
     let server = b.shutdown();
     let r = call.await.unwrap();
     assert_eq!(

@@ -72,19 +72,21 @@ impl RecentFailure {
     fn check(&self, backend: &Backend) -> Result<(), Error> {
         let f = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match f.as_ref() {
-            Some((at, why)) if at.elapsed() < FAILED_LOGIN_HOLD => Err(login_failed(
-                backend,
-                format!("{why} (the login failed a moment ago; not tried again yet)"),
-            )),
+            Some((at, why)) if backend.clock.instant() < *at + FAILED_LOGIN_HOLD => {
+                Err(login_failed(
+                    backend,
+                    format!("{why} (the login failed a moment ago; not tried again yet)"),
+                ))
+            }
             _ => Ok(()),
         }
     }
 
-    fn note<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
+    fn note<T>(&self, backend: &Backend, r: Result<T, Error>) -> Result<T, Error> {
         let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match &r {
             Ok(_) => *f = None,
-            Err(e) => *f = Some((Instant::now(), e.to_string())),
+            Err(e) => *f = Some((backend.clock.instant(), e.to_string())),
         }
         r
     }
@@ -192,21 +194,21 @@ impl Auth {
                     return Ok(c.clone());
                 }
                 s.failed.check(backend)?;
-                let c = s.failed.note(s.login(backend, 1).await)?;
+                let c = s.failed.note(backend, s.login(backend, 1).await)?;
                 *state = Some(c.clone());
                 Ok(c)
             }
             Auth::OAuth2(g) => {
                 let mut state = g.state.lock().await;
                 match state.as_ref() {
-                    Some(t) if Instant::now() < t.renew_at => Ok(t.creds.clone()),
+                    Some(t) if backend.clock.instant() < t.renew_at => Ok(t.creds.clone()),
                     old => {
                         let generation = old.map_or(1, |t| t.creds.generation + 1);
                         let refresh = old.and_then(|t| t.refresh.clone());
                         g.failed.check(backend)?;
                         let t = g
                             .failed
-                            .note(g.obtain(backend, refresh, generation).await)?;
+                            .note(backend, g.obtain(backend, refresh, generation).await)?;
                         let c = t.creds.clone();
                         *state = Some(t);
                         Ok(c)
@@ -227,7 +229,9 @@ impl Auth {
                 }
                 tracing::info!(backend = %backend.name, "backend session expired; logging in again");
                 s.failed.check(backend)?;
-                let c = s.failed.note(s.login(backend, old.generation + 1).await)?;
+                let c = s
+                    .failed
+                    .note(backend, s.login(backend, old.generation + 1).await)?;
                 *state = Some(c.clone());
                 Ok(c)
             }
@@ -242,9 +246,10 @@ impl Auth {
                 tracing::info!(backend = %backend.name, "backend token refused; renewing it");
                 let refresh = state.as_ref().and_then(|t| t.refresh.clone());
                 g.failed.check(backend)?;
-                let t = g
-                    .failed
-                    .note(g.obtain(backend, refresh, old.generation + 1).await)?;
+                let t = g.failed.note(
+                    backend,
+                    g.obtain(backend, refresh, old.generation + 1).await,
+                )?;
                 let c = t.creds.clone();
                 *state = Some(t);
                 Ok(c)
@@ -338,7 +343,7 @@ impl PasswordGrant {
                 .get("refresh_token")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            renew_at: Instant::now() + ttl - self.margin.min(ttl / 2),
+            renew_at: backend.clock.instant() + ttl - self.margin.min(ttl / 2),
         })
     }
 }

@@ -55,6 +55,8 @@ pub struct Backend {
     auth: Auth,
     /// `$vars` in templates.
     pub vars: Value,
+    /// The time credentials expire by.
+    pub clock: crate::clock::Clock,
 }
 
 /// TLS settings for HTTPS backends: the Mozilla root certificates (webpki-roots) plus, for
@@ -119,6 +121,7 @@ pub struct BackendSettings {
     pub tls: rustls::ClientConfig,
     pub auth: Auth,
     pub vars: Value,
+    pub clock: crate::clock::Clock,
 }
 
 impl Backend {
@@ -133,6 +136,7 @@ impl Backend {
             tls,
             auth,
             vars,
+            clock,
         } = settings;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
@@ -158,6 +162,7 @@ impl Backend {
             errors,
             auth,
             vars,
+            clock,
         }
     }
 

@@ -78,6 +78,8 @@ pub struct Winstrom {
     max_matches: usize,
     filter_limits: wql::Limits,
     offset: FixedOffset,
+    /// What `now()` in a filter is.
+    clock: crate::clock::Clock,
     companies: HashMap<String, Company>,
 }
 
@@ -137,6 +139,7 @@ impl Winstrom {
         w: &WinstromConfig,
         backends: &HashMap<String, Arc<Backend>>,
         profiles: &HashMap<String, Arc<Profile>>,
+        clock: crate::clock::Clock,
     ) -> Result<Winstrom, ConfigError> {
         let prefix = w.path.trim_end_matches('/').to_string();
         if !prefix.starts_with('/') {
@@ -186,6 +189,7 @@ impl Winstrom {
                 ..wql::Limits::default()
             },
             offset: FixedOffset::east_opt(3600).expect("valid offset"),
+            clock,
             companies,
         })
     }
@@ -652,7 +656,7 @@ impl<'a> Ctx<'a> {
                 ));
             }
         }
-        let now = chrono::Utc::now().with_timezone(&self.w.offset);
+        let now = self.w.clock.now().with_timezone(&self.w.offset);
         let mut json = wql::to_json(
             &f,
             &wql::Context {

@@ -457,25 +457,25 @@ mod tests {
         assert_eq!(store.batches(None, 10).await.unwrap().len(), 2);
     }
 
-    /// Runs only where a PostgreSQL server is given (`SOAPBRIDGE_TEST_PG`, as `.ci/run` sets):
-    /// a throwaway schema, the same suite.
+    /// The same suite on PostgreSQL, in a throwaway schema: `SOAPBRIDGE_TEST_PG`, or the local
+    /// server (required: `.ci/run` starts it).
     #[tokio::test]
     async fn postgres_passes_the_store_suite() {
-        let Some(url) = test_pg_url() else {
-            eprintln!("SKIPPED: SOAPBRIDGE_TEST_PG is not set");
-            return;
-        };
+        let url = test_pg_url();
         let schema = format!("sb_suite_{}", std::process::id());
-        let store = Store::open(&url, &schema).await.unwrap();
+        let store = Store::open(&url, &schema).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is required (start it, or set SOAPBRIDGE_TEST_PG): {e}")
+        });
         suite(&store).await;
         if let Store::Postgres(p) = &store {
             p.drop_schema().await.unwrap();
         }
     }
 
-    fn test_pg_url() -> Option<String> {
+    fn test_pg_url() -> String {
         std::env::var("SOAPBRIDGE_TEST_PG")
             .ok()
             .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
     }
 }

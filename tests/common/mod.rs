@@ -28,6 +28,8 @@ pub const FIXTURE_USER: &str = "fixture:fixture-pass";
 
 pub struct Bridge {
     pub addr: SocketAddr,
+    /// The bridge's clock: tests move it forward instead of sleeping.
+    pub clock: soapbridge::clock::Clock,
     shutdown: Option<oneshot::Sender<()>>,
     pub task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -62,13 +64,19 @@ impl Bridge {
                 })
             }
         }
-        let app = Arc::new(App::build(&cfg, Builtins::Start).await.expect("app builds"));
+        let clock = soapbridge::clock::Clock::adjustable();
+        let app = Arc::new(
+            App::build_with_clock(&cfg, Builtins::Start, clock.clone())
+                .await
+                .expect("app builds"),
+        );
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(soapbridge::server::run(listener, app, async {
             let _ = rx.await;
         }));
         Bridge {
             addr,
+            clock,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -582,4 +590,38 @@ pub fn mask(xml: &str, names: &[&str]) -> String {
         }
     }
     out
+}
+
+/// The PostgreSQL server the tests use: `SOAPBRIDGE_TEST_PG`, or the local one
+/// (`postgres://postgres@127.0.0.1:5432/test`). Panics, saying what to do, when it cannot be
+/// reached: these tests are required, never skipped.
+pub async fn pg_url() -> String {
+    let url = std::env::var("SOAPBRIDGE_TEST_PG")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    let host = url
+        .rsplit_once('@')
+        .map_or(url.as_str(), |(_, h)| h)
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:5432")
+        .to_string();
+    let addr = if host.contains(':') {
+        host
+    } else {
+        format!("{host}:5432")
+    };
+    let reachable = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(addr.clone()),
+    )
+    .await
+    .is_ok_and(|c| c.is_ok());
+    assert!(
+        reachable,
+        "PostgreSQL is required for this test and is not reachable at {addr}: start it \
+         (.ci/run does) or point SOAPBRIDGE_TEST_PG at one"
+    );
+    url
 }
