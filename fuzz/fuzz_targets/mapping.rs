@@ -1,0 +1,43 @@
+//! Mapping templates: any JSON as a template (compiled or refused), evaluated against any JSON
+//! document; URL path templates and query strings rendered from it.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use soapbridge::mapping::{PathTemplate, Scope, Template, render_query};
+
+fuzz_target!(|data: &[u8]| {
+    // `[template, document]`, or a path template on the first line and a document after it.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(Value::Array(pair)) = serde_json::from_str::<Value>(text)
+        && let [template, doc] = pair.as_slice()
+    {
+        if let Ok(t) = Template::compile(template) {
+            let scope = Scope::json(doc);
+            let _ = t.eval(&scope);
+            let _ = render_query(&[("q".to_string(), t)], &scope);
+        }
+        return;
+    }
+    let (path, doc) = text.split_once('\n').unwrap_or((text, "{}"));
+    let Ok(doc) = serde_json::from_str::<Value>(doc) else {
+        return;
+    };
+    if let Ok(p) = PathTemplate::parse(path)
+        && let Ok(rendered) = p.render(&Scope::json(&doc))
+    {
+        // Every hole is percent-encoded: nothing of the value can add a segment.
+        assert_eq!(
+            rendered.matches('/').count(),
+            path.matches('/').count()
+                - path
+                    .split('{')
+                    .skip(1)
+                    .map(|h| h.split('}').next().unwrap_or("").matches('/').count())
+                    .sum::<usize>(),
+            "{path} -> {rendered}"
+        );
+    }
+});
