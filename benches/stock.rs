@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use soapbridge::app::{App, Builtins};
+use soapbridge::app::App;
 use soapbridge::config::Config;
 
 const CLIENTS: usize = 16;
@@ -38,9 +38,15 @@ async fn start(store_url: &str, schema: &str) -> (String, Arc<App>) {
         )
         .replace("workers = 4 ", "workers = 8 ");
     let mut cfg = Config::from_toml(&text, Path::new("demo/bench.toml")).unwrap();
+    // The sales channel (a reference backend) in this process.
+    let channel = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let channel =
+        soapbridge_reference::spawn("stock", Path::new("fixtures/reference/stock.json"), channel)
+            .unwrap();
+    cfg.raw.backends.get_mut("channel").unwrap().base_url = format!("http://{channel}");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     cfg.raw.server.listen = listener.local_addr().unwrap();
-    let app = Arc::new(App::build(&cfg, Builtins::Start).await.unwrap());
+    let app = Arc::new(App::build(&cfg).await.unwrap());
     let url = format!(
         "http://{}/stock/ws/StockService",
         listener.local_addr().unwrap()

@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use soapbridge::app::{App, Builtins};
+use soapbridge::app::App;
 use soapbridge::config::Config;
 
 const KEY: &str = "NjgEHGeJc6cFqbw6FSUP8NpH3pUhV7ss";
@@ -227,7 +227,7 @@ fn main() {
     rt.block_on(async {
         // The reference backend, shared by both paths.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let backend = soapbridge::reference::spawn(
+        let backend = soapbridge_reference::spawn(
             "product-options",
             std::path::Path::new("fixtures/reference/product-options.json"),
             listener,
@@ -236,13 +236,13 @@ fn main() {
         let backend = format!("http://{backend}");
 
         let text = std::fs::read_to_string("demo/soapbridge.toml").unwrap().replace(
-            "builtin = { kind = \"product-options\", data = \"../fixtures/reference/product-options.json\" }",
+            "base_url = \"http://127.0.0.1:8081\"",
             &format!("base_url = \"{backend}\""),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut cfg = Config::from_toml(&text, std::path::Path::new("demo/bench.toml")).unwrap();
         cfg.raw.server.listen = listener.local_addr().unwrap();
-        let app = Arc::new(App::build(&cfg, Builtins::Start).await.unwrap());
+        let app = Arc::new(App::build(&cfg).await.unwrap());
         let bridge = format!("http://{}/listingapi/ws/IndividualProductOptionService", listener.local_addr().unwrap());
         let reuse_url = bridge.clone();
         tokio::spawn(soapbridge::server::run(listener, app, std::future::pending()));

@@ -72,14 +72,6 @@ pub struct App {
     clock: crate::clock::Clock,
 }
 
-/// Whether [`App::build`] starts the bundled reference backends (`serve`) or only checks
-/// their data (`check`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builtins {
-    Start,
-    CheckOnly,
-}
-
 fn header_pair(
     cfg: &Config,
     key: &str,
@@ -94,48 +86,22 @@ fn header_pair(
 
 impl App {
     /// Builds the application from a configuration: loads every WSDL, compiles every
-    /// mapping, starts bundled reference backends. Every problem is reported with its key.
-    pub async fn build(cfg: &Config, builtins: Builtins) -> Result<App, ConfigError> {
-        App::build_with_clock(cfg, builtins, crate::clock::Clock::system()).await
+    /// mapping, opens the store. Every problem is reported with its key.
+    pub async fn build(cfg: &Config) -> Result<App, ConfigError> {
+        App::build_with_clock(cfg, crate::clock::Clock::system()).await
     }
 
     /// [`App::build`] going by `clock` (tests move an adjustable clock forward instead of
     /// sleeping).
     pub async fn build_with_clock(
         cfg: &Config,
-        builtins: Builtins,
         clock: crate::clock::Clock,
     ) -> Result<App, ConfigError> {
         let raw = &cfg.raw;
         let mut backends: HashMap<String, Arc<Backend>> = HashMap::new();
         for (name, b) in &raw.backends {
             let key = format!("backends.{name}");
-            let base_url = match (&b.base_url, &b.builtin) {
-                (Some(url), _) => url.clone(),
-                (None, Some(bi)) => {
-                    let data = cfg.resolve_path(&bi.data);
-                    if builtins == Builtins::Start {
-                        let listener =
-                            tokio::net::TcpListener::bind("127.0.0.1:0")
-                                .await
-                                .map_err(|e| {
-                                    cfg.err(
-                                        &key,
-                                        format!("cannot start the reference backend: {e}"),
-                                    )
-                                })?;
-                        let addr = crate::reference::spawn(&bi.kind, &data, listener)
-                            .map_err(|e| cfg.err(format!("{key}.builtin"), e))?;
-                        tracing::info!(backend = %name, kind = %bi.kind, %addr, "reference backend started");
-                        format!("http://{addr}")
-                    } else {
-                        crate::reference::check(&bi.kind, &data)
-                            .map_err(|e| cfg.err(format!("{key}.builtin"), e))?;
-                        format!("builtin:{}", bi.kind)
-                    }
-                }
-                (None, None) => unreachable!("validated"),
-            };
+            let base_url = b.base_url.clone();
             let mut headers = Vec::new();
             for (h, v) in &b.headers {
                 let hkey = format!("{key}.headers.{h}");

@@ -131,17 +131,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// A reference backend bundled with soapbridge, started in the same process on a free
-/// loopback port; the backend's `base_url` then points at it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BuiltinBackend {
-    /// Which reference backend: `product-options`.
-    pub kind: String,
-    /// Seed data file (relative to the configuration file).
-    pub data: PathBuf,
-}
-
 /// Where to read a backend's error answers (4xx/5xx bodies). Each entry is a template
 /// expression evaluated against the error body.
 #[derive(Debug, Clone, Deserialize)]
@@ -246,10 +235,8 @@ impl Default for ErrorShape {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
-    #[serde(default)]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub builtin: Option<BuiltinBackend>,
+    /// `http://host:port` or `https://host:port`, with a path prefix if the API has one.
+    pub base_url: String,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     /// Total time for one backend call: connect, send, and read the whole answer.
@@ -837,41 +824,31 @@ impl Config {
         }
         for (name, b) in &raw.backends {
             let key = format!("backends.{name}");
-            match (&b.base_url, &b.builtin) {
-                (None, None) => {
-                    return Err(self.err(key, "needs either base_url or builtin"));
-                }
-                (Some(_), Some(_)) => {
-                    return Err(self.err(key, "has both base_url and builtin; choose one"));
-                }
-                (Some(url), None)
-                    if url
-                        .split_once("://")
-                        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
-                        .is_some_and(|authority| authority.contains('@')) =>
-                {
-                    // Not echoed: the URL holds a password.
-                    return Err(self.err(
-                        format!("{key}.base_url"),
-                        format!(
-                            "must not carry credentials (user:password@host): they would appear in logs and messages; give them in [backends.{name}.auth] (kind = \"basic\", password = {{ env = \"...\" }}) instead"
-                        ),
-                    ));
-                }
-                (Some(url), None)
-                    if !(url.starts_with("http://") || url.starts_with("https://"))
-                        || url
-                            .parse::<http::Uri>()
-                            .ok()
-                            .and_then(|u| u.host().map(str::to_string))
-                            .is_none() =>
-                {
-                    return Err(self.err(
-                        format!("{key}.base_url"),
-                        format!("'{url}' must be an http:// or https:// URL with a host"),
-                    ));
-                }
-                _ => {}
+            let url = &b.base_url;
+            if url
+                .split_once("://")
+                .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+                .is_some_and(|authority| authority.contains('@'))
+            {
+                // Not echoed: the URL holds a password.
+                return Err(self.err(
+                    format!("{key}.base_url"),
+                    format!(
+                        "must not carry credentials (user:password@host): they would appear in logs and messages; give them in [backends.{name}.auth] (kind = \"basic\", password = {{ env = \"...\" }}) instead"
+                    ),
+                ));
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .and_then(|u| u.host().map(str::to_string))
+                    .is_none()
+            {
+                return Err(self.err(
+                    format!("{key}.base_url"),
+                    format!("'{url}' must be an http:// or https:// URL with a host"),
+                ));
             }
             if b.timeout_ms == 0 || b.connect_timeout_ms == 0 {
                 return Err(self.err(key, "timeouts must be greater than zero"));

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use soapbridge::app::{App, Builtins};
+use soapbridge::app::App;
 use soapbridge::config::Config;
 
 #[derive(Parser)]
@@ -54,28 +54,11 @@ enum Command {
         #[arg(long)]
         envelope: Option<PathBuf>,
     },
-    /// Run a bundled reference backend on its own.
-    ReferenceBackend {
-        /// Which backend: product-options, dia, datawiz, flexi.
-        #[arg(long, default_value = "product-options")]
-        kind: String,
-        /// Seed data file (default: fixtures/reference/<kind>.json).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        #[arg(long, default_value = "127.0.0.1:8081")]
-        listen: std::net::SocketAddr,
-    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SOAPBRIDGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    soapbridge::logging::init();
     match cli.command {
         Command::Sign {
             api_key,
@@ -101,7 +84,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Check { config } => runtime()?.block_on(async {
             let cfg = Config::load(&config)?;
-            let app = App::build(&cfg, Builtins::CheckOnly).await?;
+            let app = App::build(&cfg).await?;
             println!("{}: OK", config.display());
             for line in app.describe() {
                 println!("{line}");
@@ -113,7 +96,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(l) = listen {
                 cfg.raw.server.listen = l;
             }
-            let app = Arc::new(App::build(&cfg, Builtins::Start).await?);
+            let app = Arc::new(App::build(&cfg).await?);
             let listener = tokio::net::TcpListener::bind(cfg.raw.server.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", cfg.raw.server.listen))?;
@@ -122,16 +105,6 @@ fn main() -> anyhow::Result<()> {
                 tracing::info!("{line}");
             }
             soapbridge::server::run(listener, app, soapbridge::server::shutdown_signal()).await;
-            Ok(())
-        }),
-        Command::ReferenceBackend { kind, data, listen } => runtime()?.block_on(async {
-            let data = data.unwrap_or_else(|| PathBuf::from(format!("fixtures/reference/{kind}.json")));
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            let addr = soapbridge::reference::spawn(&kind, &data, listener).map_err(anyhow::Error::msg)?;
-            tracing::info!(%addr, %kind, "reference backend listening");
-            soapbridge::server::shutdown_signal().await;
             Ok(())
         }),
     }

@@ -69,14 +69,14 @@ async fn calculate(b: &Bridge) -> Reply {
 }
 
 fn config(url: &str, ca_file: Option<&std::path::Path>) -> String {
-    let builtin = "builtin = { kind = \"product-options\", data = \"../fixtures/reference/product-options.json\" }";
-    let mut backend = format!("base_url = \"{url}\"");
-    if let Some(ca) = ca_file {
-        backend.push_str(&format!("\nca_file = \"{}\"", ca.display()));
+    let text = demo_with_backend_url("options", url);
+    match ca_file {
+        Some(ca) => text.replace(
+            "[backends.options]\n",
+            &format!("[backends.options]\nca_file = \"{}\"\n", ca.display()),
+        ),
+        None => text,
     }
-    std::fs::read_to_string("demo/soapbridge.toml")
-        .unwrap()
-        .replace(builtin, &backend)
 }
 
 #[tokio::test]
@@ -107,9 +107,7 @@ async fn a_missing_ca_file_is_a_configuration_error_with_its_key() {
     );
     let cfg = soapbridge::config::Config::from_toml(&text, std::path::Path::new("demo/test.toml"))
         .unwrap();
-    let err = soapbridge::app::App::build(&cfg, soapbridge::app::Builtins::CheckOnly)
-        .await
-        .unwrap_err();
+    let err = soapbridge::app::App::build(&cfg).await.unwrap_err();
     assert_eq!(err.key, "backends.options.ca_file");
     assert!(err.reason.contains("/nonexistent/ca.pem"), "{err}");
 }

@@ -2,7 +2,7 @@
 //! what real ones do: sessions that expire mid-run, tokens that expire, concurrent first calls,
 //! lookups that match twice, big uploads in batches, a backend that fails halfway.
 //!
-//! The reference backends run on their own here (`soapbridge::reference::spawn`), so the tests
+//! The reference backends run on their own here (`soapbridge_reference::spawn`), so the tests
 //! can use their reference-only endpoints (`/_reference/stats`, `expire-sessions`, ...).
 
 mod common;
@@ -20,21 +20,9 @@ const ERP_USER: &str = "erp:erp-pass";
 const INV: &str = "/inventory/ws/InventoryService";
 const INV_USER: &str = "inventory:inventory-pass";
 
-/// Starts a reference backend of `kind` with seed `data`; returns its base URL.
-async fn reference(kind: &str, data: &str) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = soapbridge::reference::spawn(kind, std::path::Path::new(data), listener).unwrap();
-    format!("http://{addr}")
-}
-
 /// The demo configuration with the DİA and Datawiz backends at these URLs.
 fn demo_with(erp: &str, inventory: &str) -> String {
-    let text = std::fs::read_to_string("demo/soapbridge.toml").unwrap();
-    let dia = "builtin = { kind = \"dia\", data = \"../fixtures/reference/dia.json\" }";
-    let dw = "builtin = { kind = \"datawiz\", data = \"../fixtures/reference/datawiz.json\" }";
-    assert!(text.contains(dia) && text.contains(dw));
-    text.replace(dia, &format!("base_url = \"{erp}\""))
-        .replace(dw, &format!("base_url = \"{inventory}\""))
+    with_backend_url(&demo_with_backend_url("erp", erp), "inventory", inventory)
 }
 
 async fn get_json(url: &str) -> Value {

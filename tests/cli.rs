@@ -26,15 +26,15 @@ fn check_prints_each_operation_and_its_backend_call() {
         ),
         "{out}"
     );
-    assert!(out.contains("payPrice                 -> POST builtin:product-options/v1/vouchers/{$.paymentVoucher}/payments"), "{out}");
+    assert!(out.contains("payPrice                 -> POST http://127.0.0.1:8081/v1/vouchers/{$.paymentVoucher}/payments"), "{out}");
     assert!(
         out.contains(
-            "listAllInventory         -> GET builtin:datawiz/api/v1/product-inventory/ (every page)"
+            "listAllInventory         -> GET http://127.0.0.1:8083/api/v1/product-inventory/ (every page)"
         ),
         "{out}"
     );
-    assert!(out.contains("uploadInventory          -> POST builtin:datawiz/api/v1/product-inventory/ (in batches of 1000)"), "{out}");
-    assert!(out.contains("action prepocti-nakupni-cenu -> POST builtin:flexi/v1/{$.tenant}/boms/{$.id}:recalculate"), "{out}");
+    assert!(out.contains("uploadInventory          -> POST http://127.0.0.1:8083/api/v1/product-inventory/ (in batches of 1000)"), "{out}");
+    assert!(out.contains("action prepocti-nakupni-cenu -> POST http://127.0.0.1:8084/v1/{$.tenant}/boms/{$.id}:recalculate"), "{out}");
     assert!(
         out.contains("winstrom /c/test (tenant test, profile flexi-test-users)"),
         "{out}"

@@ -187,16 +187,10 @@ async fn input_too_large_for_a_backend_url_is_a_short_client_fault() {
 fn a_backend_url_with_credentials_is_refused_without_echoing_them() {
     let dir = std::env::temp_dir().join(format!("soapbridge-userinfo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let cfg = std::fs::read_to_string("demo/soapbridge.toml")
-        .unwrap()
-        .replace(
-            "builtin = { kind = \"product-options\", data = \"../fixtures/reference/product-options.json\" }",
-            "base_url = \"http://svc-user:S3cr3t-pw@127.0.0.1:9\"",
-        )
-        .replace(
-            "\"../",
-            &format!("\"{}/", std::fs::canonicalize(".").unwrap().display()),
-        );
+    let cfg = demo_with_backend_url("options", "http://svc-user:S3cr3t-pw@127.0.0.1:9").replace(
+        "\"../",
+        &format!("\"{}/", std::fs::canonicalize(".").unwrap().display()),
+    );
     let path = dir.join("userinfo.toml");
     std::fs::write(&path, cfg).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_soapbridge"))

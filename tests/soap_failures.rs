@@ -15,10 +15,7 @@ use tokio::sync::Notify;
 const IDS: &str = "<productIds><item>587300354</item><item>587300355</item></productIds>";
 
 fn demo_with_backend(base_url: &str, timeout_ms: u64) -> String {
-    let text = std::fs::read_to_string("demo/soapbridge.toml").unwrap();
-    let builtin = "builtin = { kind = \"product-options\", data = \"../fixtures/reference/product-options.json\" }";
-    assert!(text.contains(builtin));
-    text.replace(builtin, &format!("base_url = \"{base_url}\""))
+    demo_with_backend_url("options", base_url)
         .replace("timeout_ms = 5000 ", &format!("timeout_ms = {timeout_ms} "))
 }
 

@@ -36,7 +36,7 @@ fn quick_seed(delay_ms: u64) -> String {
 /// Starts the stock channel in this process; returns its URL.
 async fn channel(delay_ms: u64) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = soapbridge::reference::spawn(
+    let addr = soapbridge_reference::spawn(
         "stock",
         std::path::Path::new(&quick_seed(delay_ms)),
         listener,
@@ -47,11 +47,7 @@ async fn channel(delay_ms: u64) -> String {
 
 /// The demo configuration with the channel at `url`, quick retries, and `extra` replacements.
 fn config(url: &str, store: &str, extra: &[(&str, &str)]) -> String {
-    let text = std::fs::read_to_string("demo/soapbridge.toml").unwrap();
-    let builtin = "builtin = { kind = \"stock\", data = \"../fixtures/reference/stock.json\" }";
-    assert!(text.contains(builtin));
-    let mut t = text
-        .replace(builtin, &format!("base_url = \"{url}\""))
+    let mut t = demo_with_backend_url("channel", url)
         .replace(
             "url = \"sqlite:../var/soapbridge.db\"",
             &format!("url = \"{store}\""),
@@ -283,7 +279,7 @@ async fn batches_wait_while_the_channel_is_down_and_are_delivered_when_it_return
     let l = tokio::net::TcpListener::bind(addr).await.unwrap();
     let ch = format!(
         "http://{}",
-        soapbridge::reference::spawn("stock", std::path::Path::new(&quick_seed(20)), l).unwrap()
+        soapbridge_reference::spawn("stock", std::path::Path::new(&quick_seed(20)), l).unwrap()
     );
     for id in &ids {
         let (_, r) = wait_final(&b.url(STOCK), *id, Duration::from_secs(10)).await;
@@ -486,25 +482,8 @@ async fn a_bridge_killed_mid_delivery_delivers_every_batch_once_after_restart() 
         .join("soapbridge-tests")
         .join(format!("kill-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    // The channel: a process of its own, so that it outlives the bridge.
-    let ch_port = free_port();
-    let ch_url = format!("http://127.0.0.1:{ch_port}");
-    let _channel = Proc(
-        Command::new(binary())
-            .args([
-                "reference-backend",
-                "--kind",
-                "stock",
-                "--data",
-                &quick_seed(150),
-                "--listen",
-                &format!("127.0.0.1:{ch_port}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    // The channel runs in this test's process, which outlives the bridge's.
+    let ch_url = channel(150).await;
     // The bridge: the demo configuration, this channel, a store file, short leases.
     let db = dir.join("store.db");
     let _ = std::fs::remove_file(&db);

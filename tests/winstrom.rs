@@ -126,12 +126,12 @@ async fn recording_backend(answer: Value) -> (String, Arc<Mutex<Vec<Value>>>) {
 }
 
 fn demo_with_flexi(url: &str, timeout_ms: u64) -> String {
-    let text = std::fs::read_to_string("demo/soapbridge.toml").unwrap();
-    let builtin = "builtin = { kind = \"flexi\", data = \"../fixtures/reference/flexi.json\" }\nconnect_timeout_ms = 1000\ntimeout_ms = 10000";
-    assert!(text.contains(builtin));
+    let text = demo_with_backend_url("flexi", url);
+    let old = "connect_timeout_ms = 1000\ntimeout_ms = 10000\n\n# {\"error\"";
+    assert!(text.contains(old));
     text.replace(
-        builtin,
-        &format!("base_url = \"{url}\"\nconnect_timeout_ms = 1000\ntimeout_ms = {timeout_ms}"),
+        old,
+        &format!("connect_timeout_ms = 1000\ntimeout_ms = {timeout_ms}\n\n# {{\"error\""),
     )
 }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use soapbridge::app::{App, Builtins};
+use soapbridge::app::App;
 use soapbridge::config::Config;
 use tokio::sync::oneshot;
 
@@ -42,10 +42,13 @@ impl Bridge {
     }
 
     /// A configuration text, resolved as if it were a file in `demo/` (so `../wsdl/...` works).
+    /// Backends still at the demo's reference addresses get a reference backend of their own,
+    /// started here on a free port (as `demo/reference.toml` says).
     pub async fn with_config(text: &str) -> Bridge {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut cfg = Config::from_toml(text, Path::new("demo/test.toml")).expect("valid config");
+        start_reference_backends(&mut cfg).await;
         cfg.raw.server.listen = addr;
         cfg.raw.server.public_url = None;
         // Each bridge gets a store of its own (a fresh SQLite file), unless the test chose one.
@@ -66,7 +69,7 @@ impl Bridge {
         }
         let clock = soapbridge::clock::Clock::adjustable();
         let app = Arc::new(
-            App::build_with_clock(&cfg, Builtins::Start, clock.clone())
+            App::build_with_clock(&cfg, clock.clone())
                 .await
                 .expect("app builds"),
         );
@@ -101,6 +104,59 @@ impl Drop for Bridge {
             let _ = tx.send(());
         }
     }
+}
+
+/// Starts a reference backend for each backend of `cfg` that still has the demo's address,
+/// and points the backend at it.
+async fn start_reference_backends(cfg: &mut Config) {
+    let demo = Config::from_toml(
+        &std::fs::read_to_string("demo/soapbridge.toml").expect("demo config"),
+        Path::new("demo/soapbridge.toml"),
+    )
+    .expect("the demo config is valid");
+    for b in soapbridge_reference::demo_backends(Path::new("demo/reference.toml")).unwrap() {
+        let (Some(ours), Some(theirs)) = (
+            cfg.raw.backends.get_mut(&b.name),
+            demo.raw.backends.get(&b.name),
+        ) else {
+            continue;
+        };
+        if ours.base_url != theirs.base_url {
+            continue;
+        }
+        ours.base_url = reference(&b.kind, &b.data.display().to_string()).await;
+    }
+}
+
+/// Starts a reference backend of `kind` with seed data from `data` on a free port; its URL.
+pub async fn reference(kind: &str, data: &str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = soapbridge_reference::spawn(kind, Path::new(data), listener).unwrap();
+    format!("http://{addr}")
+}
+
+/// A configuration text with `[backends.<name>]`'s `base_url` set to `url`.
+pub fn with_backend_url(text: &str, name: &str, url: &str) -> String {
+    let header = format!("[backends.{name}]\n");
+    let start = text
+        .find(&header)
+        .unwrap_or_else(|| panic!("no [backends.{name}]"))
+        + header.len();
+    let line = start
+        + text[start..]
+            .find("base_url = ")
+            .unwrap_or_else(|| panic!("[backends.{name}] has no base_url"));
+    let end = line + text[line..].find('\n').unwrap_or(text.len() - line);
+    format!("{}base_url = \"{url}\"{}", &text[..line], &text[end..])
+}
+
+/// The demo configuration with `[backends.<name>]` at `url`.
+pub fn demo_with_backend_url(name: &str, url: &str) -> String {
+    with_backend_url(
+        &std::fs::read_to_string("demo/soapbridge.toml").unwrap(),
+        name,
+        url,
+    )
 }
 
 /// A fresh, unique SQLite file path for one bridge's store.

@@ -187,7 +187,7 @@ impl ProductOptionsApi {
         })
     }
 
-    pub async fn handle(&self, req: Request<crate::server::Body>) -> Resp {
+    pub async fn handle(&self, req: Request<hyper::body::Incoming>) -> Resp {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();

@@ -691,7 +691,7 @@ impl StockApi {
         })
     }
 
-    pub async fn handle(&self, req: Request<crate::server::Body>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
@@ -846,8 +846,7 @@ impl Core {
                 if method != Method::GET {
                     return Ok(Reply::not_allowed(method, path, "GET"));
                 }
-                let id = crate::mapping::percent_decode(id, false)
-                    .ok_or_else(|| not_found_path(path))?;
+                let id = crate::percent_decode(id, false).ok_or_else(|| not_found_path(path))?;
                 let st = self.lock();
                 let batch = st
                     .batches
@@ -859,9 +858,8 @@ impl Core {
                 if method != Method::GET {
                     return Ok(Reply::not_allowed(method, path, "GET"));
                 }
-                let decode = |s: &str| {
-                    crate::mapping::percent_decode(s, false).ok_or_else(|| not_found_path(path))
-                };
+                let decode =
+                    |s: &str| crate::percent_decode(s, false).ok_or_else(|| not_found_path(path));
                 let (list_name, warehouse, sku) = (decode(list)?, decode(warehouse)?, decode(sku)?);
                 let list = List::parse(&list_name).ok_or_else(|| {
                     not_found(format!(
@@ -926,8 +924,8 @@ impl Core {
         let mut ms = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if crate::mapping::percent_decode(k, true).as_deref() == Some("ms") {
-                ms = Some(crate::mapping::percent_decode(v, true).unwrap_or_default());
+            if crate::percent_decode(k, true).as_deref() == Some("ms") {
+                ms = Some(crate::percent_decode(v, true).unwrap_or_default());
             }
         }
         let text =
@@ -958,10 +956,10 @@ impl Core {
         let mut mode = Mode::Async;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if crate::mapping::percent_decode(k, true).as_deref() != Some("mode") {
+            if crate::percent_decode(k, true).as_deref() != Some("mode") {
                 continue;
             }
-            mode = match crate::mapping::percent_decode(v, true).as_deref() {
+            mode = match crate::percent_decode(v, true).as_deref() {
                 Some("sync") => Mode::Sync,
                 Some("async") => Mode::Async,
                 _ => {
@@ -1333,7 +1331,7 @@ mod tests {
     use super::*;
 
     fn fixture() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/reference/stock.json")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference/stock.json")
     }
 
     fn api() -> StockApi {

@@ -454,7 +454,7 @@ impl DiaApi {
         })
     }
 
-    pub async fn handle(&self, req: Request<crate::server::Body>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let body = if method == Method::POST {
@@ -1420,7 +1420,7 @@ mod tests {
               }"#;
 
     fn fixture() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/reference/dia.json")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference/dia.json")
     }
 
     fn api() -> DiaApi {

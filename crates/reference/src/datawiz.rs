@@ -377,7 +377,7 @@ impl DatawizApi {
         Ok(api)
     }
 
-    pub async fn handle(&self, req: Request<crate::server::Body>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         let head = parts.method == Method::HEAD;
         let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -1273,7 +1273,7 @@ mod tests {
     const NOW: i64 = 1_700_000_000;
 
     fn fixture() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/reference/datawiz.json")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference/datawiz.json")
     }
 
     fn api() -> DatawizApi {

@@ -1616,8 +1616,8 @@ fn parse_query(query: &str) -> Result<Query, ApiError> {
     let mut q = Query::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = crate::mapping::percent_decode(k, true).unwrap_or_default();
-        let v = crate::mapping::percent_decode(v, true)
+        let k = crate::percent_decode(k, true).unwrap_or_default();
+        let v = crate::percent_decode(v, true)
             .ok_or_else(|| bad_parameter(&k, "invalid", format!("{k} is not well encoded")))?;
         match k.as_str() {
             "dry_run" => {
@@ -1716,7 +1716,7 @@ impl FlexiApi {
         })
     }
 
-    pub async fn handle(&self, req: Request<crate::server::Body>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
@@ -1780,8 +1780,7 @@ impl FlexiApi {
 
     fn all_items(&self, tenant: &str, coll: &str, path: &str) -> Result<Reply, ApiError> {
         let coll = Collection::parse(coll).ok_or_else(|| not_found_path(path))?;
-        let tenant =
-            crate::mapping::percent_decode(tenant, false).ok_or_else(|| not_found_path(path))?;
+        let tenant = crate::percent_decode(tenant, false).ok_or_else(|| not_found_path(path))?;
         let st = self.lock();
         let t = tenant_of(&st, &tenant)?;
         let items: Vec<Value> = match coll {
@@ -1800,7 +1799,7 @@ impl FlexiApi {
         body: &[u8],
     ) -> Result<Reply, ApiError> {
         let decode = |s: &str| {
-            crate::mapping::percent_decode(s, false)
+            crate::percent_decode(s, false)
                 .filter(|d| !d.is_empty())
                 .ok_or_else(|| not_found_path(path))
         };
@@ -2118,7 +2117,7 @@ mod tests {
     use super::*;
 
     fn fixture() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/reference/flexi.json")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference/flexi.json")
     }
 
     fn api() -> FlexiApi {
