@@ -43,10 +43,15 @@ async fn start(store_url: &str, schema: &str) -> (String, Arc<App>) {
     let channel =
         soapbridge_reference::spawn("stock", Path::new("fixtures/reference/stock.json"), channel)
             .unwrap();
-    cfg.raw.backends.get_mut("channel").unwrap().base_url = format!("http://{channel}");
+    cfg.raw
+        .backends
+        .get_mut("channel")
+        .unwrap()
+        .get_mut()
+        .base_url = format!("http://{channel}");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    cfg.raw.server.listen = listener.local_addr().unwrap();
-    let app = Arc::new(App::build(&cfg).await.unwrap());
+    cfg.raw.server.listen = Some(listener.local_addr().unwrap());
+    let app = Arc::new(App::start(cfg.compile().unwrap()).await.unwrap());
     let url = format!(
         "http://{}/stock/ws/StockService",
         listener.local_addr().unwrap()
@@ -148,7 +153,7 @@ const PACED: f64 = 200.0;
 /// Waits until no batch is pending; returns how long that took and the acceptance -> delivery
 /// times of the batches accepted since `from_ms`.
 async fn delivered_since(app: &App, from_ms: i64) -> (Duration, Vec<Duration>) {
-    let store = app.stock().unwrap().store.clone();
+    let store = app.store().unwrap().clone();
     let started = Instant::now();
     loop {
         let counts = store.counts().await.unwrap();

@@ -241,8 +241,8 @@ fn main() {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut cfg = Config::from_toml(&text, std::path::Path::new("demo/bench.toml")).unwrap();
-        cfg.raw.server.listen = listener.local_addr().unwrap();
-        let app = Arc::new(App::build(&cfg).await.unwrap());
+        cfg.raw.server.listen = Some(listener.local_addr().unwrap());
+        let app = Arc::new(App::start(cfg.compile().unwrap()).await.unwrap());
         let bridge = format!("http://{}/listingapi/ws/IndividualProductOptionService", listener.local_addr().unwrap());
         let reuse_url = bridge.clone();
         tokio::spawn(soapbridge::server::run(listener, app, std::future::pending()));

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 // measured in `cargo bench --bench throughput` (BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -74,7 +73,11 @@ fn main() -> anyhow::Result<()> {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("reading {}", path.display()))?;
                     let time = time.to_string();
-                    let values = [("apiKey", api_key.as_str()), ("sign", &sign), ("time", &time)];
+                    let values = [
+                        ("apiKey", api_key.as_str()),
+                        ("sign", &sign),
+                        ("time", &time),
+                    ];
                     let filled = soapbridge::protocol::soap::fill_elements(&text, &values)
                         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                     print!("{filled}");
@@ -82,32 +85,49 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Check { config } => runtime()?.block_on(async {
-            let cfg = Config::load(&config)?;
-            let app = App::build(&cfg).await?;
-            println!("{}: OK", config.display());
-            for line in app.describe() {
-                println!("{line}");
-            }
-            Ok(())
-        }),
-        Command::Serve { config, listen } => runtime()?.block_on(async {
-            let mut cfg = Config::load(&config)?;
-            if let Some(l) = listen {
-                cfg.raw.server.listen = l;
-            }
-            let app = Arc::new(App::build(&cfg).await?);
-            let listener = tokio::net::TcpListener::bind(cfg.raw.server.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", cfg.raw.server.listen))?;
-            tracing::info!(address = %listener.local_addr()?, public_url = %cfg.public_url(), "soapbridge listening");
-            for line in app.describe() {
-                tracing::info!("{line}");
-            }
-            soapbridge::server::run(listener, app, soapbridge::server::shutdown_signal()).await;
-            Ok(())
-        }),
+        Command::Check { config } => {
+            let plan = compile(&config, None)?;
+            runtime()?.block_on(async {
+                // Starting opens the store, so that `check` also says whether it can be reached.
+                let app = App::start(plan).await?;
+                println!("{}: OK", config.display());
+                for line in app.describe() {
+                    println!("{line}");
+                }
+                Ok(())
+            })
+        }
+        Command::Serve { config, listen } => {
+            let plan = compile(&config, listen)?;
+            runtime()?.block_on(async {
+                soapbridge::run(plan, soapbridge::server::shutdown_signal()).await?;
+                Ok(())
+            })
+        }
     }
+}
+
+/// Loads and compiles a configuration; every problem goes to stderr, one a line.
+fn compile(
+    path: &std::path::Path,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<soapbridge::config::Plan> {
+    let compiled = Config::load(path).and_then(|mut cfg| {
+        if let Some(l) = listen {
+            cfg.raw.server.listen = Some(l);
+        }
+        cfg.compile()
+    });
+    compiled.map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("error: {e}");
+        }
+        anyhow::anyhow!(
+            "{}: {} problem(s) in the configuration",
+            path.display(),
+            errors.0.len()
+        )
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -10,187 +10,30 @@ use serde_json::{Map, Value, json};
 
 use crate::backend::{Backend, BackendRequest, Body, Creds};
 use crate::call::Val;
-use crate::config::{BatchConfig, OperationMapping, PagesConfig};
+use crate::config::{BatchPlan, PagesPlan, RoutePlan};
 use crate::error::{Error, FieldError, Refusal};
-use crate::mapping::{Doc, PathExpr, PathTemplate, Root, Scope, Template, render_query};
-use crate::stock::{StockOp, StockSync};
+use crate::mapping::{Doc, Scope, render_query};
 
-/// The backend call an operation maps to.
-#[derive(Debug)]
+/// The backend call an operation maps to: its compiled plan, bound to the backend's client.
+#[derive(Debug, Clone)]
 pub struct Route {
+    plan: Arc<RoutePlan>,
     pub backend: Arc<Backend>,
-    method: Method,
-    path: PathTemplate,
-    query: Vec<(String, Template)>,
-    headers: Vec<(http::HeaderName, Template)>,
-    /// Handled by the stock sync: the body template renders its input.
-    stock: Option<(Arc<StockSync>, StockOp)>,
-    body: Option<Template>,
-    response: Template,
-    pages: Option<Pages>,
-    batch: Option<Batch>,
-}
-
-#[derive(Debug)]
-struct Pages {
-    next: PathExpr,
-    items: PathExpr,
-    max: usize,
-}
-
-#[derive(Debug)]
-struct Batch {
-    size: usize,
-    items: PathExpr,
-    item_errors: Option<PathExpr>,
-    resend_valid: bool,
-}
-
-/// A compile error: the key under the operation's mapping, and the reason.
-pub type CompileError = (String, String);
-
-fn path(key: &str, text: &str) -> Result<PathExpr, CompileError> {
-    let p = PathExpr::parse(text).map_err(|e| (key.to_string(), e))?;
-    if p.root() != Root::Doc {
-        return Err((key.to_string(), format!("'{text}' must be a path from $")));
-    }
-    Ok(p)
 }
 
 impl Route {
-    pub fn compile(
-        m: &OperationMapping,
-        backend: Arc<Backend>,
-        stock: Option<&Arc<StockSync>>,
-    ) -> Result<Route, CompileError> {
-        let tmpl = |k: &str, v: &Value| Template::compile(v).map_err(|e| (k.to_string(), e));
-        let mut query = Vec::new();
-        for (q, v) in &m.query {
-            query.push((q.clone(), tmpl(&format!("query.{q}"), v)?));
-        }
-        let mut headers = Vec::new();
-        for (h, v) in &m.headers {
-            let name = http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-                (
-                    format!("headers.{h}"),
-                    "not a valid header name".to_string(),
-                )
-            })?;
-            headers.push((name, tmpl(&format!("headers.{h}"), v)?));
-        }
-        let stock = match &m.stock {
-            None => None,
-            Some(s) => {
-                let sync = stock.ok_or_else(|| {
-                    (
-                        "stock".to_string(),
-                        "needs a [stock] section (and a [store])".to_string(),
-                    )
-                })?;
-                let op = StockOp::parse(&s.op, s.action.as_deref(), s.list.as_deref())
-                    .map_err(|e| ("stock".to_string(), e))?;
-                Some((sync.clone(), op))
-            }
-        };
-        if stock.is_none() && m.path.is_none() {
-            return Err(("path".into(), "is required".into()));
-        }
-        let body = m.body.as_ref().map(|b| tmpl("body", b)).transpose()?;
-        let response = tmpl("response", &m.response)?;
-        let pages = m
-            .pages
-            .as_ref()
-            .map(|p: &PagesConfig| {
-                Ok::<_, CompileError>(Pages {
-                    next: path("pages.next", &p.next)?,
-                    items: path("pages.items", &p.items)?,
-                    max: p.max_pages.max(1),
-                })
-            })
-            .transpose()?;
-        let batch = m
-            .batch
-            .as_ref()
-            .map(|b: &BatchConfig| {
-                if b.size == 0 {
-                    return Err(("batch.size".to_string(), "must be at least 1".to_string()));
-                }
-                if body.is_none() {
-                    return Err(("batch".to_string(), "needs a body to split".to_string()));
-                }
-                Ok(Batch {
-                    size: b.size,
-                    items: path("batch.items", &b.items)?,
-                    item_errors: b
-                        .item_errors
-                        .as_ref()
-                        .map(|e| path("batch.item_errors", e))
-                        .transpose()?,
-                    resend_valid: b.resend_valid,
-                })
-            })
-            .transpose()?;
-        if pages.is_some() && batch.is_some() {
-            return Err(("pages".into(), "cannot be combined with batch".into()));
-        }
-        if !backend.has_session() {
-            let uses = |t: &Template| t.uses(Root::Session);
-            if body.as_ref().is_some_and(uses) || query.iter().any(|(_, t)| uses(t)) {
-                return Err((
-                    "body".into(),
-                    format!(
-                        "uses $session, but backend '{}' has no session login ([backends.{}.auth] kind = \"session\")",
-                        backend.name, backend.name
-                    ),
-                ));
-            }
-        }
-        if batch.is_none() && response.uses(Root::Batch) {
-            return Err((
-                "response".into(),
-                "uses $batch, but the mapping has no batch".into(),
-            ));
-        }
-        Ok(Route {
-            backend,
-            method: m
-                .method
-                .parse()
-                .map_err(|_| ("method".to_string(), "not an HTTP method".to_string()))?,
-            path: PathTemplate::parse(m.path.as_deref().unwrap_or("/"))
-                .map_err(|e| ("path".to_string(), e))?,
-            query,
-            headers,
-            stock,
-            body,
-            response,
-            pages,
-            batch,
-        })
+    pub fn new(plan: Arc<RoutePlan>, backend: Arc<Backend>) -> Route {
+        Route { plan, backend }
     }
 
+    /// `METHOD <base URL><path>` and how the call is made, for `check`.
     pub fn describe(&self) -> String {
-        if let Some((_, op)) = &self.stock {
-            return match op {
-                StockOp::Submit { action, list } => {
-                    format!("stock sync: {action} into the {list} list (sync, or an async batch)")
-                }
-                StockOp::Warehouses => "stock sync: the configured warehouse codes".into(),
-                StockOp::Batches => "stock sync: batches from the store".into(),
-                StockOp::Batch => "stock sync: one batch from the store".into(),
-                StockOp::Reports => "stock sync: error reports from the store".into(),
-            };
-        }
-        let mut s = format!(
-            "{} {}{}",
-            self.method,
-            self.backend.base_url(),
-            self.path.text()
-        );
-        if self.pages.is_some() {
+        let p = &self.plan;
+        let mut s = format!("{} {}{}", p.method, self.backend.base_url(), p.path.text());
+        if p.pages.is_some() {
             s.push_str(" (every page)");
         }
-        if let Some(b) = &self.batch {
+        if let Some(b) = &p.batch {
             s.push_str(&format!(" (in batches of {})", b.size));
         }
         s
@@ -206,19 +49,20 @@ impl Route {
     /// The request for the call's parameters and the backend's current credentials.
     fn render(&self, input: &Val<'_>, creds: &Creds) -> Result<BackendRequest, Error> {
         let scope = self.scope(input, creds);
-        let mut path_and_query =
-            self.path
-                .render(&scope)
-                .map_err(|expr| Error::MissingElement {
-                    path: expr.trim_start_matches("$.").replace('.', "/"),
-                })?;
-        path_and_query.push_str(&render_query(&self.query, &scope).map_err(Error::Internal)?);
-        let body = match self.body.as_ref().and_then(|t| t.eval(&scope)) {
+        let p = &self.plan;
+        let mut path_and_query = p
+            .path
+            .render(&scope)
+            .map_err(|expr| Error::MissingElement {
+                path: expr.trim_start_matches("$.").replace('.', "/"),
+            })?;
+        path_and_query.push_str(&render_query(&p.query, &scope).map_err(Error::Internal)?);
+        let body = match p.body.as_ref().and_then(|t| t.eval(&scope)) {
             Some(v) => Body::Json(v),
             None => Body::None,
         };
-        let mut headers = Vec::with_capacity(self.headers.len());
-        for (name, t) in &self.headers {
+        let mut headers = Vec::with_capacity(p.headers.len());
+        for (name, t) in &p.headers {
             if let Some(v) = t.eval(&scope).filter(|v| !v.is_null()) {
                 let text = crate::mapping::scalar_text(&v);
                 let value = http::HeaderValue::from_str(&text).map_err(|_| {
@@ -228,7 +72,7 @@ impl Route {
             }
         }
         Ok(BackendRequest {
-            method: self.method.clone(),
+            method: p.method.clone(),
             path_and_query,
             body,
             headers,
@@ -238,30 +82,14 @@ impl Route {
     /// Renders the backend request from the call's parameters, calls the backend (every page,
     /// or every batch) and shapes its answer into the operation's result.
     pub async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
-        if let Some((sync, op)) = &self.stock {
-            let creds = Creds::default();
-            let scope = self.scope(input, &creds);
-            let rendered = self
-                .body
-                .as_ref()
-                .and_then(|t| t.eval(&scope))
-                .unwrap_or(Value::Null);
-            // Boxed: a stock operation calls routes itself (its send route).
-            let answer = Box::pin(sync.handle(op, &rendered)).await?;
-            let mut scope = Scope::new(Doc::Json(&answer), Doc::Call(input));
-            scope.vars = Some(&self.backend.vars);
-            return self.response.eval(&scope).ok_or_else(|| {
-                Error::Internal("the stock operation's response mapping found nothing".into())
-            });
-        }
-        let (answer, batch) = match &self.batch {
+        let (answer, batch) = match &self.plan.batch {
             Some(b) => {
                 let (a, outcomes) = self.send_batches(b, input).await?;
                 (a, Some(outcomes))
             }
             None => {
                 let first = self.backend.send(|c| self.render(input, c)).await?;
-                match &self.pages {
+                match &self.plan.pages {
                     Some(p) => (self.gather_pages(p, input, first).await?, None),
                     None => (first, None),
                 }
@@ -270,7 +98,8 @@ impl Route {
         let mut scope = Scope::new(Doc::Json(&answer), Doc::Call(input));
         scope.vars = Some(&self.backend.vars);
         scope.batch = batch.as_ref();
-        self.response
+        self.plan
+            .response
             .eval(&scope)
             .ok_or_else(|| Error::BackendBadResponse {
                 backend: self.backend.name.clone(),
@@ -281,7 +110,7 @@ impl Route {
     /// Follows `next` links from the first page, gathering every page's items into it.
     async fn gather_pages(
         &self,
-        p: &Pages,
+        p: &PagesPlan,
         input: &Val<'_>,
         mut first: Value,
     ) -> Result<Value, Error> {
@@ -328,7 +157,7 @@ impl Route {
     /// emptied), with only the items at `indices` put in its list.
     fn render_chunk(
         &self,
-        b: &Batch,
+        b: &BatchPlan,
         input: &Val<'_>,
         creds: &Creds,
         items: &[Value],
@@ -364,7 +193,7 @@ impl Route {
     /// not_sent, calls}`. A failure other than a refusal before anything was applied is the
     /// call's error; after that, the chunk that failed in flight is `unknown` (the backend may
     /// or may not have stored it) and the chunks after it are `not_sent`.
-    async fn send_batches(&self, b: &Batch, input: &Val<'_>) -> Result<(Value, Value), Error> {
+    async fn send_batches(&self, b: &BatchPlan, input: &Val<'_>) -> Result<(Value, Value), Error> {
         let items = match self.render(input, &Creds::default())?.body {
             Body::Json(body) => match b.items.eval(&Scope::json(&body)) {
                 Some(Value::Array(items)) => items,
@@ -449,7 +278,7 @@ impl Route {
     /// Without an aligned list every item fails with the refusal.
     fn record_refusal(
         &self,
-        b: &Batch,
+        b: &BatchPlan,
         r: &Refusal,
         chunk: &[usize],
         items: &[Value],

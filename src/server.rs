@@ -157,6 +157,23 @@ pub async fn serve<F, Fut>(
     }
 }
 
+/// An answer: the bridge writes whole bodies.
+pub type Resp = Response<Full<Bytes>>;
+
+/// A request header as text, when it is text.
+pub fn header_str<B>(req: &Request<B>, name: impl http::header::AsHeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// An answer with a status, a Content-Type and a body.
+pub fn text_response(status: http::StatusCode, ct: &str, body: impl Into<Bytes>) -> Resp {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, ct)
+        .body(Full::new(body.into()))
+        .expect("valid response")
+}
+
 /// A request body a handler reads like any other ([`http_body::Body`]); the server keeps a
 /// handle to it so that it can read away whatever the handler left.
 #[derive(Debug)]

@@ -18,49 +18,10 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 
 use crate::call::Val;
+use crate::config::{StockAction, StockList, StockOp, StockPlan};
 use crate::error::{Error, Party};
 use crate::route::Route;
 use crate::store::{self, Batch, NewBatch, Report, Store};
-
-/// What a stock-service operation asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StockOp {
-    Submit { action: String, list: String },
-    Warehouses,
-    Batches,
-    Batch,
-    Reports,
-}
-
-impl StockOp {
-    pub fn parse(op: &str, action: Option<&str>, list: Option<&str>) -> Result<StockOp, String> {
-        Ok(match op {
-            "submit" => {
-                let action = action.ok_or("a submit needs action = \"insert\" or \"update\"")?;
-                if !matches!(action, "insert" | "update") {
-                    return Err(format!("action '{action}' must be insert or update"));
-                }
-                let list = list.unwrap_or("main");
-                if !matches!(list, "main" | "extra") {
-                    return Err(format!("list '{list}' must be main or extra"));
-                }
-                StockOp::Submit {
-                    action: action.to_string(),
-                    list: list.to_string(),
-                }
-            }
-            "warehouses" => StockOp::Warehouses,
-            "batches" => StockOp::Batches,
-            "batch" => StockOp::Batch,
-            "reports" => StockOp::Reports,
-            other => {
-                return Err(format!(
-                    "unknown stock op '{other}' (submit, warehouses, batches, batch, reports)"
-                ));
-            }
-        })
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -84,6 +45,37 @@ pub struct StockSync {
     wake: Notify,
     seq: AtomicU64,
     clock: crate::clock::Clock,
+}
+
+/// What a stock-service operation does, for `check`.
+pub fn describe_op(op: &StockOp) -> String {
+    match op {
+        StockOp::Submit { action, list } => format!(
+            "stock sync: {} into the {} list (sync, or an async batch)",
+            action_name(*action),
+            list_name(*list)
+        ),
+        StockOp::Warehouses => "stock sync: the configured warehouse codes".into(),
+        StockOp::Batches => "stock sync: batches from the store".into(),
+        StockOp::Batch => "stock sync: one batch from the store".into(),
+        StockOp::Reports => "stock sync: error reports from the store".into(),
+    }
+}
+
+/// The action's name, as the channel and the store know it.
+fn action_name(a: StockAction) -> &'static str {
+    match a {
+        StockAction::Insert => "insert",
+        StockAction::Update => "update",
+    }
+}
+
+/// The list's name, as the channel and the store know it.
+fn list_name(l: StockList) -> &'static str {
+    match l {
+        StockList::Main => "main",
+        StockList::Extra => "extra",
+    }
 }
 
 /// Keys whose values never reach an error report (compared without case, `-` or `_`).
@@ -173,14 +165,25 @@ pub fn redacted(v: &Value) -> String {
 }
 
 impl StockSync {
+    /// The stock sync a plan describes, delivering through `backend` and keeping its batches
+    /// in `store`.
     pub fn new(
+        plan: &StockPlan,
         store: Arc<Store>,
-        send: Route,
-        poll: Route,
-        warehouses: Vec<String>,
-        settings: Settings,
+        backend: Arc<crate::backend::Backend>,
         clock: crate::clock::Clock,
     ) -> StockSync {
+        let send = Route::new(plan.send.clone(), backend.clone());
+        let poll = Route::new(plan.poll.clone(), backend);
+        let warehouses = plan.warehouses.clone();
+        let settings = Settings {
+            workers: plan.workers,
+            max_attempts: plan.max_attempts,
+            lease_ms: plan.lease_ms,
+            poll_interval_ms: plan.poll_interval_ms,
+            retry_base_ms: plan.retry_base_ms,
+            retry_max_ms: plan.retry_max_ms,
+        };
         // Letters, digits and '-' only: claim tokens are "<owner>#<n>", and the instance's
         // claims are found again by that prefix.
         let host: String = std::env::var("HOSTNAME")
@@ -215,7 +218,10 @@ impl StockSync {
     /// One stock-service operation; `input` is what the operation's body template rendered.
     pub async fn handle(&self, op: &StockOp, input: &Value) -> Result<Value, Error> {
         match op {
-            StockOp::Submit { action, list } => self.submit(action, list, input).await,
+            StockOp::Submit { action, list } => {
+                self.submit(action_name(*action), list_name(*list), input)
+                    .await
+            }
             StockOp::Warehouses => Ok(json!({
                 "warehouses": self.warehouses.iter().enumerate().map(|(i, c)| json!({"code": c, "index": i + 1})).collect::<Vec<_>>()
             })),
@@ -823,19 +829,5 @@ mod tests {
             Some(store::FAIL)
         );
         assert_eq!(outcome_of(&json!({"status": "ongoing"})), None);
-    }
-
-    #[test]
-    fn ops_parse() {
-        assert_eq!(
-            StockOp::parse("submit", Some("insert"), Some("extra")).unwrap(),
-            StockOp::Submit {
-                action: "insert".into(),
-                list: "extra".into()
-            }
-        );
-        assert!(StockOp::parse("submit", Some("delete"), None).is_err());
-        assert!(StockOp::parse("submit", None, None).is_err());
-        assert!(StockOp::parse("nope", None, None).is_err());
     }
 }

@@ -105,9 +105,12 @@ async fn a_missing_ca_file_is_a_configuration_error_with_its_key() {
         "https://127.0.0.1:1",
         Some(std::path::Path::new("/nonexistent/ca.pem")),
     );
-    let cfg = soapbridge::config::Config::from_toml(&text, std::path::Path::new("demo/test.toml"))
-        .unwrap();
-    let err = soapbridge::app::App::build(&cfg).await.unwrap_err();
+    let errors =
+        soapbridge::config::Config::from_toml(&text, std::path::Path::new("demo/test.toml"))
+            .unwrap()
+            .compile()
+            .unwrap_err();
+    let err = &errors.0[0];
     assert_eq!(err.key, "backends.options.ca_file");
     assert!(err.reason.contains("/nonexistent/ca.pem"), "{err}");
 }

@@ -58,24 +58,35 @@ fn check_reports_file_key_and_reason() {
     // The demo configuration, moved elsewhere: its relative paths made absolute.
     let root = std::fs::canonicalize(".").unwrap();
     let demo = demo.replace("\"../", &format!("\"{}/", root.display()));
-    let bad = demo.replace("path = \"/v1/vouchers\"\n", "path = \"v1/vouchers\"\n");
-    std::fs::write(&cfg, bad).unwrap();
-    let (ok, _, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
-    assert!(!ok);
-    assert!(err.contains(&format!("{}: mappings.product-options.calculateOptionsPrice.path: path 'v1/vouchers' must start with '/'", cfg.display())), "{err}");
-
-    // A secret from an environment variable that is not set.
-    std::fs::write(
-        &cfg,
-        demo.replace(
+    // Two problems at once: a path template without its '/', and a secret from an environment
+    // variable that is not set. Both are reported, each with its line.
+    let bad = demo
+        .replace("path = \"/v1/vouchers\"\n", "path = \"v1/vouchers\"\n")
+        .replace(
             "secret = \"demo-secret-change-me\"",
             "secret = { env = \"SOAPBRIDGE_CLI_TEST_UNSET\" }",
-        ),
-    )
-    .unwrap();
+        );
+    std::fs::write(&cfg, &bad).unwrap();
+    let line_of = |needle: &str| bad[..bad.find(needle).unwrap()].matches('\n').count() + 1;
     let (ok, _, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains("profiles.listingapi.accounts[0].secret: environment variable SOAPBRIDGE_CLI_TEST_UNSET is not set"), "{err}");
+    let mapping = line_of("[mappings.product-options.calculateOptionsPrice]");
+    assert!(
+        err.contains(&format!(
+            "{}:{mapping}: mappings.product-options.calculateOptionsPrice.path: path 'v1/vouchers' must start with '/'",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    let profile = line_of("[profiles.listingapi]");
+    assert!(
+        err.contains(&format!(
+            "{}:{profile}: profiles.listingapi.accounts[0].secret: environment variable SOAPBRIDGE_CLI_TEST_UNSET is not set",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("2 problem(s) in the configuration"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -37,12 +37,83 @@ impl Creds {
     }
 }
 
+/// How the bridge logs in to a backend, as configured.
+// Built once per backend at start: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum AuthPlan {
+    None,
+    /// A fixed `Authorization: Basic ...` header.
+    Basic(HeaderValue),
+    Session {
+        method: Method,
+        path: String,
+        /// The login body, evaluated with `$` = the resolved credentials.
+        body: Template,
+        credentials: Value,
+        /// Where the session id is in the login answer.
+        session: Template,
+        /// Statuses (in the body's status field, or HTTP) that mean "log in again".
+        expired: Vec<u16>,
+    },
+    OAuth2 {
+        token_path: String,
+        /// client_id, client_secret, username, password (and scope), form-encoded.
+        password_form: String,
+        /// client_id and client_secret, for the refresh grant.
+        client_form: String,
+        /// Renew this long before the token expires (at most half its life).
+        margin: Duration,
+    },
+}
+
+/// A backend's credentials while the bridge runs: the plan and what the last login gave.
 #[derive(Debug)]
 pub enum Auth {
     None,
     Basic(HeaderValue),
     Session(SessionLogin),
     OAuth2(PasswordGrant),
+}
+
+impl Auth {
+    /// Credentials as planned, not logged in yet.
+    pub fn new(plan: &AuthPlan) -> Auth {
+        match plan.clone() {
+            AuthPlan::None => Auth::None,
+            AuthPlan::Basic(h) => Auth::Basic(h),
+            AuthPlan::Session {
+                method,
+                path,
+                body,
+                credentials,
+                session,
+                expired,
+            } => Auth::Session(SessionLogin {
+                method,
+                path,
+                body,
+                credentials,
+                session,
+                expired,
+                state: Mutex::default(),
+                failed: RecentFailure::default(),
+            }),
+            AuthPlan::OAuth2 {
+                token_path,
+                password_form,
+                client_form,
+                margin,
+            } => Auth::OAuth2(PasswordGrant {
+                token_path,
+                password_form,
+                client_form,
+                margin,
+                state: Mutex::default(),
+                failed: RecentFailure::default(),
+            }),
+        }
+    }
 }
 
 #[derive(Debug)]

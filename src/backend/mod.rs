@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::error::{Error, FieldError, Refusal};
 use crate::mapping::{Scope, Template};
 
-pub use auth::{Auth, Creds};
+pub use auth::{Auth, AuthPlan, Creds};
 
 /// How a backend's answers say what went wrong.
 #[derive(Debug, Clone)]
@@ -60,16 +60,15 @@ pub struct Backend {
 }
 
 /// TLS settings for HTTPS backends: the Mozilla root certificates (webpki-roots) plus, for
-/// backends with a private CA, the certificates of a PEM file.
-pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+/// backends with a private CA, the certificates of a PEM file (its path, for messages, and its
+/// contents).
+pub fn tls_config(ca_file: Option<(&Path, &[u8])>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
+    if let Some((path, pem)) = ca_file {
         use rustls::pki_types::{CertificateDer, pem::PemObject};
         let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        {
+        for cert in CertificateDer::pem_slice_iter(pem) {
             let cert =
                 cert.map_err(|e| format!("{}: not a PEM certificate: {e}", path.display()))?;
             roots
@@ -108,42 +107,15 @@ pub enum Body {
     Form(String),
 }
 
-/// How a backend is called (from its `[backends.X]` section).
-#[derive(Debug)]
-pub struct BackendSettings {
-    pub connect_timeout: Duration,
-    /// Connect, send and read the whole answer.
-    pub timeout: Duration,
-    pub max_response_bytes: usize,
-    pub max_url_bytes: usize,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub errors: ErrorShape,
-    pub tls: rustls::ClientConfig,
-    pub auth: Auth,
-    pub vars: Value,
-    pub clock: crate::clock::Clock,
-}
-
 impl Backend {
-    pub fn new(name: &str, base_url: &str, settings: BackendSettings) -> Backend {
-        let BackendSettings {
-            connect_timeout,
-            timeout,
-            max_response_bytes,
-            max_url_bytes,
-            headers,
-            errors,
-            tls,
-            auth,
-            vars,
-            clock,
-        } = settings;
+    /// A client for the backend a plan describes (no connection is made until a call).
+    pub fn new(plan: &crate::config::BackendPlan, clock: crate::clock::Clock) -> Backend {
         let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
+        http.set_connect_timeout(Some(plan.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config((*plan.tls).clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -152,16 +124,16 @@ impl Backend {
             .pool_max_idle_per_host(256)
             .build(connector);
         Backend {
-            name: name.to_string(),
-            base_url: base_url.trim_end_matches('/').to_string(),
+            name: plan.name.clone(),
+            base_url: plan.base_url.clone(),
             client,
-            timeout,
-            max_response_bytes,
-            max_url_bytes,
-            headers,
-            errors,
-            auth,
-            vars,
+            timeout: plan.timeout,
+            max_response_bytes: plan.max_response_bytes,
+            max_url_bytes: plan.max_url_bytes,
+            headers: plan.headers.clone(),
+            errors: plan.errors.clone(),
+            auth: Auth::new(&plan.auth),
+            vars: plan.vars.clone(),
             clock,
         }
     }

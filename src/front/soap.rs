@@ -1,6 +1,6 @@
 //! The SOAP front door: a service's URL path. `GET ?wsdl` / `?xsd=` describe it; `POST` is a
 //! call: HTTP Basic, bounded body, envelope -> neutral call, the shared pipeline
-//! ([`App::execute`]), result -> envelope. Errors of a decoded call go to the wire in
+//! ([`Pipeline::execute`]), result -> envelope. Errors of a decoded call go to the wire in
 //! [`respond_error`]; faults are written only by [`fault_response`].
 
 use std::time::Instant;
@@ -8,18 +8,42 @@ use std::time::Instant;
 use crate::server::Body as Incoming;
 use http::{HeaderValue, Method, Request, StatusCode};
 
-use crate::app::{App, Resp, Service, header_str, text_response};
 use crate::error::{Error, Lang};
+use crate::pipeline::Pipeline;
 use crate::protocol::soap::{self, SoapVersion};
+use crate::server::{Resp, header_str, text_response};
+use crate::service::Service;
+
+/// The services, by path.
+#[derive(Debug, Default)]
+pub struct SoapDoor {
+    services: std::collections::HashMap<String, std::sync::Arc<Service>>,
+}
+
+impl SoapDoor {
+    pub fn new(services: &[std::sync::Arc<Service>]) -> SoapDoor {
+        SoapDoor {
+            services: services
+                .iter()
+                .map(|s| (s.path.clone(), s.clone()))
+                .collect(),
+        }
+    }
+
+    /// The service at `path` (without a trailing '/').
+    pub fn service(&self, path: &str) -> Option<&Service> {
+        self.services.get(path).map(|s| s.as_ref())
+    }
+}
 
 /// Answers one request to a SOAP service's path.
-pub async fn handle(app: &App, svc: &Service, req: Request<Incoming>, started: Instant) -> Resp {
+pub async fn handle(p: &Pipeline, svc: &Service, req: Request<Incoming>, started: Instant) -> Resp {
     // The SOAP version to answer in before the envelope is read.
     let hint = SoapVersion::from_content_type(header_str(&req, http::header::CONTENT_TYPE));
     match *req.method() {
         Method::GET | Method::HEAD => describe(svc, req.uri().query()),
-        Method::POST => match app
-            .within_request_time(call(app, svc, req, hint, started))
+        Method::POST => match p
+            .within_request_time(call(p, svc, req, hint, started))
             .await
         {
             Ok(r) => r,
@@ -78,7 +102,7 @@ fn describe(svc: &Service, query: Option<&str>) -> Resp {
 }
 
 async fn call(
-    app: &App,
+    p: &Pipeline,
     svc: &Service,
     req: Request<Incoming>,
     hint: SoapVersion,
@@ -96,7 +120,7 @@ async fn call(
         }
     };
 
-    let body = match app.read_body(req.into_body()).await {
+    let body = match p.read_body(req.into_body()).await {
         Ok(b) => b,
         Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
     };
@@ -108,7 +132,7 @@ async fn call(
         &svc.desc,
         &text,
         action.as_deref(),
-        svc.read_options(app.max_depth()),
+        svc.read_options(p.max_depth()),
         hint,
     );
     let call = match decoded {
@@ -118,7 +142,7 @@ async fn call(
         }
     };
     let lang = svc.lang(&call.params);
-    let result = match app
+    let result = match p
         .execute(svc, call.operation, call.params, role_user.as_deref())
         .await
     {
@@ -158,7 +182,7 @@ fn respond_error(
         service: &svc.name,
         operation: &svc.desc.operations[operation].name,
     };
-    if let Some(p) = svc.signed().filter(|_| e.is_call_failure()) {
+    if let Some(profile) = svc.signed().filter(|_| e.is_call_failure()) {
         // The code and status only: error texts may quote backend bodies.
         tracing::info!(
             service = ctx.service,
@@ -167,7 +191,7 @@ fn respond_error(
             backend_status = e.backend_status(),
             "ackCode=failure"
         );
-        let value = p.failure(&e, lang, started);
+        let value = profile.failure(&e, lang, started);
         return match soap::encode_response(
             &svc.desc,
             operation,

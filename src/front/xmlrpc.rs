@@ -3,7 +3,7 @@
 //! `system.methodHelp` and `system.multicall`.
 //!
 //! A call goes through the same pipeline as SOAP: the called service's HTTP Basic check, the
-//! parameters converted by the operation's schema into the neutral call, [`App::execute`], the
+//! parameters converted by the operation's schema into the neutral call, [`Pipeline::execute`], the
 //! result written typed by the output schema. Every failure is a fault with HTTP 200; its code
 //! and text are chosen only in [`fault_of`].
 
@@ -13,13 +13,15 @@ use crate::server::Body as Incoming;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::Value;
 
-use crate::app::{App, Resp, Service, header_str, text_response};
-use crate::config::I8Policy;
+use crate::config::{I8Policy, XmlRpcPlan};
 use crate::error::{Error, Lang};
+use crate::pipeline::Pipeline;
 use crate::protocol::xmlrpc::{
     self, INVALID_PARAMS, INVALID_REQUEST, MethodCall, ValueWriter, XVal, fault_code,
 };
 use crate::schema::Schema;
+use crate::server::{Resp, header_str, text_response};
+use crate::service::Service;
 
 const CONTENT_TYPE: &str = "text/xml; charset=utf-8";
 /// Calls in one `system.multicall` at most.
@@ -31,7 +33,46 @@ const SYSTEM_METHODS: [&str; 4] = [
     "system.multicall",
 ];
 
-pub async fn handle(app: &App, req: Request<Incoming>, started: Instant) -> Resp {
+/// The XML-RPC door: its path, its `i8` policy, and every service by name.
+#[derive(Debug)]
+pub struct XmlRpcDoor {
+    pub path: String,
+    i8: I8Policy,
+    /// Sorted by path, as `system.listMethods` lists them.
+    services: Vec<std::sync::Arc<Service>>,
+}
+
+impl XmlRpcDoor {
+    pub fn new(plan: &XmlRpcPlan, services: &[std::sync::Arc<Service>]) -> XmlRpcDoor {
+        XmlRpcDoor {
+            path: plan.path.clone(),
+            i8: plan.i8,
+            services: services.to_vec(),
+        }
+    }
+
+    fn service_named(&self, name: &str) -> Option<&Service> {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.as_ref())
+    }
+}
+
+/// The door and the pipeline, for one request.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    door: &'a XmlRpcDoor,
+    p: &'a Pipeline,
+}
+
+pub async fn handle(
+    door: &XmlRpcDoor,
+    p: &Pipeline,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Resp {
+    let app = Ctx { door, p };
     if req.method() != Method::POST {
         let mut r = text_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -42,16 +83,16 @@ pub async fn handle(app: &App, req: Request<Incoming>, started: Instant) -> Resp
             .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
         return r;
     }
-    let policy = app.xmlrpc().map(|x| x.i8).unwrap_or_default();
+    let policy = door.i8;
     let python = header_str(&req, http::header::USER_AGENT)
         .is_some_and(|ua| ua.starts_with("Python-xmlrpc"));
     let ct = header_str(&req, http::header::CONTENT_TYPE).map(str::to_string);
     let (parts, body) = req.into_parts();
-    let answer = app
+    let answer = p
         .within_request_time(async {
-            let body = app.read_body(body).await?;
+            let body = p.read_body(body).await?;
             let text = crate::protocol::xml::decode_body(&body, ct.as_deref())?;
-            let call = xmlrpc::decode_call(&text, app.max_depth())?;
+            let call = xmlrpc::decode_call(&text, p.max_depth())?;
             let i8_ok = match policy {
                 I8Policy::Always => true,
                 I8Policy::Never => false,
@@ -75,7 +116,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, started: Instant) -> Resp
 type Answer = Result<String, (i32, String)>;
 
 async fn dispatch(
-    app: &App,
+    app: Ctx<'_>,
     headers: &HeaderMap,
     call: MethodCall<'_>,
     i8_ok: bool,
@@ -149,7 +190,7 @@ fn multicall_entry(c: XVal<'_>) -> Result<(String, Vec<XVal<'_>>), String> {
 
 /// One method call (outside or inside a multicall).
 async fn one(
-    app: &App,
+    app: Ctx<'_>,
     headers: &HeaderMap,
     name: &str,
     params: Vec<XVal<'_>>,
@@ -165,7 +206,8 @@ async fn one(
     match name {
         "system.listMethods" => {
             let mut names: Vec<String> = app
-                .services_in_order()
+                .door
+                .services
                 .iter()
                 .flat_map(|s| {
                     s.desc
@@ -233,13 +275,13 @@ fn system_help(name: &str) -> &'static str {
 }
 
 /// The service and operation a method name refers to.
-fn find<'a>(app: &'a App, name: &str) -> Result<(&'a Service, usize), Error> {
+fn find<'a>(app: Ctx<'a>, name: &str) -> Result<(&'a Service, usize), Error> {
     let unknown = || Error::UnknownMethod {
         name: name.to_string(),
         hint: "methods are <service>.<operation>; system.listMethods lists them".into(),
     };
     let (service, operation) = name.split_once('.').ok_or_else(unknown)?;
-    let svc = app.service_named(service).ok_or_else(unknown)?;
+    let svc = app.door.service_named(service).ok_or_else(unknown)?;
     let op = svc
         .desc
         .operations
@@ -262,7 +304,7 @@ fn find<'a>(app: &'a App, name: &str) -> Result<(&'a Service, usize), Error> {
 
 /// Runs one operation through the shared pipeline.
 async fn call(
-    app: &App,
+    app: Ctx<'_>,
     headers: &HeaderMap,
     svc: &Service,
     op: usize,
@@ -277,6 +319,7 @@ async fn call(
         .map_err(|e| (e, default_lang))?;
     let lang = svc.lang(&params);
     let result = app
+        .p
         .execute(svc, op, params, role_user.as_deref())
         .await
         .map_err(|e| (e, lang))?;

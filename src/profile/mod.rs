@@ -20,6 +20,25 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// The profile a plan describes; a signed profile keeps used signatures in `store` (the
+    /// compiled plan always has one when it has a signed profile).
+    pub fn new(
+        plan: &crate::config::ProfilePlan,
+        store: Option<&std::sync::Arc<crate::store::Store>>,
+    ) -> Profile {
+        match plan {
+            crate::config::ProfilePlan::Signed(p) => Profile::Signed(SignedProfile::new(
+                p,
+                store
+                    .expect("a plan with a signed profile has a store")
+                    .clone(),
+            )),
+            crate::config::ProfilePlan::Basic(p) => {
+                Profile::Basic(BasicProfile::new(&p.name, &p.realm, p.users.clone()))
+            }
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             Profile::Signed(p) => &p.name,

@@ -10,14 +10,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use chrono::{Datelike, FixedOffset, Timelike};
+use chrono::FixedOffset;
 use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 
 use crate::call::Val;
-use crate::config::{ConfigError, ErrorText, ReusePolicy, SignedProfileConfig};
+use crate::config::raw::ErrorText;
+use crate::config::{ReusePolicy, SignedPlan};
 use crate::error::{Error, Lang};
-use crate::schema::{Operation, Schema, TypeDef};
 
 /// The parameters this profile consumes; they never reach the backend.
 pub const AUTH_PARAMS: [&str; 4] = ["apiKey", "sign", "time", "lang"];
@@ -93,95 +93,38 @@ fn hex_digest(text: &str) -> Option<[u8; 16]> {
 use super::basic::Credential;
 
 impl SignedProfile {
-    pub fn from_config(
-        name: &str,
-        cfg: &SignedProfileConfig,
-        secret: impl Fn(&str, &crate::config::SecretSource) -> Result<String, ConfigError>,
-        ledger: std::sync::Arc<crate::store::Store>,
-    ) -> Result<SignedProfile, ConfigError> {
-        let mut accounts = Vec::new();
-        let mut by_key = HashMap::new();
-        for (i, a) in cfg.accounts.iter().enumerate() {
-            let key = format!("profiles.{name}.accounts[{i}]");
-            if a.accept_any_time {
-                tracing::warn!(profile = name, api_key = %a.api_key, "account accepts any time: no time window and no replay protection for it (demo use only)");
-            }
-            by_key.insert(a.api_key.clone(), accounts.len());
-            accounts.push(Account {
+    /// The profile a plan describes; used signatures are kept in `ledger`.
+    pub fn new(plan: &SignedPlan, ledger: std::sync::Arc<crate::store::Store>) -> SignedProfile {
+        let accounts: Vec<Account> = plan
+            .accounts
+            .iter()
+            .map(|a| Account {
                 api_key: a.api_key.clone(),
-                secret: secret(&format!("{key}.secret"), &a.secret)?,
+                secret: a.secret.clone(),
                 role_user: a.role_user.clone(),
                 user_digest: Credential::new(&a.role_user),
-                password_digest: Credential::new(&secret(
-                    &format!("{key}.role_password"),
-                    &a.role_password,
-                )?),
-                reuse: a.reused_signature.unwrap_or(cfg.reused_signature),
-                any_time: a.accept_any_time,
-            });
-        }
-        Ok(SignedProfile {
-            name: name.to_string(),
-            window_ms: cfg.time_window_secs as i64 * 1000,
-            default_lang: Lang::parse(&cfg.default_lang).unwrap_or_default(),
-            realm: cfg.realm.clone(),
-            offset: crate::config::parse_offset(&cfg.utc_offset)
-                .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset")),
-            result_element: cfg.result_element.clone(),
+                password_digest: Credential::new(&a.role_password),
+                reuse: a.reuse,
+                any_time: a.any_time,
+            })
+            .collect();
+        let by_key = accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.api_key.clone(), i))
+            .collect();
+        SignedProfile {
+            name: plan.name.clone(),
+            window_ms: plan.window_ms,
+            default_lang: plan.default_lang,
+            realm: plan.realm.clone(),
+            offset: plan.offset,
+            result_element: plan.result_element.clone(),
             accounts,
             by_key,
-            backend_errors: cfg.backend_errors.clone(),
+            backend_errors: plan.backend_errors.clone(),
             ledger,
-        })
-    }
-
-    /// Checks that an operation has the parameters this profile needs, in the right places,
-    /// and that its response has the result element.
-    pub fn check_operation(&self, schema: &Schema, op: &Operation) -> Result<(), String> {
-        let TypeDef::Complex(input) = schema.get(op.input.ty) else {
-            return Err("its request element is not a complex type".into());
-        };
-        let names: Vec<&str> = input.children.iter().map(|c| c.name.as_str()).collect();
-        if names.len() < 4
-            || names[..3] != ["apiKey", "sign", "time"]
-            || names.last() != Some(&"lang")
-        {
-            return Err(format!(
-                "the signed profile needs apiKey, sign, time first and lang last; the request has ({})",
-                names.join(", ")
-            ));
         }
-        let TypeDef::Complex(output) = schema.get(op.output.ty) else {
-            return Err("its response element is not a complex type".into());
-        };
-        let Some(ret) = output.child(&self.result_element) else {
-            return Err(format!(
-                "its response has no '{}' element",
-                self.result_element
-            ));
-        };
-        let TypeDef::Complex(ret) = schema.get(ret.ty) else {
-            return Err(format!("'{}' is not a complex type", self.result_element));
-        };
-        for f in ["ackCode", "responseTime", "timeElapsed", "error"] {
-            if ret.child(f).is_none() {
-                return Err(format!("'{}' has no '{f}' element", self.result_element));
-            }
-        }
-        // A failure carries only the fields above: every other field must be optional, or
-        // failures could not be written.
-        let stamped = ["ackCode", "responseTime", "timeElapsed", "error"];
-        if let Some(c) = ret
-            .children
-            .iter()
-            .find(|c| !stamped.contains(&c.name.as_str()) && c.is_required())
-        {
-            return Err(format!(
-                "'{}/{}' must be optional (minOccurs=\"0\") so that failures can leave it out",
-                self.result_element, c.name
-            ));
-        }
-        Ok(())
     }
 
     /// Checks HTTP Basic credentials; returns the authenticated role user.
@@ -272,15 +215,7 @@ impl SignedProfile {
         m.insert("ackCode".into(), Value::from(ack));
         m.insert(
             "responseTime".into(),
-            Value::from(format!(
-                "{:02}/{:02}/{:04} {:02}:{:02}:{:02}",
-                now.day(),
-                now.month(),
-                now.year(),
-                now.hour(),
-                now.minute(),
-                now.second()
-            )),
+            Value::from(now.format("%d/%m/%Y %H:%M:%S").to_string()),
         );
         m.insert(
             "timeElapsed".into(),
@@ -372,7 +307,6 @@ fn take_string(params: &mut Val<'_>, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AccountConfig, SecretSource};
     use base64::Engine;
 
     /// A profile whose ledger is a fresh SQLite store.
@@ -385,34 +319,24 @@ mod tests {
         let store = crate::store::Store::open(&format!("sqlite:{}", path.display()), "")
             .await
             .unwrap();
-        let cfg = SignedProfileConfig {
-            time_window_secs: 300,
-            reused_signature: reuse,
-            default_lang: "tr".into(),
+        let plan = SignedPlan {
+            name: "p".into(),
+            window_ms: 300_000,
+            default_lang: Lang::Tr,
             realm: "r".into(),
-            utc_offset: "+03:00".into(),
+            offset: FixedOffset::east_opt(3 * 3600).unwrap(),
             result_element: "return".into(),
-            accounts: vec![AccountConfig {
+            accounts: vec![crate::config::AccountPlan {
                 api_key: "K".into(),
-                secret: SecretSource::Inline("S".into()),
+                secret: "S".into(),
                 role_user: "u".into(),
-                role_password: SecretSource::Inline("p".into()),
-                reused_signature: None,
-                accept_any_time: false,
+                role_password: "p".into(),
+                reuse,
+                any_time: false,
             }],
             backend_errors: BTreeMap::new(),
-            shared_replay_cache: false,
         };
-        SignedProfile::from_config(
-            "p",
-            &cfg,
-            |_, s| match s {
-                SecretSource::Inline(s) => Ok(s.clone()),
-                SecretSource::Env { .. } => unreachable!(),
-            },
-            std::sync::Arc::new(store),
-        )
-        .unwrap()
+        SignedProfile::new(&plan, std::sync::Arc::new(store))
     }
 
     fn params(sign: &str, time: i64) -> Val<'_> {

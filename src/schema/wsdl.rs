@@ -65,8 +65,17 @@ pub struct ServiceDescription {
 }
 
 impl ServiceDescription {
+    /// Loads a WSDL and the local schema files it imports from the file system.
     pub fn load(path: &Path) -> Result<ServiceDescription, WsdlError> {
-        let files = discover(path)?;
+        Self::load_from(path, &|p| std::fs::read_to_string(p))
+    }
+
+    /// Loads a WSDL and the local schema files it imports, each read with `read`.
+    pub fn load_from(
+        path: &Path,
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<ServiceDescription, WsdlError> {
+        let files = discover(path, read)?;
         let texts: Vec<&str> = files.iter().map(|(_, f)| f.text.as_str()).collect();
         let docs = texts
             .iter()
@@ -147,19 +156,21 @@ fn parse<'i>(path: &Path, text: &'i str) -> Result<Document<'i>, WsdlError> {
 }
 
 /// Reads the WSDL and, transitively, every local schema file it imports or includes.
-fn discover(wsdl: &Path) -> Result<Vec<(PathBuf, SourceFile)>, WsdlError> {
+fn discover(
+    wsdl: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Vec<(PathBuf, SourceFile)>, WsdlError> {
     let mut files: Vec<(PathBuf, SourceFile)> = Vec::new();
     let mut index: HashMap<PathBuf, usize> = HashMap::new();
     // (file index, schemaLocation value range, target path), resolved once all are loaded.
     let mut links: Vec<(usize, Range<usize>, PathBuf)> = Vec::new();
     let mut queue = vec![wsdl.to_path_buf()];
     while let Some(path) = queue.pop() {
-        let canonical = canonical(&path)?;
+        let canonical = lexical(&path);
         if index.contains_key(&canonical) {
             continue;
         }
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| werr(&path, format!("cannot read: {e}")))?;
+        let text = read(&path).map_err(|e| werr(&path, format!("cannot read: {e}")))?;
         let my_idx = files.len();
         index.insert(canonical, my_idx);
         let base = path.parent().unwrap_or(Path::new("."));
@@ -216,15 +227,28 @@ fn discover(wsdl: &Path) -> Result<Vec<(PathBuf, SourceFile)>, WsdlError> {
         ));
     }
     for (from, range, target) in links {
-        let to = index[&canonical(&target)?];
+        let to = index[&lexical(&target)];
         files[from].1.locations.push((range, to));
     }
     Ok(files)
 }
 
-fn canonical(p: &Path) -> Result<PathBuf, WsdlError> {
-    p.canonicalize()
-        .map_err(|e| werr(p, format!("cannot read: {e}")))
+/// A path with `.` and `..` taken out, without asking the file system (two imports of one
+/// file by different relative paths are one file).
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 type Key = (String, String);

@@ -49,7 +49,7 @@ impl Bridge {
         let addr = listener.local_addr().unwrap();
         let mut cfg = Config::from_toml(text, Path::new("demo/test.toml")).expect("valid config");
         start_reference_backends(&mut cfg).await;
-        cfg.raw.server.listen = addr;
+        cfg.raw.server.listen = Some(addr);
         cfg.raw.server.public_url = None;
         // Each bridge gets a store of its own (a fresh SQLite file), unless the test chose one.
         let fresh =
@@ -63,15 +63,18 @@ impl Bridge {
             None => {
                 cfg.raw.store = Some(soapbridge::config::StoreConfig {
                     url: fresh,
-                    ..Default::default()
+                    schema: None,
                 })
             }
         }
+        let plan = cfg
+            .compile()
+            .unwrap_or_else(|e| panic!("the configuration compiles:\n{e}"));
         let clock = soapbridge::clock::Clock::adjustable();
         let app = Arc::new(
-            App::build_with_clock(&cfg, clock.clone())
+            App::start_with_clock(plan, clock.clone())
                 .await
-                .expect("app builds"),
+                .expect("the bridge starts"),
         );
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(soapbridge::server::run(listener, app, async {
@@ -121,10 +124,10 @@ async fn start_reference_backends(cfg: &mut Config) {
         ) else {
             continue;
         };
-        if ours.base_url != theirs.base_url {
+        if ours.get_ref().base_url != theirs.get_ref().base_url {
             continue;
         }
-        ours.base_url = reference(&b.kind, &b.data.display().to_string()).await;
+        ours.get_mut().base_url = reference(&b.kind, &b.data.display().to_string()).await;
     }
 }
 

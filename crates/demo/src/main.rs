@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -34,11 +33,12 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         let mut cfg = soapbridge::config::Config::load(&cli.config)?;
         if let Some(l) = cli.listen {
-            cfg.raw.server.listen = l;
+            cfg.raw.server.listen = Some(l);
         }
+        let plan = cfg.compile()?;
         // Each reference backend where the configuration says its backend is.
         for b in soapbridge_reference::demo_backends(&cli.backends).map_err(anyhow::Error::msg)? {
-            let backend = cfg.raw.backends.get(&b.name).with_context(|| {
+            let backend = plan.backends.get(&b.name).with_context(|| {
                 format!(
                     "{}: backend '{}' is not in {}",
                     cli.backends.display(),
@@ -54,19 +54,16 @@ fn main() -> anyhow::Result<()> {
             );
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await
-                .with_context(|| format!("cannot listen on {addr} for the reference backend '{}'", b.name))?;
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {addr} for the reference backend '{}'",
+                        b.name
+                    )
+                })?;
             soapbridge_reference::spawn(&b.kind, &b.data, listener).map_err(anyhow::Error::msg)?;
             tracing::info!(backend = %b.name, kind = %b.kind, %addr, "reference backend started");
         }
-        let app = Arc::new(soapbridge::app::App::build(&cfg).await?);
-        let listener = tokio::net::TcpListener::bind(cfg.raw.server.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", cfg.raw.server.listen))?;
-        tracing::info!(address = %listener.local_addr()?, public_url = %cfg.public_url(), "soapbridge listening");
-        for line in app.describe() {
-            tracing::info!("{line}");
-        }
-        soapbridge::server::run(listener, app, soapbridge::server::shutdown_signal()).await;
+        soapbridge::run(plan, soapbridge::server::shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -1,0 +1,73 @@
+//! Every default of the configuration, in one place: what a key left out means. `compile`
+//! applies them; README's configuration section lists the same values.
+
+use std::time::Duration;
+
+// [server]
+pub const LISTEN: &str = "127.0.0.1:8080";
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const MAX_DEPTH: usize = 64;
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// The unread rest of a request body read away before answering, at most.
+pub const DRAIN_MAX_BYTES: u64 = 128 * 1024 * 1024;
+
+// [xmlrpc]
+pub const XMLRPC_ENABLED: bool = true;
+pub const XMLRPC_PATH: &str = "/RPC2";
+
+// [backends.X]
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_URL_BYTES: usize = 8 * 1024;
+pub const ERROR_CODE: &str = "$.error.code";
+pub const ERROR_MESSAGE: &str = "$.error.message";
+// [backends.X.auth]
+pub const SESSION_METHOD: &str = "POST";
+pub const SESSION_EXPIRED: [u16; 2] = [419, 401];
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(30);
+
+// [profiles.X] (signed)
+pub const TIME_WINDOW_SECS: u64 = 300;
+pub const DEFAULT_LANG: &str = "tr";
+pub const REALM: &str = "soapbridge";
+pub const UTC_OFFSET: &str = "+03:00";
+pub const RESULT_ELEMENT: &str = "return";
+
+// [mappings.S.O]
+pub const METHOD: &str = "POST";
+/// The whole backend answer is the result.
+pub const RESPONSE: &str = "$";
+pub const MAX_PAGES: usize = 1000;
+/// A batched body is itself the list.
+pub const BATCH_ITEMS: &str = "$";
+
+// [[services]]
+pub const ENVELOPE_PREFIX: &str = "env";
+pub const BODY_PREFIX: &str = "ns0";
+
+// [store]
+/// Relative to the configuration file.
+pub const STORE_URL: &str = "sqlite:var/soapbridge.db";
+pub const STORE_SCHEMA: &str = "soapbridge";
+
+// [stock]
+pub const STOCK_WORKERS: usize = 4;
+pub const STOCK_MAX_ATTEMPTS: i64 = 8;
+pub const STOCK_LEASE_MS: i64 = 30_000;
+pub const STOCK_POLL_INTERVAL_MS: i64 = 250;
+pub const STOCK_RETRY_BASE_MS: i64 = 200;
+pub const STOCK_RETRY_MAX_MS: i64 = 30_000;
+
+// [winstrom]
+pub const WINSTROM_PATH: &str = "/c";
+pub const MAX_RECORDS: usize = 1000;
+pub const MAX_MATCHES: usize = 5_000;
+pub const MAX_FILTER_TERMS: usize = 1_000;
+pub const MAX_FILTER_NODES: usize = 10_000;
+/// `now()` in filters, and dates, are in Flexi's (Czech) time.
+pub const WINSTROM_UTC_OFFSET_SECS: i32 = 3600;

@@ -1,0 +1,481 @@
+//! HTTP for the winstrom door: URLs, reading lists and records, WQL filters as structured
+//! filters, and the one place where answers, errors and their statuses are written ([`reply`],
+//! [`status_of`]).
+
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Request, StatusCode};
+use serde_json::Value;
+
+use super::{Company, Evidence, WinstromDoor};
+use crate::call::Val;
+use crate::error::{Error, Party};
+use crate::pipeline::Pipeline;
+use crate::protocol::winstrom::{self, Format, PathError, Record, Reply, Target};
+use crate::protocol::wql;
+use crate::server::{Body as Incoming, Resp, text_response};
+
+// ---- requests ------------------------------------------------------------------------------
+
+/// A failure of a whole request, with its HTTP status and Flexi message.
+pub(super) struct Failure {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
+}
+
+pub(super) fn failure(status: StatusCode, message: impl Into<String>) -> Failure {
+    Failure {
+        status,
+        message: message.into(),
+    }
+}
+
+/// The only place answers are written: status, Flexi reply, format; logs one line.
+fn reply(status: StatusCode, r: &Reply, format: Format, company: &str, code: &str) -> Resp {
+    tracing::info!(
+        door = "winstrom",
+        company,
+        status = status.as_u16(),
+        code,
+        "answer"
+    );
+    text_response(status, format.content_type(), winstrom::encode(r, format))
+}
+
+fn fail_response(f: Failure, format: Format, company: &str, challenge: Option<String>) -> Resp {
+    let mut r = reply(
+        f.status,
+        &Reply::Error { message: f.message },
+        format,
+        company,
+        "error",
+    );
+    if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+    }
+    if f.status == StatusCode::METHOD_NOT_ALLOWED {
+        r.headers_mut().insert(
+            http::header::ALLOW,
+            HeaderValue::from_static("GET, POST, PUT, DELETE"),
+        );
+    }
+    r
+}
+
+/// Query parameters the door understands (others are ignored, as Flexi ignores many).
+#[derive(Debug, Default)]
+pub(super) struct Query {
+    start: i64,
+    limit: i64,
+    row_count: bool,
+    dry_run: bool,
+}
+
+fn parse_query(q: Option<&str>) -> Result<Query, Failure> {
+    let mut out = Query {
+        limit: 20,
+        ..Query::default()
+    };
+    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
+        let flag = |v: &str| matches!(v, "true" | "1" | "yes");
+        let num = |v: &str| {
+            v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                failure(
+                    StatusCode::BAD_REQUEST,
+                    format!("Parametr '{k}' musí být nezáporné celé číslo, ne '{v}'."),
+                )
+            })
+        };
+        match k {
+            "start" => out.start = num(v)?,
+            "limit" => out.limit = num(v)?,
+            "add-row-count" => out.row_count = flag(v),
+            "dry-run" => out.dry_run = flag(v),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Answers one request under the winstrom prefix.
+pub async fn handle(
+    w: &WinstromDoor,
+    p: &Pipeline,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Resp {
+    let rest = &req.uri().path()[w.prefix.len()..];
+    let guess = if rest.ends_with(".xml") {
+        Format::Xml
+    } else {
+        Format::Json
+    };
+    let parts = match winstrom::parse_path(rest) {
+        Ok(p) => p,
+        Err(PathError::NotFound(m)) => {
+            return fail_response(failure(StatusCode::NOT_FOUND, m), guess, "-", None);
+        }
+        Err(PathError::BadRequest(m)) => {
+            return fail_response(failure(StatusCode::BAD_REQUEST, m), guess, "-", None);
+        }
+        Err(PathError::UnknownFormat(ext)) => {
+            return fail_response(
+                failure(
+                    StatusCode::NOT_ACCEPTABLE,
+                    format!("Formát '{ext}' není podporován: použijte .xml nebo .json."),
+                ),
+                guess,
+                "-",
+                None,
+            );
+        }
+    };
+    let format = parts.format;
+    let Some(company) = w.companies.get(&parts.company) else {
+        let m = format!("Firma '{}' neexistuje.", parts.company);
+        return fail_response(failure(StatusCode::NOT_FOUND, m), format, "-", None);
+    };
+    let user = match company.profile.authenticate(
+        req.headers()
+            .get(http::header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    ) {
+        Ok(u) => u.to_string(),
+        Err(_) => {
+            return fail_response(
+                failure(
+                    StatusCode::UNAUTHORIZED,
+                    "Neplatné přihlašovací údaje: přihlaste se jménem a heslem uživatele firmy (HTTP Basic).",
+                ),
+                format,
+                &parts.company,
+                Some(company.profile.www_authenticate()),
+            );
+        }
+    };
+    let Some(ev) = company.evidences.get(&parts.evidence) else {
+        let m = format!("Evidence '{}' neexistuje.", parts.evidence);
+        return fail_response(
+            failure(StatusCode::NOT_FOUND, m),
+            format,
+            &parts.company,
+            None,
+        );
+    };
+    let query = match parse_query(req.uri().query()) {
+        Ok(q) => q,
+        Err(f) => return fail_response(f, format, &parts.company, None),
+    };
+    let ctx = Ctx {
+        w,
+        company,
+        company_name: &parts.company,
+        user: &user,
+        format,
+        deadline: p.record_deadline(started),
+    };
+    let method = req.method().clone();
+    let target = parts.target.clone();
+    let content_type =
+        crate::server::header_str(&req, http::header::CONTENT_TYPE).map(str::to_string);
+    let work = async {
+        match (&method, &target) {
+            (&Method::GET | &Method::HEAD, Target::All) => ctx.list(ev, None, &query).await,
+            (&Method::GET | &Method::HEAD, Target::Filter(f)) => {
+                ctx.list(ev, Some(f), &query).await
+            }
+            (&Method::GET | &Method::HEAD, Target::Id(id)) => ctx.get(ev, id).await,
+            (&Method::POST | &Method::PUT, _) => {
+                let body = p
+                    .read_body(req.into_body())
+                    .await
+                    .map_err(|e| failure_of(&e))?;
+                let text = crate::protocol::xml::decode_body(&body, content_type.as_deref())
+                    .map_err(|e| failure_of(&e))?;
+                let doc = winstrom::decode_document(&text, p.max_depth(), w.max_records)
+                    .map_err(|e| failure_of(&e))?;
+                let id = match &target {
+                    Target::Id(id) => Some(id.as_str()),
+                    _ => None,
+                };
+                Ok(ctx
+                    .import(ev, doc.records, doc.atomic, id, query.dry_run)
+                    .await)
+            }
+            (&Method::DELETE, Target::Id(id)) => {
+                let rec = Record {
+                    evidence: ev.plan.name.clone(),
+                    ids: vec![id.clone()],
+                    action: Some("delete".into()),
+                    filter: None,
+                    fields: Vec::new(),
+                };
+                Ok(ctx.import(ev, vec![rec], true, None, query.dry_run).await)
+            }
+            _ => Err(failure(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("Metoda {method} zde není povolena."),
+            )),
+        }
+    };
+    let done = p.within_request_time(work).await;
+    match done {
+        Ok(Ok((status, r))) => reply(status, &r, format, &parts.company, "ok"),
+        Ok(Err(f)) => fail_response(f, format, &parts.company, None),
+        Err(e) => fail_response(failure_of(&e), format, &parts.company, None),
+    }
+}
+
+pub(super) struct Ctx<'a> {
+    pub(super) w: &'a WinstromDoor,
+    pub(super) company: &'a Company,
+    pub(super) company_name: &'a str,
+    pub(super) user: &'a str,
+    pub(super) format: Format,
+    /// No record is started after this: the rest are reported skipped, before the whole
+    /// request's time limit would cut the answer off.
+    pub(super) deadline: Instant,
+}
+
+impl<'a> Ctx<'a> {
+    pub(super) fn reference(&self, ev: &str, id: &str) -> String {
+        let mut r = format!("{}/{}/{ev}/", self.w.prefix, self.company_name);
+        crate::mapping::percent_encode_into(&mut r, id);
+        r.push('.');
+        r.push_str(self.format.ext());
+        r
+    }
+
+    pub(super) fn input<'v>(&'v self, members: Vec<(&'v str, Val<'v>)>) -> Val<'v> {
+        let mut m = vec![("tenant", Val::Str(self.company.tenant.as_str().into()))];
+        m.extend(members);
+        Val::Obj(m)
+    }
+
+    /// A WQL filter as the backend's structured filter (field names translated), or the
+    /// reason it cannot be sent.
+    pub(super) fn filter_json(&self, ev: &Evidence, text: &str) -> Result<Value, Failure> {
+        let f = wql::parse_with(text, &self.w.filter_limits)
+            .map_err(|e| failure(StatusCode::BAD_REQUEST, e.to_string()))?;
+        for (field, op) in wql::operators_used(&f) {
+            let Some(def) = ev.plan.fields.iter().find(|d| d.name == field) else {
+                let known: Vec<&str> = ev
+                    .plan
+                    .fields
+                    .iter()
+                    .filter(|d| !d.ops.is_empty())
+                    .map(|d| d.name.as_str())
+                    .collect();
+                return Err(failure(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Filtr nelze použít: podle vlastnosti '{field}' evidence '{}' nelze filtrovat (lze podle: {}).",
+                        ev.plan.name,
+                        known.join(", ")
+                    ),
+                ));
+            };
+            if !def.ops.contains(&op) {
+                let wql = |o: &str| o.replace('_', " ");
+                let allowed: Vec<String> = def.ops.iter().map(|o| wql(o)).collect();
+                return Err(failure(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Filtr nelze použít: operátor '{}' u vlastnosti '{field}' backend nepodporuje (lze: {}).",
+                        wql(op),
+                        if allowed.is_empty() {
+                            "žádný".to_string()
+                        } else {
+                            allowed.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        let now = self.w.clock.now().with_timezone(&self.w.offset);
+        let mut json = wql::to_json(
+            &f,
+            &wql::Context {
+                now,
+                user: self.user,
+            },
+        );
+        rename_fields(&mut json, ev);
+        Ok(json)
+    }
+
+    pub(super) async fn list(
+        &self,
+        ev: &Evidence,
+        filter: Option<&str>,
+        q: &Query,
+    ) -> Result<(StatusCode, Reply), Failure> {
+        let filter = match filter {
+            Some(t) => self.filter_json(ev, t)?,
+            None => Value::Null,
+        };
+        let (rows, total) = self
+            .search(ev, &filter, q.start, q.limit, q.row_count)
+            .await
+            .map_err(|e| failure_of(&e))?;
+        Ok((
+            StatusCode::OK,
+            Reply::Rows {
+                evidence: ev.plan.name.clone(),
+                rows: rows.iter().map(|r| row(ev, r)).collect(),
+                row_count: if q.row_count {
+                    total.or(Some(rows.len() as u64))
+                } else {
+                    None
+                },
+            },
+        ))
+    }
+
+    pub(super) async fn search(
+        &self,
+        ev: &Evidence,
+        filter: &Value,
+        start: i64,
+        limit: i64,
+        count: bool,
+    ) -> Result<(Vec<Value>, Option<u64>), Error> {
+        let input = self.input(vec![
+            ("filter", Val::borrowed(filter)),
+            ("start", Val::Int(start)),
+            ("limit", Val::Int(limit)),
+            ("count", Val::Bool(count)),
+        ]);
+        let result = ev.list.invoke(&input).await?;
+        let rows = match result.get("rows") {
+            Some(Value::Array(rows)) => rows.clone(),
+            _ => Vec::new(),
+        };
+        Ok((rows, result.get("total").and_then(Value::as_u64)))
+    }
+
+    pub(super) async fn get(
+        &self,
+        ev: &Evidence,
+        id: &str,
+    ) -> Result<(StatusCode, Reply), Failure> {
+        let result = match &ev.get {
+            Some(route) => route
+                .invoke(&self.input(vec![("id", Val::Str(id.into()))]))
+                .await
+                .map(|r| r.get("row").cloned()),
+            None => {
+                return Err(failure(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!(
+                        "Evidence '{}' neumožňuje číst jednotlivé záznamy.",
+                        ev.plan.name
+                    ),
+                ));
+            }
+        };
+        match result {
+            Ok(Some(r)) if !r.is_null() => Ok((
+                StatusCode::OK,
+                Reply::Rows {
+                    evidence: ev.plan.name.clone(),
+                    rows: vec![row(ev, &r)],
+                    row_count: None,
+                },
+            )),
+            Ok(_) => Err(failure(StatusCode::NOT_FOUND, not_found(ev, id))),
+            Err(Error::BackendRefused(r)) if r.status == 404 => {
+                Err(failure(StatusCode::NOT_FOUND, not_found(ev, id)))
+            }
+            Err(e) => Err(failure_of(&e)),
+        }
+    }
+}
+
+/// The one place a failure's HTTP status is chosen, from who is at fault: the caller's
+/// mistakes (including what the backend refused of their input) are 4xx, a failing backend is
+/// 502 (504 when it was too slow), the bridge's own trouble 500 (503 for its store).
+pub(super) fn status_of(e: &Error) -> StatusCode {
+    match (e.party(), e) {
+        (Party::Caller, Error::BackendRefused(r)) if r.status == 404 => StatusCode::NOT_FOUND,
+        (Party::Caller, Error::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+        (Party::Caller, Error::BodyTimeout) => StatusCode::REQUEST_TIMEOUT,
+        (Party::Caller, Error::Unauthorized) => StatusCode::UNAUTHORIZED,
+        (Party::Caller, _) => StatusCode::BAD_REQUEST,
+        (_, Error::BackendTimeout { .. } | Error::RequestTimeout { .. }) => {
+            StatusCode::GATEWAY_TIMEOUT
+        }
+        (Party::Backend, _) => StatusCode::BAD_GATEWAY,
+        (Party::Bridge, Error::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        (Party::Bridge, _) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A failure of the whole request: its status from [`status_of`], and a message that says
+/// whose it is (a backend's failure is prefixed, a refusal of the caller's input is not).
+pub(super) fn failure_of(e: &Error) -> Failure {
+    failure(status_of(e), backend_message(e))
+}
+
+pub(super) fn backend_message(e: &Error) -> String {
+    match e.party() {
+        Party::Caller => e.message(crate::error::Lang::En),
+        Party::Backend => format!("Chyba backendu: {e}"),
+        Party::Bridge => e.to_string(),
+    }
+}
+
+pub(super) fn not_found(ev: &Evidence, id: &str) -> String {
+    format!(
+        "Nebyl nalezen zaznam s id = {id}: {}#{id} [{id}]",
+        ev.plan.class
+    )
+}
+
+/// The backend's name of the `id` field.
+pub(super) fn id_backend(ev: &Evidence) -> &str {
+    ev.plan
+        .fields
+        .iter()
+        .find(|f| f.name == "id")
+        .map_or("id", |f| f.backend.as_str())
+}
+
+pub(super) fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A backend row as Flexi properties, in the evidence's field order; nulls left out.
+fn row(ev: &Evidence, r: &Value) -> Vec<(String, String)> {
+    ev.plan
+        .fields
+        .iter()
+        .filter_map(|f| match r.get(&f.backend) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some((f.name.clone(), scalar(v))),
+        })
+        .collect()
+}
+
+/// Renames `field` members of a structured filter to the backend's names.
+fn rename_fields(v: &mut Value, ev: &Evidence) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(f)) = m.get_mut("field")
+                && let Some(def) = ev.plan.fields.iter().find(|d| d.name == *f)
+            {
+                *f = def.backend.clone();
+            }
+            for (_, c) in m.iter_mut() {
+                rename_fields(c, ev);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|c| rename_fields(c, ev)),
+        _ => {}
+    }
+}

@@ -1,0 +1,124 @@
+//! The narrow interface every front door gets: the request's limits, and the one path from a
+//! decoded call to its result (the profile's signature check, then the operation: a backend
+//! route, or the stock sync). Doors never see the `App`, nor each other.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+
+use crate::call::Val;
+use crate::clock::Clock;
+use crate::config::{Limits, StockCall};
+use crate::error::Error;
+use crate::mapping::{Doc, Scope};
+use crate::server::Body;
+use crate::service::{Operation, Service};
+use crate::stock::StockSync;
+
+#[derive(Debug)]
+pub struct Pipeline {
+    limits: Limits,
+    clock: Clock,
+    stock: Option<Arc<StockSync>>,
+}
+
+impl Pipeline {
+    pub fn new(limits: Limits, clock: Clock, stock: Option<Arc<StockSync>>) -> Pipeline {
+        Pipeline {
+            limits,
+            clock,
+            stock,
+        }
+    }
+
+    /// The deepest XML nesting a request may have.
+    pub fn max_depth(&self) -> usize {
+        self.limits.max_depth
+    }
+
+    /// The time the bridge goes by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Reads a request body within the size and time limits.
+    pub async fn read_body(&self, body: Body) -> Result<Bytes, Error> {
+        let limit = self.limits.max_body;
+        match tokio::time::timeout(
+            self.limits.body_timeout,
+            Limited::new(body, limit).collect(),
+        )
+        .await
+        {
+            Err(_) => Err(Error::BodyTimeout),
+            Ok(Ok(c)) => Ok(c.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(Error::BodyTooLarge { limit })
+            }
+            Ok(Err(e)) => Err(Error::MalformedXml(format!("reading the body failed: {e}"))),
+        }
+    }
+
+    /// Runs `f` within the whole-request time limit.
+    pub async fn within_request_time<T>(&self, f: impl Future<Output = T>) -> Result<T, Error> {
+        tokio::time::timeout(self.limits.request_timeout, f)
+            .await
+            .map_err(|_| Error::RequestTimeout {
+                limit_ms: self.limits.request_timeout.as_millis() as u64,
+            })
+    }
+
+    /// When a door that works through many items (winstrom documents) stops starting new ones,
+    /// so that what it did still reaches the client: at 80% of the request's time limit.
+    pub fn record_deadline(&self, started: Instant) -> Instant {
+        started + self.limits.request_timeout.mul_f64(0.8)
+    }
+
+    /// A decoded call of `svc`'s operation `operation`: the profile's signature check (which
+    /// consumes its parameters), then the operation. The result still needs
+    /// [`Service::finish`].
+    pub async fn execute(
+        &self,
+        svc: &Service,
+        operation: usize,
+        mut params: Val<'_>,
+        role_user: Option<&str>,
+    ) -> Result<Value, Error> {
+        if let Some(p) = &svc.profile {
+            let user = role_user.ok_or(Error::Unauthorized)?;
+            if let Some(signed) = p.signed() {
+                signed
+                    .verify(&mut params, user, self.clock.now_ms())
+                    .await?;
+            }
+        }
+        match &svc.operations[operation] {
+            Operation::Backend(route) => route.invoke(&params).await,
+            Operation::Stock(call) => self.stock(call, &params).await,
+        }
+    }
+
+    /// A stock-service operation: its input rendered from the call, the stock sync's answer
+    /// shaped into the result.
+    async fn stock(&self, call: &StockCall, params: &Val<'_>) -> Result<Value, Error> {
+        let sync = self
+            .stock
+            .as_ref()
+            .ok_or_else(|| Error::Internal("no stock sync is configured".into()))?;
+        let input = call
+            .body
+            .as_ref()
+            .and_then(|t| t.eval(&Scope::new(Doc::Call(params), Doc::Call(params))))
+            .unwrap_or(Value::Null);
+        let answer = sync.handle(&call.op, &input).await?;
+        call.response
+            .eval(&Scope::new(Doc::Json(&answer), Doc::Call(params)))
+            .ok_or_else(|| {
+                Error::Internal("the stock operation's response mapping found nothing".into())
+            })
+    }
+}

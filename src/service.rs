@@ -1,0 +1,157 @@
+//! A SOAP service while the bridge runs (served by the SOAP door at its path, and by the XML-RPC
+//! door as `<service>.<operation>`): its WSDL, its profile, and its operations bound to their
+//! backends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use serde_json::Value;
+
+use crate::call::Val;
+use crate::config::{ServicePlan, StockCall};
+use crate::error::{Error, Lang};
+use crate::profile::{Profile, SignedProfile};
+use crate::route::Route;
+use crate::schema::ServiceDescription;
+
+/// What one operation does.
+#[derive(Debug)]
+pub enum Operation {
+    /// A backend call.
+    Backend(Route),
+    /// A stock-service operation, handled by the stock sync.
+    Stock(StockCall),
+}
+
+#[derive(Debug)]
+pub struct Service {
+    pub name: String,
+    /// Without a trailing '/'.
+    pub path: String,
+    pub desc: Arc<ServiceDescription>,
+    /// The service's URL as clients see it.
+    pub endpoint: String,
+    pub wsdl: Bytes,
+    pub profile: Option<Arc<Profile>>,
+    /// One per operation, in the order of `desc.operations`.
+    pub operations: Vec<Operation>,
+    pub env_prefix: String,
+    pub body_prefix: String,
+    /// Refuse `xsi:nil` on optional, non-nillable elements instead of taking them as absent.
+    pub strict_nil: bool,
+}
+
+impl Service {
+    /// The service a plan describes, with its profile and its operations' backends.
+    pub fn new(
+        plan: ServicePlan,
+        profile: Option<Arc<Profile>>,
+        backend: impl Fn(&str) -> Arc<crate::backend::Backend>,
+    ) -> Service {
+        let operations = plan
+            .operations
+            .into_iter()
+            .map(|a| match a {
+                crate::config::Action::Backend(r) => {
+                    let b = backend(&r.backend);
+                    Operation::Backend(Route::new(r, b))
+                }
+                crate::config::Action::Stock(s) => Operation::Stock(s),
+            })
+            .collect();
+        Service {
+            name: plan.name,
+            path: plan.path,
+            desc: plan.desc,
+            endpoint: plan.endpoint,
+            wsdl: plan.wsdl,
+            profile,
+            operations,
+            env_prefix: plan.env_prefix,
+            body_prefix: plan.body_prefix,
+            strict_nil: plan.strict_nil,
+        }
+    }
+
+    /// `check` lines: the service and what each operation calls.
+    pub fn describe(&self) -> Vec<String> {
+        let profile = self.profile.as_ref().map_or("no profile".to_string(), |p| {
+            format!("profile {}", p.name())
+        });
+        let mut out = vec![format!(
+            "{} {} ({}, {} operations, {profile})",
+            self.name,
+            self.path,
+            self.desc.target_namespace,
+            self.desc.operations.len()
+        )];
+        for (op, o) in self.desc.operations.iter().zip(&self.operations) {
+            let call = match o {
+                Operation::Backend(r) => r.describe(),
+                Operation::Stock(s) => crate::stock::describe_op(&s.op),
+            };
+            out.push(format!("  {:<24} -> {call}", op.name));
+        }
+        out
+    }
+
+    /// How this service's envelopes are read.
+    pub fn read_options(&self, max_depth: usize) -> crate::protocol::soap::ReadOptions {
+        crate::protocol::soap::ReadOptions {
+            max_depth,
+            strict_nil: self.strict_nil,
+        }
+    }
+
+    /// HTTP Basic against the service's profile: the role user, or `None` for services
+    /// without a profile.
+    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Option<String>, Error> {
+        match &self.profile {
+            Some(p) => p
+                .authenticate(
+                    headers
+                        .get(http::header::AUTHORIZATION)
+                        .map(HeaderValue::as_bytes),
+                )
+                .map(|u| Some(u.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// The caller's language for messages (the profile's `lang` parameter or default).
+    pub fn lang(&self, params: &Val<'_>) -> Lang {
+        self.signed().map(|p| p.lang(params)).unwrap_or_default()
+    }
+
+    /// The service's signed profile, if it has one.
+    pub fn signed(&self) -> Option<&SignedProfile> {
+        self.profile.as_ref().and_then(|p| p.signed())
+    }
+
+    /// Dresses an operation's result as the response content (the profile's `ackCode`,
+    /// `responseTime`, `timeElapsed`).
+    pub fn finish(&self, result: Value, started: Instant) -> Value {
+        match self.signed() {
+            Some(p) => p.success(result, started),
+            None => result,
+        }
+    }
+
+    /// The error for a backend answer that the operation's output schema cannot carry.
+    pub fn answer_misfit(
+        &self,
+        operation: usize,
+        shape: &crate::protocol::xml::ShapeError,
+    ) -> Error {
+        let backend = match &self.operations[operation] {
+            Operation::Backend(r) => r.backend.name.clone(),
+            Operation::Stock(_) => "stock sync".into(),
+        };
+        Error::BackendBadResponse {
+            backend,
+            reason: format!("its answer does not fit the response schema: {shape}"),
+        }
+    }
+}
