@@ -1,13 +1,10 @@
-//! Every failure the bridge can answer with, and who is at fault for it.
+//! Every failure the bridge can answer with, who is at fault for it ([`Party`]), whether doing
+//! it again could help ([`Retry`]), and what caused it (`source()`, for logs).
 //!
-//! Errors are classified by [`Party`]: the caller sent something wrong, the backend failed or
-//! refused, or the bridge itself broke. They become responses in `app`: `respond_error` hands
-//! failures of a decoded call to the profile (`profile::signed::failure`, using
-//! [`Error::message`] in the caller's language) and everything else to `fault_response`, the
-//! only writer of SOAP faults (`protocol::soap::encode_fault`, using [`Error::code`],
-//! [`Error::party`] and the English `Display` text).
-
-use std::fmt;
+//! Why a message could not be read is said by the protocol that reads it
+//! (`protocol::xml::ReadError`, `protocol::soap::SoapError`, `protocol::xmlrpc::XmlRpcError`,
+//! `protocol::winstrom::DocumentError`); [`Error`] wraps them. Each front door turns an `Error`
+//! into its wire format, and chooses the HTTP status, in one place (see ARCHITECTURE.md).
 
 /// Who caused a failure. Decides SOAP `Client`/`Sender` versus `Server`/`Receiver`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,19 +38,25 @@ impl Lang {
     }
 }
 
-/// One field-level complaint reported by a backend.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FieldError {
-    pub field: String,
-    pub code: String,
-    pub message: String,
+pub use crate::protocol::FieldError;
+use crate::protocol::soap::SoapError;
+use crate::protocol::winstrom::DocumentError;
+use crate::protocol::xml::ReadError;
+use crate::protocol::xmlrpc::XmlRpcError;
+
+/// Whether doing a failed call again could succeed without doing harm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The request never reached the backend: sending it again is safe.
+    Safe,
+    /// It may have reached the backend: only a call that is idempotent may be sent again.
+    IfIdempotent,
+    /// The same call would fail the same way.
+    Never,
 }
 
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+/// What caused a failure, kept for logs (`source()`); never shown to callers as such.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// The backend said no (a 4xx answer with an error body).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,52 +79,19 @@ pub enum Error {
     BodyTooLarge { limit: usize },
     #[error("request body was not received in time")]
     BodyTimeout,
-    #[error("request body encoding: {0}")]
-    BadEncoding(String),
-    #[error("malformed XML: {0}")]
-    MalformedXml(String),
-    #[error("DTDs and entity declarations are not accepted")]
-    DtdForbidden,
-    #[error("XML nesting is deeper than the limit of {limit} levels")]
-    TooDeep { limit: usize },
-    #[error("the body is not a SOAP envelope: {0}")]
-    NotSoap(String),
-    #[error("unsupported SOAP envelope namespace '{0}'")]
-    VersionMismatch(String),
-    #[error("header '{0}' is marked mustUnderstand but is not understood")]
-    MustUnderstand(String),
-    #[error("unknown operation '{name}' (namespace '{namespace}'); this endpoint serves: {known}")]
-    UnknownOperation {
-        name: String,
-        namespace: String,
-        known: String,
-    },
-    #[error("SOAPAction '{action}' does not match the operation '{operation}' in the body")]
-    ActionMismatch { action: String, operation: String },
-    #[error("unexpected element '{element}' in '{parent}'")]
-    UnexpectedElement { element: String, parent: String },
-    #[error("element '{path}' appears more than once but allows only one occurrence")]
-    RepeatedElement { path: String },
-    #[error("missing required element '{path}'")]
-    MissingElement { path: String },
-    #[error("invalid value '{value}' for '{path}': expected {expected}")]
-    InvalidValue {
-        path: String,
-        value: String,
-        expected: String,
-    },
-    #[error("'{path}' is nil but the element is not nillable")]
-    NotNillable { path: String },
+    /// An XML message that cannot be read or does not fit its schema.
+    #[error(transparent)]
+    Read(ReadError),
+    #[error(transparent)]
+    Soap(SoapError),
+    #[error(transparent)]
+    XmlRpc(XmlRpcError),
+    #[error(transparent)]
+    Winstrom(DocumentError),
     #[error("HTTP method {0} is not allowed here; use POST (or GET with ?wsdl)")]
     MethodNotAllowed(String),
-    #[error("the body is not an XML-RPC methodCall: {0}")]
-    NotXmlRpc(String),
     #[error("unknown method '{name}'; {hint}")]
     UnknownMethod { name: String, hint: String },
-    #[error("invalid parameters: {0}")]
-    InvalidParams(String),
-    #[error("{0}")]
-    NotWinstrom(String),
     #[error("no service at path '{0}'")]
     NoSuchService(String),
     #[error(
@@ -150,8 +120,14 @@ pub enum Error {
     // ---- the backend's fault --------------------------------------------------------------
     #[error("backend refused the call ({}): {}", .0.status, .0.message)]
     BackendRefused(Refusal),
-    #[error("backend '{backend}' is unreachable: {reason}")]
-    BackendUnavailable { backend: String, reason: String },
+    #[error("backend '{backend}' is unreachable: {}", chain(cause.as_ref()))]
+    BackendUnavailable {
+        backend: String,
+        /// Whether the request may have reached the backend (the connection was made).
+        sent: bool,
+        #[source]
+        cause: Cause,
+    },
     #[error("backend '{backend}' did not answer within {timeout_ms} ms")]
     BackendTimeout { backend: String, timeout_ms: u64 },
     #[error("backend '{backend}' failed with HTTP {status}")]
@@ -171,7 +147,56 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
     #[error("the bridge's store is not available: {0}")]
-    Store(String),
+    Store(#[from] crate::store::StoreError),
+}
+
+/// An error and its causes, as one line: `a: b: c`.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        // Some errors repeat their cause in their own text; say it once.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
+}
+
+impl From<ReadError> for Error {
+    fn from(e: ReadError) -> Self {
+        Error::Read(e)
+    }
+}
+
+impl From<SoapError> for Error {
+    fn from(e: SoapError) -> Self {
+        match e {
+            SoapError::Read(r) => Error::Read(r),
+            other => Error::Soap(other),
+        }
+    }
+}
+
+impl From<XmlRpcError> for Error {
+    fn from(e: XmlRpcError) -> Self {
+        match e {
+            XmlRpcError::Read(r) => Error::Read(r),
+            other => Error::XmlRpc(other),
+        }
+    }
+}
+
+impl From<DocumentError> for Error {
+    fn from(e: DocumentError) -> Self {
+        match e {
+            DocumentError::Read(r) => Error::Read(r),
+            other => Error::Winstrom(other),
+        }
+    }
 }
 
 impl Error {
@@ -198,25 +223,12 @@ impl Error {
         match self {
             BodyTooLarge { .. } => "BODY_TOO_LARGE",
             BodyTimeout => "BODY_TIMEOUT",
-            BadEncoding(_) => "BAD_ENCODING",
-            MalformedXml(_) => "MALFORMED_XML",
-            DtdForbidden => "DTD_FORBIDDEN",
-            TooDeep { .. } => "TOO_DEEP",
-            NotSoap(_) => "NOT_SOAP",
-            VersionMismatch(_) => "VERSION_MISMATCH",
-            MustUnderstand(_) => "MUST_UNDERSTAND",
-            UnknownOperation { .. } => "UNKNOWN_OPERATION",
-            ActionMismatch { .. } => "SOAPACTION_MISMATCH",
-            UnexpectedElement { .. } => "UNEXPECTED_ELEMENT",
-            RepeatedElement { .. } => "REPEATED_ELEMENT",
-            MissingElement { .. } => "MISSING_ELEMENT",
-            InvalidValue { .. } => "INVALID_VALUE",
-            NotNillable { .. } => "NOT_NILLABLE",
+            Read(e) => e.code(),
+            Soap(e) => e.code(),
+            XmlRpc(e) => e.code(),
+            Winstrom(e) => e.code(),
             MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
-            NotXmlRpc(_) => "NOT_XMLRPC",
             UnknownMethod { .. } => "UNKNOWN_METHOD",
-            InvalidParams(_) => "INVALID_PARAMS",
-            NotWinstrom(_) => "NOT_WINSTROM",
             NoSuchService(_) => "NO_SUCH_SERVICE",
             TooLargeForBackend { .. } => "REQUEST_TOO_LARGE_FOR_BACKEND",
             Unauthorized => "UNAUTHORIZED",
@@ -235,6 +247,23 @@ impl Error {
             RequestTimeout { .. } => "REQUEST_TIMEOUT",
             Internal(_) => "INTERNAL",
             Store(_) => "STORE_UNAVAILABLE",
+        }
+    }
+
+    /// Whether the same call, made again, could succeed and may be made again: see [`Retry`].
+    pub fn retry(&self) -> Retry {
+        use Error::*;
+        match self {
+            BackendUnavailable { sent: false, .. } => Retry::Safe,
+            BackendUnavailable { sent: true, .. }
+            | BackendTimeout { .. }
+            | BackendStatus { .. }
+            | BackendBadResponse { .. } => Retry::IfIdempotent,
+            // Credentials are renewed and the call repeated by the backend client itself.
+            BackendSessionExpired { .. } => Retry::Never,
+            BackendRefused(r) if matches!(r.status, 408 | 429) => Retry::IfIdempotent,
+            Store(_) | RequestTimeout { .. } => Retry::IfIdempotent,
+            _ => Retry::Never,
         }
     }
 
@@ -402,10 +431,48 @@ mod tests {
         assert!(Error::SignatureInvalid.is_call_failure());
         let down = Error::BackendUnavailable {
             backend: "b".into(),
-            reason: "refused".into(),
+            sent: false,
+            cause: "connection refused".into(),
         };
         assert_eq!(down.party(), Party::Backend);
         assert!(!down.is_call_failure());
         assert_eq!(Error::Internal("x".into()).party(), Party::Bridge);
+    }
+
+    #[test]
+    fn causes_are_kept_and_said_and_retries_follow_what_was_sent() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("tcp connect error")]
+        struct Connect(#[source] std::io::Error);
+        let down = Error::BackendUnavailable {
+            backend: "b".into(),
+            sent: false,
+            cause: Box::new(Connect(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "Connection refused",
+            ))),
+        };
+        assert_eq!(
+            down.to_string(),
+            "backend 'b' is unreachable: tcp connect error: Connection refused"
+        );
+        let source = std::error::Error::source(&down).expect("a cause");
+        assert_eq!(source.to_string(), "tcp connect error");
+        assert_eq!(down.retry(), Retry::Safe);
+        let cut = Error::BackendUnavailable {
+            backend: "b".into(),
+            sent: true,
+            cause: "connection reset".into(),
+        };
+        assert_eq!(cut.retry(), Retry::IfIdempotent);
+        let slow = Error::BackendTimeout {
+            backend: "b".into(),
+            timeout_ms: 10,
+        };
+        assert_eq!(slow.retry(), Retry::IfIdempotent);
+        assert_eq!(Error::SignatureInvalid.retry(), Retry::Never);
+        let read: Error = ReadError::DtdForbidden.into();
+        assert_eq!(read.code(), "DTD_FORBIDDEN");
+        assert_eq!(read.party(), Party::Caller);
     }
 }

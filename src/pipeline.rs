@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::config::{Limits, StockCall};
 use crate::error::Error;
 use crate::mapping::{Doc, Scope};
+use crate::protocol::xml::ReadError;
 use crate::server::Body;
 use crate::service::{Operation, Service};
 use crate::stock::StockSync;
@@ -59,7 +60,9 @@ impl Pipeline {
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                 Err(Error::BodyTooLarge { limit })
             }
-            Ok(Err(e)) => Err(Error::MalformedXml(format!("reading the body failed: {e}"))),
+            Ok(Err(e)) => {
+                Err(ReadError::MalformedXml(format!("reading the body failed: {e}")).into())
+            }
         }
     }
 

@@ -50,12 +50,11 @@ impl Route {
     fn render(&self, input: &Val<'_>, creds: &Creds) -> Result<BackendRequest, Error> {
         let scope = self.scope(input, creds);
         let p = &self.plan;
-        let mut path_and_query = p
-            .path
-            .render(&scope)
-            .map_err(|expr| Error::MissingElement {
+        let mut path_and_query = p.path.render(&scope).map_err(|expr| {
+            crate::protocol::xml::ReadError::MissingElement {
                 path: expr.trim_start_matches("$.").replace('.', "/"),
-            })?;
+            }
+        })?;
         path_and_query.push_str(&render_query(&p.query, &scope).map_err(Error::Internal)?);
         let body = match p.body.as_ref().and_then(|t| t.eval(&scope)) {
             Some(v) => Body::Json(v),

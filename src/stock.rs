@@ -20,6 +20,7 @@ use tokio::sync::{Notify, watch};
 use crate::call::Val;
 use crate::config::{StockAction, StockList, StockOp, StockPlan};
 use crate::error::{Error, Party};
+use crate::protocol::xml::ReadError;
 use crate::route::Route;
 use crate::store::{self, Batch, NewBatch, Report, Store};
 
@@ -233,11 +234,12 @@ impl StockSync {
                 if let Some(s) = status
                     && !store::STATES.contains(&s)
                 {
-                    return Err(Error::InvalidValue {
+                    return Err(ReadError::InvalidValue {
                         path: "status".into(),
                         value: s.chars().take(40).collect(),
                         expected: format!("one of {}", store::STATES.join(", ")),
-                    });
+                    }
+                    .into());
                 }
                 let limit = limit_of(input);
                 let batches = self.store.batches(status, limit).await.map_err(store_err)?;
@@ -249,16 +251,17 @@ impl StockSync {
                 let id = input
                     .get("batch_id")
                     .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
-                    .ok_or_else(|| Error::MissingElement {
+                    .ok_or_else(|| ReadError::MissingElement {
                         path: "batchId".into(),
                     })?;
                 match self.store.batch(id).await.map_err(store_err)? {
                     Some(b) => Ok(json!({"batch": batch_json(&b, true)})),
-                    None => Err(Error::InvalidValue {
+                    None => Err(ReadError::InvalidValue {
                         path: "batchId".into(),
                         value: id.to_string(),
                         expected: "the id of a recorded batch".into(),
-                    }),
+                    }
+                    .into()),
                 }
             }
             StockOp::Reports => {
@@ -281,9 +284,10 @@ impl StockSync {
         let items = match input.get("items") {
             Some(Value::Array(items)) if !items.is_empty() => items.clone(),
             _ => {
-                return Err(Error::MissingElement {
+                return Err(ReadError::MissingElement {
                     path: "stocks/stock".into(),
-                });
+                }
+                .into());
             }
         };
         let is_sync = input
@@ -725,7 +729,7 @@ fn limit_of(input: &Value) -> i64 {
 }
 
 fn store_err(e: store::StoreError) -> Error {
-    Error::Store(e.0)
+    Error::Store(e)
 }
 
 /// What a failed call's report keeps of the answer.

@@ -228,18 +228,16 @@ impl Backend {
             .body(Full::new(body))
             // The URL is not quoted: it is the backend's address, not the caller's business.
             .map_err(|e| Error::Internal(format!("cannot build the backend request: {e}")))?;
-        let response = self.client.request(request).await.map_err(|e| {
-            let mut reason = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                reason = format!("{reason}: {s}");
-                src = s.source();
-            }
-            Error::BackendUnavailable {
-                backend: self.name.clone(),
-                reason,
-            }
-        })?;
+        let response =
+            self.client
+                .request(request)
+                .await
+                .map_err(|e| Error::BackendUnavailable {
+                    backend: self.name.clone(),
+                    // A connection that was never made carried no request.
+                    sent: !e.is_connect(),
+                    cause: Box::new(e),
+                })?;
         let http_status = response.status().as_u16();
         let bytes = Limited::new(response.into_body(), self.max_response_bytes)
             .collect()

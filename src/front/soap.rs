@@ -8,9 +8,10 @@ use std::time::Instant;
 use crate::server::Body as Incoming;
 use http::{HeaderValue, Method, Request, StatusCode};
 
+use crate::error::Party;
 use crate::error::{Error, Lang};
 use crate::pipeline::Pipeline;
-use crate::protocol::soap::{self, SoapVersion};
+use crate::protocol::soap::{self, FaultKind, SoapError, SoapVersion};
 use crate::server::{Resp, header_str, text_response};
 use crate::service::Service;
 
@@ -122,11 +123,15 @@ async fn call(
 
     let body = match p.read_body(req.into_body()).await {
         Ok(b) => b,
-        Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
+        Err(e) => {
+            return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e.into(), None);
+        }
     };
     let text = match crate::protocol::xml::decode_body(&body, ct.as_deref()) {
         Ok(t) => t,
-        Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
+        Err(e) => {
+            return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e.into(), None);
+        }
     };
     let (version, decoded) = soap::decode(
         &svc.desc,
@@ -138,7 +143,7 @@ async fn call(
     let call = match decoded {
         Ok(c) => c,
         Err(e) => {
-            return fault_response(Ctx::service(svc), version, &svc.env_prefix, &e, None);
+            return fault_response(Ctx::service(svc), version, &svc.env_prefix, &e.into(), None);
         }
     };
     let lang = svc.lang(&call.params);
@@ -238,8 +243,7 @@ fn fault_response(
     e: &Error,
     www_authenticate: Option<String>,
 ) -> Resp {
-    let status = StatusCode::from_u16(soap::fault_status(version, e))
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (status, kind) = fault_of(version, e);
     tracing::info!(
         service = ctx.service,
         operation = ctx.operation,
@@ -248,10 +252,24 @@ fn fault_response(
         backend_status = e.backend_status(),
         "fault"
     );
+    let message = e.to_string();
+    let fault = soap::Fault {
+        kind,
+        code: e.code(),
+        party: match e.party() {
+            Party::Caller => "caller",
+            Party::Backend => "backend",
+            Party::Bridge => "bridge",
+        },
+        message: &message,
+        backend_status: e.backend_status(),
+        backend_code: e.backend_code(),
+        fields: e.field_errors(),
+    };
     let mut r = text_response(
         status,
         version.content_type(),
-        soap::encode_fault(version, env_prefix, e),
+        soap::encode_fault(version, env_prefix, &fault),
     );
     if let Some(v) = www_authenticate.and_then(|v| HeaderValue::from_str(&v).ok()) {
         r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
@@ -261,4 +279,27 @@ fn fault_response(
             .insert(http::header::ALLOW, HeaderValue::from_static("GET, POST"));
     }
     r
+}
+
+/// The one place a fault's kind and HTTP status are chosen, from who is at fault and each
+/// version's HTTP binding: SOAP 1.1 answers 500 (WS-I Basic Profile), SOAP 1.2 400 for
+/// `Sender` faults and 500 for the rest. Transport refusals keep their own status (401, 404,
+/// 405, 408, 413).
+fn fault_of(version: SoapVersion, e: &Error) -> (StatusCode, FaultKind) {
+    let kind = match e {
+        Error::Soap(SoapError::VersionMismatch(_)) => FaultKind::VersionMismatch,
+        Error::Soap(SoapError::MustUnderstand(_)) => FaultKind::MustUnderstand,
+        e if e.party() == Party::Caller => FaultKind::Sender,
+        _ => FaultKind::Receiver,
+    };
+    let status = match e {
+        Error::Unauthorized => StatusCode::UNAUTHORIZED,
+        Error::NoSuchService(_) => StatusCode::NOT_FOUND,
+        Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+        Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ if version == SoapVersion::V12 && kind == FaultKind::Sender => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, kind)
 }

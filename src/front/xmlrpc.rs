@@ -17,7 +17,8 @@ use crate::config::{I8Policy, XmlRpcPlan};
 use crate::error::{Error, Lang};
 use crate::pipeline::Pipeline;
 use crate::protocol::xmlrpc::{
-    self, INVALID_PARAMS, INVALID_REQUEST, MethodCall, ValueWriter, XVal, fault_code,
+    self, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, MethodCall,
+    PARSE_ERROR, ValueWriter, XVal,
 };
 use crate::schema::Schema;
 use crate::server::{Resp, header_str, text_response};
@@ -316,7 +317,7 @@ async fn call(
     let role_user = svc.authenticate(headers).map_err(|e| (e, default_lang))?;
     let operation = &svc.desc.operations[op];
     let params = xmlrpc::params_to_call(params, &svc.desc.schema, operation)
-        .map_err(|e| (e, default_lang))?;
+        .map_err(|e| (e.into(), default_lang))?;
     let lang = svc.lang(&params);
     let result = app
         .p
@@ -342,6 +343,22 @@ fn fault_of(svc: Option<&Service>, e: &Error, lang: Lang) -> (i32, String) {
         return (t.id.parse().unwrap_or_else(|_| fault_code(e)), t.message);
     }
     (fault_code(e), e.message(lang))
+}
+
+/// The `faultCode` of an error: the standard codes for what is wrong with the message, the
+/// bridge's own numbers ([`Error::number`]) for authentication, signature and backend
+/// failures.
+fn fault_code(err: &Error) -> i32 {
+    use Error::*;
+    match err {
+        XmlRpc(e) => e.fault_code(),
+        Read(r) if r.is_malformed() => PARSE_ERROR,
+        Read(_) => INVALID_PARAMS,
+        BodyTooLarge { .. } | BodyTimeout => PARSE_ERROR,
+        Soap(_) | Winstrom(_) | MethodNotAllowed(_) => INVALID_REQUEST,
+        UnknownMethod { .. } | NoSuchService(_) => METHOD_NOT_FOUND,
+        other => other.number().unwrap_or(INTERNAL_ERROR),
+    }
 }
 
 fn log_fault(method: &str, e: &Error, code: i32) {

@@ -162,7 +162,7 @@ impl SignedProfile {
         let sign_given = take_string(params, "sign").trim().to_string();
         let time = params.take("time").and_then(|v| v.as_i64());
         params.take("lang");
-        let time = time.ok_or_else(|| Error::MissingElement {
+        let time = time.ok_or_else(|| crate::protocol::xml::ReadError::MissingElement {
             path: "time".into(),
         })?;
         let account = self.by_key.get(&api_key).map(|i| &self.accounts[*i]);
@@ -200,8 +200,7 @@ impl SignedProfile {
             let first = self
                 .ledger
                 .first_use(&expected, time, expires, now_ms)
-                .await
-                .map_err(|e| Error::Store(e.to_string()))?;
+                .await?;
             if !first {
                 return Err(Error::SignatureReused);
             }

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use crate::call::Val;
 
-use crate::error::{Error, Party};
-use crate::protocol::xml::{self, Node, XmlReader, XmlWriter, escape_into};
+use crate::protocol::FieldError;
+use crate::protocol::xml::{self, Node, ReadError, XmlReader, XmlWriter, escape_into};
 use crate::schema::{ServiceDescription, TypeDef};
 
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -114,6 +114,41 @@ pub struct SoapCall<'i> {
 
 /// Decodes an envelope. The version is returned even on failure (once known) so that the
 /// fault can be answered in it.
+/// Why a request is not a SOAP call this service can take: always the sender's mistake.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SoapError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("the body is not a SOAP envelope: {0}")]
+    NotSoap(String),
+    #[error("unsupported SOAP envelope namespace '{0}'")]
+    VersionMismatch(String),
+    #[error("header '{0}' is marked mustUnderstand but is not understood")]
+    MustUnderstand(String),
+    #[error("unknown operation '{name}' (namespace '{namespace}'); this endpoint serves: {known}")]
+    UnknownOperation {
+        name: String,
+        namespace: String,
+        known: String,
+    },
+    #[error("SOAPAction '{action}' does not match the operation '{operation}' in the body")]
+    ActionMismatch { action: String, operation: String },
+}
+
+impl SoapError {
+    /// Stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SoapError::Read(r) => r.code(),
+            SoapError::NotSoap(_) => "NOT_SOAP",
+            SoapError::VersionMismatch(_) => "VERSION_MISMATCH",
+            SoapError::MustUnderstand(_) => "MUST_UNDERSTAND",
+            SoapError::UnknownOperation { .. } => "UNKNOWN_OPERATION",
+            SoapError::ActionMismatch { .. } => "SOAPACTION_MISMATCH",
+        }
+    }
+}
+
 /// How strictly an envelope is read.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadOptions {
@@ -139,7 +174,7 @@ pub fn decode<'i>(
     action: Option<&str>,
     read: ReadOptions,
     hint: SoapVersion,
-) -> (SoapVersion, Result<SoapCall<'i>, Error>) {
+) -> (SoapVersion, Result<SoapCall<'i>, SoapError>) {
     let mut r = XmlReader::new(body, read.max_depth).strict_nil(read.strict_nil);
     let mut version = hint;
     let res = decode_inner(desc, &mut r, action, &mut version);
@@ -149,13 +184,13 @@ pub fn decode<'i>(
 fn expect_start<'i>(
     r: &mut XmlReader<'i>,
     what: &str,
-) -> Result<Option<quick_xml::events::BytesStart<'i>>, Error> {
+) -> Result<Option<quick_xml::events::BytesStart<'i>>, SoapError> {
     loop {
         match r.next_node()? {
             Node::Start(s) => return Ok(Some(s)),
             Node::Text(t) if t.trim().is_empty() => continue,
             Node::Text(t) => {
-                return Err(Error::NotSoap(format!(
+                return Err(SoapError::NotSoap(format!(
                     "unexpected text '{}' where {what} was expected",
                     t.trim().chars().take(40).collect::<String>()
                 )));
@@ -170,11 +205,11 @@ fn decode_inner<'i>(
     r: &mut XmlReader<'i>,
     action: Option<&str>,
     version: &mut SoapVersion,
-) -> Result<SoapCall<'i>, Error> {
+) -> Result<SoapCall<'i>, SoapError> {
     let env = expect_start(r, "the Envelope")?
-        .ok_or_else(|| Error::NotSoap("the body is empty".into()))?;
+        .ok_or_else(|| SoapError::NotSoap("the body is empty".into()))?;
     if env.local_name().as_ref() != b"Envelope" {
-        return Err(Error::NotSoap(format!(
+        return Err(SoapError::NotSoap(format!(
             "the root element is '{}', expected a SOAP Envelope",
             xml::local_name(&env)
         )));
@@ -182,7 +217,7 @@ fn decode_inner<'i>(
     let env_ns = match r.namespace_of(&env)? {
         SOAP11_NS => SOAP11_NS,
         SOAP12_NS => SOAP12_NS,
-        other => return Err(Error::VersionMismatch(other.to_string())),
+        other => return Err(SoapError::VersionMismatch(other.to_string())),
     };
     *version = if env_ns == SOAP11_NS {
         SoapVersion::V11
@@ -193,7 +228,7 @@ fn decode_inner<'i>(
     while let Some(s) = expect_start(r, "Header or Body")? {
         let local = s.local_name();
         if r.namespace_of(&s)? != env_ns {
-            return Err(Error::NotSoap(format!(
+            return Err(SoapError::NotSoap(format!(
                 "unexpected element '{}' in the Envelope",
                 xml::local_name(&s)
             )));
@@ -216,14 +251,14 @@ fn decode_inner<'i>(
                         }
                     };
                     if ours && matches!(must.as_deref().map(str::trim), Some("1" | "true")) {
-                        return Err(Error::MustUnderstand(xml::local_name(&h)));
+                        return Err(SoapError::MustUnderstand(xml::local_name(&h)));
                     }
                     r.skip_element()?;
                 }
             }
             b"Body" if call.is_none() => call = Some(decode_body(desc, r, action)?),
             _ => {
-                return Err(Error::NotSoap(format!(
+                return Err(SoapError::NotSoap(format!(
                     "unexpected element '{}' in the Envelope",
                     xml::local_name(&s)
                 )));
@@ -236,22 +271,22 @@ fn decode_inner<'i>(
             Node::Eof => break,
             Node::Text(t) if t.trim().is_empty() => {}
             _ => {
-                return Err(Error::MalformedXml(
+                return Err(SoapError::Read(ReadError::MalformedXml(
                     "content after the end of the Envelope".into(),
-                ));
+                )));
             }
         }
     }
-    call.ok_or_else(|| Error::NotSoap("the Envelope has no Body".into()))
+    call.ok_or_else(|| SoapError::NotSoap("the Envelope has no Body".into()))
 }
 
 fn decode_body<'i>(
     desc: &'i ServiceDescription,
     r: &mut XmlReader<'i>,
     action: Option<&str>,
-) -> Result<SoapCall<'i>, Error> {
+) -> Result<SoapCall<'i>, SoapError> {
     let s = expect_start(r, "the operation element")?.ok_or_else(|| {
-        Error::NotSoap("the Body is empty: it must hold one operation element".into())
+        SoapError::NotSoap("the Body is empty: it must hold one operation element".into())
     })?;
     let ns = r.namespace_of(&s)?;
     let local = s.local_name();
@@ -260,7 +295,7 @@ fn decode_body<'i>(
             && o.input.namespace.as_deref().unwrap_or("") == ns
     }) else {
         let known: Vec<&str> = desc.operations.iter().map(|o| o.name.as_str()).collect();
-        return Err(Error::UnknownOperation {
+        return Err(SoapError::UnknownOperation {
             name: xml::local_name(&s),
             namespace: ns.to_string(),
             known: known.join(", "),
@@ -274,7 +309,7 @@ fn decode_body<'i>(
             .iter()
             .find(|o| o.soap_actions.iter().any(|x| x == a))
     {
-        return Err(Error::ActionMismatch {
+        return Err(SoapError::ActionMismatch {
             action: a.to_string(),
             operation: format!("{} (SOAPAction names {})", op.name, other.name),
         });
@@ -288,7 +323,7 @@ fn decode_body<'i>(
         }
     };
     if expect_start(r, "the end of the Body")?.is_some() {
-        return Err(Error::NotSoap(
+        return Err(SoapError::NotSoap(
             "the Body must hold exactly one operation element".into(),
         ));
     }
@@ -343,46 +378,36 @@ fn envelope_close(out: &mut String, p: &str) {
     out.push_str(":Envelope>");
 }
 
-/// HTTP status of a fault, following each version's HTTP binding: SOAP 1.1 answers 500
-/// (WS-I Basic Profile), SOAP 1.2 400 for `Sender` faults and 500 for the rest. Transport
-/// refusals keep their own status (401, 404, 405, 408, 413).
-pub fn fault_status(version: SoapVersion, err: &Error) -> u16 {
-    match err {
-        Error::Unauthorized => 401,
-        Error::NoSuchService(_) => 404,
-        Error::MethodNotAllowed(_) => 405,
-        Error::BodyTimeout => 408,
-        Error::BodyTooLarge { .. } => 413,
-        _ => match (version, fault_kind(err)) {
-            (SoapVersion::V12, FaultKind::Sender) => 400,
-            _ => 500,
-        },
-    }
-}
-
-#[derive(PartialEq)]
-enum FaultKind {
+/// What kind of fault: the code a client branches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
     VersionMismatch,
     MustUnderstand,
+    /// The sender's mistake (`Client` in SOAP 1.1).
     Sender,
+    /// The receiver's trouble (`Server` in SOAP 1.1).
     Receiver,
 }
 
-fn fault_kind(err: &Error) -> FaultKind {
-    match err {
-        Error::VersionMismatch(_) => FaultKind::VersionMismatch,
-        Error::MustUnderstand(_) => FaultKind::MustUnderstand,
-        e if e.party() == Party::Caller => FaultKind::Sender,
-        _ => FaultKind::Receiver,
-    }
+/// Everything a fault says, decided by the SOAP door.
+#[derive(Debug, Clone, Copy)]
+pub struct Fault<'a> {
+    pub kind: FaultKind,
+    /// The bridge's stable code (`sb:code`, and the SOAP 1.2 subcode).
+    pub code: &'a str,
+    /// Who is at fault: `caller`, `backend` or `bridge`.
+    pub party: &'a str,
+    pub message: &'a str,
+    pub backend_status: Option<u16>,
+    pub backend_code: Option<&'a str>,
+    pub fields: &'a [FieldError],
 }
 
-/// Writes a SOAP fault for `err` in the caller's version. The detail carries the stable
-/// error code, who is at fault, and for backend failures the backend's status and field errors.
-pub fn encode_fault(version: SoapVersion, env_prefix: &str, err: &Error) -> String {
+/// Writes a SOAP fault in the caller's version. The detail carries the stable error code, who
+/// is at fault, and for backend failures the backend's status and field errors.
+pub fn encode_fault(version: SoapVersion, env_prefix: &str, f: &Fault<'_>) -> String {
     let p = env_prefix;
-    let kind = fault_kind(err);
-    let code = match (version, &kind) {
+    let code = match (version, f.kind) {
         (_, FaultKind::VersionMismatch) => "VersionMismatch",
         (_, FaultKind::MustUnderstand) => "MustUnderstand",
         (SoapVersion::V11, FaultKind::Sender) => "Client",
@@ -390,7 +415,6 @@ pub fn encode_fault(version: SoapVersion, env_prefix: &str, err: &Error) -> Stri
         (SoapVersion::V12, FaultKind::Sender) => "Sender",
         (SoapVersion::V12, FaultKind::Receiver) => "Receiver",
     };
-    let message = err.to_string();
     let mut out = String::with_capacity(768);
     envelope_open(&mut out, version, p);
     out.push_str(&format!("<{p}:Fault xmlns:sb=\"{FAULT_NS}\">"));
@@ -399,19 +423,19 @@ pub fn encode_fault(version: SoapVersion, env_prefix: &str, err: &Error) -> Stri
             out.push_str(&format!(
                 "<faultcode>{p}:{code}</faultcode><faultstring xml:lang=\"en\">"
             ));
-            escape_into(&mut out, &message);
+            escape_into(&mut out, f.message);
             out.push_str("</faultstring><detail>");
-            detail(&mut out, err);
+            detail(&mut out, f);
             out.push_str("</detail>");
         }
         SoapVersion::V12 => {
             out.push_str(&format!(
                 "<{p}:Code><{p}:Value>{p}:{code}</{p}:Value><{p}:Subcode><{p}:Value>sb:{}</{p}:Value></{p}:Subcode></{p}:Code><{p}:Reason><{p}:Text xml:lang=\"en\">",
-                err.code()
+                f.code
             ));
-            escape_into(&mut out, &message);
+            escape_into(&mut out, f.message);
             out.push_str(&format!("</{p}:Text></{p}:Reason><{p}:Detail>"));
-            detail(&mut out, err);
+            detail(&mut out, f);
             out.push_str(&format!("</{p}:Detail>"));
         }
     }
@@ -420,34 +444,28 @@ pub fn encode_fault(version: SoapVersion, env_prefix: &str, err: &Error) -> Stri
     out
 }
 
-fn detail(out: &mut String, err: &Error) {
-    let party = match err.party() {
-        Party::Caller => "caller",
-        Party::Backend => "backend",
-        Party::Bridge => "bridge",
-    };
+fn detail(out: &mut String, f: &Fault<'_>) {
     out.push_str(&format!(
-        "<sb:error><sb:code>{}</sb:code><sb:party>{party}</sb:party>",
-        err.code()
+        "<sb:error><sb:code>{}</sb:code><sb:party>{}</sb:party>",
+        f.code, f.party
     ));
-    if let Some(s) = err.backend_status() {
+    if let Some(s) = f.backend_status {
         out.push_str(&format!("<sb:backendStatus>{s}</sb:backendStatus>"));
     }
-    if let Some(c) = err.backend_code() {
+    if let Some(c) = f.backend_code {
         out.push_str("<sb:backendCode>");
         escape_into(out, c);
         out.push_str("</sb:backendCode>");
     }
-    let fields = err.field_errors();
-    if !fields.is_empty() {
+    if !f.fields.is_empty() {
         out.push_str("<sb:fieldErrors>");
-        for f in fields {
+        for fe in f.fields {
             out.push_str("<sb:fieldError><sb:field>");
-            escape_into(out, &f.field);
+            escape_into(out, &fe.field);
             out.push_str("</sb:field><sb:code>");
-            escape_into(out, &f.code);
+            escape_into(out, &fe.code);
             out.push_str("</sb:code><sb:message>");
-            escape_into(out, &f.message);
+            escape_into(out, &fe.message);
             out.push_str("</sb:message></sb:fieldError>");
         }
         out.push_str("</sb:fieldErrors>");

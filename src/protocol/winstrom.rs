@@ -14,8 +14,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::error::Error;
-use crate::protocol::xml::{self, Node, XmlReader, escape_into};
+use crate::protocol::xml::{self, Node, ReadError, XmlReader, escape_into};
 
 /// The answer format, from the URL's extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,8 +189,27 @@ pub struct Document<'i> {
     pub records: Vec<Record<'i>>,
 }
 
-fn bad(msg: impl Into<String>) -> Error {
-    Error::NotWinstrom(msg.into())
+/// Why a body is not a winstrom import document: always the sender's mistake.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{0}")]
+    NotWinstrom(String),
+}
+
+impl DocumentError {
+    /// Stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DocumentError::Read(r) => r.code(),
+            DocumentError::NotWinstrom(_) => "NOT_WINSTROM",
+        }
+    }
+}
+
+fn bad(msg: impl Into<String>) -> DocumentError {
+    DocumentError::NotWinstrom(msg.into())
 }
 
 /// Attributes a record element may carry besides its identifiers.
@@ -202,7 +220,7 @@ pub fn decode_document(
     text: &str,
     max_depth: usize,
     max_records: usize,
-) -> Result<Document<'_>, Error> {
+) -> Result<Document<'_>, DocumentError> {
     match text.trim_start().chars().next() {
         Some('<') => decode_xml(text, max_depth, max_records),
         Some('{') => decode_json(text, max_records),
@@ -213,7 +231,11 @@ pub fn decode_document(
     }
 }
 
-fn decode_xml(text: &str, max_depth: usize, max_records: usize) -> Result<Document<'_>, Error> {
+fn decode_xml(
+    text: &str,
+    max_depth: usize,
+    max_records: usize,
+) -> Result<Document<'_>, DocumentError> {
     let mut r = XmlReader::new(text, max_depth);
     let root = loop {
         match r.next_node()? {
@@ -267,9 +289,10 @@ fn decode_xml(text: &str, max_depth: usize, max_records: usize) -> Result<Docume
                             if name == "id" {
                                 record.ids.push(text.trim().to_string());
                             } else if !seen.insert(name.clone()) {
-                                return Err(Error::RepeatedElement {
+                                return Err(ReadError::RepeatedElement {
                                     path: format!("{}/{name}", record.evidence),
-                                });
+                                }
+                                .into());
                             } else {
                                 record.fields.push((name, RawValue::Text(text)));
                             }
@@ -283,7 +306,10 @@ fn decode_xml(text: &str, max_depth: usize, max_records: usize) -> Result<Docume
                             )));
                         }
                         Node::Eof => {
-                            return Err(Error::MalformedXml("unexpected end of document".into()));
+                            return Err(ReadError::MalformedXml(
+                                "unexpected end of document".into(),
+                            )
+                            .into());
                         }
                     }
                 }
@@ -292,14 +318,16 @@ fn decode_xml(text: &str, max_depth: usize, max_records: usize) -> Result<Docume
             Node::End => break,
             Node::Text(t) if t.trim().is_empty() => {}
             Node::Text(_) => return Err(bad("text přímo v <winstrom>")),
-            Node::Eof => return Err(Error::MalformedXml("unexpected end of document".into())),
+            Node::Eof => {
+                return Err(ReadError::MalformedXml("unexpected end of document".into()).into());
+            }
         }
     }
     loop {
         match r.next_node()? {
             Node::Eof => break,
             Node::Text(t) if t.trim().is_empty() => {}
-            _ => return Err(Error::MalformedXml("content after </winstrom>".into())),
+            _ => return Err(ReadError::MalformedXml("content after </winstrom>".into()).into()),
         }
     }
     Ok(Document { atomic, records })
@@ -323,7 +351,7 @@ fn id_text(v: &Value) -> Option<String> {
     }
 }
 
-fn decode_json(text: &str, max_records: usize) -> Result<Document<'static>, Error> {
+fn decode_json(text: &str, max_records: usize) -> Result<Document<'static>, DocumentError> {
     let v: Value =
         serde_json::from_str(text).map_err(|e| bad(format!("dokument není platný JSON: {e}")))?;
     let w = v
@@ -356,7 +384,7 @@ fn decode_json(text: &str, max_records: usize) -> Result<Document<'static>, Erro
     Ok(Document { atomic, records })
 }
 
-fn json_record(evidence: &str, obj: &Map<String, Value>) -> Result<Record<'static>, Error> {
+fn json_record(evidence: &str, obj: &Map<String, Value>) -> Result<Record<'static>, DocumentError> {
     let mut r = Record {
         evidence: evidence.to_string(),
         ids: Vec::new(),

@@ -13,10 +13,66 @@ use quick_xml::events::{BytesStart, Event};
 use serde_json::{Number, Value};
 
 use crate::call::Val;
-use crate::error::Error;
 use crate::schema::{ComplexType, ElementDecl, Schema, SimpleKind, SimpleType, TypeDef};
 
 pub const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
+
+/// Why an XML message (of any of the XML wire formats) could not be read, or does not fit its
+/// schema: always the sender's mistake.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("request body encoding: {0}")]
+    BadEncoding(String),
+    #[error("malformed XML: {0}")]
+    MalformedXml(String),
+    #[error("DTDs and entity declarations are not accepted")]
+    DtdForbidden,
+    #[error("XML nesting is deeper than the limit of {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("unexpected element '{element}' in '{parent}'")]
+    UnexpectedElement { element: String, parent: String },
+    #[error("element '{path}' appears more than once but allows only one occurrence")]
+    RepeatedElement { path: String },
+    #[error("missing required element '{path}'")]
+    MissingElement { path: String },
+    #[error("invalid value '{value}' for '{path}': expected {expected}")]
+    InvalidValue {
+        path: String,
+        value: String,
+        expected: String,
+    },
+    #[error("'{path}' is nil but the element is not nillable")]
+    NotNillable { path: String },
+}
+
+impl ReadError {
+    /// Stable, machine-readable code (in fault details, documented in README).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReadError::BadEncoding(_) => "BAD_ENCODING",
+            ReadError::MalformedXml(_) => "MALFORMED_XML",
+            ReadError::DtdForbidden => "DTD_FORBIDDEN",
+            ReadError::TooDeep { .. } => "TOO_DEEP",
+            ReadError::UnexpectedElement { .. } => "UNEXPECTED_ELEMENT",
+            ReadError::RepeatedElement { .. } => "REPEATED_ELEMENT",
+            ReadError::MissingElement { .. } => "MISSING_ELEMENT",
+            ReadError::InvalidValue { .. } => "INVALID_VALUE",
+            ReadError::NotNillable { .. } => "NOT_NILLABLE",
+        }
+    }
+
+    /// Whether the message itself is broken (not well-formed, undecodable, too deep), as
+    /// opposed to well-formed but not what the schema wants.
+    pub fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            ReadError::BadEncoding(_)
+                | ReadError::MalformedXml(_)
+                | ReadError::DtdForbidden
+                | ReadError::TooDeep { .. }
+        )
+    }
+}
 
 /// Attributes looked at on one element; more is refused (scanning them must stay cheap).
 const MAX_ATTRIBUTES: usize = 64;
@@ -86,20 +142,20 @@ impl<'i> XmlReader<'i> {
         self
     }
 
-    fn malformed(&self, e: impl std::fmt::Display) -> Error {
-        Error::MalformedXml(format!("{e} (at byte {})", self.inner.buffer_position()))
+    fn malformed(&self, e: impl std::fmt::Display) -> ReadError {
+        ReadError::MalformedXml(format!("{e} (at byte {})", self.inner.buffer_position()))
     }
 
     /// Next element start, end or piece of text; comments, processing instructions and the
     /// XML declaration are skipped.
-    pub fn next_node(&mut self) -> Result<Node<'i>, Error> {
+    pub fn next_node(&mut self) -> Result<Node<'i>, ReadError> {
         loop {
             let ev = self.inner.read_event().map_err(|e| self.malformed(e))?;
             return Ok(match ev {
                 Event::Start(s) => {
                     self.depth += 1;
                     if self.depth > self.max_depth {
-                        return Err(Error::TooDeep {
+                        return Err(ReadError::TooDeep {
                             limit: self.max_depth,
                         });
                     }
@@ -151,7 +207,7 @@ impl<'i> XmlReader<'i> {
                         }
                     }
                 }
-                Event::DocType(_) => return Err(Error::DtdForbidden),
+                Event::DocType(_) => return Err(ReadError::DtdForbidden),
                 Event::Eof => {
                     if self.depth != 0 {
                         return Err(self.malformed("unexpected end of document"));
@@ -165,7 +221,7 @@ impl<'i> XmlReader<'i> {
     }
 
     /// Records the `xmlns` / `xmlns:p` declarations of an element just started.
-    fn declare(&mut self, e: &BytesStart<'_>) -> Result<(), Error> {
+    fn declare(&mut self, e: &BytesStart<'_>) -> Result<(), ReadError> {
         for (i, a) in e.attributes().with_checks(false).enumerate() {
             if i >= MAX_ATTRIBUTES {
                 return Err(self.malformed(format!(
@@ -208,7 +264,7 @@ impl<'i> XmlReader<'i> {
     }
 
     /// The namespace bound to `prefix` (None: the default namespace) at the current element.
-    fn resolve(&self, prefix: Option<&[u8]>) -> Result<&str, Error> {
+    fn resolve(&self, prefix: Option<&[u8]>) -> Result<&str, ReadError> {
         let p = prefix.unwrap_or(b"");
         if p == b"xml" {
             return Ok(XML_NS);
@@ -224,7 +280,7 @@ impl<'i> XmlReader<'i> {
     }
 
     /// Namespace URI of the element just started ("" when it has none).
-    pub fn namespace_of(&self, e: &BytesStart<'_>) -> Result<&str, Error> {
+    pub fn namespace_of(&self, e: &BytesStart<'_>) -> Result<&str, ReadError> {
         self.resolve(e.name().prefix().map(|p| p.into_inner()))
     }
 
@@ -234,7 +290,7 @@ impl<'i> XmlReader<'i> {
         e: &BytesStart<'_>,
         ns: &str,
         local: &str,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<String>, ReadError> {
         for (i, a) in e.attributes().with_checks(false).enumerate() {
             if i >= MAX_ATTRIBUTES {
                 return Err(self.malformed(format!(
@@ -259,7 +315,7 @@ impl<'i> XmlReader<'i> {
         Ok(None)
     }
 
-    fn is_nil(&self, e: &BytesStart<'_>) -> Result<bool, Error> {
+    fn is_nil(&self, e: &BytesStart<'_>) -> Result<bool, ReadError> {
         if e.attributes_raw().iter().all(u8::is_ascii_whitespace) {
             return Ok(false);
         }
@@ -270,7 +326,7 @@ impl<'i> XmlReader<'i> {
     }
 
     /// Skips the rest of the current element (its start has been read).
-    pub fn skip_element(&mut self) -> Result<(), Error> {
+    pub fn skip_element(&mut self) -> Result<(), ReadError> {
         let target = self.depth - 1;
         loop {
             if let Node::Eof = self.next_node()? {
@@ -284,7 +340,7 @@ impl<'i> XmlReader<'i> {
 
     /// Reads the text content of a simple element up to its end tag (borrowed from the input
     /// when it is one piece of text without references).
-    pub fn read_text(&mut self, path: &str) -> Result<Cow<'i, str>, Error> {
+    pub fn read_text(&mut self, path: &str) -> Result<Cow<'i, str>, ReadError> {
         let mut text: Cow<'i, str> = Cow::Borrowed("");
         loop {
             match self.next_node()? {
@@ -297,7 +353,7 @@ impl<'i> XmlReader<'i> {
                 }
                 Node::End => return Ok(text),
                 Node::Start(s) => {
-                    return Err(Error::UnexpectedElement {
+                    return Err(ReadError::UnexpectedElement {
                         element: local_name(&s),
                         parent: path.to_string(),
                     });
@@ -312,7 +368,10 @@ impl<'i> XmlReader<'i> {
 /// XML declaration's `encoding` says otherwise (legacy Turkish clients send ISO-8859-9 or
 /// windows-1254); other encodings are converted to UTF-8 with encoding_rs, and malformed
 /// sequences are refused rather than replaced.
-pub fn decode_body<'b>(body: &'b [u8], content_type: Option<&str>) -> Result<Cow<'b, str>, Error> {
+pub fn decode_body<'b>(
+    body: &'b [u8],
+    content_type: Option<&str>,
+) -> Result<Cow<'b, str>, ReadError> {
     let label = if body.starts_with(&[0xFF, 0xFE]) {
         Some("utf-16le".to_string())
     } else if body.starts_with(&[0xFE, 0xFF]) {
@@ -333,12 +392,12 @@ pub fn decode_body<'b>(body: &'b [u8], content_type: Option<&str>) -> Result<Cow
     let encoding = match label.as_deref() {
         None => encoding_rs::UTF_8,
         Some(l) => encoding_rs::Encoding::for_label(l.as_bytes())
-            .ok_or_else(|| Error::BadEncoding(format!("unknown character encoding '{l}'")))?,
+            .ok_or_else(|| ReadError::BadEncoding(format!("unknown character encoding '{l}'")))?,
     };
     if encoding == encoding_rs::UTF_8 {
         return std::str::from_utf8(body)
             .map(Cow::Borrowed)
-            .map_err(|e| Error::BadEncoding(format!("the body is not valid UTF-8: {e}")));
+            .map_err(|e| ReadError::BadEncoding(format!("the body is not valid UTF-8: {e}")));
     }
     let body = body
         .strip_prefix(&[0xFF, 0xFE])
@@ -347,7 +406,7 @@ pub fn decode_body<'b>(body: &'b [u8], content_type: Option<&str>) -> Result<Cow
     encoding
         .decode_without_bom_handling_and_without_replacement(body)
         .map(|t| Cow::Owned(t.into_owned()))
-        .ok_or_else(|| Error::BadEncoding(format!("the body is not valid {}", encoding.name())))
+        .ok_or_else(|| ReadError::BadEncoding(format!("the body is not valid {}", encoding.name())))
 }
 
 /// The `encoding` of an XML declaration at the start of an ASCII-compatible body.
@@ -377,10 +436,10 @@ pub fn decode_value<'i>(
     decl: &ElementDecl,
     start: &BytesStart<'_>,
     path: &mut String,
-) -> Result<Val<'i>, Error> {
+) -> Result<Val<'i>, ReadError> {
     if r.is_nil(start)? {
         if !decl.nillable {
-            return Err(Error::NotNillable { path: path.clone() });
+            return Err(ReadError::NotNillable { path: path.clone() });
         }
         r.skip_element()?;
         return Ok(Val::Null);
@@ -400,7 +459,7 @@ pub fn decode_complex<'i>(
     schema: &'i Schema,
     ct: &'i ComplexType,
     path: &mut String,
-) -> Result<Vec<(&'i str, Val<'i>)>, Error> {
+) -> Result<Vec<(&'i str, Val<'i>)>, ReadError> {
     let mut members: Vec<(&'i str, Val<'i>)> = Vec::with_capacity(ct.children.len());
     // Per child, by its index in the schema's sequence: occurrences, and where its list is.
     const NONE: u32 = u32::MAX;
@@ -422,7 +481,7 @@ pub fn decode_complex<'i>(
                     .iter()
                     .position(|c| c.name.as_bytes() == local.as_ref())
                 else {
-                    return Err(Error::UnexpectedElement {
+                    return Err(ReadError::UnexpectedElement {
                         element: local_name(&s),
                         parent: path.clone(),
                     });
@@ -439,7 +498,7 @@ pub fn decode_complex<'i>(
                 }
                 seen[idx].0 += 1;
                 if child.max_occurs.is_some_and(|m| seen[idx].0 > m) {
-                    return Err(Error::RepeatedElement { path: path.clone() });
+                    return Err(ReadError::RepeatedElement { path: path.clone() });
                 }
                 let v = decode_value(r, schema, child, &s, path)?;
                 if !child.is_repeated() {
@@ -457,19 +516,19 @@ pub fn decode_complex<'i>(
             Node::End => break,
             Node::Text(t) => {
                 if !t.trim().is_empty() {
-                    return Err(Error::InvalidValue {
+                    return Err(ReadError::InvalidValue {
                         path: path.clone(),
                         value: t.trim().chars().take(40).collect(),
                         expected: "child elements, not text".into(),
                     });
                 }
             }
-            Node::Eof => return Err(Error::MalformedXml("unexpected end of document".into())),
+            Node::Eof => return Err(ReadError::MalformedXml("unexpected end of document".into())),
         }
     }
     for (c, (count, _)) in ct.children.iter().zip(seen.iter()) {
         if *count < c.min_occurs {
-            return Err(Error::MissingElement {
+            return Err(ReadError::MissingElement {
                 path: format!("{path}/{}", c.name),
             });
         }
@@ -494,12 +553,12 @@ pub fn simple_to_json<'i>(
     text: Cow<'i, str>,
     st: &SimpleType,
     path: &str,
-) -> Result<Val<'i>, Error> {
+) -> Result<Val<'i>, ReadError> {
     if st.kind == SimpleKind::String && st.enumeration.is_empty() {
         // The common case: the text as sent, usually borrowed from the body.
         return Ok(Val::Str(text));
     }
-    let invalid = |expected: &str| Error::InvalidValue {
+    let invalid = |expected: &str| ReadError::InvalidValue {
         path: path.to_string(),
         value: text.chars().take(64).collect(),
         expected: expected.to_string(),
@@ -893,7 +952,7 @@ mod tests {
     use super::*;
 
     /// The decoder's values as `serde_json`, for comparing.
-    fn simple_to_json(text: Cow<'_, str>, st: &SimpleType, path: &str) -> Result<Value, Error> {
+    fn simple_to_json(text: Cow<'_, str>, st: &SimpleType, path: &str) -> Result<Value, ReadError> {
         super::simple_to_json(text, st, path).map(|v| v.to_json())
     }
     use crate::schema::{ComplexType, SimpleType};
@@ -941,7 +1000,9 @@ mod tests {
             Value::from(42)
         );
         let e = simple_to_json("abc".into(), &simple(int()), "x/productIds/item").unwrap_err();
-        assert!(matches!(e, Error::InvalidValue { ref path, .. } if path == "x/productIds/item"));
+        assert!(
+            matches!(e, ReadError::InvalidValue { ref path, .. } if path == "x/productIds/item")
+        );
         assert!(simple_to_json("2147483648".into(), &simple(int()), "p").is_err());
         let long = SimpleKind::builtin("long").unwrap();
         assert_eq!(
@@ -1016,7 +1077,7 @@ mod tests {
         (schema, decl)
     }
 
-    fn decode(xml: &str) -> Result<Value, Error> {
+    fn decode(xml: &str) -> Result<Value, ReadError> {
         let (schema, decl) = array_schema();
         let mut r = XmlReader::new(xml, 16);
         let Node::Start(s) = r.next_node()? else {
@@ -1045,15 +1106,15 @@ mod tests {
     fn unknown_children_text_and_entities_are_refused() {
         assert!(matches!(
             decode("<productIds><itm>1</itm></productIds>"),
-            Err(Error::UnexpectedElement { .. })
+            Err(ReadError::UnexpectedElement { .. })
         ));
         assert!(matches!(
             decode("<productIds>x</productIds>"),
-            Err(Error::InvalidValue { .. })
+            Err(ReadError::InvalidValue { .. })
         ));
         assert!(matches!(
             decode("<productIds><item>&xxe;</item></productIds>"),
-            Err(Error::MalformedXml(_))
+            Err(ReadError::MalformedXml(_))
         ));
         assert_eq!(
             decode("<productIds><item>&#55;</item></productIds>").unwrap(),
@@ -1071,7 +1132,7 @@ mod tests {
                 break;
             }
         }
-        assert!(matches!(res, Err(Error::TooDeep { limit: 3 })));
+        assert!(matches!(res, Err(ReadError::TooDeep { limit: 3 })));
     }
 
     #[test]
@@ -1102,11 +1163,11 @@ mod tests {
         assert_eq!(out, "A\u{FFFD}&lt;b&gt;&amp;&quot;");
         assert!(matches!(
             decode("<productIds><item>&#1;</item></productIds>"),
-            Err(Error::MalformedXml(_))
+            Err(ReadError::MalformedXml(_))
         ));
         assert!(matches!(
             decode("<productIds><item>1\u{1}</item></productIds>"),
-            Err(Error::MalformedXml(_))
+            Err(ReadError::MalformedXml(_))
         ));
     }
 
@@ -1115,7 +1176,7 @@ mod tests {
         let attrs: String = (0..5000).map(|i| format!(" a{i}=\"\"")).collect();
         let xml = format!("<productIds><item{attrs}>1</item></productIds>");
         let started = std::time::Instant::now();
-        assert!(matches!(decode(&xml), Err(Error::MalformedXml(_))));
+        assert!(matches!(decode(&xml), Err(ReadError::MalformedXml(_))));
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
@@ -1135,11 +1196,11 @@ mod tests {
         );
         assert!(matches!(
             decode_body(b"<a>\xFF</a>", Some("text/xml")),
-            Err(Error::BadEncoding(_))
+            Err(ReadError::BadEncoding(_))
         ));
         assert!(matches!(
             decode_body(b"<a/>", Some("text/xml; charset=klingon")),
-            Err(Error::BadEncoding(_))
+            Err(ReadError::BadEncoding(_))
         ));
         assert_eq!(decode_body(b"\xEF\xBB\xBF<a/>", None).unwrap(), "<a/>");
     }

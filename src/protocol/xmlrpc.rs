@@ -16,8 +16,9 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::call::Val;
-use crate::error::Error;
-use crate::protocol::xml::{self, Node, ShapeError, XmlReader, escape_into, json_to_simple};
+use crate::protocol::xml::{
+    self, Node, ReadError, ShapeError, XmlReader, escape_into, json_to_simple,
+};
 use crate::schema::{ComplexType, ElementDecl, Operation, Schema, SimpleKind, TypeDef};
 
 /// A value as the client sent it. Numbers keep their text; nothing is typed by the schema yet.
@@ -76,36 +77,46 @@ pub const METHOD_NOT_FOUND: i32 = -32601;
 pub const INVALID_PARAMS: i32 = -32602;
 pub const INTERNAL_ERROR: i32 = -32603;
 
-/// The `faultCode` of an error: the standard codes for protocol errors, the bridge's own
-/// numbers ([`Error::number`]) for authentication, signature and backend failures.
-pub fn fault_code(err: &Error) -> i32 {
-    use Error::*;
-    match err {
-        MalformedXml(_)
-        | DtdForbidden
-        | TooDeep { .. }
-        | BadEncoding(_)
-        | BodyTooLarge { .. }
-        | BodyTimeout => PARSE_ERROR,
-        NotXmlRpc(_) | NotSoap(_) | MethodNotAllowed(_) => INVALID_REQUEST,
-        UnknownMethod { .. } | UnknownOperation { .. } | NoSuchService(_) => METHOD_NOT_FOUND,
-        MissingElement { .. }
-        | UnexpectedElement { .. }
-        | RepeatedElement { .. }
-        | InvalidValue { .. }
-        | NotNillable { .. }
-        | InvalidParams(_) => INVALID_PARAMS,
-        other => other.number().unwrap_or(INTERNAL_ERROR),
+/// Why a request is not an XML-RPC call, or its parameters do not fit the operation: always
+/// the sender's mistake.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlRpcError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("the body is not an XML-RPC methodCall: {0}")]
+    NotXmlRpc(String),
+    #[error("invalid parameters: {0}")]
+    InvalidParams(String),
+}
+
+impl XmlRpcError {
+    /// Stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            XmlRpcError::Read(r) => r.code(),
+            XmlRpcError::NotXmlRpc(_) => "NOT_XMLRPC",
+            XmlRpcError::InvalidParams(_) => "INVALID_PARAMS",
+        }
+    }
+
+    /// The standard `faultCode`: -32700 for a message that is not well formed, -32600 for one
+    /// that is not a call, -32602 for parameters that do not fit.
+    pub fn fault_code(&self) -> i32 {
+        match self {
+            XmlRpcError::Read(r) if r.is_malformed() => PARSE_ERROR,
+            XmlRpcError::NotXmlRpc(_) => INVALID_REQUEST,
+            XmlRpcError::Read(_) | XmlRpcError::InvalidParams(_) => INVALID_PARAMS,
+        }
     }
 }
 
 // ---- decoding ---------------------------------------------------------------------------
 
-fn invalid(msg: impl Into<String>) -> Error {
-    Error::NotXmlRpc(msg.into())
+fn invalid(msg: impl Into<String>) -> XmlRpcError {
+    XmlRpcError::NotXmlRpc(msg.into())
 }
 
-fn next_start<'i>(r: &mut XmlReader<'i>, what: &str) -> Result<Option<String>, Error> {
+fn next_start<'i>(r: &mut XmlReader<'i>, what: &str) -> Result<Option<String>, XmlRpcError> {
     loop {
         match r.next_node()? {
             Node::Start(s) => return Ok(Some(xml::local_name(&s))),
@@ -122,7 +133,7 @@ fn next_start<'i>(r: &mut XmlReader<'i>, what: &str) -> Result<Option<String>, E
 }
 
 /// Decodes a `methodCall` document.
-pub fn decode_call(text: &str, max_depth: usize) -> Result<MethodCall<'_>, Error> {
+pub fn decode_call(text: &str, max_depth: usize) -> Result<MethodCall<'_>, XmlRpcError> {
     let mut r = XmlReader::new(text, max_depth);
     let mut uses_i8 = false;
     match next_start(&mut r, "<methodCall>")? {
@@ -185,7 +196,7 @@ pub fn decode_call(text: &str, max_depth: usize) -> Result<MethodCall<'_>, Error
 }
 
 /// The content of a `<value>` (its start has been read), up to its end.
-fn value<'i>(r: &mut XmlReader<'i>, uses_i8: &mut bool) -> Result<XVal<'i>, Error> {
+fn value<'i>(r: &mut XmlReader<'i>, uses_i8: &mut bool) -> Result<XVal<'i>, XmlRpcError> {
     let mut text: Cow<'i, str> = Cow::Borrowed("");
     let mut typed = None;
     loop {
@@ -228,7 +239,7 @@ fn typed_value<'i>(
     r: &mut XmlReader<'i>,
     name: &str,
     uses_i8: &mut bool,
-) -> Result<XVal<'i>, Error> {
+) -> Result<XVal<'i>, XmlRpcError> {
     let bad = |t: &str, expected: &str| {
         invalid(format!(
             "<{name}>{}</{name}> is not {expected}",
@@ -370,7 +381,7 @@ pub fn params_to_call<'s>(
     params: Vec<XVal<'s>>,
     schema: &'s Schema,
     op: &'s Operation,
-) -> Result<Val<'s>, Error> {
+) -> Result<Val<'s>, XmlRpcError> {
     let parts = parts(schema, op);
     let named = match params.as_slice() {
         [XVal::Struct(m)] => {
@@ -394,7 +405,7 @@ pub fn params_to_call<'s>(
     } else {
         if params.len() > parts.len() {
             let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
-            return Err(Error::InvalidParams(format!(
+            return Err(XmlRpcError::InvalidParams(format!(
                 "{} takes at most {} parameters ({}); {} were given",
                 op.name,
                 parts.len(),
@@ -416,7 +427,7 @@ pub fn params_to_call<'s>(
         match v {
             Some(v) => members.push((part.name.as_str(), v)),
             None if part.is_required() && !part.is_repeated() => {
-                return Err(Error::MissingElement { path });
+                return Err(ReadError::MissingElement { path }.into());
             }
             None if part.is_repeated() => members.push((part.name.as_str(), Val::List(vec![]))),
             None => {}
@@ -431,7 +442,7 @@ fn to_val<'s>(
     decl: &'s ElementDecl,
     schema: &'s Schema,
     path: &mut String,
-) -> Result<Option<Val<'s>>, Error> {
+) -> Result<Option<Val<'s>>, XmlRpcError> {
     if decl.is_repeated() {
         let items = match x {
             XVal::Nil => return Ok(None),
@@ -441,7 +452,7 @@ fn to_val<'s>(
         if let Some(max) = decl.max_occurs
             && items.len() as u32 > max
         {
-            return Err(Error::RepeatedElement { path: path.clone() });
+            return Err(ReadError::RepeatedElement { path: path.clone() }.into());
         }
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
@@ -457,12 +468,13 @@ fn to_val<'s>(
     one(x, decl, schema, path)
 }
 
-fn mismatch(path: &str, x: &XVal<'_>, expected: &str) -> Error {
-    Error::InvalidValue {
+fn mismatch(path: &str, x: &XVal<'_>, expected: &str) -> XmlRpcError {
+    ReadError::InvalidValue {
         path: path.to_string(),
         value: format!("({})", x.kind()),
         expected: expected.to_string(),
     }
+    .into()
 }
 
 fn one<'s>(
@@ -470,7 +482,7 @@ fn one<'s>(
     decl: &'s ElementDecl,
     schema: &'s Schema,
     path: &mut String,
-) -> Result<Option<Val<'s>>, Error> {
+) -> Result<Option<Val<'s>>, XmlRpcError> {
     if x == XVal::Nil {
         return if decl.nillable {
             Ok(Some(Val::Null))
@@ -478,7 +490,7 @@ fn one<'s>(
             // Clients send nil (Python's None) for an optional argument they leave out.
             Ok(None)
         } else {
-            Err(Error::NotNillable { path: path.clone() })
+            Err(ReadError::NotNillable { path: path.clone() }.into())
         };
     }
     match schema.get(decl.ty) {
@@ -517,7 +529,7 @@ fn one<'s>(
                 XVal::Int(i) => Cow::Owned(i.to_string()),
                 XVal::Double(t) => match st.kind {
                     SimpleKind::Integer { .. } => {
-                        Cow::Owned(integral(&t).ok_or_else(|| Error::InvalidValue {
+                        Cow::Owned(integral(&t).ok_or_else(|| ReadError::InvalidValue {
                             path: path.clone(),
                             value: t.chars().take(40).collect(),
                             expected:
@@ -532,7 +544,7 @@ fn one<'s>(
                     | SimpleKind::String
                     | SimpleKind::Other => {
                         Cow::Owned(iso_to_xsd(&t, st.kind == SimpleKind::Date).ok_or_else(
-                            || Error::InvalidValue {
+                            || ReadError::InvalidValue {
                                 path: path.clone(),
                                 value: t.chars().take(40).collect(),
                                 expected: "a dateTime.iso8601 such as 19980717T14:08:55".into(),
@@ -546,7 +558,7 @@ fn one<'s>(
                     return Err(mismatch(path, &other, st.kind.describe()));
                 }
             };
-            xml::simple_to_json(text, st, path).map(Some)
+            Ok(Some(xml::simple_to_json(text, st, path)?))
         }
     }
 }
@@ -556,14 +568,15 @@ fn struct_to_obj<'s>(
     ct: &'s ComplexType,
     schema: &'s Schema,
     path: &mut String,
-) -> Result<Vec<(&'s str, Val<'s>)>, Error> {
+) -> Result<Vec<(&'s str, Val<'s>)>, XmlRpcError> {
     let mut given: Vec<Option<XVal<'s>>> = (0..ct.children.len()).map(|_| None).collect();
     for (k, v) in members {
         let Some(i) = ct.children.iter().position(|c| c.name == k) else {
-            return Err(Error::UnexpectedElement {
+            return Err(ReadError::UnexpectedElement {
                 element: k.into_owned(),
                 parent: path.clone(),
-            });
+            }
+            .into());
         };
         given[i] = Some(v);
     }
@@ -581,7 +594,9 @@ fn struct_to_obj<'s>(
             None if c.is_repeated() && c.min_occurs == 0 => {
                 out.push((c.name.as_str(), Val::List(vec![])))
             }
-            None if c.is_required() => return Err(Error::MissingElement { path: path.clone() }),
+            None if c.is_required() => {
+                return Err(ReadError::MissingElement { path: path.clone() }.into());
+            }
             None => {}
         }
         path.truncate(mark);
@@ -1005,7 +1020,7 @@ pub fn help(schema: &Schema, op: &Operation) -> String {
 mod tests {
     use super::*;
 
-    fn call(body: &str) -> Result<MethodCall<'_>, Error> {
+    fn call(body: &str) -> Result<MethodCall<'_>, XmlRpcError> {
         decode_call(body, 32)
     }
 
@@ -1064,19 +1079,22 @@ mod tests {
             ),
         ] {
             let e = call(body).unwrap_err();
-            assert!(matches!(e, Error::NotXmlRpc(_)), "{body}: {e}");
+            assert!(matches!(e, XmlRpcError::NotXmlRpc(_)), "{body}: {e}");
             assert!(e.to_string().contains(needle), "{body}: {e}");
         }
         assert!(matches!(
             call("<!DOCTYPE x><methodCall/>").unwrap_err(),
-            Error::DtdForbidden
+            XmlRpcError::Read(ReadError::DtdForbidden)
         ));
         let deep = format!(
             "<methodCall><methodName>x</methodName><params><param>{}{}</param></params></methodCall>",
             "<value><array><data>".repeat(20),
             "</data></array></value>".repeat(20)
         );
-        assert!(matches!(call(&deep).unwrap_err(), Error::TooDeep { .. }));
+        assert!(matches!(
+            call(&deep).unwrap_err(),
+            XmlRpcError::Read(ReadError::TooDeep { .. })
+        ));
     }
 
     #[test]
@@ -1120,13 +1138,18 @@ mod tests {
             fault(-32601, "no <such> method"),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><methodResponse><fault><value><struct><member><name>faultCode</name><value><int>-32601</int></value></member><member><name>faultString</name><value><string>no &lt;such&gt; method</string></value></member></struct></value></fault></methodResponse>"
         );
-        assert_eq!(fault_code(&Error::SignatureInvalid), 1001);
-        assert_eq!(fault_code(&Error::DtdForbidden), PARSE_ERROR);
         assert_eq!(
-            fault_code(&Error::MissingElement { path: "x".into() }),
+            XmlRpcError::Read(ReadError::DtdForbidden).fault_code(),
+            PARSE_ERROR
+        );
+        assert_eq!(
+            XmlRpcError::Read(ReadError::MissingElement { path: "x".into() }).fault_code(),
             INVALID_PARAMS
         );
-        assert_eq!(fault_code(&Error::Internal("x".into())), INTERNAL_ERROR);
+        assert_eq!(
+            XmlRpcError::NotXmlRpc("x".into()).fault_code(),
+            INVALID_REQUEST
+        );
     }
 
     #[test]

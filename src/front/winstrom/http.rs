@@ -190,11 +190,11 @@ pub async fn handle(
                 let body = p
                     .read_body(req.into_body())
                     .await
-                    .map_err(|e| failure_of(&e))?;
+                    .map_err(|e| failure_of(&e.into()))?;
                 let text = crate::protocol::xml::decode_body(&body, content_type.as_deref())
-                    .map_err(|e| failure_of(&e))?;
+                    .map_err(|e| failure_of(&e.into()))?;
                 let doc = winstrom::decode_document(&text, p.max_depth(), w.max_records)
-                    .map_err(|e| failure_of(&e))?;
+                    .map_err(|e| failure_of(&e.into()))?;
                 let id = match &target {
                     Target::Id(id) => Some(id.as_str()),
                     _ => None,
@@ -318,7 +318,7 @@ impl<'a> Ctx<'a> {
         let (rows, total) = self
             .search(ev, &filter, q.start, q.limit, q.row_count)
             .await
-            .map_err(|e| failure_of(&e))?;
+            .map_err(|e| failure_of(&e.into()))?;
         Ok((
             StatusCode::OK,
             Reply::Rows {
