@@ -123,9 +123,7 @@ async fn call(
 
     let body = match p.read_body(req.into_body()).await {
         Ok(b) => b,
-        Err(e) => {
-            return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e.into(), None);
-        }
+        Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
     };
     let text = match crate::protocol::xml::decode_body(&body, ct.as_deref()) {
         Ok(t) => t,

@@ -190,7 +190,7 @@ pub async fn handle(
                 let body = p
                     .read_body(req.into_body())
                     .await
-                    .map_err(|e| failure_of(&e.into()))?;
+                    .map_err(|e| failure_of(&e))?;
                 let text = crate::protocol::xml::decode_body(&body, content_type.as_deref())
                     .map_err(|e| failure_of(&e.into()))?;
                 let doc = winstrom::decode_document(&text, p.max_depth(), w.max_records)
@@ -318,7 +318,7 @@ impl<'a> Ctx<'a> {
         let (rows, total) = self
             .search(ev, &filter, q.start, q.limit, q.row_count)
             .await
-            .map_err(|e| failure_of(&e.into()))?;
+            .map_err(|e| failure_of(&e))?;
         Ok((
             StatusCode::OK,
             Reply::Rows {
