@@ -159,7 +159,7 @@ async fn delivered_since(app: &App, from_ms: i64) -> (Duration, Vec<Duration>) {
         let counts = store.counts().await.unwrap();
         let pending: i64 = counts
             .iter()
-            .filter(|(s, _)| s != "done" && s != "fail")
+            .filter(|(s, _)| !s.is_final())
             .map(|(_, n)| n)
             .sum();
         if pending == 0 || started.elapsed() > Duration::from_secs(120) {
@@ -168,7 +168,10 @@ async fn delivered_since(app: &App, from_ms: i64) -> (Duration, Vec<Duration>) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let drained = started.elapsed();
-    let batches = store.batches(Some("done"), 1_000_000).await.unwrap();
+    let batches = store
+        .batches(Some(soapbridge::store::BatchStatus::Done), 1_000_000)
+        .await
+        .unwrap();
     let mut t: Vec<Duration> = batches
         .iter()
         .filter(|b| b.created_at >= from_ms)
@@ -211,10 +214,8 @@ async fn main() {
         Ok(pg) if !pg.is_empty() => {
             let schema = format!("sb_bench_{}", std::process::id());
             row("PostgreSQL", &pg, &schema, dur).await;
-            if let Ok(soapbridge::store::Store::Postgres(p)) =
-                soapbridge::store::Store::open(&pg, &schema).await
-            {
-                let _ = p.drop_schema().await;
+            if let Ok(store) = soapbridge::store::Store::open(&pg, &schema).await {
+                let _ = store.drop_schema().await;
             }
         }
         _ => println!("| PostgreSQL | (set SOAPBRIDGE_TEST_PG or BENCH_PG) | | | | | | | |"),

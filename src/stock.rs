@@ -22,7 +22,7 @@ use crate::config::{StockAction, StockList, StockOp, StockPlan};
 use crate::error::{Error, Party};
 use crate::protocol::xml::ReadError;
 use crate::route::Route;
-use crate::store::{self, Batch, NewBatch, Report, Store};
+use crate::store::{self, Batch, BatchStatus, NewBatch, Report, Store};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -125,7 +125,7 @@ fn capped(mut s: String) -> String {
 
 /// The final status a channel's answer gives, if any: done-like or fail-like words; anything
 /// else means still processing.
-fn outcome_of(answer: &Value) -> Option<&'static str> {
+fn outcome_of(answer: &Value) -> Option<BatchStatus> {
     match answer
         .get("status")
         .and_then(Value::as_str)?
@@ -133,10 +133,10 @@ fn outcome_of(answer: &Value) -> Option<&'static str> {
         .as_str()
     {
         "done" | "completed" | "complete" | "success" | "succeeded" | "finished" => {
-            Some(store::DONE)
+            Some(BatchStatus::Done)
         }
         "fail" | "failed" | "failure" | "error" | "cancelled" | "canceled" | "rejected" => {
-            Some(store::FAIL)
+            Some(BatchStatus::Fail)
         }
         _ => None,
     }
@@ -219,28 +219,26 @@ impl StockSync {
     /// One stock-service operation; `input` is what the operation's body template rendered.
     pub async fn handle(&self, op: &StockOp, input: &Value) -> Result<Value, Error> {
         match op {
-            StockOp::Submit { action, list } => {
-                self.submit(action_name(*action), list_name(*list), input)
-                    .await
-            }
+            StockOp::Submit { action, list } => self.submit(*action, *list, input).await,
             StockOp::Warehouses => Ok(json!({
                 "warehouses": self.warehouses.iter().enumerate().map(|(i, c)| json!({"code": c, "index": i + 1})).collect::<Vec<_>>()
             })),
             StockOp::Batches => {
-                let status = input
+                let status = match input
                     .get("status")
                     .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty());
-                if let Some(s) = status
-                    && !store::STATES.contains(&s)
+                    .filter(|s| !s.is_empty())
                 {
-                    return Err(ReadError::InvalidValue {
-                        path: "status".into(),
-                        value: s.chars().take(40).collect(),
-                        expected: format!("one of {}", store::STATES.join(", ")),
-                    }
-                    .into());
-                }
+                    None => None,
+                    Some(s) => Some(BatchStatus::parse(s).ok_or_else(|| {
+                        let all: Vec<&str> = BatchStatus::ALL.iter().map(|s| s.as_str()).collect();
+                        ReadError::InvalidValue {
+                            path: "status".into(),
+                            value: s.chars().take(40).collect(),
+                            expected: format!("one of {}", all.join(", ")),
+                        }
+                    })?),
+                };
                 let limit = limit_of(input);
                 let batches = self.store.batches(status, limit).await.map_err(store_err)?;
                 Ok(
@@ -280,7 +278,12 @@ impl StockSync {
 
     /// A stock list: sent now and answered with per-item results (`is_sync`), or recorded as a
     /// batch and answered with its id at once.
-    async fn submit(&self, action: &str, list: &str, input: &Value) -> Result<Value, Error> {
+    async fn submit(
+        &self,
+        action: StockAction,
+        list: StockList,
+        input: &Value,
+    ) -> Result<Value, Error> {
         let items = match input.get("items") {
             Some(Value::Array(items)) if !items.is_empty() => items.clone(),
             _ => {
@@ -308,8 +311,8 @@ impl StockSync {
             .store
             .insert_batch(&NewBatch {
                 key,
-                action: action.into(),
-                list: list.into(),
+                action,
+                list,
                 items: Value::Array(items),
                 success_log,
                 now: self.clock.now_ms(),
@@ -317,19 +320,18 @@ impl StockSync {
             .await
             .map_err(store_err)?;
         self.wake.notify_one();
-        Ok(json!({"batch_id": id, "status": store::INITIALIZED}))
+        Ok(json!({"batch_id": id, "status": BatchStatus::Initialized.as_str()}))
     }
 
     async fn submit_sync(
         &self,
-        action: &str,
-        list: &str,
+        action: StockAction,
+        list: StockList,
         key: &str,
         items: Vec<Value>,
         success_log: bool,
     ) -> Result<Value, Error> {
-        let request =
-            json!({"mode": "sync", "key": key, "action": action, "list": list, "items": items});
+        let request = json!({"mode": "sync", "key": key, "action": action_name(action), "list": list_name(list), "items": items});
         let answer = self.send.invoke(&Val::borrowed(&request)).await;
         let answer = match answer {
             Ok(a) => a,
@@ -362,7 +364,7 @@ impl StockSync {
             success_log,
         )
         .await;
-        Ok(json!({"status": store::DONE, "results": results}))
+        Ok(json!({"status": BatchStatus::Done.as_str(), "results": results}))
     }
 
     fn new_key(&self) -> String {
@@ -442,10 +444,10 @@ impl StockSync {
         if b.request.is_none() {
             b.request = Some(self.request_of(&b));
         }
-        match b.status.as_str() {
+        match b.status {
             // A claim turns `initialized` into `commit`; both are delivered.
-            store::INITIALIZED | store::COMMIT => {
-                b.status = store::COMMIT.into();
+            BatchStatus::Initialized | BatchStatus::Commit => {
+                b.status = BatchStatus::Commit;
                 let request = b.request.clone().unwrap_or(Value::Null);
                 let answer = match self.send.invoke(&Val::borrowed(&request)).await {
                     Ok(a) => a,
@@ -466,19 +468,19 @@ impl StockSync {
                 match outcome_of(&answer) {
                     Some(status) => self.finish(b, &answer, status, token).await,
                     None => {
-                        b.status = store::SENT.into();
+                        b.status = BatchStatus::SentToRemote;
                         b.next_at = now + self.settings.poll_interval_ms;
                         self.save(&b, token, true).await;
                     }
                 }
             }
-            store::SENT | store::ONGOING => {
+            BatchStatus::SentToRemote | BatchStatus::Ongoing => {
                 let ask = json!({"remote_id": b.remote_id});
                 match self.poll.invoke(&Val::borrowed(&ask)).await {
                     Ok(answer) => match outcome_of(&answer) {
                         Some(status) => self.finish(b, &answer, status, token).await,
                         None => {
-                            b.status = store::ONGOING.into();
+                            b.status = BatchStatus::Ongoing;
                             b.next_at = now + self.settings.poll_interval_ms;
                             b.last_error = None;
                             self.save(&b, token, true).await;
@@ -488,7 +490,7 @@ impl StockSync {
                     // limited number of times.
                     Err(Error::BackendRefused(r)) if r.status == 404 => {
                         let e = Error::BackendRefused(r);
-                        b.status = store::COMMIT.into();
+                        b.status = BatchStatus::Commit;
                         b.remote_id = None;
                         b.sent_at = None;
                         self.retry_or_fail(b, e, token).await
@@ -516,7 +518,7 @@ impl StockSync {
 
     /// The request a batch's deliveries send (the same every time: same key, same items).
     fn request_of(&self, b: &Batch) -> Value {
-        json!({"mode": "async", "key": b.key, "action": b.action, "list": b.list, "items": b.items})
+        json!({"mode": "async", "key": b.key, "action": action_name(b.action), "list": list_name(b.list), "items": b.items})
     }
 
     async fn save(&self, b: &Batch, token: &str, release: bool) -> bool {
@@ -538,12 +540,12 @@ impl StockSync {
 
     /// The channel's final answer: per-item results stored, a report per failed item (and per
     /// successful one with success logs).
-    async fn finish(&self, mut b: Batch, answer: &Value, status: &str, token: &str) {
+    async fn finish(&self, mut b: Batch, answer: &Value, status: BatchStatus, token: &str) {
         let results = answer
             .get("results")
             .cloned()
             .unwrap_or(Value::Array(Vec::new()));
-        b.status = status.into();
+        b.status = status;
         b.done_at = Some(self.clock.now_ms());
         b.results = Some(results.clone());
         b.last_error = None;
@@ -570,7 +572,7 @@ impl StockSync {
         let refused =
             matches!(&e, Error::BackendRefused(r) if r.status != 404) && e.party() == Party::Caller;
         if refused || b.attempts >= self.settings.max_attempts {
-            b.status = store::FAIL.into();
+            b.status = BatchStatus::Fail;
             b.done_at = Some(now);
             if self.save(&b, token, true).await {
                 let request = b.request.clone().unwrap_or(Value::Null);
@@ -750,9 +752,9 @@ fn ms_text(ms: i64) -> String {
 fn batch_json(b: &Batch, with_results: bool) -> Value {
     let mut m = Map::new();
     m.insert("batch_id".into(), b.id.into());
-    m.insert("action".into(), b.action.clone().into());
-    m.insert("list".into(), b.list.clone().into());
-    m.insert("status".into(), b.status.clone().into());
+    m.insert("action".into(), action_name(b.action).into());
+    m.insert("list".into(), list_name(b.list).into());
+    m.insert("status".into(), b.status.as_str().into());
     m.insert(
         "item_count".into(),
         b.items.as_array().map_or(0, Vec::len).into(),
@@ -826,11 +828,11 @@ mod tests {
         assert!(long.len() < REPORT_TEXT_MAX + 64 && long.ends_with("bytes in all)"));
         assert_eq!(
             outcome_of(&json!({"status": "COMPLETED"})),
-            Some(store::DONE)
+            Some(BatchStatus::Done)
         );
         assert_eq!(
             outcome_of(&json!({"status": "cancelled"})),
-            Some(store::FAIL)
+            Some(BatchStatus::Fail)
         );
         assert_eq!(outcome_of(&json!({"status": "ongoing"})), None);
     }

@@ -637,9 +637,7 @@ async fn two_instances_on_postgres_never_deliver_a_batch_twice() {
     );
     drop((a, b));
     let store = soapbridge::store::Store::open(&pg, &schema).await.unwrap();
-    if let soapbridge::store::Store::Postgres(p) = &store {
-        let _ = p.drop_schema().await;
-    }
+    let _ = store.drop_schema().await;
 }
 
 #[tokio::test]
@@ -671,7 +669,5 @@ async fn a_signature_used_on_one_instance_is_refused_on_the_other() {
     );
     drop((a, b));
     let store = soapbridge::store::Store::open(&pg, &schema).await.unwrap();
-    if let soapbridge::store::Store::Postgres(p) = &store {
-        let _ = p.drop_schema().await;
-    }
+    let _ = store.drop_schema().await;
 }

@@ -1,16 +1,25 @@
 //! The durable store: stock batches (the outbox of asynchronous stock lists), their error
-//! reports, and the shared signature-reuse cache.
+//! reports, and the ledger of used signatures.
 //!
-//! One interface, two implementations: an embedded SQLite file (the default; one bridge
-//! instance) and PostgreSQL (several instances share the queue, the batch states, the reports
-//! and the signature cache). The schema is created and migrated on start. Every state change is
-//! one statement; a batch is worked on only by the instance holding its lease, and a lease whose
-//! holder died expires and the batch is claimed again.
+//! One store, two databases: an embedded SQLite file (the default; one bridge instance) and
+//! PostgreSQL (several instances share the queue, the batch states, the reports and the
+//! signature ledger). Everything is written once for both: the migrations ([`MIGRATIONS`]), the
+//! statements ([`Statements`], in one dialect with `$n` parameters, adapted per database when
+//! the store opens), and the row mappings ([`Batch::from_row`], [`Report::from_row`]). What
+//! differs is only how a statement runs (`sqlite.rs`, `postgres.rs`): each turns its database's
+//! rows into [`Cell`]s.
+//!
+//! Every state change is one statement; a batch is worked on only by the instance holding its
+//! lease, and a lease whose holder died expires and the batch is claimed again.
 
 mod postgres;
 mod sqlite;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde_json::Value;
+
+use crate::config::{StockAction, StockList};
 
 /// A store failure: the bridge's problem (its database), never the caller's.
 #[derive(Debug, thiserror::Error)]
@@ -19,22 +28,75 @@ pub struct StoreError(pub String);
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// States of a batch, in order. `done` and `fail` are final.
-pub const INITIALIZED: &str = "initialized";
-pub const COMMIT: &str = "commit";
-pub const SENT: &str = "sent_to_remote";
-pub const ONGOING: &str = "ongoing";
-pub const DONE: &str = "done";
-pub const FAIL: &str = "fail";
-pub const STATES: &[&str] = &[INITIALIZED, COMMIT, SENT, ONGOING, DONE, FAIL];
+/// States of a batch, in order. `Done` and `Fail` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BatchStatus {
+    Initialized,
+    Commit,
+    SentToRemote,
+    Ongoing,
+    Done,
+    Fail,
+}
+
+impl BatchStatus {
+    pub const ALL: [BatchStatus; 6] = [
+        BatchStatus::Initialized,
+        BatchStatus::Commit,
+        BatchStatus::SentToRemote,
+        BatchStatus::Ongoing,
+        BatchStatus::Done,
+        BatchStatus::Fail,
+    ];
+
+    /// The name clients and the store use (Akinon's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Initialized => "initialized",
+            BatchStatus::Commit => "commit",
+            BatchStatus::SentToRemote => "sent_to_remote",
+            BatchStatus::Ongoing => "ongoing",
+            BatchStatus::Done => "done",
+            BatchStatus::Fail => "fail",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BatchStatus> {
+        BatchStatus::ALL.into_iter().find(|b| b.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, BatchStatus::Done | BatchStatus::Fail)
+    }
+}
+
+impl std::fmt::Display for BatchStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn action_str(a: StockAction) -> &'static str {
+    match a {
+        StockAction::Insert => "insert",
+        StockAction::Update => "update",
+    }
+}
+
+fn list_str(l: StockList) -> &'static str {
+    match l {
+        StockList::Main => "main",
+        StockList::Extra => "extra",
+    }
+}
 
 /// A batch to record.
 #[derive(Debug, Clone)]
 pub struct NewBatch {
     /// The idempotency key the backend receives with every delivery of the batch.
     pub key: String,
-    pub action: String,
-    pub list: String,
+    pub action: StockAction,
+    pub list: StockList,
     pub items: Value,
     pub success_log: bool,
     pub now: i64,
@@ -45,9 +107,9 @@ pub struct NewBatch {
 pub struct Batch {
     pub id: i64,
     pub key: String,
-    pub action: String,
-    pub list: String,
-    pub status: String,
+    pub action: StockAction,
+    pub list: StockList,
+    pub status: BatchStatus,
     pub items: Value,
     /// The request as sent to the backend (for error reports).
     pub request: Option<Value>,
@@ -81,126 +143,166 @@ pub struct Report {
     pub modified_date: i64,
 }
 
-#[derive(Debug)]
-pub enum Store {
-    Sqlite(sqlite::SqliteStore),
-    Postgres(postgres::PgStore),
+/// A statement's parameter, for either database.
+#[derive(Debug, Clone)]
+enum Param {
+    Int(i64),
+    Text(String),
+    Bool(bool),
+    Null,
 }
 
-impl Store {
-    /// Opens (and creates or migrates) the store at `url`: `sqlite:<path>` or
-    /// `postgres://...`. `schema` names the PostgreSQL schema holding the tables.
-    pub async fn open(url: &str, schema: &str) -> Result<Store> {
-        if let Some(path) = url.strip_prefix("sqlite:") {
-            Ok(Store::Sqlite(sqlite::SqliteStore::open(path).await?))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Store::Postgres(postgres::PgStore::open(url, schema).await?))
-        } else {
-            Err(StoreError(format!(
-                "'{}' is not a store URL (sqlite:<path> or postgres://...)",
-                without_password(url)
-            )))
+impl From<i64> for Param {
+    fn from(v: i64) -> Self {
+        Param::Int(v)
+    }
+}
+impl From<bool> for Param {
+    fn from(v: bool) -> Self {
+        Param::Bool(v)
+    }
+}
+impl From<&str> for Param {
+    fn from(v: &str) -> Self {
+        Param::Text(v.to_string())
+    }
+}
+impl From<String> for Param {
+    fn from(v: String) -> Self {
+        Param::Text(v)
+    }
+}
+impl<T: Into<Param>> From<Option<T>> for Param {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Param::Null, Into::into)
+    }
+}
+
+/// A value of a result row, from either database.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+    Bool(bool),
+}
+
+/// One result row, read by column position.
+struct Row(Vec<Cell>);
+
+impl Row {
+    fn cell(&self, i: usize) -> Result<&Cell> {
+        self.0
+            .get(i)
+            .ok_or_else(|| StoreError(format!("a row has no column {i}")))
+    }
+
+    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+        match self.cell(i)? {
+            Cell::Null => Ok(None),
+            Cell::Int(v) => Ok(Some(*v)),
+            other => Err(StoreError(format!(
+                "column {i}: {other:?} is not an integer"
+            ))),
         }
     }
 
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+    fn int(&self, i: usize) -> Result<i64> {
+        self.opt_int(i)?
+            .ok_or_else(|| StoreError(format!("column {i} is null")))
+    }
+
+    fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        match self.cell(i)? {
+            Cell::Null => Ok(None),
+            Cell::Text(v) => Ok(Some(v.clone())),
+            other => Err(StoreError(format!("column {i}: {other:?} is not text"))),
         }
     }
 
-    /// Records a batch in state `initialized`; returns its id. Durable when this returns.
-    pub async fn insert_batch(&self, b: &NewBatch) -> Result<i64> {
-        match self {
-            Store::Sqlite(s) => s.insert_batch(b).await,
-            Store::Postgres(s) => s.insert_batch(b).await,
+    fn text(&self, i: usize) -> Result<String> {
+        self.opt_text(i)?
+            .ok_or_else(|| StoreError(format!("column {i} is null")))
+    }
+
+    /// A boolean: PostgreSQL's, or SQLite's 0/1.
+    fn bool(&self, i: usize) -> Result<bool> {
+        match self.cell(i)? {
+            Cell::Bool(b) => Ok(*b),
+            Cell::Int(v) => Ok(*v != 0),
+            other => Err(StoreError(format!(
+                "column {i}: {other:?} is not a boolean"
+            ))),
         }
     }
 
-    /// Claims up to `limit` batches that are due and not leased (or whose lease expired) for
-    /// `owner` until `now + lease_ms`. A claimed `initialized` batch becomes `commit`: it is
-    /// committed to delivery by the claim itself.
-    pub async fn claim(
-        &self,
-        owner: &str,
-        now: i64,
-        lease_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<Batch>> {
-        match self {
-            Store::Sqlite(s) => s.claim(owner, now, lease_ms, limit).await,
-            Store::Postgres(s) => s.claim(owner, now, lease_ms, limit).await,
-        }
+    fn json(&self, i: usize) -> Result<Option<Value>> {
+        self.opt_text(i)?
+            .map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| StoreError(format!("column {i} is not JSON: {e}")))
+            })
+            .transpose()
     }
+}
 
-    /// Writes a claimed batch's state, only while `owner` still holds its lease; with
-    /// `release` the lease ends. `false`: the lease was lost (the batch belongs to another).
-    pub async fn save(&self, owner: &str, b: &Batch, release: bool) -> Result<bool> {
-        match self {
-            Store::Sqlite(s) => s.save(owner, b, release).await,
-            Store::Postgres(s) => s.save(owner, b, release).await,
-        }
+impl Batch {
+    /// The columns of [`BATCH_COLUMNS`], in order.
+    fn from_row(r: &Row) -> Result<Batch> {
+        let enumerated = |i: usize, what: &str, found: Option<String>| {
+            StoreError(format!("column {i}: unknown {what} {found:?}"))
+        };
+        let action = match r.text(2)?.as_str() {
+            "insert" => StockAction::Insert,
+            "update" => StockAction::Update,
+            other => return Err(enumerated(2, "action", Some(other.into()))),
+        };
+        let list = match r.text(3)?.as_str() {
+            "main" => StockList::Main,
+            "extra" => StockList::Extra,
+            other => return Err(enumerated(3, "list", Some(other.into()))),
+        };
+        let status = r.text(4)?;
+        Ok(Batch {
+            id: r.int(0)?,
+            key: r.text(1)?,
+            action,
+            list,
+            status: BatchStatus::parse(&status)
+                .ok_or_else(|| enumerated(4, "status", Some(status.clone())))?,
+            items: r.json(5)?.unwrap_or_default(),
+            request: r.json(6)?,
+            remote_id: r.opt_text(7)?,
+            results: r.json(8)?,
+            success_log: r.bool(9)?,
+            attempts: r.int(10)?,
+            next_at: r.int(11)?,
+            last_error: r.opt_text(12)?,
+            created_at: r.int(13)?,
+            modified_at: r.int(14)?,
+            sent_at: r.opt_int(15)?,
+            done_at: r.opt_int(16)?,
+        })
     }
+}
 
-    /// Ends every lease `owner` holds (graceful shutdown).
-    pub async fn release_all(&self, owner: &str) -> Result<u64> {
-        match self {
-            Store::Sqlite(s) => s.release_all(owner).await,
-            Store::Postgres(s) => s.release_all(owner).await,
-        }
-    }
-
-    pub async fn batch(&self, id: i64) -> Result<Option<Batch>> {
-        match self {
-            Store::Sqlite(s) => s.batch(id).await,
-            Store::Postgres(s) => s.batch(id).await,
-        }
-    }
-
-    /// Batches, newest first, optionally of one status.
-    pub async fn batches(&self, status: Option<&str>, limit: i64) -> Result<Vec<Batch>> {
-        match self {
-            Store::Sqlite(s) => s.batches(status, limit).await,
-            Store::Postgres(s) => s.batches(status, limit).await,
-        }
-    }
-
-    /// How many batches are in each state.
-    pub async fn counts(&self) -> Result<Vec<(String, i64)>> {
-        match self {
-            Store::Sqlite(s) => s.counts().await,
-            Store::Postgres(s) => s.counts().await,
-        }
-    }
-
-    pub async fn add_report(&self, r: &Report) -> Result<i64> {
-        match self {
-            Store::Sqlite(s) => s.add_report(r).await,
-            Store::Postgres(s) => s.add_report(r).await,
-        }
-    }
-
-    /// Reports, newest first, optionally of one batch.
-    pub async fn reports(&self, batch_id: Option<i64>, limit: i64) -> Result<Vec<Report>> {
-        match self {
-            Store::Sqlite(s) => s.reports(batch_id, limit).await,
-            Store::Postgres(s) => s.reports(batch_id, limit).await,
-        }
-    }
-
-    /// Records a signature; `false` when it was already recorded and has not expired.
-    pub async fn first_use(
-        &self,
-        sign: &str,
-        time: i64,
-        expires_at: i64,
-        now: i64,
-    ) -> Result<bool> {
-        match self {
-            Store::Sqlite(s) => s.first_use(sign, time, expires_at, now).await,
-            Store::Postgres(s) => s.first_use(sign, time, expires_at, now).await,
-        }
+impl Report {
+    /// The columns of [`REPORT_COLUMNS`], in order.
+    fn from_row(r: &Row) -> Result<Report> {
+        Ok(Report {
+            id: r.int(0)?,
+            batch_id: r.opt_int(1)?,
+            action_content_type: r.text(2)?,
+            action_object_id: r.text(3)?,
+            raw_request: r.text(4)?,
+            raw_response: r.text(5)?,
+            error_code: r.text(6)?,
+            error_description: r.text(7)?,
+            is_ok: r.bool(8)?,
+            target_content_type: r.text(9)?,
+            target_object_id: r.text(10)?,
+            modified_date: r.int(11)?,
+        })
     }
 }
 
@@ -253,11 +355,346 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX sb_signatures_expiry ON {s}sb_signatures (expires_at)",
 ];
 
-/// The columns of a batch, in the order both implementations read them.
+/// The columns of a batch, in the order [`Batch::from_row`] reads them.
 const BATCH_COLUMNS: &str = "id, batch_key, action, list, status, items, request, remote_id, results, success_log, attempts, next_at, last_error, created_at, modified_at, sent_at, done_at";
 
-/// The columns of a report, in read order.
+/// The columns of a report, in the order [`Report::from_row`] reads them.
 const REPORT_COLUMNS: &str = "id, batch_id, action_content_type, action_object_id, raw_request, raw_response, error_code, error_description, is_ok, target_content_type, target_object_id, modified_date";
+
+/// Every statement, written once: `{s}` is the schema prefix, `{lock}` what a claim adds to
+/// lock the rows it takes (PostgreSQL's `FOR UPDATE SKIP LOCKED`), `{batch}`/`{report}` the
+/// column lists; parameters are `$n` (SQLite gets `?n`).
+#[derive(Debug)]
+struct Statements {
+    insert_batch: String,
+    claim: String,
+    save: String,
+    release_all: String,
+    batch: String,
+    batches: String,
+    counts: String,
+    add_report: String,
+    reports: String,
+    first_use: String,
+    forget_signatures: String,
+}
+
+/// What a database's SQL needs adapted.
+#[derive(Debug, Clone, Copy)]
+struct Dialect<'a> {
+    schema_prefix: &'a str,
+    lock: &'a str,
+    numbered: &'a str,
+}
+
+impl Statements {
+    fn new(d: Dialect<'_>) -> Statements {
+        let sql = |text: &str| {
+            let mut s = text
+                .replace("{s}", d.schema_prefix)
+                .replace("{lock}", d.lock)
+                .replace("{batch}", BATCH_COLUMNS)
+                .replace("{report}", REPORT_COLUMNS);
+            if d.numbered != "$" {
+                s = s.replace('$', d.numbered);
+            }
+            s
+        };
+        Statements {
+            insert_batch: sql(
+                "INSERT INTO {s}sb_batches (batch_key, action, list, status, items, success_log, attempts, next_at, created_at, modified_at)
+                 VALUES ($1, $2, $3, 'initialized', $4, $5, 0, $6, $6, $6) RETURNING id",
+            ),
+            // A claimed `initialized` batch becomes `commit`: the claim commits it to delivery.
+            claim: sql(
+                "UPDATE {s}sb_batches SET lease_owner = $1, lease_until = $2,
+                        status = CASE WHEN status = 'initialized' THEN 'commit' ELSE status END
+                 WHERE id IN (SELECT id FROM {s}sb_batches
+                              WHERE status IN ('initialized', 'commit', 'sent_to_remote', 'ongoing')
+                                AND next_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
+                              ORDER BY next_at, id LIMIT $4{lock})
+                 RETURNING {batch}",
+            ),
+            save: sql(
+                "UPDATE {s}sb_batches SET status = $1, request = $2, remote_id = $3, results = $4, attempts = $5,
+                        next_at = $6, last_error = $7, modified_at = $8, sent_at = $9, done_at = $10,
+                        lease_owner = CASE WHEN $11 THEN NULL ELSE lease_owner END,
+                        lease_until = CASE WHEN $11 THEN NULL ELSE lease_until END
+                 WHERE id = $12 AND lease_owner = $13",
+            ),
+            release_all: sql(
+                "UPDATE {s}sb_batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner LIKE $1 || '#%'",
+            ),
+            batch: sql("SELECT {batch} FROM {s}sb_batches WHERE id = $1"),
+            batches: sql(
+                "SELECT {batch} FROM {s}sb_batches WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) ORDER BY id DESC LIMIT $2",
+            ),
+            counts: sql("SELECT status, COUNT(*) FROM {s}sb_batches GROUP BY status"),
+            add_report: sql(
+                "INSERT INTO {s}sb_reports (batch_id, action_content_type, action_object_id, raw_request, raw_response,
+                                            error_code, error_description, is_ok, target_content_type, target_object_id, modified_date)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            ),
+            reports: sql(
+                "SELECT {report} FROM {s}sb_reports WHERE (CAST($1 AS BIGINT) IS NULL OR batch_id = $1) ORDER BY id DESC LIMIT $2",
+            ),
+            // A signature is recorded unless it is there and has not expired.
+            first_use: sql(
+                "INSERT INTO {s}sb_signatures (sign, time, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (sign, time) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                 WHERE {s}sb_signatures.expires_at < $4",
+            ),
+            forget_signatures: sql("DELETE FROM {s}sb_signatures WHERE expires_at < $1"),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Db {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
+}
+
+impl Db {
+    async fn execute(&self, sql: &str, params: Vec<Param>) -> Result<u64> {
+        match self {
+            Db::Sqlite(d) => d.execute(sql, params).await,
+            Db::Postgres(d) => d.execute(sql, params).await,
+        }
+    }
+
+    async fn query(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
+        match self {
+            Db::Sqlite(d) => d.query(sql, params).await,
+            Db::Postgres(d) => d.query(sql, params).await,
+        }
+    }
+
+    async fn query_one(&self, sql: &str, params: Vec<Param>) -> Result<Row> {
+        self.query(sql, params)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError("the statement returned no row".into()))
+    }
+}
+
+/// The store: one database, its statements, and a counter for the ledger's sweeps.
+#[derive(Debug)]
+pub struct Store {
+    db: Db,
+    sql: Statements,
+    /// Signatures recorded; every 256th also forgets the expired ones.
+    signatures: AtomicU64,
+}
+
+impl Store {
+    /// Opens (and creates or migrates) the store at `url`: `sqlite:<path>` or
+    /// `postgres://...`. `schema` names the PostgreSQL schema holding the tables.
+    pub async fn open(url: &str, schema: &str) -> Result<Store> {
+        let (db, sql) = if let Some(path) = url.strip_prefix("sqlite:") {
+            let db = sqlite::Sqlite::open(path).await?;
+            let sql = Statements::new(Dialect {
+                schema_prefix: "",
+                lock: "",
+                numbered: "?",
+            });
+            (Db::Sqlite(db), sql)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let db = postgres::Postgres::open(url, schema).await?;
+            let sql = Statements::new(Dialect {
+                schema_prefix: &format!("\"{schema}\"."),
+                lock: " FOR UPDATE SKIP LOCKED",
+                numbered: "$",
+            });
+            (Db::Postgres(db), sql)
+        } else {
+            return Err(StoreError(format!(
+                "'{}' is not a store URL (sqlite:<path> or postgres://...)",
+                without_password(url)
+            )));
+        };
+        Ok(Store {
+            db,
+            sql,
+            signatures: AtomicU64::new(0),
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Drops a PostgreSQL store's schema with everything in it (tests and benchmarks clean up
+    /// with it); an SQLite store is left as it is.
+    pub async fn drop_schema(&self) -> Result<()> {
+        match &self.db {
+            Db::Postgres(p) => p.drop_schema().await,
+            Db::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// Records a batch in state `initialized`; returns its id. Durable when this returns.
+    pub async fn insert_batch(&self, b: &NewBatch) -> Result<i64> {
+        let params = vec![
+            b.key.as_str().into(),
+            action_str(b.action).into(),
+            list_str(b.list).into(),
+            Param::Text(b.items.to_string()),
+            b.success_log.into(),
+            b.now.into(),
+        ];
+        self.db
+            .query_one(&self.sql.insert_batch, params)
+            .await?
+            .int(0)
+    }
+
+    /// Claims up to `limit` batches that are due and not leased (or whose lease expired) for
+    /// `owner` until `now + lease_ms`. A claimed `initialized` batch becomes `commit`.
+    pub async fn claim(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Batch>> {
+        let params = vec![
+            owner.into(),
+            (now + lease_ms).into(),
+            now.into(),
+            limit.into(),
+        ];
+        let mut got = self
+            .db
+            .query(&self.sql.claim, params)
+            .await?
+            .iter()
+            .map(Batch::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        got.sort_by_key(|b| (b.next_at, b.id));
+        Ok(got)
+    }
+
+    /// Writes a claimed batch's state, only while `owner` still holds its lease; with
+    /// `release` the lease ends. `false`: the lease was lost (the batch belongs to another).
+    pub async fn save(&self, owner: &str, b: &Batch, release: bool) -> Result<bool> {
+        let params = vec![
+            b.status.as_str().into(),
+            b.request.as_ref().map(|v| v.to_string()).into(),
+            b.remote_id.clone().into(),
+            b.results.as_ref().map(|v| v.to_string()).into(),
+            b.attempts.into(),
+            b.next_at.into(),
+            b.last_error.clone().into(),
+            b.modified_at.into(),
+            b.sent_at.into(),
+            b.done_at.into(),
+            release.into(),
+            b.id.into(),
+            owner.into(),
+        ];
+        Ok(self.db.execute(&self.sql.save, params).await? == 1)
+    }
+
+    /// Ends every lease `owner` holds (graceful shutdown).
+    pub async fn release_all(&self, owner: &str) -> Result<u64> {
+        self.db
+            .execute(&self.sql.release_all, vec![owner.into()])
+            .await
+    }
+
+    pub async fn batch(&self, id: i64) -> Result<Option<Batch>> {
+        self.db
+            .query(&self.sql.batch, vec![id.into()])
+            .await?
+            .first()
+            .map(Batch::from_row)
+            .transpose()
+    }
+
+    /// Batches, newest first, optionally of one status.
+    pub async fn batches(&self, status: Option<BatchStatus>, limit: i64) -> Result<Vec<Batch>> {
+        let params = vec![status.map(BatchStatus::as_str).into(), limit.into()];
+        self.db
+            .query(&self.sql.batches, params)
+            .await?
+            .iter()
+            .map(Batch::from_row)
+            .collect()
+    }
+
+    /// How many batches are in each state.
+    pub async fn counts(&self) -> Result<Vec<(BatchStatus, i64)>> {
+        self.db
+            .query(&self.sql.counts, Vec::new())
+            .await?
+            .iter()
+            .map(|r| {
+                let s = r.text(0)?;
+                let status = BatchStatus::parse(&s)
+                    .ok_or_else(|| StoreError(format!("unknown status '{s}'")))?;
+                Ok((status, r.int(1)?))
+            })
+            .collect()
+    }
+
+    pub async fn add_report(&self, r: &Report) -> Result<i64> {
+        let params = vec![
+            r.batch_id.into(),
+            r.action_content_type.as_str().into(),
+            r.action_object_id.as_str().into(),
+            r.raw_request.as_str().into(),
+            r.raw_response.as_str().into(),
+            r.error_code.as_str().into(),
+            r.error_description.as_str().into(),
+            r.is_ok.into(),
+            r.target_content_type.as_str().into(),
+            r.target_object_id.as_str().into(),
+            r.modified_date.into(),
+        ];
+        self.db
+            .query_one(&self.sql.add_report, params)
+            .await?
+            .int(0)
+    }
+
+    /// Reports, newest first, optionally of one batch.
+    pub async fn reports(&self, batch_id: Option<i64>, limit: i64) -> Result<Vec<Report>> {
+        self.db
+            .query(&self.sql.reports, vec![batch_id.into(), limit.into()])
+            .await?
+            .iter()
+            .map(Report::from_row)
+            .collect()
+    }
+
+    /// Records a signature; `false` when it was already recorded and has not expired. Every
+    /// 256th call also forgets the expired ones, so that the ledger stays small.
+    pub async fn first_use(
+        &self,
+        sign: &str,
+        time: i64,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let params = vec![sign.into(), time.into(), expires_at.into(), now.into()];
+        let first = self.db.execute(&self.sql.first_use, params).await? == 1;
+        if self
+            .signatures
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(256)
+        {
+            self.db
+                .execute(&self.sql.forget_signatures, vec![now.into()])
+                .await?;
+        }
+        Ok(first)
+    }
+}
 
 /// A database URL fit for messages: user info (which may hold a password) replaced.
 pub fn without_password(url: &str) -> String {
@@ -267,215 +704,5 @@ pub fn without_password(url: &str) -> String {
     }
 }
 
-fn json_text(v: &Value) -> String {
-    v.to_string()
-}
-
-fn parse_json(s: Option<String>) -> Option<Value> {
-    s.and_then(|t| serde_json::from_str(&t).ok())
-}
-
-/// Statuses a worker still has something to do for.
-const ACTIVE: &str = "('initialized', 'commit', 'sent_to_remote', 'ongoing')";
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    /// The shared suite every implementation must pass.
-    pub async fn suite(store: &Store) {
-        let now = 1_700_000_000_000;
-        let nb = |key: &str| NewBatch {
-            key: key.into(),
-            action: "insert".into(),
-            list: "main".into(),
-            items: json!([{"sku": "A", "warehouse": "W", "quantity": 1}]),
-            success_log: false,
-            now,
-        };
-        let a = store.insert_batch(&nb("k-a")).await.unwrap();
-        let b = store.insert_batch(&nb("k-b")).await.unwrap();
-        assert!(b > a);
-        // The same idempotency key twice is refused.
-        assert!(store.insert_batch(&nb("k-a")).await.is_err());
-        let got = store.batch(a).await.unwrap().unwrap();
-        assert_eq!(got.status, INITIALIZED);
-        assert_eq!(got.request, None);
-        assert_eq!(
-            got.items,
-            json!([{"sku": "A", "warehouse": "W", "quantity": 1}])
-        );
-        // Claims: one owner gets each batch once while the lease holds.
-        let c1 = store.claim("one", now, 1000, 1).await.unwrap();
-        assert_eq!(c1.len(), 1);
-        assert_eq!(c1[0].id, a);
-        assert_eq!(c1[0].status, COMMIT, "claiming commits a batch to delivery");
-        let c2 = store.claim("two", now, 1000, 10).await.unwrap();
-        assert_eq!(c2.iter().map(|b| b.id).collect::<Vec<_>>(), vec![b]);
-        assert!(
-            store
-                .claim("three", now + 500, 1000, 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        // Saving needs the lease; a lost lease is reported, not overwritten.
-        let mut x = c1[0].clone();
-        x.status = COMMIT.into();
-        x.request = Some(json!({"k": 1}));
-        x.modified_at = now + 1;
-        assert!(store.save("one", &x, false).await.unwrap());
-        assert!(!store.save("two", &x, true).await.unwrap());
-        // An expired lease is claimed again by another owner.
-        let again = store.claim("three", now + 1001, 1000, 10).await.unwrap();
-        assert_eq!(again.iter().map(|b| b.id).collect::<Vec<_>>(), vec![a, b]);
-        assert_eq!(again[0].status, COMMIT);
-        assert_eq!(again[0].request, Some(json!({"k": 1})));
-        assert!(
-            !store.save("one", &x, true).await.unwrap(),
-            "the old holder lost it"
-        );
-        // Not due yet: not claimed.
-        let mut later = again[0].clone();
-        later.next_at = now + 60_000;
-        later.attempts = 1;
-        later.last_error = Some("down".into());
-        assert!(store.save("three", &later, true).await.unwrap());
-        let mut fin = again[1].clone();
-        fin.status = DONE.into();
-        fin.results = Some(json!([{"sku": "A", "status": "SUCCESS"}]));
-        fin.done_at = Some(now + 2000);
-        assert!(store.save("three", &fin, true).await.unwrap());
-        assert!(
-            store
-                .claim("four", now + 3000, 1000, 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            store
-                .claim("four#1", now + 60_000, 1000, 10)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(
-            store.release_all("fou").await.unwrap(),
-            0,
-            "only its own tokens"
-        );
-        assert_eq!(store.release_all("four").await.unwrap(), 1);
-        assert_eq!(
-            store
-                .claim("five", now + 60_000, 1000, 10)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-        // Listing and counting.
-        let done = store.batches(Some(DONE), 10).await.unwrap();
-        assert_eq!(done.len(), 1);
-        assert_eq!(
-            done[0].results,
-            Some(json!([{"sku": "A", "status": "SUCCESS"}]))
-        );
-        assert_eq!(
-            store.batches(None, 10).await.unwrap()[0].id,
-            b,
-            "newest first"
-        );
-        let counts = store.counts().await.unwrap();
-        assert!(
-            counts.contains(&(DONE.to_string(), 1)) && counts.contains(&(COMMIT.to_string(), 1)),
-            "{counts:?}"
-        );
-        // Reports.
-        let r = Report {
-            batch_id: Some(a),
-            action_content_type: "stock_batch".into(),
-            action_object_id: a.to_string(),
-            raw_request: "{}".into(),
-            raw_response: "{}".into(),
-            error_code: "unknown_sku".into(),
-            error_description: "unknown SKU 'A'".into(),
-            is_ok: false,
-            target_content_type: "product_stock".into(),
-            target_object_id: "A".into(),
-            modified_date: now,
-            ..Report::default()
-        };
-        let rid = store.add_report(&r).await.unwrap();
-        let reports = store.reports(Some(a), 10).await.unwrap();
-        assert_eq!(
-            reports,
-            vec![Report {
-                id: rid,
-                ..r.clone()
-            }]
-        );
-        assert!(store.reports(Some(b), 10).await.unwrap().is_empty());
-        // Signatures: refused while unexpired, accepted again after.
-        assert!(store.first_use("s1", 1, now + 100, now).await.unwrap());
-        assert!(!store.first_use("s1", 1, now + 100, now + 50).await.unwrap());
-        assert!(store.first_use("s1", 2, now + 100, now + 50).await.unwrap());
-        assert!(
-            store
-                .first_use("s1", 1, now + 300, now + 101)
-                .await
-                .unwrap()
-        );
-    }
-
-    #[test]
-    fn urls_in_messages_carry_no_password() {
-        assert_eq!(
-            without_password("postgres://sb:p@ss#1@db/sb"),
-            "postgres://***@db/sb"
-        );
-        assert_eq!(without_password("sqlite:/tmp/x.db"), "sqlite:/tmp/x.db");
-    }
-
-    #[tokio::test]
-    async fn sqlite_passes_the_store_suite() {
-        let dir = std::env::temp_dir().join(format!("soapbridge-store-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("suite.db");
-        let _ = std::fs::remove_file(&path);
-        let store = Store::open(&format!("sqlite:{}", path.display()), "")
-            .await
-            .unwrap();
-        suite(&store).await;
-        drop(store);
-        // Reopening migrates nothing twice and keeps the data.
-        let store = Store::open(&format!("sqlite:{}", path.display()), "")
-            .await
-            .unwrap();
-        assert_eq!(store.batches(None, 10).await.unwrap().len(), 2);
-    }
-
-    /// The same suite on PostgreSQL, in a throwaway schema: `SOAPBRIDGE_TEST_PG`, or the local
-    /// server (required: `.ci/run` starts it).
-    #[tokio::test]
-    async fn postgres_passes_the_store_suite() {
-        let url = test_pg_url();
-        let schema = format!("sb_suite_{}", std::process::id());
-        let store = Store::open(&url, &schema).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL is required (start it, or set SOAPBRIDGE_TEST_PG): {e}")
-        });
-        suite(&store).await;
-        if let Store::Postgres(p) = &store {
-            p.drop_schema().await.unwrap();
-        }
-    }
-
-    fn test_pg_url() -> String {
-        std::env::var("SOAPBRIDGE_TEST_PG")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
-    }
-}
+mod tests;
