@@ -1,6 +1,7 @@
 //! Conversion speed: XML -> JSON (decoding a request envelope) and JSON -> XML (encoding a
 //! response envelope), each beside quick-xml's raw event parse of the same bytes, measured in
 //! the same run. `cargo bench --bench conversion`.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -3,6 +3,7 @@
 //! at that rate, beside synchronous lists through the same bridge (the baseline, measured in the
 //! same run). `cargo bench --bench stock`; PostgreSQL rows need `SOAPBRIDGE_TEST_PG` (or
 //! `BENCH_PG`) naming a server.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,5 +1,6 @@
 //! winstrom parsers: WQL filters and import documents, each beside serde_json (or quick-xml)
 //! parsing the same content, measured in the same run. `cargo bench --bench winstrom`.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

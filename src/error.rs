@@ -38,7 +38,7 @@ impl Lang {
     }
 }
 
-pub use crate::protocol::FieldError;
+pub(crate) use crate::protocol::FieldError;
 use crate::protocol::soap::SoapError;
 use crate::protocol::winstrom::DocumentError;
 use crate::protocol::xml::ReadError;
@@ -56,7 +56,7 @@ pub enum Retry {
 }
 
 /// What caused a failure, kept for logs (`source()`); never shown to callers as such.
-pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// The backend said no (a 4xx answer with an error body).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +151,7 @@ pub enum Error {
 }
 
 /// An error and its causes, as one line: `a: b: c`.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(s) = next {
@@ -404,8 +404,6 @@ fn describe_window(secs: u64, lang: Lang) -> String {
         (_, Lang::Tr) => format!("{secs} saniye"),
     }
 }
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {

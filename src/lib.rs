@@ -1,24 +1,34 @@
 #![forbid(unsafe_code)]
 //! soapbridge: legacy SOAP clients in front, JSON backends behind. See ARCHITECTURE.md.
 
+// The library's surface: running the bridge (`run`, `app`, `server`, `config`, `clock`,
+// `logging`), the wire formats and the models they decode into (`protocol`, `schema`, `call`,
+// `mapping`), and the store (`store`). Everything else is the bridge's own.
 pub mod app;
-pub mod backend;
+mod backend;
 pub mod call;
 pub mod clock;
 pub mod config;
-pub mod error;
-pub mod front;
+mod error;
+mod front;
 pub mod logging;
 pub mod mapping;
-pub mod pipeline;
-pub mod profile;
+mod percent;
+mod pipeline;
+mod profile;
 pub mod protocol;
-pub mod route;
+mod route;
 pub mod schema;
 pub mod server;
-pub mod service;
-pub mod stock;
+mod service;
+mod stock;
 pub mod store;
+
+pub use app::{App, StartError};
+pub use clock::Clock;
+pub use config::{Config, ConfigErrors, Plan};
+pub use error::{Error, Party};
+pub use profile::signed::sign;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 #![forbid(unsafe_code)]
 //! The `soapbridge` command: a thin layer over the library.
+// A command line tool prints its answers.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
 
@@ -66,7 +68,7 @@ fn main() -> anyhow::Result<()> {
             envelope,
         } => {
             let time = time.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-            let sign = soapbridge::profile::signed::sign(&api_key, &secret, time);
+            let sign = soapbridge::sign(&api_key, &secret, time);
             match envelope {
                 None => println!("time={time}\nsign={sign}"),
                 Some(path) => {

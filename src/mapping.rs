@@ -24,8 +24,6 @@
 //! A path through a list applies to each element (`$.products.id` is the list of ids).
 //! Object members whose value is absent are left out, never sent as null.
 
-use std::fmt::Write;
-
 use serde_json::{Map, Value};
 
 use crate::call::Val;
@@ -532,7 +530,7 @@ impl PathTemplate {
                         if text.is_empty() || text == "." || text == ".." {
                             return Err(e.text().to_string());
                         }
-                        percent_encode_into(&mut out, &text)
+                        crate::percent::encode_into(&mut out, &text)
                     }
                     _ => return Err(e.text().to_string()),
                 },
@@ -550,45 +548,6 @@ pub fn scalar_text(v: &Value) -> String {
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn percent_encode_into(out: &mut String, s: &str) {
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-}
-
-/// Decodes `%XX` escapes (and `+` as a space when `plus` is set, as in query strings and
-/// forms); `None` when an escape is malformed or the result is not UTF-8.
-pub fn percent_decode(s: &str, plus: bool) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                let hi = hex(*b.get(i + 1)?)?;
-                let lo = hex(*b.get(i + 2)?)?;
-                out.push(u8::try_from(hi * 16 + lo).ok()?);
-                i += 3;
-            }
-            b'+' if plus => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Builds a query string from (name, template) pairs; lists repeat the parameter.
 pub fn render_query(params: &[(String, Template)], scope: &Scope<'_>) -> Result<String, String> {
     let mut out = String::new();
@@ -603,9 +562,9 @@ pub fn render_query(params: &[(String, Template)], scope: &Scope<'_>) -> Result<
             _ => {}
         }
         out.push(if out.is_empty() { '?' } else { '&' });
-        percent_encode_into(&mut out, name);
+        crate::percent::encode_into(&mut out, name);
         out.push('=');
-        percent_encode_into(&mut out, &scalar_text(v));
+        crate::percent::encode_into(&mut out, &scalar_text(v));
         Ok(())
     };
     for (name, t) in params {
@@ -739,16 +698,6 @@ mod tests {
                 .set(&mut page, json!([1, 2, 3]))
         );
         assert_eq!(page, json!({"results": [1, 2, 3], "count": 3}));
-    }
-
-    #[test]
-    fn percent_decoding_is_strict() {
-        assert_eq!(percent_decode("a%20b+c", true).as_deref(), Some("a b c"));
-        assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
-        assert_eq!(percent_decode("%C5%A1", false).as_deref(), Some("š"));
-        assert_eq!(percent_decode("%G1", false), None);
-        assert_eq!(percent_decode("%2", false), None);
-        assert_eq!(percent_decode("%FF", false), None);
     }
 
     #[test]

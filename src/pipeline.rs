@@ -21,14 +21,14 @@ use crate::service::{Operation, Service};
 use crate::stock::StockSync;
 
 #[derive(Debug)]
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     limits: Limits,
     clock: Clock,
     stock: Option<Arc<StockSync>>,
 }
 
 impl Pipeline {
-    pub fn new(limits: Limits, clock: Clock, stock: Option<Arc<StockSync>>) -> Pipeline {
+    pub(crate) fn new(limits: Limits, clock: Clock, stock: Option<Arc<StockSync>>) -> Pipeline {
         Pipeline {
             limits,
             clock,
@@ -37,17 +37,12 @@ impl Pipeline {
     }
 
     /// The deepest XML nesting a request may have.
-    pub fn max_depth(&self) -> usize {
+    pub(crate) fn max_depth(&self) -> usize {
         self.limits.max_depth
     }
 
-    /// The time the bridge goes by.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
     /// Reads a request body within the size and time limits.
-    pub async fn read_body(&self, body: Body) -> Result<Bytes, Error> {
+    pub(crate) async fn read_body(&self, body: Body) -> Result<Bytes, Error> {
         let limit = self.limits.max_body;
         match tokio::time::timeout(
             self.limits.body_timeout,
@@ -67,7 +62,10 @@ impl Pipeline {
     }
 
     /// Runs `f` within the whole-request time limit.
-    pub async fn within_request_time<T>(&self, f: impl Future<Output = T>) -> Result<T, Error> {
+    pub(crate) async fn within_request_time<T>(
+        &self,
+        f: impl Future<Output = T>,
+    ) -> Result<T, Error> {
         tokio::time::timeout(self.limits.request_timeout, f)
             .await
             .map_err(|_| Error::RequestTimeout {
@@ -77,14 +75,14 @@ impl Pipeline {
 
     /// When a door that works through many items (winstrom documents) stops starting new ones,
     /// so that what it did still reaches the client: at 80% of the request's time limit.
-    pub fn record_deadline(&self, started: Instant) -> Instant {
+    pub(crate) fn record_deadline(&self, started: Instant) -> Instant {
         started + self.limits.request_timeout.mul_f64(0.8)
     }
 
     /// A decoded call of `svc`'s operation `operation`: the profile's signature check (which
     /// consumes its parameters), then the operation. The result still needs
     /// [`Service::finish`].
-    pub async fn execute(
+    pub(crate) async fn execute(
         &self,
         svc: &Service,
         operation: usize,

@@ -16,18 +16,18 @@ use crate::mapping::{Doc, Scope, render_query};
 
 /// The backend call an operation maps to: its compiled plan, bound to the backend's client.
 #[derive(Debug, Clone)]
-pub struct Route {
+pub(crate) struct Route {
     plan: Arc<RoutePlan>,
     pub backend: Arc<Backend>,
 }
 
 impl Route {
-    pub fn new(plan: Arc<RoutePlan>, backend: Arc<Backend>) -> Route {
+    pub(crate) fn new(plan: Arc<RoutePlan>, backend: Arc<Backend>) -> Route {
         Route { plan, backend }
     }
 
     /// `METHOD <base URL><path>` and how the call is made, for `check`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let p = &self.plan;
         let mut s = format!("{} {}{}", p.method, self.backend.base_url(), p.path.text());
         if p.pages.is_some() {
@@ -80,7 +80,7 @@ impl Route {
 
     /// Renders the backend request from the call's parameters, calls the backend (every page,
     /// or every batch) and shapes its answer into the operation's result.
-    pub async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
+    pub(crate) async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
         let (answer, batch) = match &self.plan.batch {
             Some(b) => {
                 let (a, outcomes) = self.send_batches(b, input).await?;

@@ -18,7 +18,7 @@ use crate::schema::ServiceDescription;
 
 /// What one operation does.
 #[derive(Debug)]
-pub enum Operation {
+pub(crate) enum Operation {
     /// A backend call.
     Backend(Route),
     /// A stock-service operation, handled by the stock sync.
@@ -26,7 +26,7 @@ pub enum Operation {
 }
 
 #[derive(Debug)]
-pub struct Service {
+pub(crate) struct Service {
     pub name: String,
     /// Without a trailing '/'.
     pub path: String,
@@ -45,7 +45,7 @@ pub struct Service {
 
 impl Service {
     /// The service a plan describes, with its profile and its operations' backends.
-    pub fn new(
+    pub(crate) fn new(
         plan: ServicePlan,
         profile: Option<Arc<Profile>>,
         backend: impl Fn(&str) -> Arc<crate::backend::Backend>,
@@ -76,7 +76,7 @@ impl Service {
     }
 
     /// `check` lines: the service and what each operation calls.
-    pub fn describe(&self) -> Vec<String> {
+    pub(crate) fn describe(&self) -> Vec<String> {
         let profile = self.profile.as_ref().map_or("no profile".to_string(), |p| {
             format!("profile {}", p.name())
         });
@@ -98,7 +98,7 @@ impl Service {
     }
 
     /// How this service's envelopes are read.
-    pub fn read_options(&self, max_depth: usize) -> crate::protocol::soap::ReadOptions {
+    pub(crate) fn read_options(&self, max_depth: usize) -> crate::protocol::soap::ReadOptions {
         crate::protocol::soap::ReadOptions {
             max_depth,
             strict_nil: self.strict_nil,
@@ -107,7 +107,7 @@ impl Service {
 
     /// HTTP Basic against the service's profile: the role user, or `None` for services
     /// without a profile.
-    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Option<String>, Error> {
+    pub(crate) fn authenticate(&self, headers: &http::HeaderMap) -> Result<Option<String>, Error> {
         match &self.profile {
             Some(p) => p
                 .authenticate(
@@ -121,18 +121,18 @@ impl Service {
     }
 
     /// The caller's language for messages (the profile's `lang` parameter or default).
-    pub fn lang(&self, params: &Val<'_>) -> Lang {
+    pub(crate) fn lang(&self, params: &Val<'_>) -> Lang {
         self.signed().map(|p| p.lang(params)).unwrap_or_default()
     }
 
     /// The service's signed profile, if it has one.
-    pub fn signed(&self) -> Option<&SignedProfile> {
+    pub(crate) fn signed(&self) -> Option<&SignedProfile> {
         self.profile.as_ref().and_then(|p| p.signed())
     }
 
     /// Dresses an operation's result as the response content (the profile's `ackCode`,
     /// `responseTime`, `timeElapsed`).
-    pub fn finish(&self, result: Value, started: Instant) -> Value {
+    pub(crate) fn finish(&self, result: Value, started: Instant) -> Value {
         match self.signed() {
             Some(p) => p.success(result, started),
             None => result,
@@ -140,7 +140,7 @@ impl Service {
     }
 
     /// The error for a backend answer that the operation's output schema cannot carry.
-    pub fn answer_misfit(
+    pub(crate) fn answer_misfit(
         &self,
         operation: usize,
         shape: &crate::protocol::xml::ShapeError,

@@ -25,7 +25,7 @@ use crate::route::Route;
 use crate::store::{self, Batch, BatchStatus, NewBatch, Report, Store};
 
 #[derive(Debug, Clone, Copy)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub workers: usize,
     pub max_attempts: i64,
     pub lease_ms: i64,
@@ -35,7 +35,7 @@ pub struct Settings {
 }
 
 #[derive(Debug)]
-pub struct StockSync {
+pub(crate) struct StockSync {
     pub store: Arc<Store>,
     send: Route,
     poll: Route,
@@ -49,7 +49,7 @@ pub struct StockSync {
 }
 
 /// What a stock-service operation does, for `check`.
-pub fn describe_op(op: &StockOp) -> String {
+pub(crate) fn describe_op(op: &StockOp) -> String {
     match op {
         StockOp::Submit { action, list } => format!(
             "stock sync: {} into the {} list (sync, or an async batch)",
@@ -143,7 +143,7 @@ fn outcome_of(answer: &Value) -> Option<BatchStatus> {
 }
 
 /// A JSON value as report text, with secret members replaced.
-pub fn redacted(v: &Value) -> String {
+pub(crate) fn redacted(v: &Value) -> String {
     fn walk(v: &Value) -> Value {
         match v {
             Value::Object(m) => Value::Object(
@@ -168,7 +168,7 @@ pub fn redacted(v: &Value) -> String {
 impl StockSync {
     /// The stock sync a plan describes, delivering through `backend` and keeping its batches
     /// in `store`.
-    pub fn new(
+    pub(crate) fn new(
         plan: &StockPlan,
         store: Arc<Store>,
         backend: Arc<crate::backend::Backend>,
@@ -206,7 +206,7 @@ impl StockSync {
         }
     }
 
-    pub fn describe(&self) -> Vec<String> {
+    pub(crate) fn describe(&self) -> Vec<String> {
         vec![format!(
             "stock sync: {} workers, store {}, send -> {}, poll -> {}",
             self.settings.workers,
@@ -217,7 +217,7 @@ impl StockSync {
     }
 
     /// One stock-service operation; `input` is what the operation's body template rendered.
-    pub async fn handle(&self, op: &StockOp, input: &Value) -> Result<Value, Error> {
+    pub(crate) async fn handle(&self, op: &StockOp, input: &Value) -> Result<Value, Error> {
         match op {
             StockOp::Submit { action, list } => self.submit(*action, *list, input).await,
             StockOp::Warehouses => Ok(json!({
@@ -377,7 +377,7 @@ impl StockSync {
 
     /// Runs the delivery workers until `shutdown` turns true, then lets each finish the step it
     /// is in and ends this instance's leases.
-    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..self.settings.workers.max(1) {
             let me = self.clone();

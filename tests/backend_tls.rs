@@ -1,5 +1,6 @@
 //! HTTPS backends: a backend with a private CA is reached when its CA is configured, and
 //! refused (a backend fault, not a hang) when it is not.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 mod common;
 

@@ -4,6 +4,7 @@
 //!
 //! The reference backends run on their own here (`soapbridge_reference::spawn`), so the tests
 //! can use their reference-only endpoints (`/_reference/stats`, `expire-sessions`, ...).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The `soapbridge` command as a user runs it.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 use std::process::Command;
 
@@ -113,7 +114,7 @@ fn sign_prints_time_and_sign_and_fills_envelopes() {
         "{out}"
     );
     assert!(out.contains("<time>1763800000000</time>"), "{out}");
-    let sign = soapbridge::profile::signed::sign(
+    let sign = soapbridge::sign(
         "NjgEHGeJc6cFqbw6FSUP8NpH3pUhV7ss",
         "demo-secret-change-me",
         1763800000000,

@@ -3,6 +3,7 @@
 //!
 //! `SOAPBRIDGE_BLESS=1 cargo test --test fixtures` writes missing expected files from the
 //! actual answers (review them before committing).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 mod common;
 

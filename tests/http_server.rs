@@ -1,5 +1,6 @@
 //! The HTTP layer as a raw client sees it: keep-alive, and clients too slow to send their
 //! headers or body.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 mod common;
 

@@ -7,6 +7,7 @@
 //!   `ServerProxy`, with multicall and faults (`tests/interop/xmlrpc_client.py`).
 //!
 //! These tests are required: without Python (or zeep) they fail and say what to install.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 mod common;
 

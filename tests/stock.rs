@@ -5,6 +5,7 @@
 //!
 //! The PostgreSQL tests need a server: `SOAPBRIDGE_TEST_PG`, or by default the local one at
 //! 127.0.0.1:5432 (database `test`); without one they fail and say how to give one.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 mod common;
 

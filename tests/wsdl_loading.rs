@@ -1,5 +1,6 @@
 //! The WSDL loader on shapes beyond the bundled services: rpc/literal, imported schemas with
 //! qualified elements and restricted simple types, and what it refuses.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 use std::path::Path;
 

@@ -1,5 +1,6 @@
 //! The XML-RPC door beyond the fixtures: how each XSD type travels in both directions, `i8`
 //! negotiation, and the limits and backend failures, as an XML-RPC client sees them.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 mod common;
 

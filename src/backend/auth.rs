@@ -19,11 +19,11 @@ use tokio::sync::Mutex;
 
 use super::{Backend, BackendRequest, Body};
 use crate::error::{Error, Refusal};
-use crate::mapping::{Scope, Template, percent_encode_into};
+use crate::mapping::{Scope, Template};
 
 /// What one call carries: the session for `$session` and the Authorization header.
 #[derive(Debug, Clone, Default)]
-pub struct Creds {
+pub(crate) struct Creds {
     pub session: Option<Arc<Value>>,
     pub authorization: Option<HeaderValue>,
     /// Which login these came from; a renewal for an older generation is not repeated.
@@ -32,7 +32,7 @@ pub struct Creds {
 
 impl Creds {
     /// Which login these came from (0: none).
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation
     }
 }
@@ -69,7 +69,7 @@ pub enum AuthPlan {
 
 /// A backend's credentials while the bridge runs: the plan and what the last login gave.
 #[derive(Debug)]
-pub enum Auth {
+pub(crate) enum Auth {
     None,
     Basic(HeaderValue),
     Session(SessionLogin),
@@ -78,7 +78,7 @@ pub enum Auth {
 
 impl Auth {
     /// Credentials as planned, not logged in yet.
-    pub fn new(plan: &AuthPlan) -> Auth {
+    pub(crate) fn new(plan: &AuthPlan) -> Auth {
         match plan.clone() {
             AuthPlan::None => Auth::None,
             AuthPlan::Basic(h) => Auth::Basic(h),
@@ -117,7 +117,7 @@ impl Auth {
 }
 
 #[derive(Debug)]
-pub struct SessionLogin {
+pub(crate) struct SessionLogin {
     pub method: Method,
     pub path: String,
     /// The login body, evaluated with `$` = the resolved credentials.
@@ -134,7 +134,7 @@ pub struct SessionLogin {
 /// The last failed login, for a moment: calls queued behind a login that failed get its error
 /// instead of each trying (and waiting for) a login of their own.
 #[derive(Debug, Default)]
-pub struct RecentFailure(std::sync::Mutex<Option<(Instant, String)>>);
+pub(crate) struct RecentFailure(std::sync::Mutex<Option<(Instant, String)>>);
 
 /// How long a failed login answers for the next ones.
 const FAILED_LOGIN_HOLD: Duration = Duration::from_secs(1);
@@ -164,7 +164,7 @@ impl RecentFailure {
 }
 
 #[derive(Debug)]
-pub struct PasswordGrant {
+pub(crate) struct PasswordGrant {
     pub token_path: String,
     /// client_id, client_secret, username, password (and scope), form-encoded.
     pub password_form: String,
@@ -177,25 +177,18 @@ pub struct PasswordGrant {
 }
 
 #[derive(Debug, Clone)]
-pub struct Token {
+pub(crate) struct Token {
     creds: Creds,
     refresh: Option<String>,
     /// When to get a new one: `margin` before it expires, or half-way when it lives shorter.
     renew_at: Instant,
 }
 
-/// `k=v&...` with form encoding.
-pub fn form(pairs: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    for (k, v) in pairs {
-        if !out.is_empty() {
-            out.push('&');
-        }
-        percent_encode_into(&mut out, k);
-        out.push('=');
-        percent_encode_into(&mut out, v);
-    }
-    out
+/// `k=v&...`, form-encoded (`application/x-www-form-urlencoded`).
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 fn login_failed(backend: &Backend, detail: impl std::fmt::Display) -> Error {
@@ -237,12 +230,12 @@ async fn login_call(
 
 impl Auth {
     /// Whether a call with expired credentials is worth one renewal and retry.
-    pub fn renews(&self) -> bool {
+    pub(crate) fn renews(&self) -> bool {
         matches!(self, Auth::Session(_) | Auth::OAuth2(_))
     }
 
     /// Whether `status` (read from the body or HTTP) means the credentials expired.
-    pub fn is_expired(&self, status: u16, http_status: u16) -> bool {
+    pub(crate) fn is_expired(&self, status: u16, http_status: u16) -> bool {
         match self {
             Auth::Session(s) => s.expired.contains(&status),
             Auth::OAuth2(_) => http_status == 401,
@@ -252,7 +245,7 @@ impl Auth {
 
     /// The credentials for the next call, logging in if there are none (or they are about
     /// to expire).
-    pub async fn current(&self, backend: &Backend) -> Result<Creds, Error> {
+    pub(crate) async fn current(&self, backend: &Backend) -> Result<Creds, Error> {
         match self {
             Auth::None => Ok(Creds::default()),
             Auth::Basic(h) => Ok(Creds {
@@ -291,7 +284,7 @@ impl Auth {
 
     /// New credentials after `old` was refused as expired; if another call already renewed
     /// them, those are returned without a second login.
-    pub async fn renew(&self, backend: &Backend, old: &Creds) -> Result<Creds, Error> {
+    pub(crate) async fn renew(&self, backend: &Backend, old: &Creds) -> Result<Creds, Error> {
         match self {
             Auth::Session(s) => {
                 let mut state = s.state.lock().await;

@@ -3,7 +3,7 @@
 //! classification of every way a call can fail, from the HTTP status or from a status the
 //! backend writes in its body (DİA answers HTTP 200 with `"code": "400"`).
 
-pub mod auth;
+pub(crate) mod auth;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::error::{Error, FieldError, Refusal};
 use crate::mapping::{Scope, Template};
 
-pub use auth::{Auth, AuthPlan, Creds};
+pub(crate) use auth::{Auth, Creds};
 
 /// How a backend's answers say what went wrong.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ pub struct Classify {
 }
 
 #[derive(Debug)]
-pub struct Backend {
+pub(crate) struct Backend {
     pub name: String,
     base_url: String,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -62,7 +62,7 @@ pub struct Backend {
 /// TLS settings for HTTPS backends: the Mozilla root certificates (webpki-roots) plus, for
 /// backends with a private CA, the certificates of a PEM file (its path, for messages, and its
 /// contents).
-pub fn tls_config(ca_file: Option<(&Path, &[u8])>) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn tls_config(ca_file: Option<(&Path, &[u8])>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some((path, pem)) = ca_file {
@@ -90,7 +90,7 @@ pub fn tls_config(ca_file: Option<(&Path, &[u8])>) -> Result<rustls::ClientConfi
 
 /// One request to a backend, already rendered from the operation's templates.
 #[derive(Debug, Clone)]
-pub struct BackendRequest {
+pub(crate) struct BackendRequest {
     pub method: Method,
     /// Path and query, appended to the backend's base URL.
     pub path_and_query: String,
@@ -100,7 +100,7 @@ pub struct BackendRequest {
 }
 
 #[derive(Debug, Clone)]
-pub enum Body {
+pub(crate) enum Body {
     None,
     Json(Value),
     /// `application/x-www-form-urlencoded` (OAuth2 token requests).
@@ -109,7 +109,7 @@ pub enum Body {
 
 impl Backend {
     /// A client for the backend a plan describes (no connection is made until a call).
-    pub fn new(plan: &crate::config::BackendPlan, clock: crate::clock::Clock) -> Backend {
+    pub(crate) fn new(plan: &crate::config::BackendPlan, clock: crate::clock::Clock) -> Backend {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(plan.connect_timeout));
         http.set_nodelay(true);
@@ -138,20 +138,15 @@ impl Backend {
         }
     }
 
-    pub fn base_url(&self) -> &str {
+    pub(crate) fn base_url(&self) -> &str {
         &self.base_url
-    }
-
-    /// Whether requests can use `$session` (the backend logs in for a session).
-    pub fn has_session(&self) -> bool {
-        matches!(self.auth, Auth::Session(_))
     }
 
     /// Sends a request rendered for the backend's current credentials (`render` gets them, so
     /// templates can put `$session` where the backend wants it). When the backend says the
     /// credentials expired, they are renewed once (one login shared by concurrent calls) and
     /// the request is rendered and sent again.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         render: impl Fn(&Creds) -> Result<BackendRequest, Error>,
     ) -> Result<Value, Error> {
@@ -167,7 +162,11 @@ impl Backend {
 
     /// One exchange within the backend's total timeout: a success gives the JSON body (null
     /// when empty), anything else a specific [`Error`].
-    pub async fn exchange(&self, req: &BackendRequest, creds: &Creds) -> Result<Value, Error> {
+    pub(crate) async fn exchange(
+        &self,
+        req: &BackendRequest,
+        creds: &Creds,
+    ) -> Result<Value, Error> {
         let timeout_ms = self.timeout.as_millis() as u64;
         match tokio::time::timeout(self.timeout, self.exchange_inner(req, creds)).await {
             Ok(r) => r,
@@ -180,7 +179,7 @@ impl Backend {
 
     /// The origin-relative form of an absolute URL on this backend (for following `next`
     /// links); `None` for a URL elsewhere.
-    pub fn relative(&self, url: &str) -> Option<String> {
+    pub(crate) fn relative(&self, url: &str) -> Option<String> {
         if url.starts_with('/') {
             return Some(url.to_string());
         }
@@ -304,13 +303,13 @@ impl Backend {
     }
 
     /// The message a backend error body gives (the `message` template).
-    pub fn message_of(&self, body: &Value) -> Option<String> {
+    pub(crate) fn message_of(&self, body: &Value) -> Option<String> {
         self.read(&self.errors.message, body)
     }
 
     /// The field errors a backend body describes (the `fields` template), for a refusal or
     /// for one item of a batch.
-    pub fn field_errors(&self, body: &Value) -> Vec<FieldError> {
+    pub(crate) fn field_errors(&self, body: &Value) -> Vec<FieldError> {
         self.errors
             .fields
             .as_ref()
@@ -372,7 +371,7 @@ impl Backend {
 
 /// A JSON value as message text: strings as they are, lists of strings joined with "; "
 /// (DRF writes each field's messages as a list), null as nothing.
-pub fn text(v: Option<&Value>) -> String {
+pub(crate) fn text(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),

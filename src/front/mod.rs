@@ -2,6 +2,6 @@
 //! into the neutral call, runs the shared pipeline (`App::execute`) and answers in the same
 //! protocol. Each door chooses, in one place, how an `Error` goes to its wire.
 
-pub mod soap;
-pub mod winstrom;
-pub mod xmlrpc;
+pub(crate) mod soap;
+pub(crate) mod winstrom;
+pub(crate) mod xmlrpc;

@@ -17,12 +17,12 @@ use crate::service::Service;
 
 /// The services, by path.
 #[derive(Debug, Default)]
-pub struct SoapDoor {
+pub(crate) struct SoapDoor {
     services: std::collections::HashMap<String, std::sync::Arc<Service>>,
 }
 
 impl SoapDoor {
-    pub fn new(services: &[std::sync::Arc<Service>]) -> SoapDoor {
+    pub(crate) fn new(services: &[std::sync::Arc<Service>]) -> SoapDoor {
         SoapDoor {
             services: services
                 .iter()
@@ -32,13 +32,18 @@ impl SoapDoor {
     }
 
     /// The service at `path` (without a trailing '/').
-    pub fn service(&self, path: &str) -> Option<&Service> {
+    pub(crate) fn service(&self, path: &str) -> Option<&Service> {
         self.services.get(path).map(|s| s.as_ref())
     }
 }
 
 /// Answers one request to a SOAP service's path.
-pub async fn handle(p: &Pipeline, svc: &Service, req: Request<Incoming>, started: Instant) -> Resp {
+pub(crate) async fn handle(
+    p: &Pipeline,
+    svc: &Service,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Resp {
     // The SOAP version to answer in before the envelope is read.
     let hint = SoapVersion::from_content_type(header_str(&req, http::header::CONTENT_TYPE));
     match *req.method() {
@@ -61,7 +66,7 @@ pub async fn handle(p: &Pipeline, svc: &Service, req: Request<Incoming>, started
 }
 
 /// A request for a path no service has: a SOAP fault (404), as legacy clients expect.
-pub fn no_such_service(req: &Request<Incoming>) -> Resp {
+pub(crate) fn no_such_service(req: &Request<Incoming>) -> Resp {
     let hint = SoapVersion::from_content_type(header_str(req, http::header::CONTENT_TYPE));
     fault_response(
         Ctx {

@@ -36,7 +36,7 @@ const SYSTEM_METHODS: [&str; 4] = [
 
 /// The XML-RPC door: its path, its `i8` policy, and every service by name.
 #[derive(Debug)]
-pub struct XmlRpcDoor {
+pub(crate) struct XmlRpcDoor {
     pub path: String,
     i8: I8Policy,
     /// Sorted by path, as `system.listMethods` lists them.
@@ -44,7 +44,7 @@ pub struct XmlRpcDoor {
 }
 
 impl XmlRpcDoor {
-    pub fn new(plan: &XmlRpcPlan, services: &[std::sync::Arc<Service>]) -> XmlRpcDoor {
+    pub(crate) fn new(plan: &XmlRpcPlan, services: &[std::sync::Arc<Service>]) -> XmlRpcDoor {
         XmlRpcDoor {
             path: plan.path.clone(),
             i8: plan.i8,
@@ -67,7 +67,7 @@ struct Ctx<'a> {
     p: &'a Pipeline,
 }
 
-pub async fn handle(
+pub(crate) async fn handle(
     door: &XmlRpcDoor,
     p: &Pipeline,
     req: Request<Incoming>,

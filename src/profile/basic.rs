@@ -13,15 +13,15 @@ use crate::error::Error;
 
 /// A configured user name or password, kept as its SHA-256 digest.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credential([u8; 32]);
+pub(crate) struct Credential([u8; 32]);
 
 impl Credential {
-    pub fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         Credential(Sha256::digest(text.as_bytes()).into())
     }
 
     /// Whether `given` is this credential, in time independent of both values.
-    pub fn matches(&self, given: &Credential) -> subtle::Choice {
+    pub(crate) fn matches(&self, given: &Credential) -> subtle::Choice {
         self.0.ct_eq(&given.0)
     }
 }
@@ -33,7 +33,7 @@ impl std::fmt::Debug for Credential {
 }
 
 /// The (user, password) of an `Authorization: Basic ...` header.
-pub fn credentials(authorization: Option<&[u8]>) -> Result<(String, String), Error> {
+pub(crate) fn credentials(authorization: Option<&[u8]>) -> Result<(String, String), Error> {
     let header = authorization.ok_or(Error::Unauthorized)?;
     let header = std::str::from_utf8(header).map_err(|_| Error::Unauthorized)?;
     let (scheme, b64) = header.trim().split_once(' ').ok_or(Error::Unauthorized)?;
@@ -51,7 +51,7 @@ pub fn credentials(authorization: Option<&[u8]>) -> Result<(String, String), Err
 /// Checks the header against `(user, password)` pairs; returns the user's index. Every pair
 /// is compared, digest against digest, so timing does not tell which user exists nor how long
 /// a password is.
-pub fn check<'a>(
+pub(crate) fn check<'a>(
     authorization: Option<&[u8]>,
     users: impl Iterator<Item = (&'a Credential, &'a Credential)>,
 ) -> Result<usize, Error> {
@@ -68,7 +68,7 @@ pub fn check<'a>(
 }
 
 /// The `WWW-Authenticate` challenge for a realm.
-pub fn challenge(realm: &str) -> String {
+pub(crate) fn challenge(realm: &str) -> String {
     format!(
         "Basic realm=\"{}\", charset=\"UTF-8\"",
         realm.replace('"', "")
@@ -78,7 +78,7 @@ pub fn challenge(realm: &str) -> String {
 /// A profile that only checks HTTP Basic users: calls carry no signature parameters, and
 /// every failure is a protocol fault.
 #[derive(Debug)]
-pub struct BasicProfile {
+pub(crate) struct BasicProfile {
     pub name: String,
     pub realm: String,
     /// (name, its digest, the password's digest)
@@ -86,7 +86,7 @@ pub struct BasicProfile {
 }
 
 impl BasicProfile {
-    pub fn new(name: &str, realm: &str, users: Vec<(String, String)>) -> Self {
+    pub(crate) fn new(name: &str, realm: &str, users: Vec<(String, String)>) -> Self {
         BasicProfile {
             name: name.to_string(),
             realm: realm.to_string(),
@@ -100,7 +100,7 @@ impl BasicProfile {
         }
     }
 
-    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
+    pub(crate) fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
         let i = check(authorization, self.users.iter().map(|(_, u, p)| (u, p)))?;
         Ok(&self.users[i].0)
     }

@@ -5,16 +5,16 @@
 //! - `basic`: HTTP Basic users only; results as the backend mapping shapes them, failures as
 //!   protocol faults.
 
-pub mod basic;
-pub mod signed;
+pub(crate) mod basic;
+pub(crate) mod signed;
 
-pub use basic::BasicProfile;
-pub use signed::SignedProfile;
+pub(crate) use basic::BasicProfile;
+pub(crate) use signed::SignedProfile;
 
 use crate::error::Error;
 
 #[derive(Debug)]
-pub enum Profile {
+pub(crate) enum Profile {
     Signed(SignedProfile),
     Basic(BasicProfile),
 }
@@ -22,7 +22,7 @@ pub enum Profile {
 impl Profile {
     /// The profile a plan describes; a signed profile keeps used signatures in `store` (the
     /// compiled plan always has one when it has a signed profile).
-    pub fn new(
+    pub(crate) fn new(
         plan: &crate::config::ProfilePlan,
         store: Option<&std::sync::Arc<crate::store::Store>>,
     ) -> Profile {
@@ -39,7 +39,7 @@ impl Profile {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Profile::Signed(p) => &p.name,
             Profile::Basic(p) => &p.name,
@@ -47,14 +47,14 @@ impl Profile {
     }
 
     /// Checks HTTP Basic credentials; returns the authenticated user.
-    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
+    pub(crate) fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
         match self {
             Profile::Signed(p) => p.authenticate(authorization),
             Profile::Basic(p) => p.authenticate(authorization),
         }
     }
 
-    pub fn www_authenticate(&self) -> String {
+    pub(crate) fn www_authenticate(&self) -> String {
         match self {
             Profile::Signed(p) => p.www_authenticate(),
             Profile::Basic(p) => basic::challenge(&p.realm),
@@ -62,7 +62,7 @@ impl Profile {
     }
 
     /// The signed profile, when this is one.
-    pub fn signed(&self) -> Option<&SignedProfile> {
+    pub(crate) fn signed(&self) -> Option<&SignedProfile> {
         match self {
             Profile::Signed(p) => Some(p),
             Profile::Basic(_) => None,

@@ -19,9 +19,6 @@ use crate::config::raw::ErrorText;
 use crate::config::{ReusePolicy, SignedPlan};
 use crate::error::{Error, Lang};
 
-/// The parameters this profile consumes; they never reach the backend.
-pub const AUTH_PARAMS: [&str; 4] = ["apiKey", "sign", "time", "lang"];
-
 struct Account {
     api_key: String,
     secret: String,
@@ -44,7 +41,7 @@ impl std::fmt::Debug for Account {
 }
 
 #[derive(Debug)]
-pub struct SignedProfile {
+pub(crate) struct SignedProfile {
     pub name: String,
     window_ms: i64,
     default_lang: Lang,
@@ -94,7 +91,10 @@ use super::basic::Credential;
 
 impl SignedProfile {
     /// The profile a plan describes; used signatures are kept in `ledger`.
-    pub fn new(plan: &SignedPlan, ledger: std::sync::Arc<crate::store::Store>) -> SignedProfile {
+    pub(crate) fn new(
+        plan: &SignedPlan,
+        ledger: std::sync::Arc<crate::store::Store>,
+    ) -> SignedProfile {
         let accounts: Vec<Account> = plan
             .accounts
             .iter()
@@ -128,7 +128,7 @@ impl SignedProfile {
     }
 
     /// Checks HTTP Basic credentials; returns the authenticated role user.
-    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
+    pub(crate) fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
         let i = super::basic::check(
             authorization,
             self.accounts
@@ -138,12 +138,12 @@ impl SignedProfile {
         Ok(&self.accounts[i].role_user)
     }
 
-    pub fn www_authenticate(&self) -> String {
+    pub(crate) fn www_authenticate(&self) -> String {
         super::basic::challenge(&self.realm)
     }
 
     /// The caller's language from `lang`, or the profile's default.
-    pub fn lang(&self, params: &Val<'_>) -> Lang {
+    pub(crate) fn lang(&self, params: &Val<'_>) -> Lang {
         params
             .get("lang")
             .and_then(Val::as_str)
@@ -152,7 +152,7 @@ impl SignedProfile {
     }
 
     /// Verifies the signature parameters and removes them from `params`.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         params: &mut Val<'_>,
         role_user: &str,
@@ -224,7 +224,7 @@ impl SignedProfile {
     }
 
     /// Wraps an operation's result as the response element's content.
-    pub fn success(&self, result: Value, started: Instant) -> Value {
+    pub(crate) fn success(&self, result: Value, started: Instant) -> Value {
         let mut ret = self.stamp(started, "success");
         if let Value::Object(fields) = result {
             for (k, v) in fields {
@@ -239,7 +239,7 @@ impl SignedProfile {
     /// The `error` of a failure of the call in the caller's language: errorId, errorCode,
     /// message and viewMessage. Backend refusals take their id and texts from
     /// `backend_errors` when their code is listed there.
-    pub fn failure_text(&self, err: &Error, lang: Lang) -> FailureText {
+    pub(crate) fn failure_text(&self, err: &Error, lang: Lang) -> FailureText {
         if let Error::BackendRefused(r) = err
             && let Some(t) = self.backend_errors.get(&r.code)
         {
@@ -271,7 +271,7 @@ impl SignedProfile {
     }
 
     /// An `ackCode=failure` response for a failure of the call, in the caller's language.
-    pub fn failure(&self, err: &Error, lang: Lang, started: Instant) -> Value {
+    pub(crate) fn failure(&self, err: &Error, lang: Lang, started: Instant) -> Value {
         let t = self.failure_text(err, lang);
         let mut ret = self.stamp(started, "failure");
         let mut e = Map::new();
@@ -288,7 +288,7 @@ impl SignedProfile {
 
 /// What a failure of the call says: the legacy service's `error` element.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailureText {
+pub(crate) struct FailureText {
     pub id: String,
     pub code: String,
     pub message: String,

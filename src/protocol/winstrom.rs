@@ -90,7 +90,7 @@ pub fn check_id(id: &str) -> Result<(), String> {
 /// Parses the part of the path after the prefix: `{company}/{evidence}[/{id}|/({filter})].{ext}`
 /// (percent-encoded).
 pub fn parse_path(rest: &str) -> Result<PathParts, PathError> {
-    let decoded = crate::mapping::percent_decode(rest, false).ok_or_else(|| {
+    let decoded = crate::percent::decode(rest).ok_or_else(|| {
         PathError::NotFound("cesta není platné UTF-8 / bad percent-encoding".into())
     })?;
     let rest = decoded.trim_start_matches('/');

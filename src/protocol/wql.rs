@@ -923,7 +923,7 @@ pub struct Context<'a> {
 /// Numbers are JSON numbers with their exact text, strings strings, booleans booleans;
 /// `now()` is the context's time in RFC 3339 with seconds (`2026-11-23T16:03:00+01:00`),
 /// `currentYear()` its year as a number and `me()` the context's user.
-pub fn to_json(f: &Filter, ctx: &Context) -> Json {
+pub fn to_json(f: &Filter, ctx: &Context<'_>) -> Json {
     let mut m = Map::new();
     match f {
         Filter::And(xs) => {
@@ -962,7 +962,7 @@ pub fn to_json(f: &Filter, ctx: &Context) -> Json {
     Json::Object(m)
 }
 
-fn value_json(v: &Value, ctx: &Context) -> Json {
+fn value_json(v: &Value, ctx: &Context<'_>) -> Json {
     match v {
         // Parsed numbers are valid JSON numbers; a hand-built one that is not stays a string.
         Value::Number(n) => serde_json::Number::from_str(n)

@@ -95,7 +95,7 @@ fn has_forbidden_control(s: &str) -> bool {
 /// looked for on elements that have attributes, and names are resolved only when asked
 /// (envelope, body and operation elements, `xsi:nil`), which keeps the per-element cost of the
 /// payload close to the raw event parse.
-pub struct XmlReader<'i> {
+pub(crate) struct XmlReader<'i> {
     inner: Reader<&'i [u8]>,
     depth: usize,
     max_depth: usize,
@@ -110,7 +110,7 @@ pub struct XmlReader<'i> {
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 
 /// What the decoder needs from one event.
-pub enum Node<'i> {
+pub(crate) enum Node<'i> {
     Start(BytesStart<'i>),
     End,
     Text(Cow<'i, str>),
@@ -118,7 +118,7 @@ pub enum Node<'i> {
 }
 
 impl<'i> XmlReader<'i> {
-    pub fn new(text: &'i str, max_depth: usize) -> Self {
+    pub(crate) fn new(text: &'i str, max_depth: usize) -> Self {
         let mut inner = Reader::from_str(text);
         let cfg = inner.config_mut();
         cfg.expand_empty_elements = true;
@@ -137,7 +137,7 @@ impl<'i> XmlReader<'i> {
     /// Refuse `xsi:nil` on optional elements that are not nillable (by default such an
     /// element is taken as absent, as old clients such as SOAP::Lite send it for values they
     /// leave out).
-    pub fn strict_nil(mut self, strict: bool) -> Self {
+    pub(crate) fn strict_nil(mut self, strict: bool) -> Self {
         self.strict_nil = strict;
         self
     }
@@ -148,7 +148,7 @@ impl<'i> XmlReader<'i> {
 
     /// Next element start, end or piece of text; comments, processing instructions and the
     /// XML declaration are skipped.
-    pub fn next_node(&mut self) -> Result<Node<'i>, ReadError> {
+    pub(crate) fn next_node(&mut self) -> Result<Node<'i>, ReadError> {
         loop {
             let ev = self.inner.read_event().map_err(|e| self.malformed(e))?;
             return Ok(match ev {
@@ -280,12 +280,12 @@ impl<'i> XmlReader<'i> {
     }
 
     /// Namespace URI of the element just started ("" when it has none).
-    pub fn namespace_of(&self, e: &BytesStart<'_>) -> Result<&str, ReadError> {
+    pub(crate) fn namespace_of(&self, e: &BytesStart<'_>) -> Result<&str, ReadError> {
         self.resolve(e.name().prefix().map(|p| p.into_inner()))
     }
 
     /// Value of the attribute `{ns}local`, if present.
-    pub fn attribute(
+    pub(crate) fn attribute(
         &self,
         e: &BytesStart<'_>,
         ns: &str,
@@ -326,7 +326,7 @@ impl<'i> XmlReader<'i> {
     }
 
     /// Skips the rest of the current element (its start has been read).
-    pub fn skip_element(&mut self) -> Result<(), ReadError> {
+    pub(crate) fn skip_element(&mut self) -> Result<(), ReadError> {
         let target = self.depth - 1;
         loop {
             if let Node::Eof = self.next_node()? {
@@ -340,7 +340,7 @@ impl<'i> XmlReader<'i> {
 
     /// Reads the text content of a simple element up to its end tag (borrowed from the input
     /// when it is one piece of text without references).
-    pub fn read_text(&mut self, path: &str) -> Result<Cow<'i, str>, ReadError> {
+    pub(crate) fn read_text(&mut self, path: &str) -> Result<Cow<'i, str>, ReadError> {
         let mut text: Cow<'i, str> = Cow::Borrowed("");
         loop {
             match self.next_node()? {
@@ -430,7 +430,7 @@ pub fn local_name(e: &BytesStart<'_>) -> String {
 }
 
 /// Decodes the content of an element of type `decl.ty` (its start tag has been read).
-pub fn decode_value<'i>(
+pub(crate) fn decode_value<'i>(
     r: &mut XmlReader<'i>,
     schema: &'i Schema,
     decl: &ElementDecl,
@@ -454,7 +454,7 @@ pub fn decode_value<'i>(
 }
 
 /// Decodes the children of a complex element into a JSON object, up to its end tag.
-pub fn decode_complex<'i>(
+pub(crate) fn decode_complex<'i>(
     r: &mut XmlReader<'i>,
     schema: &'i Schema,
     ct: &'i ComplexType,
@@ -693,7 +693,7 @@ pub struct ShapeError {
 
 /// Writes JSON as XML following a schema. Elements qualified with `root_ns` use `prefix`;
 /// other namespaces are declared where they are used.
-pub struct XmlWriter<'a> {
+pub(crate) struct XmlWriter<'a> {
     pub out: String,
     schema: &'a Schema,
     root_ns: &'a str,
@@ -703,7 +703,7 @@ pub struct XmlWriter<'a> {
 }
 
 impl<'a> XmlWriter<'a> {
-    pub fn new(schema: &'a Schema, root_ns: &'a str, prefix: &'a str, out: String) -> Self {
+    pub(crate) fn new(schema: &'a Schema, root_ns: &'a str, prefix: &'a str, out: String) -> Self {
         XmlWriter {
             out,
             schema,
@@ -714,7 +714,7 @@ impl<'a> XmlWriter<'a> {
     }
 
     /// Writes the element `decl` holding `value`; absent optional values write nothing.
-    pub fn element(
+    pub(crate) fn element(
         &mut self,
         decl: &ElementDecl,
         value: Option<&Value>,

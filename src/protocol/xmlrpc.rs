@@ -708,7 +708,7 @@ pub fn fault(code: i32, message: &str) -> String {
 }
 
 /// Writes values typed by a schema, or plain JSON values for introspection.
-pub struct ValueWriter<'a> {
+pub(crate) struct ValueWriter<'a> {
     pub out: String,
     schema: &'a Schema,
     /// Integers beyond `i4` may be written as `i8` (else as strings).
@@ -716,7 +716,7 @@ pub struct ValueWriter<'a> {
 }
 
 impl<'a> ValueWriter<'a> {
-    pub fn new(schema: &'a Schema, i8_ok: bool) -> Self {
+    pub(crate) fn new(schema: &'a Schema, i8_ok: bool) -> Self {
         ValueWriter {
             out: String::with_capacity(512),
             schema,
@@ -726,7 +726,7 @@ impl<'a> ValueWriter<'a> {
 
     /// Writes an operation's result: the response element's content, unwrapped when it has
     /// one child (`<return>`), as a `<value>`.
-    pub fn result(&mut self, output: &ElementDecl, value: &Value) -> Result<(), ShapeError> {
+    pub(crate) fn result(&mut self, output: &ElementDecl, value: &Value) -> Result<(), ShapeError> {
         let mut path = output.name.clone();
         if let TypeDef::Complex(ct) = self.schema.get(output.ty)
             && ct.children.len() == 1
@@ -890,7 +890,7 @@ impl<'a> ValueWriter<'a> {
     }
 
     /// Writes a JSON value without a schema (introspection answers, multicall envelopes).
-    pub fn plain(&mut self, v: &Value) {
+    pub(crate) fn plain(&mut self, v: &Value) {
         match v {
             Value::Null => self.out.push_str("<value><nil/></value>"),
             Value::Bool(b) => self.out.push_str(if *b {

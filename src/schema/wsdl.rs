@@ -131,7 +131,7 @@ impl ServiceDescription {
             .collect();
         for (r, target) in &f.locations {
             let mut url = format!("{endpoint}?xsd=");
-            crate::mapping::percent_encode_into(&mut url, &self.files[*target].serve_name);
+            crate::percent::encode_into(&mut url, &self.files[*target].serve_name);
             edits.push((r.clone(), escape_attr(&url)));
         }
         edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
@@ -658,17 +658,17 @@ impl<'a, 'i> Builder<'a, 'i> {
             ));
         }
         let tns = defs.attribute("targetNamespace").unwrap_or("").to_string();
-        let messages: HashMap<&str, Node> = defs
+        let messages: HashMap<&str, Node<'_, '_>> = defs
             .children()
             .filter(|n| wsdl_el(*n, "message"))
             .filter_map(|n| n.attribute("name").map(|a| (a, n)))
             .collect();
-        let port_types: HashMap<&str, Node> = defs
+        let port_types: HashMap<&str, Node<'_, '_>> = defs
             .children()
             .filter(|n| wsdl_el(*n, "portType"))
             .filter_map(|n| n.attribute("name").map(|a| (a, n)))
             .collect();
-        let soap_bindings: Vec<Node> = defs
+        let soap_bindings: Vec<Node<'_, '_>> = defs
             .children()
             .filter(|n| wsdl_el(*n, "binding"))
             .filter(|b| {
@@ -767,7 +767,8 @@ impl<'a, 'i> Builder<'a, 'i> {
                         format!("operation '{name}' uses SOAP encoding (use=\"encoded\"); only literal is supported"),
                     ));
                 }
-                let parts: Vec<Node> = msg.children().filter(|n| wsdl_el(*n, "part")).collect();
+                let parts: Vec<Node<'_, '_>> =
+                    msg.children().filter(|n| wsdl_el(*n, "part")).collect();
                 let decl = if style == "rpc" {
                     let ns = body
                         .and_then(|b| b.attribute("namespace"))
@@ -851,7 +852,7 @@ impl<'a, 'i> Builder<'a, 'i> {
     }
 }
 
-fn occurs(n: Node) -> Result<(u32, Option<u32>), String> {
+fn occurs(n: Node<'_, '_>) -> Result<(u32, Option<u32>), String> {
     let min = match n.attribute("minOccurs") {
         None => 1,
         Some(v) => v

@@ -1,6 +1,6 @@
 //! Black-box test harness: starts the bridge (and its bundled reference backend) on
 //! 127.0.0.1:0 from a configuration, and talks to it over real HTTP.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)] // shared by test crates that each use part of it
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -299,7 +299,7 @@ pub fn now_ms() -> i64 {
 
 /// Replaces the contents of `<apiKey>`, `<sign>` and `<time>` in an envelope.
 pub fn signed(envelope: &str, key: &str, secret: &str, time: i64) -> String {
-    let sign = soapbridge::profile::signed::sign(key, secret, time);
+    let sign = soapbridge::sign(key, secret, time);
     let time = time.to_string();
     soapbridge::protocol::soap::fill_elements(
         envelope,

@@ -1200,7 +1200,7 @@ struct ShapeVisitor;
 impl<'de> Visitor<'de> for ShapeVisitor {
     type Value = Shape;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 

@@ -99,7 +99,7 @@ fn parse_query(q: Option<&str>) -> Result<Query, Failure> {
 }
 
 /// Answers one request under the winstrom prefix.
-pub async fn handle(
+pub(crate) async fn handle(
     w: &WinstromDoor,
     p: &Pipeline,
     req: Request<Incoming>,
@@ -241,7 +241,7 @@ pub(super) struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     pub(super) fn reference(&self, ev: &str, id: &str) -> String {
         let mut r = format!("{}/{}/{ev}/", self.w.prefix, self.company_name);
-        crate::mapping::percent_encode_into(&mut r, id);
+        crate::percent::encode_into(&mut r, id);
         r.push('.');
         r.push_str(self.format.ext());
         r

@@ -24,7 +24,7 @@ use crate::config::{EvidencePlan, WinstromPlan};
 use crate::profile::Profile;
 use crate::route::Route;
 
-pub use http::handle;
+pub(crate) use http::handle;
 
 /// One evidence of one company: its plan, its routes bound to the company's backend.
 #[derive(Debug)]
@@ -47,7 +47,7 @@ struct Company {
 
 /// The winstrom door while the bridge runs.
 #[derive(Debug)]
-pub struct WinstromDoor {
+pub(crate) struct WinstromDoor {
     pub prefix: String,
     max_records: usize,
     max_matches: usize,
@@ -60,7 +60,7 @@ pub struct WinstromDoor {
 
 impl WinstromDoor {
     /// The door a plan describes, its companies' routes bound to their backends.
-    pub fn new(
+    pub(crate) fn new(
         plan: &WinstromPlan,
         profile: impl Fn(&str) -> Arc<Profile>,
         backend: impl Fn(&str) -> Arc<Backend>,
@@ -111,13 +111,13 @@ impl WinstromDoor {
     }
 
     /// Whether a request path is the door's.
-    pub fn owns(&self, path: &str) -> bool {
+    pub(crate) fn owns(&self, path: &str) -> bool {
         path.strip_prefix(self.prefix.as_str())
             .is_some_and(|rest| rest.starts_with('/'))
     }
 
     /// `check` lines: each evidence and what its routes call.
-    pub fn describe(&self) -> Vec<String> {
+    pub(crate) fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut names: Vec<&String> = self.companies.keys().collect();
         names.sort();
