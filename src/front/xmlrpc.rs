@@ -147,27 +147,18 @@ async fn dispatch(
         }
     };
     // Each call is answered on its own, in order: [result] or a fault struct.
-    let mut out = String::from("<value><array><data>");
+    let mut answers = Vec::with_capacity(calls.len());
     for (i, c) in calls.into_iter().enumerate() {
-        let answer = match multicall_entry(c) {
+        answers.push(match multicall_entry(c) {
             Ok((name, _)) if name == "system.multicall" => Err((
                 INVALID_REQUEST,
                 "system.multicall cannot be called inside system.multicall".to_string(),
             )),
             Ok((name, params)) => one(app, headers, &name, params, i8_ok, started).await,
             Err(reason) => Err((INVALID_REQUEST, format!("multicall entry {i}: {reason}"))),
-        };
-        match answer {
-            Ok(v) => {
-                out.push_str("<value><array><data>");
-                out.push_str(&v);
-                out.push_str("</data></array></value>");
-            }
-            Err((code, text)) => out.push_str(&xmlrpc::fault_value(code, &text)),
-        }
+        });
     }
-    out.push_str("</data></array></value>");
-    xmlrpc::response(&out)
+    xmlrpc::multicall_response(answers)
 }
 
 fn multicall_entry(c: XVal<'_>) -> Result<(String, Vec<XVal<'_>>), String> {

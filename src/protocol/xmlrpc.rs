@@ -699,6 +699,24 @@ pub fn fault_value(code: i32, message: &str) -> String {
     out
 }
 
+/// `system.multicall`'s answer: in order, each call's result as a one-element array, or its
+/// fault struct.
+pub fn multicall_response(answers: Vec<Result<String, (i32, String)>>) -> String {
+    let mut out = String::from("<value><array><data>");
+    for answer in answers {
+        match answer {
+            Ok(v) => {
+                out.push_str("<value><array><data>");
+                out.push_str(&v);
+                out.push_str("</data></array></value>");
+            }
+            Err((code, text)) => out.push_str(&fault_value(code, &text)),
+        }
+    }
+    out.push_str("</data></array></value>");
+    response(&out)
+}
+
 /// A fault response.
 pub fn fault(code: i32, message: &str) -> String {
     format!(
