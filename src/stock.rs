@@ -24,23 +24,13 @@ use crate::protocol::xml::ReadError;
 use crate::route::Route;
 use crate::store::{self, Batch, BatchStatus, NewBatch, Report, Store};
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Settings {
-    pub workers: usize,
-    pub max_attempts: i64,
-    pub lease_ms: i64,
-    pub poll_interval_ms: i64,
-    pub retry_base_ms: i64,
-    pub retry_max_ms: i64,
-}
-
 #[derive(Debug)]
 pub(crate) struct StockSync {
     pub store: Arc<Store>,
     send: Route,
     poll: Route,
-    warehouses: Vec<String>,
-    settings: Settings,
+    /// Workers, attempts, lease, polling and back-off, as configured.
+    plan: StockPlan,
     /// This instance's name on the leases it holds.
     owner: String,
     wake: Notify,
@@ -53,29 +43,13 @@ pub(crate) fn describe_op(op: &StockOp) -> String {
     match op {
         StockOp::Submit { action, list } => format!(
             "stock sync: {} into the {} list (sync, or an async batch)",
-            action_name(*action),
-            list_name(*list)
+            action.as_str(),
+            list.as_str()
         ),
         StockOp::Warehouses => "stock sync: the configured warehouse codes".into(),
         StockOp::Batches => "stock sync: batches from the store".into(),
         StockOp::Batch => "stock sync: one batch from the store".into(),
         StockOp::Reports => "stock sync: error reports from the store".into(),
-    }
-}
-
-/// The action's name, as the channel and the store know it.
-fn action_name(a: StockAction) -> &'static str {
-    match a {
-        StockAction::Insert => "insert",
-        StockAction::Update => "update",
-    }
-}
-
-/// The list's name, as the channel and the store know it.
-fn list_name(l: StockList) -> &'static str {
-    match l {
-        StockList::Main => "main",
-        StockList::Extra => "extra",
     }
 }
 
@@ -176,15 +150,6 @@ impl StockSync {
     ) -> StockSync {
         let send = Route::new(plan.send.clone(), backend.clone());
         let poll = Route::new(plan.poll.clone(), backend);
-        let warehouses = plan.warehouses.clone();
-        let settings = Settings {
-            workers: plan.workers,
-            max_attempts: plan.max_attempts,
-            lease_ms: plan.lease_ms,
-            poll_interval_ms: plan.poll_interval_ms,
-            retry_base_ms: plan.retry_base_ms,
-            retry_max_ms: plan.retry_max_ms,
-        };
         // Letters, digits and '-' only: claim tokens are "<owner>#<n>", and the instance's
         // claims are found again by that prefix.
         let host: String = std::env::var("HOSTNAME")
@@ -197,8 +162,7 @@ impl StockSync {
             store,
             send,
             poll,
-            warehouses,
-            settings,
+            plan: plan.clone(),
             owner,
             wake: Notify::new(),
             seq: AtomicU64::new(0),
@@ -209,7 +173,7 @@ impl StockSync {
     pub(crate) fn describe(&self) -> Vec<String> {
         vec![format!(
             "stock sync: {} workers, store {}, send -> {}, poll -> {}",
-            self.settings.workers,
+            self.plan.workers,
             self.store.kind(),
             self.send.describe(),
             self.poll.describe()
@@ -221,7 +185,7 @@ impl StockSync {
         match op {
             StockOp::Submit { action, list } => self.submit(*action, *list, input).await,
             StockOp::Warehouses => Ok(json!({
-                "warehouses": self.warehouses.iter().enumerate().map(|(i, c)| json!({"code": c, "index": i + 1})).collect::<Vec<_>>()
+                "warehouses": self.plan.warehouses.iter().enumerate().map(|(i, c)| json!({"code": c, "index": i + 1})).collect::<Vec<_>>()
             })),
             StockOp::Batches => {
                 let status = match input
@@ -331,7 +295,7 @@ impl StockSync {
         items: Vec<Value>,
         success_log: bool,
     ) -> Result<Value, Error> {
-        let request = json!({"mode": "sync", "key": key, "action": action_name(action), "list": list_name(list), "items": items});
+        let request = json!({"mode": "sync", "key": key, "action": action.as_str(), "list": list.as_str(), "items": items});
         let answer = self.send.invoke(&Val::borrowed(&request)).await;
         let answer = match answer {
             Ok(a) => a,
@@ -379,7 +343,7 @@ impl StockSync {
     /// is in and ends this instance's leases.
     pub(crate) async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..self.settings.workers.max(1) {
+        for _ in 0..self.plan.workers.max(1) {
             let me = self.clone();
             let rx = shutdown.clone();
             tasks.spawn(async move { me.worker(rx).await });
@@ -395,7 +359,7 @@ impl StockSync {
     }
 
     async fn worker(&self, mut shutdown: watch::Receiver<bool>) {
-        let idle = Duration::from_millis(self.settings.poll_interval_ms.clamp(10, 500) as u64);
+        let idle = Duration::from_millis(self.plan.poll_interval_ms.clamp(10, 500) as u64);
         loop {
             if *shutdown.borrow() {
                 return;
@@ -409,7 +373,7 @@ impl StockSync {
             );
             match self
                 .store
-                .claim(&token, self.clock.now_ms(), self.settings.lease_ms, 1)
+                .claim(&token, self.clock.now_ms(), self.plan.lease_ms, 1)
                 .await
             {
                 Ok(batches) if !batches.is_empty() => {
@@ -469,7 +433,7 @@ impl StockSync {
                     Some(status) => self.finish(b, &answer, status, token).await,
                     None => {
                         b.status = BatchStatus::SentToRemote;
-                        b.next_at = now + self.settings.poll_interval_ms;
+                        b.next_at = now + self.plan.poll_interval_ms;
                         self.save(&b, token, true).await;
                     }
                 }
@@ -481,7 +445,7 @@ impl StockSync {
                         Some(status) => self.finish(b, &answer, status, token).await,
                         None => {
                             b.status = BatchStatus::Ongoing;
-                            b.next_at = now + self.settings.poll_interval_ms;
+                            b.next_at = now + self.plan.poll_interval_ms;
                             b.last_error = None;
                             self.save(&b, token, true).await;
                         }
@@ -518,7 +482,7 @@ impl StockSync {
 
     /// The request a batch's deliveries send (the same every time: same key, same items).
     fn request_of(&self, b: &Batch) -> Value {
-        json!({"mode": "async", "key": b.key, "action": action_name(b.action), "list": list_name(b.list), "items": b.items})
+        json!({"mode": "async", "key": b.key, "action": b.action.as_str(), "list": b.list.as_str(), "items": b.items})
     }
 
     async fn save(&self, b: &Batch, token: &str, release: bool) -> bool {
@@ -571,7 +535,7 @@ impl StockSync {
         b.last_error = Some(e.to_string());
         let refused =
             matches!(&e, Error::BackendRefused(r) if r.status != 404) && e.party() == Party::Caller;
-        if refused || b.attempts >= self.settings.max_attempts {
+        if refused || b.attempts >= self.plan.max_attempts {
             b.status = BatchStatus::Fail;
             b.done_at = Some(now);
             if self.save(&b, token, true).await {
@@ -611,7 +575,7 @@ impl StockSync {
 
     /// base * 2^(attempt-1), capped, with "equal jitter": half fixed, half random.
     fn backoff(&self, attempt: i64) -> i64 {
-        let s = &self.settings;
+        let s = &self.plan;
         let exp = s
             .retry_base_ms
             .saturating_mul(1i64 << (attempt - 1).clamp(0, 30));
@@ -752,8 +716,8 @@ fn ms_text(ms: i64) -> String {
 fn batch_json(b: &Batch, with_results: bool) -> Value {
     let mut m = Map::new();
     m.insert("batch_id".into(), b.id.into());
-    m.insert("action".into(), action_name(b.action).into());
-    m.insert("list".into(), list_name(b.list).into());
+    m.insert("action".into(), b.action.as_str().into());
+    m.insert("list".into(), b.list.as_str().into());
     m.insert("status".into(), b.status.as_str().into());
     m.insert(
         "item_count".into(),

@@ -41,30 +41,38 @@ impl Creds {
 // Built once per backend at start: the size of its variants does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-pub enum AuthPlan {
+pub(crate) enum AuthPlan {
     None,
     /// A fixed `Authorization: Basic ...` header.
     Basic(HeaderValue),
-    Session {
-        method: Method,
-        path: String,
-        /// The login body, evaluated with `$` = the resolved credentials.
-        body: Template,
-        credentials: Value,
-        /// Where the session id is in the login answer.
-        session: Template,
-        /// Statuses (in the body's status field, or HTTP) that mean "log in again".
-        expired: Vec<u16>,
-    },
-    OAuth2 {
-        token_path: String,
-        /// client_id, client_secret, username, password (and scope), form-encoded.
-        password_form: String,
-        /// client_id and client_secret, for the refresh grant.
-        client_form: String,
-        /// Renew this long before the token expires (at most half its life).
-        margin: Duration,
-    },
+    Session(SessionPlan),
+    OAuth2(GrantPlan),
+}
+
+/// A login call whose answer holds a session id.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionPlan {
+    pub method: Method,
+    pub path: String,
+    /// The login body, evaluated with `$` = the resolved credentials.
+    pub body: Template,
+    pub credentials: Value,
+    /// Where the session id is in the login answer.
+    pub session: Template,
+    /// Statuses (in the body's status field, or HTTP) that mean "log in again".
+    pub expired: Vec<u16>,
+}
+
+/// The OAuth2 password grant.
+#[derive(Debug, Clone)]
+pub(crate) struct GrantPlan {
+    pub token_path: String,
+    /// client_id, client_secret, username, password (and scope), form-encoded.
+    pub password_form: String,
+    /// client_id and client_secret, for the refresh grant.
+    pub client_form: String,
+    /// Renew this long before the token expires (at most half its life).
+    pub margin: Duration,
 }
 
 /// A backend's credentials while the bridge runs: the plan and what the last login gave.
@@ -79,36 +87,16 @@ pub(crate) enum Auth {
 impl Auth {
     /// Credentials as planned, not logged in yet.
     pub(crate) fn new(plan: &AuthPlan) -> Auth {
-        match plan.clone() {
+        match plan {
             AuthPlan::None => Auth::None,
-            AuthPlan::Basic(h) => Auth::Basic(h),
-            AuthPlan::Session {
-                method,
-                path,
-                body,
-                credentials,
-                session,
-                expired,
-            } => Auth::Session(SessionLogin {
-                method,
-                path,
-                body,
-                credentials,
-                session,
-                expired,
+            AuthPlan::Basic(h) => Auth::Basic(h.clone()),
+            AuthPlan::Session(p) => Auth::Session(SessionLogin {
+                plan: p.clone(),
                 state: Mutex::default(),
                 failed: RecentFailure::default(),
             }),
-            AuthPlan::OAuth2 {
-                token_path,
-                password_form,
-                client_form,
-                margin,
-            } => Auth::OAuth2(PasswordGrant {
-                token_path,
-                password_form,
-                client_form,
-                margin,
+            AuthPlan::OAuth2(p) => Auth::OAuth2(PasswordGrant {
+                plan: p.clone(),
                 state: Mutex::default(),
                 failed: RecentFailure::default(),
             }),
@@ -118,17 +106,9 @@ impl Auth {
 
 #[derive(Debug)]
 pub(crate) struct SessionLogin {
-    pub method: Method,
-    pub path: String,
-    /// The login body, evaluated with `$` = the resolved credentials.
-    pub body: Template,
-    pub credentials: Value,
-    /// Where the session id is in the login answer.
-    pub session: Template,
-    /// Statuses (in the body's status field, or HTTP) that mean "log in again".
-    pub expired: Vec<u16>,
-    pub state: Mutex<Option<Creds>>,
-    pub failed: RecentFailure,
+    plan: SessionPlan,
+    state: Mutex<Option<Creds>>,
+    failed: RecentFailure,
 }
 
 /// The last failed login, for a moment: calls queued behind a login that failed get its error
@@ -165,15 +145,9 @@ impl RecentFailure {
 
 #[derive(Debug)]
 pub(crate) struct PasswordGrant {
-    pub token_path: String,
-    /// client_id, client_secret, username, password (and scope), form-encoded.
-    pub password_form: String,
-    /// client_id and client_secret, for the refresh grant.
-    pub client_form: String,
-    /// Renew this long before the token expires (at most half its life).
-    pub margin: Duration,
-    pub state: Mutex<Option<Token>>,
-    pub failed: RecentFailure,
+    plan: GrantPlan,
+    state: Mutex<Option<Token>>,
+    failed: RecentFailure,
 }
 
 #[derive(Debug, Clone)]
@@ -237,7 +211,7 @@ impl Auth {
     /// Whether `status` (read from the body or HTTP) means the credentials expired.
     pub(crate) fn is_expired(&self, status: u16, http_status: u16) -> bool {
         match self {
-            Auth::Session(s) => s.expired.contains(&status),
+            Auth::Session(s) => s.plan.expired.contains(&status),
             Auth::OAuth2(_) => http_status == 401,
             _ => false,
         }
@@ -325,12 +299,13 @@ impl Auth {
 
 impl SessionLogin {
     async fn login(&self, backend: &Backend, generation: u64) -> Result<Creds, Error> {
-        let body = self
+        let p = &self.plan;
+        let body = p
             .body
-            .eval(&Scope::json(&self.credentials))
+            .eval(&Scope::json(&p.credentials))
             .ok_or_else(|| login_failed(backend, "the login template produced nothing"))?;
-        let answer = login_call(backend, self.method.clone(), &self.path, Body::Json(body)).await?;
-        match self.session.eval(&Scope::json(&answer)) {
+        let answer = login_call(backend, p.method.clone(), &p.path, Body::Json(body)).await?;
+        match p.session.eval(&Scope::json(&answer)) {
             Some(Value::String(s)) if !s.is_empty() => Ok(Creds {
                 session: Some(Arc::new(Value::String(s))),
                 authorization: None,
@@ -362,7 +337,7 @@ impl PasswordGrant {
             let form = format!(
                 "grant_type=refresh_token&{}&{}",
                 form(&[("refresh_token", &r)]),
-                self.client_form
+                self.plan.client_form
             );
             match self.grant(backend, form, generation).await {
                 Ok(t) => return Ok(t),
@@ -371,7 +346,7 @@ impl PasswordGrant {
                 }
             }
         }
-        let form = format!("grant_type=password&{}", self.password_form);
+        let form = format!("grant_type=password&{}", self.plan.password_form);
         self.grant(backend, form, generation).await
     }
 
@@ -381,7 +356,13 @@ impl PasswordGrant {
         form: String,
         generation: u64,
     ) -> Result<Token, Error> {
-        let answer = login_call(backend, Method::POST, &self.token_path, Body::Form(form)).await?;
+        let answer = login_call(
+            backend,
+            Method::POST,
+            &self.plan.token_path,
+            Body::Form(form),
+        )
+        .await?;
         let access = answer
             .get("access_token")
             .and_then(Value::as_str)
@@ -407,7 +388,7 @@ impl PasswordGrant {
                 .get("refresh_token")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            renew_at: backend.clock.instant() + ttl - self.margin.min(ttl / 2),
+            renew_at: backend.clock.instant() + ttl - self.plan.margin.min(ttl / 2),
         })
     }
 }

@@ -24,7 +24,7 @@ pub(crate) use auth::{Auth, Creds};
 
 /// How a backend's answers say what went wrong.
 #[derive(Debug, Clone)]
-pub struct ErrorShape {
+pub(crate) struct ErrorShape {
     pub code: Template,
     pub message: Template,
     pub fields: Option<Template>,
@@ -36,7 +36,7 @@ pub struct ErrorShape {
 }
 
 #[derive(Debug, Clone)]
-pub struct Classify {
+pub(crate) struct Classify {
     pub contains: String,
     pub code: String,
     pub number: Option<i32>,

@@ -19,7 +19,7 @@ use super::defaults as d;
 use super::plan::*;
 use super::raw::{self, RawConfig, SecretSource};
 use super::{Config, ConfigError, ConfigErrors, Sources};
-use crate::backend::auth::AuthPlan;
+use crate::backend::auth::{AuthPlan, GrantPlan, SessionPlan};
 use crate::backend::{Classify, ErrorShape};
 use crate::error::Lang;
 use crate::mapping::{PathExpr, PathTemplate, Root, Template};
@@ -412,7 +412,7 @@ impl Compiler<'_> {
                 );
                 let body = self.template(w.clone(), &format!("{key}.body"), body);
                 let session = self.template(w.clone(), &format!("{key}.session"), session);
-                AuthPlan::Session {
+                AuthPlan::Session(SessionPlan {
                     method: method?,
                     path: path.clone(),
                     body: body?,
@@ -421,7 +421,7 @@ impl Compiler<'_> {
                     expired: expired
                         .clone()
                         .unwrap_or_else(|| d::SESSION_EXPIRED.to_vec()),
-                }
+                })
             }
             Some(A::Oauth2Password {
                 token_path,
@@ -451,7 +451,7 @@ impl Compiler<'_> {
                 if let Some(s) = scope {
                     pairs.push(("scope", s));
                 }
-                AuthPlan::OAuth2 {
+                AuthPlan::OAuth2(GrantPlan {
                     token_path: token_path.clone(),
                     password_form: crate::backend::auth::form(&pairs),
                     client_form: crate::backend::auth::form(&[
@@ -459,7 +459,7 @@ impl Compiler<'_> {
                         ("client_secret", &secret),
                     ]),
                     margin: refresh_margin_secs.map_or(d::REFRESH_MARGIN, Duration::from_secs),
-                }
+                })
             }
         })
     }
@@ -1049,7 +1049,7 @@ impl Compiler<'_> {
             );
         }
         if let Some(b) = b
-            && !matches!(b.auth, AuthPlan::Session { .. })
+            && !matches!(b.auth, AuthPlan::Session(_))
         {
             let uses = |t: &Template| t.uses(Root::Session);
             if body.as_ref().is_some_and(uses) || query.iter().any(|(_, t)| uses(t)) {

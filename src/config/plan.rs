@@ -69,17 +69,17 @@ pub struct BackendPlan {
     pub name: String,
     /// Without a trailing '/'.
     pub base_url: String,
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Connect, send and read the whole answer.
-    pub timeout: Duration,
-    pub max_response_bytes: usize,
-    pub max_url_bytes: usize,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub errors: ErrorShape,
-    pub tls: Arc<rustls::ClientConfig>,
-    pub auth: AuthPlan,
+    pub(crate) timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) max_url_bytes: usize,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) errors: ErrorShape,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) auth: AuthPlan,
     /// `$vars` in templates.
-    pub vars: Value,
+    pub(crate) vars: Value,
 }
 
 #[derive(Debug)]
@@ -277,7 +277,7 @@ pub struct FieldPlan {
 }
 
 /// The stock sync.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StockPlan {
     pub backend: String,
     pub warehouses: Vec<String>,

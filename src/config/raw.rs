@@ -318,6 +318,38 @@ pub enum StockList {
     Extra,
 }
 
+impl StockAction {
+    /// The name the configuration, the channel and the store use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StockAction::Insert => "insert",
+            StockAction::Update => "update",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StockAction> {
+        [StockAction::Insert, StockAction::Update]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+impl StockList {
+    /// The name the configuration, the channel and the store use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StockList::Main => "main",
+            StockList::Extra => "extra",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StockList> {
+        [StockList::Main, StockList::Extra]
+            .into_iter()
+            .find(|l| l.as_str() == s)
+    }
+}
+
 /// The durable store: `url = "sqlite:var/soapbridge.db"` (relative to the configuration file;
 /// created on first start) or `url = "postgres://user@host/db"` with `schema`. Without a
 /// `[store]` section, stock sync and signed profiles use that SQLite file.

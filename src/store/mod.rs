@@ -76,20 +76,6 @@ impl std::fmt::Display for BatchStatus {
     }
 }
 
-fn action_str(a: StockAction) -> &'static str {
-    match a {
-        StockAction::Insert => "insert",
-        StockAction::Update => "update",
-    }
-}
-
-fn list_str(l: StockList) -> &'static str {
-    match l {
-        StockList::Main => "main",
-        StockList::Extra => "extra",
-    }
-}
-
 /// A batch to record.
 #[derive(Debug, Clone)]
 pub struct NewBatch {
@@ -249,27 +235,16 @@ impl Row {
 impl Batch {
     /// The columns of [`BATCH_COLUMNS`], in order.
     fn from_row(r: &Row) -> Result<Batch> {
-        let enumerated = |i: usize, what: &str, found: Option<String>| {
-            StoreError(format!("column {i}: unknown {what} {found:?}"))
+        let enumerated = |i: usize, what: &str, found: &str| {
+            StoreError(format!("column {i}: unknown {what} '{found}'"))
         };
-        let action = match r.text(2)?.as_str() {
-            "insert" => StockAction::Insert,
-            "update" => StockAction::Update,
-            other => return Err(enumerated(2, "action", Some(other.into()))),
-        };
-        let list = match r.text(3)?.as_str() {
-            "main" => StockList::Main,
-            "extra" => StockList::Extra,
-            other => return Err(enumerated(3, "list", Some(other.into()))),
-        };
-        let status = r.text(4)?;
+        let (action, list, status) = (r.text(2)?, r.text(3)?, r.text(4)?);
         Ok(Batch {
             id: r.int(0)?,
             key: r.text(1)?,
-            action,
-            list,
-            status: BatchStatus::parse(&status)
-                .ok_or_else(|| enumerated(4, "status", Some(status.clone())))?,
+            action: StockAction::parse(&action).ok_or_else(|| enumerated(2, "action", &action))?,
+            list: StockList::parse(&list).ok_or_else(|| enumerated(3, "list", &list))?,
+            status: BatchStatus::parse(&status).ok_or_else(|| enumerated(4, "status", &status))?,
             items: r.json(5)?.unwrap_or_default(),
             request: r.json(6)?,
             remote_id: r.opt_text(7)?,
@@ -541,8 +516,8 @@ impl Store {
     pub async fn insert_batch(&self, b: &NewBatch) -> Result<i64> {
         let params = vec![
             b.key.as_str().into(),
-            action_str(b.action).into(),
-            list_str(b.list).into(),
+            b.action.as_str().into(),
+            b.list.as_str().into(),
             Param::Text(b.items.to_string()),
             b.success_log.into(),
             b.now.into(),
