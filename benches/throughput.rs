@@ -236,10 +236,13 @@ fn main() {
         .unwrap();
         let backend = format!("http://{backend}");
 
-        let text = std::fs::read_to_string("demo/soapbridge.toml").unwrap().replace(
-            "base_url = \"http://127.0.0.1:8081\"",
-            &format!("base_url = \"{backend}\""),
-        );
+        // A store of this run's own: the signature ledger outlives a process, and this run's
+        // signatures must not meet an earlier run's.
+        let store = std::env::temp_dir().join(format!("soapbridge-bench-{}.db", std::process::id()));
+        let text = std::fs::read_to_string("demo/soapbridge.toml")
+            .unwrap()
+            .replace("base_url = \"http://127.0.0.1:8081\"", &format!("base_url = \"{backend}\""))
+            .replace("url = \"sqlite:../var/soapbridge.db\"", &format!("url = \"sqlite:{}\"", store.display()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut cfg = Config::from_toml(&text, std::path::Path::new("demo/bench.toml")).unwrap();
         cfg.raw.server.listen = Some(listener.local_addr().unwrap());

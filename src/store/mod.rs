@@ -12,10 +12,11 @@
 //! Every state change is one statement; a batch is worked on only by the instance holding its
 //! lease, and a lease whose holder died expires and the batch is claimed again.
 
+mod ledger;
 mod postgres;
 mod sqlite;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -350,30 +351,25 @@ struct Statements {
     counts: String,
     add_report: String,
     reports: String,
-    first_use: String,
-    forget_signatures: String,
 }
 
 /// What a database's SQL needs adapted.
-#[derive(Debug, Clone, Copy)]
-struct Dialect<'a> {
-    schema_prefix: &'a str,
-    lock: &'a str,
-    numbered: &'a str,
+#[derive(Debug, Clone)]
+struct Dialect {
+    schema_prefix: String,
+    lock: &'static str,
+    /// How parameters are numbered: `$1` or `?1`.
+    numbered: char,
 }
 
 impl Statements {
-    fn new(d: Dialect<'_>) -> Statements {
+    fn new(d: &Dialect) -> Statements {
         let sql = |text: &str| {
-            let mut s = text
-                .replace("{s}", d.schema_prefix)
+            text.replace("{s}", &d.schema_prefix)
                 .replace("{lock}", d.lock)
                 .replace("{batch}", BATCH_COLUMNS)
-                .replace("{report}", REPORT_COLUMNS);
-            if d.numbered != "$" {
-                s = s.replace('$', d.numbered);
-            }
-            s
+                .replace("{report}", REPORT_COLUMNS)
+                .replace('$', &d.numbered.to_string())
         };
         Statements {
             insert_batch: sql(
@@ -413,13 +409,6 @@ impl Statements {
             reports: sql(
                 "SELECT {report} FROM {s}sb_reports WHERE (CAST($1 AS BIGINT) IS NULL OR batch_id = $1) ORDER BY id DESC LIMIT $2",
             ),
-            // A signature is recorded unless it is there and has not expired.
-            first_use: sql(
-                "INSERT INTO {s}sb_signatures (sign, time, expires_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (sign, time) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                 WHERE {s}sb_signatures.expires_at < $4",
-            ),
-            forget_signatures: sql("DELETE FROM {s}sb_signatures WHERE expires_at < $1"),
         }
     }
 }
@@ -433,14 +422,30 @@ enum Db {
 impl Db {
     async fn execute(&self, sql: &str, params: Vec<Param>) -> Result<u64> {
         match self {
-            Db::Sqlite(d) => d.execute(sql, params).await,
+            Db::Sqlite(d) => d.execute(sql, params, false).await,
             Db::Postgres(d) => d.execute(sql, params).await,
         }
     }
 
     async fn query(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
         match self {
-            Db::Sqlite(d) => d.query(sql, params).await,
+            Db::Sqlite(d) => d.query(sql, params, false).await,
+            Db::Postgres(d) => d.query(sql, params).await,
+        }
+    }
+
+    /// [`Db::execute`] for the signature ledger (SQLite gives it a connection of its own).
+    async fn execute_ledger(&self, sql: &str, params: Vec<Param>) -> Result<u64> {
+        match self {
+            Db::Sqlite(d) => d.execute(sql, params, true).await,
+            Db::Postgres(d) => d.execute(sql, params).await,
+        }
+    }
+
+    /// [`Db::query`] for the signature ledger.
+    async fn query_ledger(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
+        match self {
+            Db::Sqlite(d) => d.query(sql, params, true).await,
             Db::Postgres(d) => d.query(sql, params).await,
         }
     }
@@ -454,50 +459,57 @@ impl Db {
     }
 }
 
-/// The store: one database, its statements, and a counter for the ledger's sweeps.
+/// The store: one database, its statements, and the signature ledger's writer.
 #[derive(Debug)]
 pub struct Store {
-    db: Db,
+    db: Arc<Db>,
     sql: Statements,
-    /// Signatures recorded; every 256th also forgets the expired ones.
-    signatures: AtomicU64,
+    ledger: ledger::Ledger,
 }
 
 impl Store {
     /// Opens (and creates or migrates) the store at `url`: `sqlite:<path>` or
     /// `postgres://...`. `schema` names the PostgreSQL schema holding the tables.
     pub async fn open(url: &str, schema: &str) -> Result<Store> {
-        let (db, sql) = if let Some(path) = url.strip_prefix("sqlite:") {
+        let (db, dialect) = if let Some(path) = url.strip_prefix("sqlite:") {
             let db = sqlite::Sqlite::open(path).await?;
-            let sql = Statements::new(Dialect {
-                schema_prefix: "",
+            let dialect = Dialect {
+                schema_prefix: String::new(),
                 lock: "",
-                numbered: "?",
-            });
-            (Db::Sqlite(db), sql)
+                numbered: '?',
+            };
+            (Db::Sqlite(db), dialect)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let db = postgres::Postgres::open(url, schema).await?;
-            let sql = Statements::new(Dialect {
-                schema_prefix: &format!("\"{schema}\"."),
+            let dialect = Dialect {
+                schema_prefix: format!("\"{schema}\"."),
                 lock: " FOR UPDATE SKIP LOCKED",
-                numbered: "$",
-            });
-            (Db::Postgres(db), sql)
+                numbered: '$',
+            };
+            (Db::Postgres(db), dialect)
         } else {
             return Err(StoreError(format!(
                 "'{}' is not a store URL (sqlite:<path> or postgres://...)",
                 without_password(url)
             )));
         };
+        let db = Arc::new(db);
+        let ledger = ledger::Ledger::start(
+            db.clone(),
+            ledger::LedgerSql {
+                schema_prefix: dialect.schema_prefix.clone(),
+                numbered: dialect.numbered,
+            },
+        );
         Ok(Store {
             db,
-            sql,
-            signatures: AtomicU64::new(0),
+            sql: Statements::new(&dialect),
+            ledger,
         })
     }
 
     pub fn kind(&self) -> &'static str {
-        match self.db {
+        match self.db.as_ref() {
             Db::Sqlite(_) => "sqlite",
             Db::Postgres(_) => "postgres",
         }
@@ -506,7 +518,7 @@ impl Store {
     /// Drops a PostgreSQL store's schema with everything in it (tests and benchmarks clean up
     /// with it); an SQLite store is left as it is.
     pub async fn drop_schema(&self) -> Result<()> {
-        match &self.db {
+        match self.db.as_ref() {
             Db::Postgres(p) => p.drop_schema().await,
             Db::Sqlite(_) => Ok(()),
         }
@@ -647,8 +659,9 @@ impl Store {
             .collect()
     }
 
-    /// Records a signature; `false` when it was already recorded and has not expired. Every
-    /// 256th call also forgets the expired ones, so that the ledger stays small.
+    /// Records a signature; `false` when it was already recorded and has not expired. Calls
+    /// made at the same time share one write (see `ledger`); each is answered once its
+    /// signature is durable.
     pub async fn first_use(
         &self,
         sign: &str,
@@ -656,18 +669,7 @@ impl Store {
         expires_at: i64,
         now: i64,
     ) -> Result<bool> {
-        let params = vec![sign.into(), time.into(), expires_at.into(), now.into()];
-        let first = self.db.execute(&self.sql.first_use, params).await? == 1;
-        if self
-            .signatures
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(256)
-        {
-            self.db
-                .execute(&self.sql.forget_signatures, vec![now.into()])
-                .await?;
-        }
-        Ok(first)
+        self.ledger.first_use(sign, time, expires_at, now).await
     }
 }
 

@@ -1,18 +1,65 @@
-//! The embedded store: one SQLite file (WAL journal), created on first start. Statements run on
-//! tokio's blocking pool, one at a time on the one connection. A process killed at any point
-//! loses nothing committed (WAL with `synchronous=NORMAL` is durable against process crashes;
-//! a power cut may lose the last transactions).
+//! The embedded store: one SQLite file (WAL journal), created on first start. A process killed
+//! at any point loses nothing committed (WAL with `synchronous=NORMAL` is durable against
+//! process crashes; a power cut may lose the last transactions).
+//!
+//! Each connection has a thread of its own that runs the statements sent to it, in order: one
+//! for batches and reports, one for the signature ledger (so that a call's signature never waits
+//! behind a batch), and one that checkpoints the WAL into the database every half second, so
+//! that the fsync a checkpoint needs is never paid by a statement a caller waits for.
 
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
 
 use super::{Cell, MIGRATIONS, Param, Result, Row, StoreError};
 
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A connection on a thread of its own; statements are sent to it.
+#[derive(Debug, Clone)]
+struct Worker {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Worker {
+    fn start(mut conn: Connection, name: &str) -> Result<Worker> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name(format!("sqlite-{name}"))
+            .spawn(move || {
+                // Ends when the store (every sender) is gone.
+                while let Ok(job) = queue.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(err)?;
+        Ok(Worker { jobs })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (done, result) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |c| {
+                let _ = done.send(f(c));
+            }))
+            .map_err(|_| err("the connection's thread stopped"))?;
+        result
+            .await
+            .map_err(|_| err("the connection's thread stopped"))?
+            .map_err(err)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Sqlite {
-    conn: Arc<Mutex<Connection>>,
+    main: Worker,
+    ledger: Worker,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -45,65 +92,96 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row(cells))
 }
 
+/// A connection to the file, set up for the store: WAL, no checkpoints of its own (the
+/// checkpointer does them), waiting up to 5 s for another connection's write.
+fn connect(path: &str) -> Result<Connection> {
+    let c = Connection::open(path).map_err(|e| err(format!("{path}: {e}")))?;
+    c.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    c.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err)?;
+    c.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(err)?;
+    c.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    Ok(c)
+}
+
 impl Sqlite {
     pub(super) async fn open(path: &str) -> Result<Sqlite> {
         let path = path.to_string();
-        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
-            if let Some(dir) = std::path::Path::new(&path).parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
-            }
-            let mut c = Connection::open(&path).map_err(|e| err(format!("{path}: {e}")))?;
-            c.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-            c.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(err)?;
-            c.busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(err)?;
-            migrate(&mut c)?;
-            Ok(c)
-        })
-        .await
-        .map_err(err)??;
-        Ok(Sqlite {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let (main, ledger, checkpoints) =
+            tokio::task::spawn_blocking(move || -> Result<(Connection, Connection, Connection)> {
+                if let Some(dir) = std::path::Path::new(&path).parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+                }
+                let mut main = connect(&path)?;
+                migrate(&mut main)?;
+                Ok((main, connect(&path)?, connect(&path)?))
+            })
+            .await
+            .map_err(err)??;
+        let store = Sqlite {
+            main: Worker::start(main, "store")?,
+            ledger: Worker::start(ledger, "ledger")?,
+        };
+        checkpoint_every(checkpoints, Duration::from_millis(500), &store.main)?;
+        Ok(store)
     }
 
-    async fn run<T: Send + 'static>(
+    fn worker(&self, ledger: bool) -> &Worker {
+        if ledger { &self.ledger } else { &self.main }
+    }
+
+    pub(super) async fn execute(&self, sql: &str, params: Vec<Param>, ledger: bool) -> Result<u64> {
+        let sql = sql.to_string();
+        self.worker(ledger)
+            .run(move |c| {
+                c.prepare_cached(&sql)?
+                    .execute(rusqlite::params_from_iter(params.iter()))
+                    .map(|n| n as u64)
+            })
+            .await
+    }
+
+    pub(super) async fn query(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut c)
-        })
-        .await
-        .map_err(err)?
-        .map_err(err)
-    }
-
-    pub(super) async fn execute(&self, sql: &str, params: Vec<Param>) -> Result<u64> {
+        sql: &str,
+        params: Vec<Param>,
+        ledger: bool,
+    ) -> Result<Vec<Row>> {
         let sql = sql.to_string();
-        self.run(move |c| {
-            c.prepare_cached(&sql)?
-                .execute(rusqlite::params_from_iter(params.iter()))
-                .map(|n| n as u64)
-        })
-        .await
+        self.worker(ledger)
+            .run(move |c| {
+                let mut st = c.prepare_cached(&sql)?;
+                let rows = st.query_map(rusqlite::params_from_iter(params.iter()), row)?;
+                rows.collect()
+            })
+            .await
     }
+}
 
-    pub(super) async fn query(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
-        let sql = sql.to_string();
-        self.run(move |c| {
-            let mut st = c.prepare_cached(&sql)?;
-            let rows = st.query_map(rusqlite::params_from_iter(params.iter()), row)?;
-            rows.collect()
+/// Checkpoints the WAL into the database now and then, on a thread of its own, for as long as
+/// the store's main connection lives.
+fn checkpoint_every(conn: Connection, every: Duration, alive: &Worker) -> Result<()> {
+    let alive = alive.jobs.clone();
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                // The store is gone when its main connection's thread no longer takes jobs.
+                if alive.send(Box::new(|_| {})).is_err() {
+                    return;
+                }
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
         })
-        .await
-    }
+        .map_err(err)?;
+    Ok(())
 }
 
 fn migrate(c: &mut Connection) -> Result<()> {

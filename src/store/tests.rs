@@ -149,6 +149,50 @@ async fn suite(store: &Store) {
             .await
             .unwrap()
     );
+    // Many at once (recorded together): each signature is a first use exactly once, however
+    // many times it comes.
+    let asks = (0..200).map(|i| {
+        let sign = format!("c{}", i % 50);
+        async move {
+            (
+                sign.clone(),
+                store.first_use(&sign, 7, now + 1000, now).await.unwrap(),
+            )
+        }
+    });
+    let answers = futures_join(asks).await;
+    for k in 0..50 {
+        let sign = format!("c{k}");
+        let firsts = answers
+            .iter()
+            .filter(|(s, first)| *s == sign && *first)
+            .count();
+        assert_eq!(firsts, 1, "{sign}: {answers:?}");
+    }
+}
+
+/// Runs futures concurrently on this task, keeping their order.
+async fn futures_join<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<std::pin::Pin<Box<F>>> = fs.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, f) in pending.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("done")).collect()
 }
 
 #[test]
