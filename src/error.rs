@@ -116,6 +116,14 @@ pub enum Error {
     TimeInFuture { time: i64, window_secs: u64 },
     #[error("this (apiKey, sign, time) was already used")]
     SignatureReused,
+    #[error(
+        "more than {limit} calls in {per_secs} s from this caller; try again in {retry_after_s} s"
+    )]
+    RateLimited {
+        limit: u32,
+        per_secs: u64,
+        retry_after_s: u64,
+    },
 
     // ---- the backend's fault --------------------------------------------------------------
     #[error("backend refused the call ({}): {}", .0.status, .0.message)]
@@ -140,6 +148,18 @@ pub enum Error {
     BackendBadResponse { backend: String, reason: String },
     #[error("backend '{backend}' refused the bridge's session even after a new login: {message}")]
     BackendSessionExpired { backend: String, message: String },
+    #[error(
+        "backend '{backend}' is failing: calls are not sent to it for {retry_after_s} s more (circuit breaker open)"
+    )]
+    BackendCircuitOpen { backend: String, retry_after_s: u64 },
+    #[error(
+        "backend '{backend}' has {limit} calls in flight, the most it is given, and none ended within {waited_ms} ms"
+    )]
+    BackendBusy {
+        backend: String,
+        limit: usize,
+        waited_ms: u64,
+    },
 
     // ---- ours ------------------------------------------------------------------------------
     #[error("the request took longer than the limit of {limit_ms} ms")]
@@ -211,7 +231,9 @@ impl Error {
             | BackendTimeout { .. }
             | BackendStatus { .. }
             | BackendBadResponse { .. }
-            | BackendSessionExpired { .. } => Party::Backend,
+            | BackendSessionExpired { .. }
+            | BackendCircuitOpen { .. }
+            | BackendBusy { .. } => Party::Backend,
             RequestTimeout { .. } | Internal(_) | Store(_) => Party::Bridge,
             _ => Party::Caller,
         }
@@ -244,6 +266,9 @@ impl Error {
             BackendStatus { .. } => "BACKEND_ERROR",
             BackendBadResponse { .. } => "BACKEND_BAD_RESPONSE",
             BackendSessionExpired { .. } => "BACKEND_SESSION_EXPIRED",
+            BackendCircuitOpen { .. } => "BACKEND_CIRCUIT_OPEN",
+            BackendBusy { .. } => "BACKEND_BUSY",
+            RateLimited { .. } => "RATE_LIMITED",
             RequestTimeout { .. } => "REQUEST_TIMEOUT",
             Internal(_) => "INTERNAL",
             Store(_) => "STORE_UNAVAILABLE",
@@ -261,6 +286,8 @@ impl Error {
             | BackendBadResponse { .. } => Retry::IfIdempotent,
             // Credentials are renewed and the call repeated by the backend client itself.
             BackendSessionExpired { .. } => Retry::Never,
+            // Nothing was sent; but sending again at once would meet the same state.
+            BackendCircuitOpen { .. } | BackendBusy { .. } | RateLimited { .. } => Retry::Never,
             BackendRefused(r) if matches!(r.status, 408 | 429) => Retry::IfIdempotent,
             Store(_) | RequestTimeout { .. } => Retry::IfIdempotent,
             _ => Retry::Never,
@@ -279,6 +306,7 @@ impl Error {
                 | TimeExpired { .. }
                 | TimeInFuture { .. }
                 | SignatureReused
+                | RateLimited { .. }
                 | BackendRefused(_)
         )
     }
@@ -297,6 +325,7 @@ impl Error {
             TimeInFuture { .. } => 1004,
             SignatureReused => 1005,
             ApiKeyUserMismatch => 1006,
+            RateLimited { .. } => 1007,
             BackendRefused(r) => r.number.unwrap_or(2000),
             BackendUnavailable { .. } => 3001,
             BackendTimeout { .. } => 3002,
@@ -305,6 +334,8 @@ impl Error {
             RequestTimeout { .. } => 3005,
             BackendSessionExpired { .. } => 3006,
             Store(_) => 3007,
+            BackendCircuitOpen { .. } => 3008,
+            BackendBusy { .. } => 3009,
             _ => return None,
         })
     }
@@ -355,6 +386,7 @@ impl Error {
                 ApiKeyUnknown => "The apiKey is not recognised.".into(),
                 ApiKeyUserMismatch => "The apiKey does not belong to the role user of the HTTP Basic credentials.".into(),
                 SignatureReused => "This signature (apiKey, sign, time) was already used; sign every call with a new time.".into(),
+                RateLimited { limit, per_secs, retry_after_s } => format!("Call limit exceeded: at most {limit} calls per {per_secs} s are accepted from this account. Try again in {retry_after_s} s."),
                 BackendRefused(r) => refusal_text(r),
                 other => other.to_string(),
             };
@@ -374,6 +406,7 @@ impl Error {
             ApiKeyUnknown => "Geçersiz apiKey: bu anahtar tanımlı değil.".into(),
             ApiKeyUserMismatch => "apiKey, HTTP Basic ile doğrulanan rol kullanıcısına ait değil.".into(),
             SignatureReused => "Bu imza (apiKey, sign, time) daha önce kullanıldı; her çağrıyı yeni bir time ile imzalayın.".into(),
+            RateLimited { limit, per_secs, retry_after_s } => format!("Çağrı sınırı aşıldı: bu hesaptan {per_secs} saniyede en fazla {limit} çağrı kabul edilir. {retry_after_s} saniye sonra tekrar deneyin."),
             BackendRefused(r) => format!("İşlem reddedildi: {}", refusal_text(r)),
             other => other.to_string(),
         }

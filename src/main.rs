@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the bridge with a configuration.
+    /// Run the bridge with a configuration (SIGHUP reads it again).
     Serve {
         #[arg(long, short)]
         config: PathBuf,
@@ -101,8 +101,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve { config, listen } => {
             let plan = compile(&config, listen)?;
+            let source: soapbridge::Source =
+                std::sync::Arc::new(move || Config::compile_file(&config, listen));
             runtime()?.block_on(async {
-                soapbridge::run(plan, soapbridge::server::shutdown_signal()).await?;
+                soapbridge::run(plan, Some(source), soapbridge::server::shutdown_signal()).await?;
                 Ok(())
             })
         }
@@ -114,13 +116,7 @@ fn compile(
     path: &std::path::Path,
     listen: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<soapbridge::config::Plan> {
-    let compiled = Config::load(path).and_then(|mut cfg| {
-        if let Some(l) = listen {
-            cfg.raw.server.listen = Some(l);
-        }
-        cfg.compile()
-    });
-    compiled.map_err(|errors| {
+    Config::compile_file(path, listen).map_err(|errors| {
         for e in &errors.0 {
             eprintln!("error: {e}");
         }

@@ -25,14 +25,21 @@ pub(crate) struct Pipeline {
     limits: Limits,
     clock: Clock,
     stock: Option<Arc<StockSync>>,
+    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl Pipeline {
-    pub(crate) fn new(limits: Limits, clock: Clock, stock: Option<Arc<StockSync>>) -> Pipeline {
+    pub(crate) fn new(
+        limits: Limits,
+        clock: Clock,
+        stock: Option<Arc<StockSync>>,
+        telemetry: Arc<crate::telemetry::Telemetry>,
+    ) -> Pipeline {
         Pipeline {
             limits,
             clock,
             stock,
+            telemetry,
         }
     }
 
@@ -91,10 +98,14 @@ impl Pipeline {
     ) -> Result<Value, Error> {
         if let Some(p) = &svc.profile {
             let user = role_user.ok_or(Error::Unauthorized)?;
-            if let Some(signed) = p.signed() {
-                signed
-                    .verify(&mut params, user, self.clock.now_ms())
-                    .await?;
+            p.admit(user, self.clock.now_ms())?;
+            if let Some(signed) = p.signed()
+                && let Err(e) = signed.verify(&mut params, user, self.clock.now_ms()).await
+            {
+                if e.is_call_failure() {
+                    self.telemetry.signature_refused(e.code());
+                }
+                return Err(e);
             }
         }
         match &svc.operations[operation] {

@@ -75,6 +75,7 @@ impl Route {
             path_and_query,
             body,
             headers,
+            retry: p.retry,
         })
     }
 
@@ -141,6 +142,7 @@ impl Route {
                         path_and_query: rel.clone(),
                         body: Body::None,
                         headers,
+                        retry: false,
                     })
                 })
                 .await?;

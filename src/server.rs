@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Time a client has to send a request's head (also ends idle keep-alive connections).
     pub header_timeout: Duration,
@@ -36,6 +36,8 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// How much of a body a handler left unread is read and thrown away before answering.
     pub drain: Drain,
+    /// Kept at the number of open connections, when given.
+    pub connections: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 /// Bounds for reading away the unread rest of a request body.
@@ -61,6 +63,7 @@ impl Default for ServeOptions {
             grace: Duration::from_secs(30),
             max_connections: 10_000,
             drain: Drain::default(),
+            connections: None,
         }
     }
 }
@@ -68,10 +71,12 @@ impl Default for ServeOptions {
 /// Runs the bridge on `listener` until `shutdown` completes: its background work (stock
 /// delivery workers) too, which stops after the server and releases what it holds.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let opts = app.serve_options();
+    let mut opts = app.serve_options();
+    opts.connections = Some(app.connections());
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let background = app.start_background(stopping);
     let handler_app = app.clone();
+    let grace = opts.grace;
     serve(
         listener,
         move |req| {
@@ -84,7 +89,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     .await;
     let _ = stop.send(true);
     if let Some(b) = background
-        && tokio::time::timeout(opts.grace, b).await.is_err()
+        && tokio::time::timeout(grace, b).await.is_err()
     {
         tracing::warn!("background work did not stop within the grace period");
     }
@@ -109,6 +114,7 @@ pub async fn serve<F, Fut>(
         .keep_alive(true);
     tokio::pin!(shutdown);
     let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
+    let drain = opts.drain;
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -134,15 +140,22 @@ pub async fn serve<F, Fut>(
                         async move {
                             let (req, body) = Body::wrap(req);
                             let mut resp = h(req).await;
-                            body.settle(&mut resp, opts.drain).await;
+                            body.settle(&mut resp, drain).await;
                             Ok::<_, Infallible>(resp)
                         }
                     }),
                 );
                 let conn = graceful.watch(conn);
+                let open = opts.connections.clone();
+                if let Some(g) = &open {
+                    g.inc();
+                }
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    if let Some(g) = open {
+                        g.dec();
                     }
                     drop(permit);
                 });

@@ -53,33 +53,6 @@ pub(crate) fn describe_op(op: &StockOp) -> String {
     }
 }
 
-/// Keys whose values never reach an error report (compared without case, `-` or `_`).
-fn is_secret(key: &str) -> bool {
-    let k: String = key
-        .chars()
-        .filter(|c| !matches!(c, '-' | '_'))
-        .flat_map(char::to_lowercase)
-        .collect();
-    [
-        "password",
-        "passwd",
-        "pwd",
-        "secret",
-        "token",
-        "authorization",
-        "apikey",
-        "privatekey",
-        "credential",
-        "cookie",
-        "session",
-        "sign",
-        "card",
-        "cvv",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-}
-
 /// Raw requests and responses kept in a report at most (bytes).
 const REPORT_TEXT_MAX: usize = 64 * 1024;
 
@@ -114,29 +87,6 @@ fn outcome_of(answer: &Value) -> Option<BatchStatus> {
         }
         _ => None,
     }
-}
-
-/// A JSON value as report text, with secret members replaced.
-pub(crate) fn redacted(v: &Value) -> String {
-    fn walk(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, v)| {
-                        let v = if is_secret(k) {
-                            Value::String("***".into())
-                        } else {
-                            walk(v)
-                        };
-                        (k.clone(), v)
-                    })
-                    .collect(),
-            ),
-            Value::Array(a) => Value::Array(a.iter().map(walk).collect()),
-            other => other.clone(),
-        }
-    }
-    walk(v).to_string()
 }
 
 impl StockSync {
@@ -531,6 +481,13 @@ impl StockSync {
     /// retried after a back-off, until the attempts run out.
     async fn retry_or_fail(&self, mut b: Batch, e: Error, token: &str) {
         let now = self.clock.now_ms();
+        if let Error::BackendCircuitOpen { retry_after_s, .. } = &e {
+            // Not sent: no attempt is used; the batch waits for the breaker.
+            b.next_at = now + *retry_after_s as i64 * 1000;
+            b.last_error = Some(e.to_string());
+            self.save(&b, token, true).await;
+            return;
+        }
         b.attempts += 1;
         b.last_error = Some(e.to_string());
         let refused =
@@ -656,8 +613,8 @@ impl StockSync {
             batch_id: batch,
             action_content_type: kind.into(),
             action_object_id: object.into(),
-            raw_request: capped(redacted(request)),
-            raw_response: capped(redacted(response)),
+            raw_request: capped(crate::redact::text(request)),
+            raw_response: capped(crate::redact::text(response)),
             error_code: code.into(),
             error_description: description.into(),
             is_ok: ok,
@@ -763,31 +720,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reports_never_carry_secrets() {
-        let v = json!({"items": [{"sku": "A"}], "session_id": "s", "headers": {"Authorization": "Bearer x"}, "apiKey": "k"});
-        let r = redacted(&v);
-        assert!(
-            !r.contains("Bearer") && !r.contains("\"s\"") && !r.contains("\"k\""),
-            "{r}"
-        );
-        assert!(r.contains("\"sku\":\"A\""));
-    }
-
-    #[test]
-    fn secrets_are_found_whatever_their_spelling_and_reports_are_capped() {
-        for k in [
-            "X-Api-Key",
-            "api_key",
-            "PASSWD",
-            "client_secret",
-            "Cookie",
-            "session_id",
-        ] {
-            assert!(is_secret(k), "{k}");
-        }
-        for k in ["sku", "warehouse", "quantity", "key", "remote_id"] {
-            assert!(!is_secret(k), "{k}");
-        }
+    fn reports_are_capped_and_channel_words_end_batches() {
         let long = capped("ş".repeat(REPORT_TEXT_MAX));
         assert!(long.len() < REPORT_TEXT_MAX + 64 && long.ends_with("bytes in all)"));
         assert_eq!(

@@ -40,7 +40,7 @@ impl Creds {
 /// How the bridge logs in to a backend, as configured.
 // Built once per backend at start: the size of its variants does not matter.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum AuthPlan {
     None,
     /// A fixed `Authorization: Basic ...` header.
@@ -50,7 +50,7 @@ pub(crate) enum AuthPlan {
 }
 
 /// A login call whose answer holds a session id.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SessionPlan {
     pub method: Method,
     pub path: String,
@@ -64,7 +64,7 @@ pub(crate) struct SessionPlan {
 }
 
 /// The OAuth2 password grant.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct GrantPlan {
     pub token_path: String,
     /// client_id, client_secret, username, password (and scope), form-encoded.
@@ -192,6 +192,7 @@ async fn login_call(
         path_and_query: path.to_string(),
         body,
         headers: Vec::new(),
+        retry: false,
     };
     backend
         .exchange(&req, &Creds::default())
@@ -299,6 +300,7 @@ impl Auth {
 
 impl SessionLogin {
     async fn login(&self, backend: &Backend, generation: u64) -> Result<Creds, Error> {
+        backend.telemetry.login(&backend.name, "login");
         let p = &self.plan;
         let body = p
             .body
@@ -334,6 +336,7 @@ impl PasswordGrant {
         generation: u64,
     ) -> Result<Token, Error> {
         if let Some(r) = refresh {
+            backend.telemetry.login(&backend.name, "refresh");
             let form = format!(
                 "grant_type=refresh_token&{}&{}",
                 form(&[("refresh_token", &r)]),
@@ -346,6 +349,7 @@ impl PasswordGrant {
                 }
             }
         }
+        backend.telemetry.login(&backend.name, "login");
         let form = format!("grant_type=password&{}", self.plan.password_form);
         self.grant(backend, form, generation).await
     }

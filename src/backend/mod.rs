@@ -4,6 +4,7 @@
 //! backend writes in its body (DİA answers HTTP 200 with `"code": "400"`).
 
 pub(crate) mod auth;
+mod resilience;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,9 +22,10 @@ use crate::error::{Error, FieldError, Refusal};
 use crate::mapping::{Scope, Template};
 
 pub(crate) use auth::{Auth, Creds};
+pub(crate) use resilience::{BreakerPlan, ResiliencePlan, RetryPlan};
 
 /// How a backend's answers say what went wrong.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ErrorShape {
     pub code: Template,
     pub message: Template,
@@ -35,7 +37,7 @@ pub(crate) struct ErrorShape {
     pub classify: Vec<Classify>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Classify {
     pub contains: String,
     pub code: String,
@@ -57,6 +59,8 @@ pub(crate) struct Backend {
     pub vars: Value,
     /// The time credentials expire by.
     pub clock: crate::clock::Clock,
+    pub(crate) telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
+    guard: resilience::Guard,
 }
 
 /// TLS settings for HTTPS backends: the Mozilla root certificates (webpki-roots) plus, for
@@ -97,6 +101,8 @@ pub(crate) struct BackendRequest {
     pub body: Body,
     /// Headers of this request only (an idempotency key).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Safe to send again after a failure that may have reached the backend (besides GET).
+    pub retry: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -109,7 +115,11 @@ pub(crate) enum Body {
 
 impl Backend {
     /// A client for the backend a plan describes (no connection is made until a call).
-    pub(crate) fn new(plan: &crate::config::BackendPlan, clock: crate::clock::Clock) -> Backend {
+    pub(crate) fn new(
+        plan: &crate::config::BackendPlan,
+        clock: crate::clock::Clock,
+        telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
+    ) -> Backend {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(plan.connect_timeout));
         http.set_nodelay(true);
@@ -134,12 +144,19 @@ impl Backend {
             errors: plan.errors.clone(),
             auth: Auth::new(&plan.auth),
             vars: plan.vars.clone(),
+            guard: resilience::Guard::new(&plan.name, &plan.resilience, clock.clone()),
             clock,
+            telemetry,
         }
     }
 
     pub(crate) fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The circuit breaker's state (`closed`, `open`, `half-open`) and the calls in flight.
+    pub(crate) fn health(&self) -> (&'static str, usize) {
+        (self.guard.breaker(), self.guard.in_flight())
     }
 
     /// Sends a request rendered for the backend's current credentials (`render` gets them, so
@@ -160,21 +177,65 @@ impl Backend {
         }
     }
 
-    /// One exchange within the backend's total timeout: a success gives the JSON body (null
-    /// when empty), anything else a specific [`Error`].
+    /// One exchange, sent again when it failed in a way that allows it (an idempotent call,
+    /// or one that never reached the backend) and the retry budget has room: a success gives
+    /// the JSON body (null when empty), anything else a specific [`Error`].
     pub(crate) async fn exchange(
         &self,
         req: &BackendRequest,
         creds: &Creds,
     ) -> Result<Value, Error> {
-        let timeout_ms = self.timeout.as_millis() as u64;
-        match tokio::time::timeout(self.timeout, self.exchange_inner(req, creds)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::BackendTimeout {
-                backend: self.name.clone(),
-                timeout_ms,
-            }),
+        let idempotent =
+            req.retry || matches!(req.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        self.guard.deposit();
+        let mut attempt = 1;
+        loop {
+            let result = self.attempt(req, creds).await;
+            if let Err(e) = &result
+                && let Some(wait) = self.guard.retry(attempt, e, idempotent)
+            {
+                tracing::debug!(backend = %self.name, attempt, wait_ms = wait.as_millis() as u64, error = e.code(), "sending again");
+                self.telemetry.backend_retry(&self.name);
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+                continue;
+            }
+            return result;
         }
+    }
+
+    /// One attempt within the backend's total timeout, admitted by its breaker and its limit
+    /// of calls in flight.
+    async fn attempt(&self, req: &BackendRequest, creds: &Creds) -> Result<Value, Error> {
+        let timeout_ms = self.timeout.as_millis() as u64;
+        let started = std::time::Instant::now();
+        let result = match self.guard.admit(self.timeout).await {
+            Err(e) => Err(e),
+            Ok(admission) => {
+                let result =
+                    match tokio::time::timeout(self.timeout, self.exchange_inner(req, creds)).await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(Error::BackendTimeout {
+                            backend: self.name.clone(),
+                            timeout_ms,
+                        }),
+                    };
+                if self.guard.record(admission, result.as_ref().map(|_| ())) {
+                    self.telemetry.breaker_opened(&self.name);
+                }
+                result
+            }
+        };
+        // A refusal of the caller's input is an answer, not a failure of the backend.
+        let failed = result
+            .as_ref()
+            .err()
+            .filter(|e| e.party() != crate::error::Party::Caller)
+            .map(Error::code);
+        self.telemetry
+            .backend_call(&self.name, started.elapsed(), failed);
+        result
     }
 
     /// The origin-relative form of an absolute URL on this backend (for following `next`
@@ -223,6 +284,19 @@ impl Backend {
         if let Some(a) = &creds.authorization {
             builder = builder.header(http::header::AUTHORIZATION, a);
         }
+        if let Some(id) = crate::telemetry::request_id()
+            && let Ok(v) = HeaderValue::from_str(&id)
+        {
+            builder = builder.header("x-request-id", v);
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let sent = match &req.body {
+                Body::Json(v) => crate::redact::text(v),
+                Body::Form(_) => "(a form: credentials, not shown)".into(),
+                Body::None => String::new(),
+            };
+            tracing::debug!(backend = %self.name, method = %req.method, path = %req.path_and_query, body = %sent, "to backend");
+        }
         let request = builder
             .body(Full::new(body))
             // The URL is not quoted: it is the backend's address, not the caller's business.
@@ -251,6 +325,13 @@ impl Backend {
         } else {
             serde_json::from_slice(&bytes).ok()
         };
+        if let Some(v) = parsed
+            .as_ref()
+            .filter(|_| tracing::enabled!(tracing::Level::DEBUG))
+        {
+            // Logins' answers hold tokens and sessions: the redaction takes them out by name.
+            tracing::debug!(backend = %self.name, status = http_status, body = %crate::redact::text(v), "from backend");
+        }
         // A status in the body (when configured and present) decides for a 2xx answer.
         let status = match (&self.errors.status, &parsed) {
             (Some(t), Some(body)) if (200..300).contains(&http_status) => self

@@ -144,6 +144,12 @@ impl Compiler<'_> {
             .as_ref()
             .and_then(|w| self.winstrom(w, &backends, &profiles));
         let stock = raw.stock.as_ref().and_then(|s| self.stock(s, &backends));
+        let ops = raw.ops.as_ref().and_then(|o| {
+            let mut taken: Vec<&str> = services.iter().map(|s| s.path.as_str()).collect();
+            taken.extend(xmlrpc.iter().map(|x| x.path.as_str()));
+            taken.extend(winstrom.iter().map(|w| w.prefix.as_str()));
+            self.ops(o, &taken)
+        });
         if !self.errors.is_empty() {
             return None;
         }
@@ -156,6 +162,48 @@ impl Compiler<'_> {
             xmlrpc,
             winstrom,
             stock,
+            ops,
+        })
+    }
+
+    // ---- [ops] ---------------------------------------------------------------------------
+
+    fn ops(&mut self, o: &Spanned<raw::OpsConfig>, taken: &[&str]) -> Option<OpsPlan> {
+        let w = at(o);
+        let o = o.get_ref();
+        let path = o.path.as_deref().unwrap_or(d::OPS_PATH);
+        let trimmed = path.trim_end_matches('/');
+        let probes = ["/metrics", "/healthz", "/readyz"];
+        if !path.starts_with('/') || trimmed.is_empty() {
+            self.err(
+                w.clone(),
+                "ops.path",
+                "must start with '/' and not be '/' alone",
+            );
+        } else if let Some(other) = taken.iter().chain(probes.iter()).find(|t| {
+            **t == trimmed
+                || t.starts_with(&format!("{trimmed}/"))
+                || trimmed.starts_with(&format!("{t}/"))
+        }) {
+            self.err(
+                w.clone(),
+                "ops.path",
+                format!("'{path}' overlaps '{other}' (a service, a door or a probe)"),
+            );
+        }
+        let users = self.basic(
+            w,
+            "ops",
+            "ops",
+            &raw::BasicProfileConfig {
+                realm: Some(o.realm.clone().unwrap_or_else(|| d::OPS_REALM.into())),
+                users: o.users.clone(),
+                rate_limit: None,
+            },
+        )?;
+        Some(OpsPlan {
+            path: trimmed.to_string(),
+            users,
         })
     }
 
@@ -294,10 +342,15 @@ impl Compiler<'_> {
         let errors = self.error_shape(w.clone(), &key, &b.errors);
         let auth = self.auth(w.clone(), &key, b.auth.as_ref());
         let ca = b.ca_file.as_ref().map(|p| self.cfg.resolve_path(p));
+        let mut ca_pem = None;
         let tls = match &ca {
             None => crate::backend::tls_config(None),
             Some(path) => match self.sources.read(path) {
-                Ok(pem) => crate::backend::tls_config(Some((path, pem.as_bytes()))),
+                Ok(pem) => {
+                    let tls = crate::backend::tls_config(Some((path, pem.as_bytes())));
+                    ca_pem = Some(pem);
+                    tls
+                }
                 Err(e) => Err(format!("cannot read {}: {e}", path.display())),
             },
         };
@@ -314,6 +367,7 @@ impl Compiler<'_> {
             b.timeout_ms,
             d::BACKEND_TIMEOUT,
         );
+        let resilience = self.resilience(w.clone(), &key, b);
         if self.errors.len() > errors_before {
             return None;
         }
@@ -327,9 +381,91 @@ impl Compiler<'_> {
             headers,
             errors: errors?,
             tls: Arc::new(tls?),
+            ca_pem,
             auth: auth?,
             vars: Value::Object(b.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            resilience,
         })
+    }
+
+    fn resilience(
+        &mut self,
+        w: At,
+        key: &str,
+        b: &raw::BackendConfig,
+    ) -> crate::backend::ResiliencePlan {
+        use crate::backend::{BreakerPlan, ResiliencePlan, RetryPlan};
+        let (r, br) = (&b.retry, &b.breaker);
+        let max_in_flight = self.at_least(
+            w.clone(),
+            &format!("{key}.max_in_flight"),
+            b.max_in_flight,
+            d::MAX_IN_FLIGHT,
+            1,
+        );
+        let attempts = self.at_least(
+            w.clone(),
+            &format!("{key}.retry.attempts"),
+            r.attempts,
+            d::RETRY_ATTEMPTS,
+            1,
+        );
+        if attempts > 10 {
+            self.err(
+                w.clone(),
+                format!("{key}.retry.attempts"),
+                "must be at most 10",
+            );
+        }
+        let backoff = self.duration(
+            w.clone(),
+            &format!("{key}.retry.backoff_ms"),
+            r.backoff_ms,
+            d::RETRY_BACKOFF,
+        );
+        let max_backoff = self.duration(
+            w.clone(),
+            &format!("{key}.retry.max_backoff_ms"),
+            r.max_backoff_ms,
+            d::RETRY_MAX_BACKOFF,
+        );
+        let budget_percent = r.budget_percent.unwrap_or(d::RETRY_BUDGET_PERCENT);
+        if budget_percent > 100 {
+            self.err(
+                w.clone(),
+                format!("{key}.retry.budget_percent"),
+                "must be at most 100",
+            );
+        }
+        // The stock sync retries each batch itself (attempts, back-off, outages): its
+        // channel's breaker is off unless configured.
+        let stock_channel = self
+            .cfg
+            .raw
+            .stock
+            .as_ref()
+            .is_some_and(|s| key == format!("backends.{}", s.get_ref().backend));
+        let failures = br.failures.unwrap_or(if stock_channel {
+            0
+        } else {
+            d::BREAKER_FAILURES
+        });
+        let open_for = self.duration(
+            w,
+            &format!("{key}.breaker.open_ms"),
+            br.open_ms,
+            d::BREAKER_OPEN,
+        );
+        ResiliencePlan {
+            max_in_flight,
+            retry: RetryPlan {
+                attempts,
+                backoff,
+                max_backoff: max_backoff.max(backoff),
+                budget_percent,
+            },
+            breaker: (failures > 0).then_some(BreakerPlan { failures, open_for }),
+        }
     }
 
     fn error_shape(&mut self, w: At, key: &str, e: &raw::ErrorShapeConfig) -> Option<ErrorShape> {
@@ -562,10 +698,33 @@ impl Compiler<'_> {
             );
             users.push((u.user.clone(), pw?));
         }
+        let rate_limit = self.rate_limit(w, key, b.rate_limit.as_ref());
         Some(BasicPlan {
             name: name.to_string(),
             realm: b.realm.clone().unwrap_or_else(|| d::REALM.into()),
             users,
+            rate_limit,
+        })
+    }
+
+    fn rate_limit(
+        &mut self,
+        w: At,
+        key: &str,
+        r: Option<&raw::RateLimitConfig>,
+    ) -> Option<crate::profile::RateLimit> {
+        let r = r?;
+        if r.calls == 0 || r.per_secs == 0 {
+            self.err(
+                w,
+                format!("{key}.rate_limit"),
+                "calls and per_secs must be greater than zero (leave rate_limit out for no limit)",
+            );
+            return None;
+        }
+        Some(crate::profile::RateLimit {
+            calls: r.calls,
+            per: Duration::from_secs(r.per_secs),
         })
     }
 
@@ -653,6 +812,7 @@ impl Compiler<'_> {
                 });
             }
         }
+        let rate_limit = self.rate_limit(w.clone(), key, p.rate_limit.as_ref());
         Some(SignedPlan {
             name: name.to_string(),
             window_ms: window as i64 * 1000,
@@ -669,6 +829,7 @@ impl Compiler<'_> {
                 .unwrap_or_else(|| d::RESULT_ELEMENT.into()),
             accounts,
             backend_errors: p.backend_errors.clone(),
+            rate_limit,
         })
     }
 
@@ -1082,6 +1243,7 @@ impl Compiler<'_> {
             response: response?,
             pages,
             batch,
+            retry: m.retry.unwrap_or(false),
         })
     }
 

@@ -18,12 +18,25 @@ pub const DRAIN_MAX_BYTES: u64 = 128 * 1024 * 1024;
 // [xmlrpc]
 pub const XMLRPC_ENABLED: bool = true;
 pub const XMLRPC_PATH: &str = "/RPC2";
+/// Where the operator page is, when `[ops]` is configured.
+pub const OPS_PATH: &str = "/_";
+pub const OPS_REALM: &str = "soapbridge operators";
 
 // [backends.X]
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_URL_BYTES: usize = 8 * 1024;
+/// Calls in flight per backend.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Attempts per idempotent call (one retry).
+pub const RETRY_ATTEMPTS: u32 = 2;
+pub const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(1);
+pub const RETRY_BUDGET_PERCENT: u32 = 20;
+/// Consecutive failures that open a backend's circuit breaker.
+pub const BREAKER_FAILURES: u32 = 5;
+pub const BREAKER_OPEN: Duration = Duration::from_secs(10);
 pub const ERROR_CODE: &str = "$.error.code";
 pub const ERROR_MESSAGE: &str = "$.error.message";
 // [backends.X.auth]

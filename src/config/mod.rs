@@ -120,6 +120,20 @@ impl Config {
         compile(self, &System)
     }
 
+    /// Reads and compiles a configuration file (and the WSDLs it names), with the listen
+    /// address overridden when `listen` is given: what `serve` starts from and what a reload
+    /// reads again.
+    pub fn compile_file(
+        path: &Path,
+        listen: Option<std::net::SocketAddr>,
+    ) -> Result<Plan, ConfigErrors> {
+        let mut cfg = Config::load(path)?;
+        if let Some(l) = listen {
+            cfg.raw.server.listen = Some(l);
+        }
+        cfg.compile()
+    }
+
     /// A path from the file, relative to the file's directory.
     pub fn resolve_path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {

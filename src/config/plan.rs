@@ -34,6 +34,15 @@ pub struct Plan {
     pub xmlrpc: Option<XmlRpcPlan>,
     pub winstrom: Option<WinstromPlan>,
     pub stock: Option<StockPlan>,
+    pub ops: Option<OpsPlan>,
+}
+
+/// The operator page.
+#[derive(Debug)]
+pub struct OpsPlan {
+    /// Without a trailing '/'.
+    pub path: String,
+    pub users: BasicPlan,
 }
 
 #[derive(Debug, Clone)]
@@ -77,9 +86,31 @@ pub struct BackendPlan {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) errors: ErrorShape,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// The PEM of `ca_file`, to tell whether a reload changed it.
+    pub(crate) ca_pem: Option<String>,
     pub(crate) auth: AuthPlan,
     /// `$vars` in templates.
     pub(crate) vars: Value,
+    pub(crate) resilience: crate::backend::ResiliencePlan,
+}
+
+impl BackendPlan {
+    /// Whether a client made from `other` would be this one's twin: a reload keeps the client
+    /// (and its login) then.
+    pub(crate) fn same_as(&self, other: &BackendPlan) -> bool {
+        self.name == other.name
+            && self.base_url == other.base_url
+            && self.connect_timeout == other.connect_timeout
+            && self.timeout == other.timeout
+            && self.max_response_bytes == other.max_response_bytes
+            && self.max_url_bytes == other.max_url_bytes
+            && self.headers == other.headers
+            && self.errors == other.errors
+            && self.ca_pem == other.ca_pem
+            && self.auth == other.auth
+            && self.vars == other.vars
+            && self.resilience == other.resilience
+    }
 }
 
 #[derive(Debug)]
@@ -107,6 +138,7 @@ pub struct SignedPlan {
     pub result_element: String,
     pub accounts: Vec<AccountPlan>,
     pub backend_errors: BTreeMap<String, super::raw::ErrorText>,
+    pub(crate) rate_limit: Option<crate::profile::RateLimit>,
 }
 
 pub struct AccountPlan {
@@ -132,6 +164,7 @@ pub struct BasicPlan {
     pub realm: String,
     /// (user, password)
     pub users: Vec<(String, String)>,
+    pub(crate) rate_limit: Option<crate::profile::RateLimit>,
 }
 
 impl std::fmt::Debug for BasicPlan {
@@ -206,6 +239,8 @@ pub struct RoutePlan {
     pub response: Template,
     pub pages: Option<PagesPlan>,
     pub batch: Option<BatchPlan>,
+    /// Sent again after a failure that may have reached the backend.
+    pub retry: bool,
 }
 
 #[derive(Debug)]

@@ -52,6 +52,18 @@ pub struct RawConfig {
     pub mappings: BTreeMap<String, BTreeMap<String, Spanned<OperationMapping>>>,
     #[serde(default)]
     pub services: Vec<Spanned<ServiceConfig>>,
+    /// The operator page.
+    #[serde(default)]
+    pub ops: Option<Spanned<OpsConfig>>,
+}
+
+/// The operator page and its JSON, behind HTTP Basic users of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    pub path: Option<String>,
+    pub realm: Option<String>,
+    pub users: Vec<BasicUser>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -160,6 +172,35 @@ pub struct BackendConfig {
     /// Values request templates read as `$vars.name` (DİA's firma_kodu, donem_kodu).
     #[serde(default)]
     pub vars: BTreeMap<String, Value>,
+    /// Calls in flight to this backend at most; more wait (up to `timeout_ms`) for one to end.
+    pub max_in_flight: Option<usize>,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+/// Retries of idempotent calls (GET, or mappings with `retry = true`) after a failure of the
+/// backend, and of any call that never reached it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts per call, the first included (1: no retries).
+    pub attempts: Option<u32>,
+    pub backoff_ms: Option<u64>,
+    pub max_backoff_ms: Option<u64>,
+    /// Retries at most this many per 100 calls (plus a reserve of 10).
+    pub budget_percent: Option<u32>,
+}
+
+/// The circuit breaker: after `failures` consecutive failures of the backend, calls fail fast
+/// for `open_ms`, then one probe call decides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// 0 turns the breaker off.
+    pub failures: Option<u32>,
+    pub open_ms: Option<u64>,
 }
 
 /// What to do when the same (apiKey, sign, time) arrives again.
@@ -227,6 +268,15 @@ pub struct SignedProfileConfig {
     /// the store, across restarts and, on PostgreSQL, across instances.
     #[serde(default)]
     pub shared_replay_cache: bool,
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// At most `calls` per `per_secs` from each caller (user, or apiKey's role user).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub calls: u32,
+    pub per_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +293,7 @@ pub enum ProfileConfig {
 pub struct BasicProfileConfig {
     pub realm: Option<String>,
     pub users: Vec<BasicUser>,
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -278,6 +329,9 @@ pub struct OperationMapping {
     pub pages: Option<PagesConfig>,
     /// Send a list body in chunks, with per-item outcomes in `$batch`.
     pub batch: Option<BatchConfig>,
+    /// Send the call again after a failure that may have reached the backend: only for calls
+    /// that are safe to repeat (GET calls are retried without it).
+    pub retry: Option<bool>,
 }
 
 /// What a stock-service operation does.

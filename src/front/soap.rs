@@ -14,6 +14,7 @@ use crate::pipeline::Pipeline;
 use crate::protocol::soap::{self, FaultKind, SoapError, SoapVersion};
 use crate::server::{Resp, header_str, text_response};
 use crate::service::Service;
+use crate::telemetry::{Calls, Outcome};
 
 /// The services, by path.
 #[derive(Debug, Default)]
@@ -166,8 +167,10 @@ async fn call(
         &result,
     ) {
         Ok(xml) => {
-            tracing::info!(service = %svc.name, operation = %svc.desc.operations[call.operation].name, elapsed_ms = started.elapsed().as_millis() as u64, "ok");
-            text_response(StatusCode::OK, version.content_type(), xml)
+            let mut r = text_response(StatusCode::OK, version.content_type(), xml);
+            let op = &svc.desc.operations[call.operation].name;
+            Calls::one("soap", &svc.name, op, Outcome::Success, "").attach(&mut r);
+            r
         }
         Err(shape) => {
             let e = svc.answer_misfit(call.operation, &shape);
@@ -191,14 +194,6 @@ fn respond_error(
         operation: &svc.desc.operations[operation].name,
     };
     if let Some(profile) = svc.signed().filter(|_| e.is_call_failure()) {
-        // The code and status only: error texts may quote backend bodies.
-        tracing::info!(
-            service = ctx.service,
-            operation = ctx.operation,
-            code = e.code(),
-            backend_status = e.backend_status(),
-            "ackCode=failure"
-        );
         let value = profile.failure(&e, lang, started);
         return match soap::encode_response(
             &svc.desc,
@@ -208,7 +203,18 @@ fn respond_error(
             &svc.body_prefix,
             &value,
         ) {
-            Ok(xml) => text_response(StatusCode::OK, version.content_type(), xml),
+            Ok(xml) => {
+                let mut r = text_response(StatusCode::OK, version.content_type(), xml);
+                Calls::one(
+                    "soap",
+                    ctx.service,
+                    ctx.operation,
+                    Outcome::Failure,
+                    e.code(),
+                )
+                .attach(&mut r);
+                r
+            }
             Err(shape) => fault_response(
                 ctx,
                 version,
@@ -237,8 +243,8 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The only writer of SOAP fault responses; logs each one (code and statuses only: error
-/// texts may quote request or backend content).
+/// The only writer of SOAP fault responses; each says what it was (its code, not its text:
+/// error texts may quote request or backend content).
 fn fault_response(
     ctx: Ctx<'_>,
     version: SoapVersion,
@@ -247,14 +253,6 @@ fn fault_response(
     www_authenticate: Option<String>,
 ) -> Resp {
     let (status, kind) = fault_of(version, e);
-    tracing::info!(
-        service = ctx.service,
-        operation = ctx.operation,
-        code = e.code(),
-        status = status.as_u16(),
-        backend_status = e.backend_status(),
-        "fault"
-    );
     let message = e.to_string();
     let fault = soap::Fault {
         kind,
@@ -281,6 +279,7 @@ fn fault_response(
         r.headers_mut()
             .insert(http::header::ALLOW, HeaderValue::from_static("GET, POST"));
     }
+    Calls::one("soap", ctx.service, ctx.operation, Outcome::Fault, e.code()).attach(&mut r);
     r
 }
 
@@ -301,6 +300,10 @@ fn fault_of(version: SoapVersion, e: &Error) -> (StatusCode, FaultKind) {
         Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Error::BackendCircuitOpen { .. } | Error::BackendBusy { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ if version == SoapVersion::V12 && kind == FaultKind::Sender => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

@@ -23,6 +23,7 @@ use crate::protocol::xmlrpc::{
 use crate::schema::Schema;
 use crate::server::{Resp, header_str, text_response};
 use crate::service::Service;
+use crate::telemetry::{CallInfo, Calls, Outcome};
 
 const CONTENT_TYPE: &str = "text/xml; charset=utf-8";
 /// Calls in one `system.multicall` at most.
@@ -99,18 +100,36 @@ pub(crate) async fn handle(
                 I8Policy::Never => false,
                 I8Policy::Auto => call.uses_i8 || python,
             };
-            Ok::<_, Error>(dispatch(app, &parts.headers, call, i8_ok, started).await)
+            let mut calls = Vec::new();
+            let xml = dispatch(app, &parts.headers, call, i8_ok, started, &mut calls).await;
+            Ok::<_, Error>((xml, calls))
         })
         .await;
-    let xml = match answer {
-        Ok(Ok(xml)) => xml,
+    let (xml, calls) = match answer {
+        Ok(Ok(done)) => done,
         Ok(Err(e)) | Err(e) => {
             let (code, text) = fault_of(None, &e, Lang::En);
-            log_fault("-", &e, code);
-            xmlrpc::fault(code, &text)
+            (xmlrpc::fault(code, &text), vec![info("-", "-", Err(&e))])
         }
     };
-    text_response(StatusCode::OK, CONTENT_TYPE, xml)
+    let mut r = text_response(StatusCode::OK, CONTENT_TYPE, xml);
+    Calls(calls).attach(&mut r);
+    r
+}
+
+/// What one call came to, for its record: `Err` with the error that ended it.
+fn info(service: &str, operation: &str, result: Result<(), &Error>) -> CallInfo {
+    let (outcome, code) = match result {
+        Ok(()) => (Outcome::Success, ""),
+        Err(e) => (Outcome::Fault, e.code()),
+    };
+    CallInfo {
+        door: "xmlrpc",
+        service: service.to_string(),
+        operation: operation.to_string(),
+        outcome,
+        code,
+    }
 }
 
 /// A method's answer: a `<value>`, or a fault's code and text.
@@ -122,9 +141,20 @@ async fn dispatch(
     call: MethodCall<'_>,
     i8_ok: bool,
     started: Instant,
+    calls_made: &mut Vec<CallInfo>,
 ) -> String {
     if call.name != "system.multicall" {
-        return match one(app, headers, &call.name, call.params, i8_ok, started).await {
+        return match one(
+            app,
+            headers,
+            &call.name,
+            call.params,
+            i8_ok,
+            started,
+            calls_made,
+        )
+        .await
+        {
             Ok(v) => xmlrpc::response(&v),
             Err((code, text)) => xmlrpc::fault(code, &text),
         };
@@ -154,7 +184,9 @@ async fn dispatch(
                 INVALID_REQUEST,
                 "system.multicall cannot be called inside system.multicall".to_string(),
             )),
-            Ok((name, params)) => one(app, headers, &name, params, i8_ok, started).await,
+            Ok((name, params)) => {
+                one(app, headers, &name, params, i8_ok, started, calls_made).await
+            }
             Err(reason) => Err((INVALID_REQUEST, format!("multicall entry {i}: {reason}"))),
         });
     }
@@ -180,7 +212,7 @@ fn multicall_entry(c: XVal<'_>) -> Result<(String, Vec<XVal<'_>>), String> {
     Ok((name.ok_or("no methodName")?, params))
 }
 
-/// One method call (outside or inside a multicall).
+/// One method call (outside or inside a multicall); its record goes to `calls_made`.
 async fn one(
     app: Ctx<'_>,
     headers: &HeaderMap,
@@ -188,7 +220,14 @@ async fn one(
     params: Vec<XVal<'_>>,
     i8_ok: bool,
     started: Instant,
+    calls_made: &mut Vec<CallInfo>,
 ) -> Answer {
+    if let Some(system) = name
+        .strip_prefix("system.")
+        .filter(|_| SYSTEM_METHODS.contains(&name))
+    {
+        calls_made.push(info("system", system, Ok(())));
+    }
     let plain = |v: &Value| {
         let schema = Schema::default();
         let mut w = ValueWriter::new(&schema, i8_ok);
@@ -239,16 +278,20 @@ async fn one(
         }
         _ => {
             let (svc, op) = find(app, name).map_err(|e| {
-                log_fault(name, &e, fault_code(&e));
+                calls_made.push(info("-", "-", Err(&e)));
                 fault_of(None, &e, Lang::En)
             })?;
-            call(app, headers, svc, op, params, i8_ok, started)
-                .await
-                .map_err(|(e, lang)| {
-                    let f = fault_of(Some(svc), &e, lang);
-                    log_fault(name, &e, f.0);
-                    f
-                })
+            let operation = &svc.desc.operations[op].name;
+            match call(app, headers, svc, op, params, i8_ok, started).await {
+                Ok(v) => {
+                    calls_made.push(info(&svc.name, operation, Ok(())));
+                    Ok(v)
+                }
+                Err((e, lang)) => {
+                    calls_made.push(info(&svc.name, operation, Err(&e)));
+                    Err(fault_of(Some(svc), &e, lang))
+                }
+            }
         }
     }
 }
@@ -319,7 +362,6 @@ async fn call(
     let mut w = ValueWriter::new(&svc.desc.schema, i8_ok);
     w.result(&operation.output, &value)
         .map_err(|shape| (svc.answer_misfit(op, &shape), lang))?;
-    tracing::info!(door = "xmlrpc", service = %svc.name, operation = %operation.name, elapsed_ms = started.elapsed().as_millis() as u64, "ok");
     Ok(w.out)
 }
 
@@ -350,16 +392,4 @@ fn fault_code(err: &Error) -> i32 {
         UnknownMethod { .. } | NoSuchService(_) => METHOD_NOT_FOUND,
         other => other.number().unwrap_or(INTERNAL_ERROR),
     }
-}
-
-fn log_fault(method: &str, e: &Error, code: i32) {
-    // The code only: error texts may quote request or backend content.
-    tracing::info!(
-        door = "xmlrpc",
-        method,
-        code = e.code(),
-        fault_code = code,
-        backend_status = e.backend_status(),
-        "fault"
-    );
 }

@@ -6,17 +6,26 @@
 //!   protocol faults.
 
 pub(crate) mod basic;
+mod limit;
 pub(crate) mod signed;
 
 pub(crate) use basic::BasicProfile;
+pub(crate) use limit::RateLimit;
 pub(crate) use signed::SignedProfile;
 
 use crate::error::Error;
 
 #[derive(Debug)]
-pub(crate) enum Profile {
+enum Kind {
     Signed(SignedProfile),
     Basic(BasicProfile),
+}
+
+#[derive(Debug)]
+pub(crate) struct Profile {
+    kind: Kind,
+    /// Calls per user (a signed profile's role user: one per apiKey) and window.
+    limiter: Option<limit::RateLimiter>,
 }
 
 impl Profile {
@@ -26,46 +35,65 @@ impl Profile {
         plan: &crate::config::ProfilePlan,
         store: Option<&std::sync::Arc<crate::store::Store>>,
     ) -> Profile {
-        match plan {
-            crate::config::ProfilePlan::Signed(p) => Profile::Signed(SignedProfile::new(
-                p,
-                store
-                    .expect("a plan with a signed profile has a store")
-                    .clone(),
-            )),
-            crate::config::ProfilePlan::Basic(p) => {
-                Profile::Basic(BasicProfile::new(&p.name, &p.realm, p.users.clone()))
-            }
+        let (kind, rate_limit) = match plan {
+            crate::config::ProfilePlan::Signed(p) => (
+                Kind::Signed(SignedProfile::new(
+                    p,
+                    store
+                        .expect("a plan with a signed profile has a store")
+                        .clone(),
+                )),
+                p.rate_limit,
+            ),
+            crate::config::ProfilePlan::Basic(p) => (
+                Kind::Basic(BasicProfile::new(&p.name, &p.realm, p.users.clone())),
+                p.rate_limit,
+            ),
+        };
+        Profile {
+            kind,
+            limiter: rate_limit.map(limit::RateLimiter::new),
         }
     }
 
     pub(crate) fn name(&self) -> &str {
-        match self {
-            Profile::Signed(p) => &p.name,
-            Profile::Basic(p) => &p.name,
+        match &self.kind {
+            Kind::Signed(p) => &p.name,
+            Kind::Basic(p) => &p.name,
         }
     }
 
     /// Checks HTTP Basic credentials; returns the authenticated user.
+    /// The user goes into the call's span (and so into its log lines).
     pub(crate) fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
-        match self {
-            Profile::Signed(p) => p.authenticate(authorization),
-            Profile::Basic(p) => p.authenticate(authorization),
+        let user = match &self.kind {
+            Kind::Signed(p) => p.authenticate(authorization),
+            Kind::Basic(p) => p.authenticate(authorization),
+        }?;
+        tracing::Span::current().record("user", user);
+        Ok(user)
+    }
+
+    /// Counts a call of an authenticated `user` against the profile's rate limit.
+    pub(crate) fn admit(&self, user: &str, now_ms: i64) -> Result<(), Error> {
+        match &self.limiter {
+            Some(l) => l.admit(user, now_ms),
+            None => Ok(()),
         }
     }
 
     pub(crate) fn www_authenticate(&self) -> String {
-        match self {
-            Profile::Signed(p) => p.www_authenticate(),
-            Profile::Basic(p) => basic::challenge(&p.realm),
+        match &self.kind {
+            Kind::Signed(p) => p.www_authenticate(),
+            Kind::Basic(p) => basic::challenge(&p.realm),
         }
     }
 
     /// The signed profile, when this is one.
     pub(crate) fn signed(&self) -> Option<&SignedProfile> {
-        match self {
-            Profile::Signed(p) => Some(p),
-            Profile::Basic(_) => None,
+        match &self.kind {
+            Kind::Signed(p) => Some(p),
+            Kind::Basic(_) => None,
         }
     }
 }

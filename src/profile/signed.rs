@@ -334,6 +334,7 @@ mod tests {
                 any_time: false,
             }],
             backend_errors: BTreeMap::new(),
+            rate_limit: None,
         };
         SignedProfile::new(&plan, std::sync::Arc::new(store))
     }

@@ -349,6 +349,7 @@ struct Statements {
     batch: String,
     batches: String,
     counts: String,
+    oldest_pending: String,
     add_report: String,
     reports: String,
 }
@@ -401,6 +402,9 @@ impl Statements {
                 "SELECT {batch} FROM {s}sb_batches WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) ORDER BY id DESC LIMIT $2",
             ),
             counts: sql("SELECT status, COUNT(*) FROM {s}sb_batches GROUP BY status"),
+            oldest_pending: sql(
+                "SELECT MIN(created_at) FROM {s}sb_batches WHERE status NOT IN ('done', 'fail')",
+            ),
             add_report: sql(
                 "INSERT INTO {s}sb_reports (batch_id, action_content_type, action_object_id, raw_request, raw_response,
                                             error_code, error_description, is_ok, target_content_type, target_object_id, modified_date)
@@ -627,6 +631,14 @@ impl Store {
                 Ok((status, r.int(1)?))
             })
             .collect()
+    }
+
+    /// When the oldest batch not yet done or failed was accepted (epoch ms), if there is one.
+    pub async fn oldest_pending(&self) -> Result<Option<i64>> {
+        self.db
+            .query_one(&self.sql.oldest_pending, Vec::new())
+            .await?
+            .opt_int(0)
     }
 
     pub async fn add_report(&self, r: &Report) -> Result<i64> {

@@ -28,6 +28,8 @@ pub const FIXTURE_USER: &str = "fixture:fixture-pass";
 
 pub struct Bridge {
     pub addr: SocketAddr,
+    /// The running bridge (tests reload it).
+    pub app: Arc<App>,
     /// The bridge's clock: tests move it forward instead of sleeping.
     pub clock: soapbridge::clock::Clock,
     shutdown: Option<oneshot::Sender<()>>,
@@ -77,11 +79,12 @@ impl Bridge {
                 .expect("the bridge starts"),
         );
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(soapbridge::server::run(listener, app, async {
+        let task = tokio::spawn(soapbridge::server::run(listener, app.clone(), async {
             let _ = rx.await;
         }));
         Bridge {
             addr,
+            app,
             clock,
             shutdown: Some(tx),
             task: Some(task),

@@ -31,11 +31,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let mut cfg = soapbridge::config::Config::load(&cli.config)?;
-        if let Some(l) = cli.listen {
-            cfg.raw.server.listen = Some(l);
-        }
-        let plan = cfg.compile()?;
+        let (config, listen) = (cli.config.clone(), cli.listen);
+        let plan = soapbridge::Config::compile_file(&config, listen)?;
         // Each reference backend where the configuration says its backend is.
         for b in soapbridge_reference::demo_backends(&cli.backends).map_err(anyhow::Error::msg)? {
             let backend = plan.backends.get(&b.name).with_context(|| {
@@ -63,7 +60,10 @@ fn main() -> anyhow::Result<()> {
             soapbridge_reference::spawn(&b.kind, &b.data, listener).map_err(anyhow::Error::msg)?;
             tracing::info!(backend = %b.name, kind = %b.kind, %addr, "reference backend started");
         }
-        soapbridge::run(plan, soapbridge::server::shutdown_signal()).await?;
+        // SIGHUP reads the configuration again (the reference backends stay as they are).
+        let source: soapbridge::Source =
+            std::sync::Arc::new(move || soapbridge::Config::compile_file(&config, listen));
+        soapbridge::run(plan, Some(source), soapbridge::server::shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -14,42 +14,60 @@ use crate::pipeline::Pipeline;
 use crate::protocol::winstrom::{self, Format, PathError, Record, Reply, Target};
 use crate::protocol::wql;
 use crate::server::{Body as Incoming, Resp, text_response};
+use crate::telemetry::{Calls, Outcome};
 
 // ---- requests ------------------------------------------------------------------------------
 
-/// A failure of a whole request, with its HTTP status and Flexi message.
+/// A failure of a whole request, with its HTTP status, stable code and Flexi message.
 pub(super) struct Failure {
     pub(super) status: StatusCode,
+    pub(super) code: &'static str,
     pub(super) message: String,
 }
 
+/// A failure the door finds itself; its code follows from its status.
 pub(super) fn failure(status: StatusCode, message: impl Into<String>) -> Failure {
+    let code = match status {
+        StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::NOT_ACCEPTABLE => "NOT_ACCEPTABLE",
+        _ => "BAD_REQUEST",
+    };
     Failure {
         status,
+        code,
         message: message.into(),
     }
 }
 
-/// The only place answers are written: status, Flexi reply, format; logs one line.
-fn reply(status: StatusCode, r: &Reply, format: Format, company: &str, code: &str) -> Resp {
-    tracing::info!(
-        door = "winstrom",
-        company,
-        status = status.as_u16(),
-        code,
-        "answer"
-    );
-    text_response(status, format.content_type(), winstrom::encode(r, format))
+/// Where an answer goes: its format, and the company and operation it is about (for the
+/// record of the call: configured names, or `-`).
+pub(super) struct Answer<'a> {
+    format: Format,
+    company: &'a str,
+    operation: String,
 }
 
-fn fail_response(f: Failure, format: Format, company: &str, challenge: Option<String>) -> Resp {
-    let mut r = reply(
-        f.status,
-        &Reply::Error { message: f.message },
-        format,
-        company,
-        "error",
+/// The only place answers are written: status, Flexi reply, format; and the record of the
+/// call (a 4xx or 5xx is a failure, with its code).
+fn reply(status: StatusCode, r: &Reply, to: &Answer<'_>, code: &'static str) -> Resp {
+    let outcome = if status.is_success() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    let mut resp = text_response(
+        status,
+        to.format.content_type(),
+        winstrom::encode(r, to.format),
     );
+    Calls::one("winstrom", to.company, &to.operation, outcome, code).attach(&mut resp);
+    resp
+}
+
+fn fail_response(f: Failure, to: &Answer<'_>, challenge: Option<String>) -> Resp {
+    let mut r = reply(f.status, &Reply::Error { message: f.message }, to, f.code);
     if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
         r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
     }
@@ -111,13 +129,18 @@ pub(crate) async fn handle(
     } else {
         Format::Json
     };
+    let unknown = |format| Answer {
+        format,
+        company: "-",
+        operation: "-".into(),
+    };
     let parts = match winstrom::parse_path(rest) {
         Ok(p) => p,
         Err(PathError::NotFound(m)) => {
-            return fail_response(failure(StatusCode::NOT_FOUND, m), guess, "-", None);
+            return fail_response(failure(StatusCode::NOT_FOUND, m), &unknown(guess), None);
         }
         Err(PathError::BadRequest(m)) => {
-            return fail_response(failure(StatusCode::BAD_REQUEST, m), guess, "-", None);
+            return fail_response(failure(StatusCode::BAD_REQUEST, m), &unknown(guess), None);
         }
         Err(PathError::UnknownFormat(ext)) => {
             return fail_response(
@@ -125,8 +148,7 @@ pub(crate) async fn handle(
                     StatusCode::NOT_ACCEPTABLE,
                     format!("Formát '{ext}' není podporován: použijte .xml nebo .json."),
                 ),
-                guess,
-                "-",
+                &unknown(guess),
                 None,
             );
         }
@@ -134,7 +156,12 @@ pub(crate) async fn handle(
     let format = parts.format;
     let Some(company) = w.companies.get(&parts.company) else {
         let m = format!("Firma '{}' neexistuje.", parts.company);
-        return fail_response(failure(StatusCode::NOT_FOUND, m), format, "-", None);
+        return fail_response(failure(StatusCode::NOT_FOUND, m), &unknown(format), None);
+    };
+    let mut to = Answer {
+        format,
+        company: &parts.company,
+        operation: "-".into(),
     };
     let user = match company.profile.authenticate(
         req.headers()
@@ -148,24 +175,29 @@ pub(crate) async fn handle(
                     StatusCode::UNAUTHORIZED,
                     "Neplatné přihlašovací údaje: přihlaste se jménem a heslem uživatele firmy (HTTP Basic).",
                 ),
-                format,
-                &parts.company,
+                &to,
                 Some(company.profile.www_authenticate()),
             );
         }
     };
+    if let Err(e) = company.profile.admit(&user, w.clock.now_ms()) {
+        return fail_response(failure_of(&e), &to, None);
+    }
     let Some(ev) = company.evidences.get(&parts.evidence) else {
         let m = format!("Evidence '{}' neexistuje.", parts.evidence);
-        return fail_response(
-            failure(StatusCode::NOT_FOUND, m),
-            format,
-            &parts.company,
-            None,
-        );
+        return fail_response(failure(StatusCode::NOT_FOUND, m), &to, None);
     };
+    let verb = match (req.method(), &parts.target) {
+        (&Method::GET | &Method::HEAD, Target::All | Target::Filter(_)) => "list",
+        (&Method::GET | &Method::HEAD, Target::Id(_)) => "get",
+        (&Method::POST | &Method::PUT, _) => "import",
+        (&Method::DELETE, Target::Id(_)) => "delete",
+        _ => "-",
+    };
+    to.operation = format!("{}.{verb}", ev.plan.name);
     let query = match parse_query(req.uri().query()) {
         Ok(q) => q,
-        Err(f) => return fail_response(f, format, &parts.company, None),
+        Err(f) => return fail_response(f, &to, None),
     };
     let ctx = Ctx {
         w,
@@ -221,9 +253,16 @@ pub(crate) async fn handle(
     };
     let done = p.within_request_time(work).await;
     match done {
-        Ok(Ok((status, r))) => reply(status, &r, format, &parts.company, "ok"),
-        Ok(Err(f)) => fail_response(f, format, &parts.company, None),
-        Err(e) => fail_response(failure_of(&e), format, &parts.company, None),
+        Ok(Ok((status, r))) => {
+            let code = if status.is_success() {
+                ""
+            } else {
+                "IMPORT_FAILED"
+            };
+            reply(status, &r, &to, code)
+        }
+        Ok(Err(f)) => fail_response(f, &to, None),
+        Err(e) => fail_response(failure_of(&e), &to, None),
     }
 }
 
@@ -402,9 +441,13 @@ pub(super) fn status_of(e: &Error) -> StatusCode {
         (Party::Caller, Error::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
         (Party::Caller, Error::BodyTimeout) => StatusCode::REQUEST_TIMEOUT,
         (Party::Caller, Error::Unauthorized) => StatusCode::UNAUTHORIZED,
+        (Party::Caller, Error::RateLimited { .. }) => StatusCode::TOO_MANY_REQUESTS,
         (Party::Caller, _) => StatusCode::BAD_REQUEST,
         (_, Error::BackendTimeout { .. } | Error::RequestTimeout { .. }) => {
             StatusCode::GATEWAY_TIMEOUT
+        }
+        (_, Error::BackendCircuitOpen { .. } | Error::BackendBusy { .. }) => {
+            StatusCode::SERVICE_UNAVAILABLE
         }
         (Party::Backend, _) => StatusCode::BAD_GATEWAY,
         (Party::Bridge, Error::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -415,7 +458,11 @@ pub(super) fn status_of(e: &Error) -> StatusCode {
 /// A failure of the whole request: its status from [`status_of`], and a message that says
 /// whose it is (a backend's failure is prefixed, a refusal of the caller's input is not).
 pub(super) fn failure_of(e: &Error) -> Failure {
-    failure(status_of(e), backend_message(e))
+    Failure {
+        status: status_of(e),
+        code: e.code(),
+        message: backend_message(e),
+    }
 }
 
 pub(super) fn backend_message(e: &Error) -> String {
