@@ -2,6 +2,10 @@
 //! pass-through proxy (no conversion) in front of the same reference backend, in the same run;
 //! then the resident memory of the bridge binary holding 1,000 idle keep-alive connections.
 //!
+//! Then telemetry's cost: two bridges on the same backend, one counting metrics and writing a
+//! JSON log line per call (at info, to a sink), one with `server.metrics = false` and logs off,
+//! measured in alternating slices.
+//!
 //! `cargo bench --bench throughput` (BENCH_SECS, BENCH_CONCURRENCY to change the load).
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
@@ -220,6 +224,25 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(16);
+    // Logs are switched on and off per slice (JSON lines to a sink: the formatting is paid, the
+    // writing to a terminal is not).
+    use tracing_subscriber::prelude::*;
+    let (filter, logs) =
+        tracing_subscriber::reload::Layer::new(tracing_subscriber::EnvFilter::new("off"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(std::io::sink),
+        )
+        .init();
+    let set_logs = move |level: &str| {
+        logs.reload(tracing_subscriber::EnvFilter::new(level))
+            .unwrap();
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -292,6 +315,9 @@ fn main() {
             Request::post(&proxy).header("content-type", "application/json").body(Full::new(proxy_body.clone())).unwrap()
         });
 
+        // BENCH_ONLY=telemetry: the telemetry comparison alone.
+        let only_telemetry = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "telemetry");
+        if !only_telemetry {
         // Warm both paths, then measure them in alternating one-second slices, so that drift
         // (backend state growing, other load on the machine) falls on both alike.
         load(concurrency, Duration::from_millis(500), proxy_req.clone(), "\"amount\"").await;
@@ -325,8 +351,75 @@ fn main() {
         println!();
         println!("signature ledger in the store (SQLite, one insert per call): {:.0}% of the throughput without it", b.rps / r.rps * 100.0);
         println!("bridge throughput = {:.0}% of the pass-through proxy (target >= 70%): {}", ratio * 100.0, if ratio >= 0.7 { "met" } else { "NOT met" });
+        }
+
+        // Telemetry on and off: two more bridges (reused signatures allowed, no ledger writes).
+        let mut urls = Vec::new();
+        for metrics in [true, false] {
+            let store = std::env::temp_dir().join(format!("soapbridge-bench-{}-{metrics}.db", std::process::id()));
+            let text = text
+                .replace("[server]\n", &format!("[server]\nmetrics = {metrics}\n"))
+                .replace(&format!("url = \"sqlite:{}\"", std::env::temp_dir().join(format!("soapbridge-bench-{}.db", std::process::id())).display()), &format!("url = \"sqlite:{}\"", store.display()));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut cfg = Config::from_toml(&text, std::path::Path::new("demo/bench.toml")).unwrap();
+            cfg.raw.server.listen = Some(listener.local_addr().unwrap());
+            let app = Arc::new(App::start(cfg.compile().unwrap()).await.unwrap());
+            urls.push(format!("http://{}/listingapi/ws/IndividualProductOptionService", listener.local_addr().unwrap()));
+            tokio::spawn(soapbridge::server::run(listener, app, std::future::pending()));
+        }
+        let call = |url: String| -> Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync> {
+            let body = Bytes::from(envelope_of(FIXTURE_KEY, FIXTURE_SECRET, chrono::Utc::now().timestamp_millis()));
+            Arc::new(move || {
+                Request::post(&url)
+                    .header("content-type", "text/xml; charset=utf-8")
+                    .header("soapaction", "\"\"")
+                    .header("authorization", "Basic Zml4dHVyZTpmaXh0dXJlLXBhc3M=")
+                    .body(Full::new(body.clone()))
+                    .unwrap()
+            })
+        };
+        let (on_req, off_req) = (call(urls[0].clone()), call(urls[1].clone()));
+        load(concurrency, Duration::from_millis(500), on_req.clone(), "<ackCode>success</ackCode>").await;
+        load(concurrency, Duration::from_millis(500), off_req.clone(), "<ackCode>success</ackCode>").await;
+        let (mut on, mut quiet, mut off) = (Stats::default(), Stats::default(), Stats::default());
+        for round in 0..secs {
+            let slice = Duration::from_secs(1);
+            let mut order = [0, 1, 2];
+            order.rotate_left(round as usize % 3);
+            for which in order {
+                match which {
+                    0 => {
+                        set_logs("info");
+                        on.add(load(concurrency, slice, on_req.clone(), "<ackCode>success</ackCode>").await);
+                    }
+                    1 => {
+                        set_logs("off");
+                        quiet.add(load(concurrency, slice, on_req.clone(), "<ackCode>success</ackCode>").await);
+                    }
+                    _ => {
+                        set_logs("off");
+                        off.add(load(concurrency, slice, off_req.clone(), "<ackCode>success</ackCode>").await);
+                    }
+                }
+            }
+        }
+        set_logs("off");
+        let (on, quiet, off) = (on.summary(), quiet.summary(), off.summary());
+        let share = on.rps / off.rps;
+        println!();
+        println!("| telemetry (reused signatures allowed) | requests | requests/s | p50 | p99 |");
+        println!("|---|---|---|---|---|");
+        println!("| on: metrics counted, request span and a JSON log line per call | {} | {:.0} | {:.2?} | {:.2?} |", on.requests, on.rps, on.p50, on.p99);
+        println!("| metrics counted, logs off | {} | {:.0} | {:.2?} | {:.2?} |", quiet.requests, quiet.rps, quiet.p50, quiet.p99);
+        println!("| off: server.metrics = false, logs off | {} | {:.0} | {:.2?} | {:.2?} |", off.requests, off.rps, off.p50, off.p99);
+        println!();
+        println!("telemetry on = {:.1}% of off (target: within 5%): {}", share * 100.0, if share >= 0.95 { "met" } else { "NOT met" });
+        println!("metrics alone = {:.1}% of off", quiet.rps / off.rps * 100.0);
     });
     drop(rt);
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "telemetry") {
+        return;
+    }
 
     let (before, after, peak) = idle_connections_memory(1000);
     println!();

@@ -130,7 +130,7 @@ impl App {
     /// every backend, binds every operation to its backend. Nothing listens yet and no worker
     /// runs: see [`crate::server::run`].
     pub async fn start_with_clock(plan: Plan, clock: Clock) -> Result<App, StartError> {
-        let telemetry = Arc::new(Telemetry::new());
+        let telemetry = Arc::new(Telemetry::new(plan.server.metrics));
         let store = match &plan.store {
             Some(s) => {
                 let store = Store::open(&s.url, &s.schema)
@@ -295,6 +295,18 @@ impl App {
         if let Some(s) = &self.shared.stock {
             out.extend(s.describe());
         }
+        if let Some(o) = &g.ops {
+            out.push(format!(
+                "operator page {}/ (HTTP Basic, [ops] users)",
+                o.path
+            ));
+        }
+        let clients = self
+            .shared
+            .backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        out.extend(clients.values().map(|(_, c)| c.describe()));
         out
     }
 
@@ -305,16 +317,11 @@ impl App {
     pub async fn handle(&self, req: Request<Body>) -> Resp {
         let started = Instant::now();
         let id = request_id(&req);
-        let span = tracing::info_span!(
-            "request",
-            request_id = %id,
-            method = %req.method(),
-            path = %req.uri().path(),
-            door = tracing::field::Empty,
-            service = tracing::field::Empty,
-            operation = tracing::field::Empty,
-            user = tracing::field::Empty,
-        );
+        // The span carries what every line of the request needs; what is known only at the end
+        // (door, service, operation, outcome) goes on the call's own line. (Each field recorded
+        // later costs a JSON log formatter a re-serialization of the span's fields.)
+        let span = tracing::info_span!("request", request_id = %id, user = tracing::field::Empty);
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
         let generation = self.current.load_full();
         let mut resp = crate::telemetry::with_request_id(
             id.clone(),
@@ -325,11 +332,6 @@ impl App {
         let status = resp.status().as_u16();
         if let Some(Calls(calls)) = resp.extensions_mut().remove::<Calls>() {
             let elapsed = started.elapsed();
-            if let [c] = calls.as_slice() {
-                span.record("door", c.door);
-                span.record("service", c.service.as_str());
-                span.record("operation", c.operation.as_str());
-            }
             let _entered = span.enter();
             for c in &calls {
                 self.shared.telemetry.call(&CallRecord {
@@ -344,6 +346,8 @@ impl App {
                 });
                 // The code and status only: error texts may quote request or backend content.
                 tracing::info!(
+                    %method,
+                    %path,
                     door = c.door,
                     service = %c.service,
                     operation = %c.operation,
@@ -388,7 +392,7 @@ impl App {
                 text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")
             }
             (&Method::GET, "/readyz") => self.readiness().await,
-            (&Method::GET, "/metrics") => self.metrics().await,
+            (&Method::GET, "/metrics") if self.shared.telemetry.enabled() => self.metrics().await,
             _ => crate::front::soap::no_such_service(&req),
         }
     }

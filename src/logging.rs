@@ -2,8 +2,8 @@
 //! (an `EnvFilter` directive, `info` by default).
 //!
 //! `SOAPBRIDGE_LOG_FORMAT=json` writes one JSON object per line (the event's fields, its level,
-//! target and time, and the fields of the spans it happened in: a call's `request_id`, door,
-//! service and operation), for log shippers; otherwise lines are for people, coloured only when
+//! target and time, and under `span` the fields of the request it happened in: `request_id`
+//! and the authenticated `user`), for log shippers; otherwise lines are for people, coloured only when
 //! stderr is a terminal.
 
 /// How log lines are written.
@@ -34,8 +34,8 @@ pub fn init() {
         Format::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
         Format::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

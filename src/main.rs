@@ -41,6 +41,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Validate a configuration and have the running bridge read it again (through the
+    /// operator page's reload; the same as sending it SIGHUP).
+    Reload {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The bridge's address, when it is not `server.listen` of the file.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Print `time` and `sign` for a signed call: sign = md5(apiKey + secret + time).
     Sign {
         #[arg(long)]
@@ -99,6 +108,29 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::Reload { config, url } => {
+            let plan = compile(&config, None)?;
+            println!("{}: OK", config.display());
+            let ops = plan.ops.as_ref().context(
+                "the configuration has no [ops] section: send SIGHUP to the bridge instead (systemctl reload soapbridge)",
+            )?;
+            let (user, password) = ops.users.users.first().context("[ops] has no user")?;
+            let url = url.unwrap_or_else(|| {
+                let mut addr = plan.server.listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}")
+            });
+            let target = format!("{}{}/reload", url.trim_end_matches('/'), ops.path);
+            let (status, body) = runtime()?.block_on(post(&target, user, password))?;
+            print!("{body}");
+            if !body.ends_with('\n') {
+                println!();
+            }
+            anyhow::ensure!(status == 200, "{target} answered HTTP {status}");
+            Ok(())
+        }
         Command::Serve { config, listen } => {
             let plan = compile(&config, listen)?;
             let source: soapbridge::Source =
@@ -126,6 +158,26 @@ fn compile(
             errors.0.len()
         )
     })
+}
+
+/// POSTs to the operator page as `user`; the answer's status and text.
+async fn post(url: &str, user: &str, password: &str) -> anyhow::Result<(u16, String)> {
+    use base64::Engine;
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let req = http::Request::post(url)
+        .header(http::header::AUTHORIZATION, format!("Basic {auth}"))
+        .body(http_body_util::Empty::new())?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(60), client.request(req))
+        .await
+        .with_context(|| format!("{url}: no answer within 60 s"))?
+        .with_context(|| format!("cannot reach the bridge at {url}"))?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -81,7 +81,9 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         listener,
         move |req| {
             let app = handler_app.clone();
-            async move { app.handle(req).await }
+            // Boxed: hyper keeps the allocation of a connection's last request future while
+            // the connection idles, so it should be a pointer, not the whole call's state.
+            Box::pin(async move { app.handle(req).await })
         },
         opts,
         shutdown,

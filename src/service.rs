@@ -78,7 +78,7 @@ impl Service {
     /// `check` lines: the service and what each operation calls.
     pub(crate) fn describe(&self) -> Vec<String> {
         let profile = self.profile.as_ref().map_or("no profile".to_string(), |p| {
-            format!("profile {}", p.name())
+            format!("profile {}", p.describe())
         });
         let mut out = vec![format!(
             "{} {} ({}, {} operations, {profile})",

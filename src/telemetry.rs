@@ -168,8 +168,17 @@ fn seconds() -> Histogram {
 /// A name from configuration, made `'static` once (the set of names is bounded by what
 /// configurations name).
 pub(crate) fn intern(s: &str) -> &'static str {
-    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    static NAMES: std::sync::RwLock<Option<HashSet<&'static str>>> = std::sync::RwLock::new(None);
+    // Almost always known: a shared read.
+    if let Some(n) = NAMES
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|set| set.get(s))
+    {
+        return n;
+    }
+    let mut names = NAMES.write().unwrap_or_else(|p| p.into_inner());
     let set = names.get_or_insert_with(HashSet::new);
     if let Some(n) = set.get(s) {
         return n;
@@ -326,18 +335,21 @@ pub(crate) struct Telemetry {
     backends: Mutex<BTreeMap<&'static str, BackendHealth>>,
     reloads: Counter,
     reload_failures: Counter,
+    enabled: bool,
     config_generation: AtomicU64,
     last_reload_ms: AtomicI64,
 }
 
 impl Default for Telemetry {
     fn default() -> Self {
-        Telemetry::new()
+        Telemetry::new(true)
     }
 }
 
 impl Telemetry {
-    pub(crate) fn new() -> Telemetry {
+    /// Telemetry that counts when `enabled` (`server.metrics`); otherwise every record is
+    /// dropped and `/metrics` is not served.
+    pub(crate) fn new(enabled: bool) -> Telemetry {
         let mut registry = Registry::with_prefix("soapbridge");
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
@@ -442,6 +454,7 @@ impl Telemetry {
             backends: Mutex::default(),
             reloads,
             reload_failures,
+            enabled,
             config_generation: AtomicU64::new(1),
             last_reload_ms: AtomicI64::new(0),
         }
@@ -450,6 +463,9 @@ impl Telemetry {
     /// One call: counted, timed, kept in the last minute's view, and when it failed, in the
     /// last failures.
     pub(crate) fn call(&self, c: &CallRecord<'_>) {
+        if !self.enabled {
+            return;
+        }
         let (service, operation) = (intern(c.service), intern(c.operation));
         self.calls
             .get_or_create(&CallLabels {
@@ -500,14 +516,17 @@ impl Telemetry {
         error: Option<&'static str>,
     ) {
         let backend = intern(backend);
-        self.backend_seconds
-            .get_or_create(&BackendLabels { backend })
-            .observe(elapsed.as_secs_f64());
-        if let Some(kind) = error {
-            self.backend_errors
-                .get_or_create(&BackendErrorLabels { backend, kind })
-                .inc();
+        if self.enabled {
+            self.backend_seconds
+                .get_or_create(&BackendLabels { backend })
+                .observe(elapsed.as_secs_f64());
+            if let Some(kind) = error {
+                self.backend_errors
+                    .get_or_create(&BackendErrorLabels { backend, kind })
+                    .inc();
+            }
         }
+        // Readiness and the operator page read each backend's last call, metrics or not.
         self.backends
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -518,6 +537,10 @@ impl Telemetry {
                     last_error: error.unwrap_or(""),
                 },
             );
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// A backend call sent again.
@@ -651,7 +674,7 @@ mod tests {
 
     #[test]
     fn calls_are_counted_timed_and_kept_with_bounded_labels() {
-        let t = Telemetry::new();
+        let t = Telemetry::new(true);
         let call = |outcome, code, ms| CallRecord {
             door: "soap",
             service: "S",
@@ -691,7 +714,7 @@ mod tests {
 
     #[test]
     fn only_the_last_failures_are_kept() {
-        let t = Telemetry::new();
+        let t = Telemetry::new(true);
         for i in 0..(KEEP_FAILURES + 10) {
             t.call(&CallRecord {
                 door: "xmlrpc",

@@ -439,7 +439,7 @@ async fn sighup_reloads_the_file_and_a_bad_file_keeps_the_one_in_force() {
     let wsdl = std::fs::canonicalize("tests/wsdl/typed.wsdl").unwrap();
     let text = |extra: &str| {
         format!(
-            "{}\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+            "{}\n[server]\nlisten = \"127.0.0.1:{port}\"\n{OPS}",
             typed_config(&backend, extra)
                 .replace("../tests/wsdl/typed.wsdl", wsdl.to_str().unwrap())
         )
@@ -510,7 +510,7 @@ async fn sighup_reloads_the_file_and_a_bad_file_keeps_the_one_in_force() {
             assert_eq!(v["service"], "Typed", "{line}");
             assert_eq!(v["operation"], "echo", "{line}");
             assert_eq!(v["outcome"], "success", "{line}");
-            assert_eq!(v["spans"][0]["request_id"], "hup-call-1", "{line}");
+            assert_eq!(v["span"]["request_id"], "hup-call-1", "{line}");
         }
     }
     assert_eq!(calls, 3, "{log}");
@@ -518,6 +518,30 @@ async fn sighup_reloads_the_file_and_a_bad_file_keeps_the_one_in_force() {
         !log.contains('\u{1b}'),
         "no colours when stderr is not a terminal"
     );
+
+    // `soapbridge reload`: checks the file itself, then has the running bridge read it.
+    let reload = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_soapbridge"))
+            .args(["reload", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let out = reload();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 problem(s)"), "{err}");
+    std::fs::write(&file, text("timeout_ms = 9000")).unwrap();
+    let out = reload();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("\"generation\": 3"), "{said}");
+    let r = served.get("/readyz").await;
+    assert!(r.body.contains("configuration: generation 3"), "{}", r.body);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -760,8 +784,8 @@ const OPS: &str =
 /// The demo configuration with an operator page, and a call, a refused signature and a
 /// backend failure already made.
 async fn busy_demo() -> (Bridge, String) {
-    let text = std::fs::read_to_string("demo/soapbridge.toml").unwrap() + OPS;
-    let b = Bridge::with_config(&text).await;
+    // The demo has an operator page: ops / ops-demo-pass.
+    let b = Bridge::demo().await;
     soap(&b.url(OPTION_PATH), FIXTURE_USER, option_call())
         .await
         .assert_success();
@@ -801,7 +825,7 @@ async fn the_operator_page_shows_traffic_backends_batches_and_failures() {
     .await;
     assert_eq!(r.status, 401, "a service's user is not an operator");
 
-    let ops = basic("ops:ops-pass");
+    let ops = basic("ops:ops-demo-pass");
     let r = request("GET", &b.url("/_/"), &[("authorization", &ops)], "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
@@ -824,7 +848,7 @@ async fn the_operator_page_shows_traffic_backends_batches_and_failures() {
     for secret in [
         "fixture-secret",
         "fixture-pass",
-        "ops-pass",
+        "ops-demo-pass",
         "2ba343cc9f0e6294b53bd9d185384e60",
     ] {
         assert!(!html.contains(secret), "{secret} in {html}");
@@ -877,8 +901,7 @@ async fn the_operator_page_shows_traffic_backends_batches_and_failures() {
 
 #[test]
 fn an_ops_path_over_a_service_is_refused() {
-    let text = std::fs::read_to_string("demo/soapbridge.toml").unwrap()
-        + "\n[ops]\npath = \"/RPC2\"\nusers = []\n";
+    let text = typed_config("http://127.0.0.1:9", "") + "\n[ops]\npath = \"/RPC2\"\nusers = []\n";
     let errors = soapbridge::Config::from_toml(&text, std::path::Path::new("demo/test.toml"))
         .unwrap()
         .compile()
@@ -909,7 +932,7 @@ async fn the_operator_page_renders_in_headless_chromium() {
         })
         .expect("chromium is required: .ci/run installs Debian's chromium");
     let (b, failed_id) = busy_demo().await;
-    let url = format!("http://ops:ops-pass@{}/_/", b.addr);
+    let url = format!("http://ops:ops-demo-pass@{}/_/", b.addr);
     let profile = std::env::temp_dir().join(format!("soapbridge-chromium-{}", std::process::id()));
     let run = |extra: &[&str]| {
         let mut args = vec![

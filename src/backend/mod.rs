@@ -154,6 +154,17 @@ impl Backend {
         &self.base_url
     }
 
+    /// The backend's settings, as `check` prints them.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "backend {} {}: timeout {} ms, {}",
+            self.name,
+            self.base_url,
+            self.timeout.as_millis(),
+            self.guard.describe()
+        )
+    }
+
     /// The circuit breaker's state (`closed`, `open`, `half-open`) and the calls in flight.
     pub(crate) fn health(&self) -> (&'static str, usize) {
         (self.guard.breaker(), self.guard.in_flight())

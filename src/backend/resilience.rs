@@ -101,6 +101,34 @@ impl Guard {
         }
     }
 
+    /// The settings, for `check`.
+    pub(crate) fn describe(&self) -> String {
+        let r = &self.plan.retry;
+        let retry = if r.attempts > 1 {
+            format!(
+                "{} attempts for GET and retry = true calls (back-off {}-{} ms, budget {}%)",
+                r.attempts,
+                r.backoff.as_millis(),
+                r.max_backoff.as_millis(),
+                r.budget_percent
+            )
+        } else {
+            "no retries".into()
+        };
+        let breaker = match &self.plan.breaker {
+            Some(b) => format!(
+                "breaker opens after {} failures for {} ms",
+                b.failures,
+                b.open_for.as_millis()
+            ),
+            None => "no breaker".into(),
+        };
+        format!(
+            "at most {} in flight, {retry}, {breaker}",
+            self.plan.max_in_flight
+        )
+    }
+
     pub(crate) fn in_flight(&self) -> usize {
         self.plan.max_in_flight.max(1) - self.in_flight.available_permits()
     }

@@ -276,6 +276,7 @@ impl Compiler<'_> {
                 d::MAX_CONNECTIONS,
                 1,
             ),
+            metrics: s.metrics.unwrap_or(true),
         }
     }
 

@@ -54,6 +54,8 @@ pub struct ServerPlan {
     pub header_timeout: Duration,
     pub grace: Duration,
     pub max_connections: usize,
+    /// Calls are counted for `/metrics` and the operator page.
+    pub metrics: bool,
 }
 
 /// What one request may cost: read by every door through the pipeline.

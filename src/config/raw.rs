@@ -81,6 +81,8 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: Option<u64>,
     /// Open connections at most; further clients wait until one closes.
     pub max_connections: Option<usize>,
+    /// Count calls for `/metrics` and the operator page (on by default).
+    pub metrics: Option<bool>,
 }
 
 /// Where to read a backend's error answers (4xx/5xx bodies). Each entry is a template

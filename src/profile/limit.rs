@@ -32,6 +32,14 @@ impl RateLimiter {
         }
     }
 
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} calls per {} s per caller",
+            self.limit.calls,
+            self.limit.per.as_secs()
+        )
+    }
+
     pub(crate) fn admit(&self, user: &str, now_ms: i64) -> Result<(), Error> {
         let per_ms = self.limit.per.as_millis().max(1) as i64;
         let start = now_ms - now_ms.rem_euclid(per_ms);

@@ -56,6 +56,14 @@ impl Profile {
         }
     }
 
+    /// The profile's name, and its rate limit when it has one.
+    pub(crate) fn describe(&self) -> String {
+        match &self.limiter {
+            Some(l) => format!("{} (at most {})", self.name(), l.describe()),
+            None => self.name().to_string(),
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         match &self.kind {
             Kind::Signed(p) => &p.name,

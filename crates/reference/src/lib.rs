@@ -9,6 +9,8 @@ pub mod datawiz;
 pub mod dia;
 pub mod flexi;
 pub mod product_options;
+mod proxy;
+pub use proxy::spawn_proxy;
 pub mod stock;
 
 use std::net::SocketAddr;

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: soapbridge-reference --kind <product-options|dia|datawiz|flexi|stock> [--data FILE] [--listen ADDR]";
+const USAGE: &str = "usage: soapbridge-reference --kind <product-options|dia|datawiz|flexi|stock> [--data FILE] [--listen ADDR]\n       soapbridge-reference --kind proxy --upstream http://HOST:PORT [--listen ADDR]   (a bare pass-through proxy, for benchmarks)";
 
 fn main() {
     let mut kind = String::from("product-options");
     let mut data: Option<PathBuf> = None;
     let mut listen = String::from("127.0.0.1:8081");
+    let mut upstream: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || {
@@ -21,6 +22,7 @@ fn main() {
             "--kind" => kind = value(),
             "--data" => data = Some(PathBuf::from(value())),
             "--listen" => listen = value(),
+            "--upstream" => upstream = Some(value()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -41,7 +43,12 @@ fn main() {
                 std::process::exit(1);
             }
         };
-        match soapbridge_reference::spawn(&kind, &data, listener) {
+        let started = match (&*kind, &upstream) {
+            ("proxy", Some(u)) => soapbridge_reference::spawn_proxy(u, listener),
+            ("proxy", None) => Err(format!("--kind proxy needs --upstream\n{USAGE}")),
+            _ => soapbridge_reference::spawn(&kind, &data, listener),
+        };
+        match started {
             Ok(addr) => eprintln!("reference backend {kind} listening on {addr}"),
             Err(e) => {
                 eprintln!("{e}");

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Throughput where users run it: the bridge, the reference backend, a bare pass-through proxy
+and the load generator (oha) as separate processes on this machine.
+
+    python3 bench/separate.py                 # 1 KB, 100 KB, 1 MB and 10 MB requests
+    BENCH_SECS=5 BENCH_ROUNDS=3 python3 bench/separate.py 1k 100k
+
+Both paths call the same reference backend with the same product ids: the proxy is given the
+JSON body and forwards it as it is; the bridge is given the SOAP envelope (calculateOptionsPrice,
+signed by the demo's fixture account) and converts it. Rounds alternate between the paths, so
+that drift on the machine falls on both. Every answer is checked: all statuses must be the
+expected one, and the bridge's /metrics must count exactly as many successful calls as oha sent.
+Printed per size: requests/s, p50, p99, CPU time per call and RSS of the serving process, and
+the ratios the targets are stated in.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.chdir(ROOT)
+SECS = int(os.environ.get("BENCH_SECS", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+SIZES = {"1k": 1_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
+PRODUCT = "587300354"
+NS = "https://product.option.individual.ws.listingapi.gg.com"
+FIXTURE_AUTH = "fixture:fixture-pass"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc, what):
+    for _ in range(400):
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited: {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{what} did not listen on {port}")
+
+
+def sign(time_ms):
+    out = subprocess.run(
+        ["target/release/soapbridge", "sign", "--api-key", "fixtureKey0000000000000000000000",
+         "--secret", "fixture-secret", "--time", str(time_ms)],
+        check=True, capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.split())["sign"]
+
+
+def envelope(n, time_ms, signature):
+    items = f"<item>{PRODUCT}</item>" * n
+    return (f'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+            f'xmlns:prod="{NS}"><soapenv:Body><prod:calculateOptionsPrice><apiKey>fixtureKey0000000000000000000000</apiKey>'
+            f'<sign>{signature}</sign><time>{time_ms}</time><productIds>{items}</productIds><lang>en</lang>'
+            f'</prod:calculateOptionsPrice></soapenv:Body></soapenv:Envelope>')
+
+
+def items_for(size):
+    """Product ids in a SOAP request of about `size` bytes."""
+    base = len(envelope(0, 1, "0" * 32))
+    return max(1, (size - base) // len(f"<item>{PRODUCT}</item>"))
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def successes(bridge_port):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{bridge_port}/metrics", timeout=10).read().decode()
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("soapbridge_calls_total{") and 'operation="calculateOptionsPrice"' in line and 'outcome="success"' in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def oha(url, body_file, content_type, auth, connections, expect_status):
+    cmd = ["oha", "-z", f"{SECS}s", "-c", str(connections), "-m", "POST", "-T", content_type,
+           "-D", body_file, "--no-tui", "--output-format", "json", url]
+    if auth:
+        cmd[1:1] = ["-a", auth]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    r = json.loads(out)
+    codes = {int(k): v for k, v in r.get("statusCodeDistribution", {}).items()}
+    errors = r.get("errorDistribution", {})
+    # Requests cut off by the end of the run are not answers; anything else must be expected.
+    errors = {k: v for k, v in errors.items() if "aborted due to deadline" not in k}
+    bad = {k: v for k, v in codes.items() if k != expect_status}
+    if bad or errors:
+        sys.exit(f"{url}: unexpected answers: statuses {bad}, errors {errors}")
+    n = codes.get(expect_status, 0)
+    return {"requests": n, "rps": n / SECS, "p50": r["latencyPercentiles"]["p50"],
+            "p99": r["latencyPercentiles"]["p99"]}
+
+
+def main():
+    sizes = sys.argv[1:] or list(SIZES)
+    if shutil.which("oha") is None:
+        print("== installing oha (cargo install oha --locked)", flush=True)
+        subprocess.run(["cargo", "install", "oha", "--locked"], check=True)
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "soapbridge", "-p",
+                    "soapbridge-reference"], check=True)
+    work = tempfile.mkdtemp(prefix="soapbridge-separate-")
+    procs = []
+    try:
+        backend_port, proxy_port, bridge_port = free_port(), free_port(), free_port()
+        backend = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "product-options",
+                                    "--listen", f"127.0.0.1:{backend_port}"], stderr=subprocess.DEVNULL)
+        procs.append(backend)
+        wait_port(backend_port, backend, "the reference backend")
+        proxy = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "proxy", "--upstream",
+                                  f"http://127.0.0.1:{backend_port}", "--listen", f"127.0.0.1:{proxy_port}"],
+                                 stderr=subprocess.DEVNULL)
+        procs.append(proxy)
+        wait_port(proxy_port, proxy, "the proxy")
+        with open("demo/soapbridge.toml") as f:
+            config = f.read()
+        config = config.replace('base_url = "http://127.0.0.1:8081"', f'base_url = "http://127.0.0.1:{backend_port}"')
+        config = config.replace('url = "sqlite:../var/soapbridge.db"', f'url = "sqlite:{work}/store.db"')
+        config = config.replace("max_body_bytes = 1048576", "max_body_bytes = 33554432")
+        config = config.replace("[server]\n", "[server]\nrequest_timeout_ms = 120000\n", 1) if "request_timeout_ms" not in config else config
+        cfg_path = os.path.join(ROOT, "demo", f".bench-{os.getpid()}.toml")
+        with open(cfg_path, "w") as f:
+            f.write(config)
+        bridge = subprocess.Popen(["target/release/soapbridge", "serve", "--config", cfg_path, "--listen",
+                                   f"127.0.0.1:{bridge_port}"], env={**os.environ, "SOAPBRIDGE_LOG": "warn"},
+                                  stderr=subprocess.DEVNULL)
+        procs.append(bridge)
+        wait_port(bridge_port, bridge, "the bridge")
+        os.remove(cfg_path)
+        print(f"bridge, backend, proxy and oha as separate processes; {os.cpu_count()} cores; "
+              f"{SECS} s per round, {ROUNDS} alternating rounds per path")
+        results = {}
+        now = int(time.time() * 1000)
+        signature = sign(now)
+        for size in sizes:
+            n = items_for(SIZES[size])
+            soap_body = envelope(n, now, signature)
+            json_body = json.dumps({"product_ids": [int(PRODUCT)] * n}, separators=(",", ":"))
+            soap_file, json_file = os.path.join(work, f"{size}.xml"), os.path.join(work, f"{size}.json")
+            with open(soap_file, "w") as f:
+                f.write(soap_body)
+            with open(json_file, "w") as f:
+                f.write(json_body)
+            # Large messages: fewer connections, so that what is in flight stays bounded.
+            conns = CONNECTIONS if SIZES[size] <= 100_000 else max(2, CONNECTIONS // (16 if SIZES[size] <= 1_000_000 else 64))
+            paths = {
+                "proxy": (f"http://127.0.0.1:{proxy_port}/v1/vouchers", json_file, "application/json", None, 201, proxy),
+                "bridge": (f"http://127.0.0.1:{bridge_port}/listingapi/ws/IndividualProductOptionService", soap_file,
+                           "text/xml; charset=utf-8", FIXTURE_AUTH, 200, bridge),
+            }
+            acc = {p: {"requests": 0, "p50": [], "p99": [], "cpu": 0.0} for p in paths}
+            for rnd in range(ROUNDS):
+                order = ["proxy", "bridge"] if rnd % 2 == 0 else ["bridge", "proxy"]
+                for p in order:
+                    url, body, ct, auth, status, proc = paths[p]
+                    before_ok = successes(bridge_port) if p == "bridge" else 0
+                    cpu0 = cpu_seconds(proc.pid)
+                    r = oha(url, body, ct, auth, conns, status)
+                    cpu = cpu_seconds(proc.pid) - cpu0
+                    if p == "bridge":
+                        counted = successes(bridge_port) - before_ok
+                        if counted != r["requests"]:
+                            sys.exit(f"bridge: oha got {r['requests']} answers 200, the bridge counted {counted} successes")
+                    a = acc[p]
+                    a["requests"] += r["requests"]
+                    a["p50"].append(r["p50"])
+                    a["p99"].append(r["p99"])
+                    a["cpu"] += cpu
+            results[size] = {
+                "items": n, "soap_bytes": len(soap_body), "json_bytes": len(json_body), "connections": conns,
+                **{p: {"rps": a["requests"] / (SECS * ROUNDS),
+                       "p50_ms": sorted(a["p50"])[len(a["p50"]) // 2] * 1000,
+                       "p99_ms": max(a["p99"]) * 1000,
+                       "cpu_ms_per_call": a["cpu"] * 1000 / max(1, a["requests"]),
+                       "rss_mb": rss_mb(paths[p][5].pid, "VmRSS:"),
+                       "hwm_mb": rss_mb(paths[p][5].pid, "VmHWM:")} for p, a in acc.items()},
+            }
+            r = results[size]
+            print(f"\n{size}: {n} product ids; SOAP request {len(soap_body):,} B, JSON request {len(json_body):,} B; {conns} connections", flush=True)
+            print("| path | requests/s | p50 | p99 | CPU per call | RSS (peak) |")
+            print("|---|---|---|---|---|---|")
+            for p in paths:
+                x = r[p]
+                print(f"| {p} | {x['rps']:.0f} | {x['p50_ms']:.2f} ms | {x['p99_ms']:.2f} ms | {x['cpu_ms_per_call']:.3f} ms | {x['rss_mb']:.1f} MB ({x['hwm_mb']:.1f} MB) |")
+            print(f"bridge/proxy: throughput {r['bridge']['rps'] / r['proxy']['rps']:.2f}, p99 {r['bridge']['p99_ms'] / r['proxy']['p99_ms']:.2f}x")
+        print("\nTargets (ratios in this run):")
+        for size in ("1k", "100k"):
+            if size in results:
+                ratio = results[size]["bridge"]["rps"] / results[size]["proxy"]["rps"]
+                p99 = results[size]["bridge"]["p99_ms"] / results[size]["proxy"]["p99_ms"]
+                print(f"- {size}: bridge/pass-through {ratio:.2f} (>= 0.80: {'met' if ratio >= 0.8 else 'NOT met'}); "
+                      f"p99 {p99:.2f}x the pass-through's (<= 2x: {'met' if p99 <= 2 else 'NOT met'})")
+        if "1k" in results and "100k" in results:
+            bps = lambda s: results[s]["bridge"]["rps"] * results[s]["soap_bytes"]
+            share = bps("100k") / bps("1k")
+            print(f"- byte throughput at 100 KB = {share:.1f}x that at 1 KB (>= 0.5: {'met' if share >= 0.5 else 'NOT met'})")
+        big = [s for s in ("1m", "10m") if s in results]
+        for s in big:
+            r = results[s]
+            per_call_mb = r["soap_bytes"] / 1e6
+            limit = results.get("1k", {}).get("bridge", {}).get("rss_mb", 0) + 4 * per_call_mb * r["connections"]
+            print(f"- {s}: bridge peak RSS {r['bridge']['hwm_mb']:.0f} MB with {r['connections']} calls of {per_call_mb:.1f} MB in flight "
+                  f"(<= idle + 4x the messages in flight = {limit:.0f} MB: {'met' if r['bridge']['hwm_mb'] <= limit else 'NOT met'}); "
+                  f"CPU per call {r['bridge']['cpu_ms_per_call']:.1f} ms")
+        with open(os.path.join(ROOT, "target", "separate-bench.json"), "w") as f:
+            json.dump(results, f, indent=1)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
