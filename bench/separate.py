@@ -92,13 +92,16 @@ def rss_mb(pid, field):
     return 0.0
 
 
-def successes(bridge_port):
+def counts(bridge_port):
+    """calculateOptionsPrice calls the bridge answered: (successes, all)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{bridge_port}/metrics", timeout=10).read().decode()
-    total = 0
+    ok = total = 0
     for line in text.splitlines():
-        if line.startswith("soapbridge_calls_total{") and 'operation="calculateOptionsPrice"' in line and 'outcome="success"' in line:
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+        if line.startswith("soapbridge_calls_total{") and 'operation="calculateOptionsPrice"' in line:
+            n = int(float(line.rsplit(" ", 1)[1]))
+            total += n
+            ok += n if 'outcome="success"' in line else 0
+    return ok, total
 
 
 def oha(url, body_file, content_type, auth, connections, expect_status):
@@ -120,8 +123,81 @@ def oha(url, body_file, content_type, auth, connections, expect_status):
             "p99": r["latencyPercentiles"]["p99"]}
 
 
+def start_bridge(work, backend_port, name, metrics, env):
+    """The bridge binary on the demo configuration, calling the reference backend at
+    `backend_port`; returns (process, port)."""
+    port = free_port()
+    with open("demo/soapbridge.toml") as f:
+        config = f.read()
+    config = config.replace('base_url = "http://127.0.0.1:8081"', f'base_url = "http://127.0.0.1:{backend_port}"')
+    config = config.replace('url = "sqlite:../var/soapbridge.db"', f'url = "sqlite:{work}/{name}.db"')
+    config = config.replace("max_body_bytes = 1048576", "max_body_bytes = 33554432")
+    config = config.replace("request_timeout_ms = 60000", "request_timeout_ms = 120000")
+    config = config.replace("[server]\n", f"[server]\nmetrics = {'true' if metrics else 'false'}\n", 1)
+    cfg_path = os.path.join(ROOT, "demo", f".bench-{os.getpid()}-{name}.toml")
+    with open(cfg_path, "w") as f:
+        f.write(config)
+    proc = subprocess.Popen(["target/release/soapbridge", "serve", "--config", cfg_path, "--listen",
+                             f"127.0.0.1:{port}"], env={**os.environ, **env},
+                            stderr=subprocess.DEVNULL)
+    wait_port(port, proc, f"the bridge ({name})")
+    os.remove(cfg_path)
+    return proc, port
+
+
+def telemetry(work, backend_port, procs):
+    """Telemetry's cost, as deployed: one bridge with metrics and a JSON log line per call at
+    info (written to /dev/null: the formatting and the write are paid), one with
+    `server.metrics = false` and logs at warn; 1 KB calls, alternating rounds."""
+    json_logs = {"SOAPBRIDGE_LOG_FORMAT": "json"}
+    on, on_port = start_bridge(work, backend_port, "on", True, {**json_logs, "SOAPBRIDGE_LOG": "info"})
+    procs.append(on)
+    spans, spans_port = start_bridge(work, backend_port, "spans", True,
+                                     {**json_logs, "SOAPBRIDGE_LOG": "info,soapbridge::access=off"})
+    procs.append(spans)
+    off, off_port = start_bridge(work, backend_port, "off", False, {"SOAPBRIDGE_LOG": "warn"})
+    procs.append(off)
+    now = int(time.time() * 1000)
+    body = os.path.join(work, "1k.xml")
+    with open(body, "w") as f:
+        f.write(envelope(items_for(1_000), now, sign(now)))
+    url = "http://127.0.0.1:{}/listingapi/ws/IndividualProductOptionService"
+    acc = {"on": [0, [], [], 0.0], "spans": [0, [], [], 0.0], "off": [0, [], [], 0.0]}
+    procs_by = {"on": (on, on_port), "spans": (spans, spans_port), "off": (off, off_port)}
+    for rnd in range(ROUNDS):
+        order = ["on", "spans", "off"]
+        for which in order[rnd % 3:] + order[:rnd % 3]:
+            proc, port = procs_by[which]
+            cpu0 = cpu_seconds(proc.pid)
+            r = oha(url.format(port), body, "text/xml; charset=utf-8", FIXTURE_AUTH, CONNECTIONS, 200)
+            a = acc[which]
+            a[0] += r["requests"]
+            a[1].append(r["p50"])
+            a[2].append(r["p99"])
+            a[3] += cpu_seconds(proc.pid) - cpu0
+    print(f"telemetry, 1 KB calculateOptionsPrice, {CONNECTIONS} connections, {ROUNDS} alternating rounds of {SECS} s")
+    print("| bridge | requests/s | p50 | p99 | CPU per call |")
+    print("|---|---|---|---|---|")
+    rows = {}
+    for which, label in (("on", "metrics, request spans and a JSON access line per call (info)"),
+                         ("spans", "metrics and request spans (info), access lines off"),
+                         ("off", "server.metrics = false, logs at warn")):
+        a = acc[which]
+        rows[which] = a[0] / (SECS * ROUNDS)
+        print(f"| {label} | {rows[which]:.0f} | {sorted(a[1])[len(a[1]) // 2] * 1000:.2f} ms | {max(a[2]) * 1000:.2f} ms | {a[3] * 1000 / max(1, a[0]):.3f} ms |")
+    for which, what in (("spans", "metrics and tracing (spans, info)"), ("on", "with a JSON access line per call as well")):
+        share = rows[which] / rows["off"]
+        print(f"{what} = {share * 100:.1f}% of off (within 5%: {'met' if share >= 0.95 else 'NOT met'})")
+
+
 def main():
-    sizes = sys.argv[1:] or list(SIZES)
+    args = sys.argv[1:]
+    if args == ["telemetry"]:
+        return run(telemetry_only=True)
+    return run(sizes=args or list(SIZES))
+
+
+def run(sizes=(), telemetry_only=False):
     if shutil.which("oha") is None:
         print("== installing oha (cargo install oha --locked)", flush=True)
         subprocess.run(["cargo", "install", "oha", "--locked"], check=True)
@@ -130,31 +206,20 @@ def main():
     work = tempfile.mkdtemp(prefix="soapbridge-separate-")
     procs = []
     try:
-        backend_port, proxy_port, bridge_port = free_port(), free_port(), free_port()
+        backend_port, proxy_port = free_port(), free_port()
         backend = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "product-options",
                                     "--listen", f"127.0.0.1:{backend_port}"], stderr=subprocess.DEVNULL)
         procs.append(backend)
         wait_port(backend_port, backend, "the reference backend")
+        if telemetry_only:
+            return telemetry(work, backend_port, procs)
         proxy = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "proxy", "--upstream",
                                   f"http://127.0.0.1:{backend_port}", "--listen", f"127.0.0.1:{proxy_port}"],
                                  stderr=subprocess.DEVNULL)
         procs.append(proxy)
         wait_port(proxy_port, proxy, "the proxy")
-        with open("demo/soapbridge.toml") as f:
-            config = f.read()
-        config = config.replace('base_url = "http://127.0.0.1:8081"', f'base_url = "http://127.0.0.1:{backend_port}"')
-        config = config.replace('url = "sqlite:../var/soapbridge.db"', f'url = "sqlite:{work}/store.db"')
-        config = config.replace("max_body_bytes = 1048576", "max_body_bytes = 33554432")
-        config = config.replace("[server]\n", "[server]\nrequest_timeout_ms = 120000\n", 1) if "request_timeout_ms" not in config else config
-        cfg_path = os.path.join(ROOT, "demo", f".bench-{os.getpid()}.toml")
-        with open(cfg_path, "w") as f:
-            f.write(config)
-        bridge = subprocess.Popen(["target/release/soapbridge", "serve", "--config", cfg_path, "--listen",
-                                   f"127.0.0.1:{bridge_port}"], env={**os.environ, "SOAPBRIDGE_LOG": "warn"},
-                                  stderr=subprocess.DEVNULL)
+        bridge, bridge_port = start_bridge(work, backend_port, "bridge", True, {"SOAPBRIDGE_LOG": "warn"})
         procs.append(bridge)
-        wait_port(bridge_port, bridge, "the bridge")
-        os.remove(cfg_path)
         print(f"bridge, backend, proxy and oha as separate processes; {os.cpu_count()} cores; "
               f"{SECS} s per round, {ROUNDS} alternating rounds per path")
         results = {}
@@ -181,14 +246,17 @@ def main():
                 order = ["proxy", "bridge"] if rnd % 2 == 0 else ["bridge", "proxy"]
                 for p in order:
                     url, body, ct, auth, status, proc = paths[p]
-                    before_ok = successes(bridge_port) if p == "bridge" else 0
+                    before = counts(bridge_port) if p == "bridge" else (0, 0)
                     cpu0 = cpu_seconds(proc.pid)
                     r = oha(url, body, ct, auth, conns, status)
                     cpu = cpu_seconds(proc.pid) - cpu0
                     if p == "bridge":
-                        counted = successes(bridge_port) - before_ok
-                        if counted != r["requests"]:
-                            sys.exit(f"bridge: oha got {r['requests']} answers 200, the bridge counted {counted} successes")
+                        after = counts(bridge_port)
+                        ok, total = after[0] - before[0], after[1] - before[1]
+                        # Every call the bridge answered succeeded; oha saw all of them but those
+                        # still in flight when its time ran out (at most one per connection).
+                        if ok != total or not 0 <= ok - r["requests"] <= conns:
+                            sys.exit(f"bridge: {total - ok} calls were not successes; oha got {r['requests']} answers 200, the bridge answered {ok}")
                     a = acc[p]
                     a["requests"] += r["requests"]
                     a["p50"].append(r["p50"])

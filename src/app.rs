@@ -345,7 +345,10 @@ impl App {
                     request_id: &id,
                 });
                 // The code and status only: error texts may quote request or backend content.
+                // The access log: its own target, so that it can be turned off on its own
+                // (`SOAPBRIDGE_LOG=info,soapbridge::access=off`).
                 tracing::info!(
+                    target: "soapbridge::access",
                     %method,
                     %path,
                     door = c.door,
@@ -432,19 +435,22 @@ impl App {
             }
         }
         let health = self.shared.telemetry.backend_health();
-        for name in self
+        for (name, (_, client)) in self
             .shared
             .backends
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .keys()
+            .iter()
         {
             let line = match health.get(name.as_str()) {
                 None => "not called yet".to_string(),
                 Some(h) if h.last_error.is_empty() => "last call ok".to_string(),
                 Some(h) => format!("last call failed: {}", h.last_error),
             };
-            body.push_str(&format!("backend {name}: {line}\n"));
+            let (breaker, in_flight) = client.health();
+            body.push_str(&format!(
+                "backend {name}: {line}; breaker {breaker}; {in_flight} in flight\n"
+            ));
         }
         let status = if ok {
             StatusCode::OK
