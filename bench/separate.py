@@ -155,6 +155,8 @@ def telemetry(work, backend_port, procs):
     spans, spans_port = start_bridge(work, backend_port, "spans", True,
                                      {**json_logs, "SOAPBRIDGE_LOG": "info,soapbridge::access=off"})
     procs.append(spans)
+    metrics, metrics_port = start_bridge(work, backend_port, "metrics", True, {"SOAPBRIDGE_LOG": "warn"})
+    procs.append(metrics)
     off, off_port = start_bridge(work, backend_port, "off", False, {"SOAPBRIDGE_LOG": "warn"})
     procs.append(off)
     now = int(time.time() * 1000)
@@ -162,11 +164,12 @@ def telemetry(work, backend_port, procs):
     with open(body, "w") as f:
         f.write(envelope(items_for(1_000), now, sign(now)))
     url = "http://127.0.0.1:{}/listingapi/ws/IndividualProductOptionService"
-    acc = {"on": [0, [], [], 0.0], "spans": [0, [], [], 0.0], "off": [0, [], [], 0.0]}
-    procs_by = {"on": (on, on_port), "spans": (spans, spans_port), "off": (off, off_port)}
+    order = ["on", "spans", "metrics", "off"]
+    acc = {k: [0, [], [], 0.0] for k in order}
+    procs_by = {"on": (on, on_port), "spans": (spans, spans_port), "metrics": (metrics, metrics_port),
+                "off": (off, off_port)}
     for rnd in range(ROUNDS):
-        order = ["on", "spans", "off"]
-        for which in order[rnd % 3:] + order[:rnd % 3]:
+        for which in order[rnd % 4:] + order[:rnd % 4]:
             proc, port = procs_by[which]
             cpu0 = cpu_seconds(proc.pid)
             r = oha(url.format(port), body, "text/xml; charset=utf-8", FIXTURE_AUTH, CONNECTIONS, 200)
@@ -181,11 +184,13 @@ def telemetry(work, backend_port, procs):
     rows = {}
     for which, label in (("on", "metrics, request spans and a JSON access line per call (info)"),
                          ("spans", "metrics and request spans (info), access lines off"),
+                         ("metrics", "metrics, logs at warn"),
                          ("off", "server.metrics = false, logs at warn")):
         a = acc[which]
         rows[which] = a[0] / (SECS * ROUNDS)
         print(f"| {label} | {rows[which]:.0f} | {sorted(a[1])[len(a[1]) // 2] * 1000:.2f} ms | {max(a[2]) * 1000:.2f} ms | {a[3] * 1000 / max(1, a[0]):.3f} ms |")
-    for which, what in (("spans", "metrics and tracing (spans, info)"), ("on", "with a JSON access line per call as well")):
+    for which, what in (("metrics", "metrics"), ("spans", "metrics and tracing (spans, info)"),
+                        ("on", "with a JSON access line per call as well")):
         share = rows[which] / rows["off"]
         print(f"{what} = {share * 100:.1f}% of off (within 5%: {'met' if share >= 0.95 else 'NOT met'})")
 

@@ -673,9 +673,13 @@ async fn the_breaker_fails_fast_while_a_backend_is_down_and_probes_it_back() {
     r.assert_has("calls are not sent to it for 30 s more");
     assert_eq!(backend.seen.load(Ordering::SeqCst), 3);
     let r = request("GET", &b.url("/readyz"), &[], "").await;
-    assert_eq!(r.status, 200, "an open breaker does not make the bridge unready");
+    assert_eq!(
+        r.status, 200,
+        "an open breaker does not make the bridge unready"
+    );
     assert!(
-        r.body.contains("backend echo: last call failed: BACKEND_CIRCUIT_OPEN; breaker open"),
+        r.body
+            .contains("backend echo: last call failed: BACKEND_CIRCUIT_OPEN; breaker open"),
         "{}",
         r.body
     );
