@@ -61,9 +61,79 @@ pub fn init() {
             Box::new(fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
         }
     };
-    let _ = tracing_subscriber::registry()
+    let registry = tracing_subscriber::registry()
         .with(output)
         .with(targets)
-        .with(env)
-        .try_init();
+        .with(env);
+    #[cfg(feature = "otel")]
+    let registry = registry.with(otel::layer());
+    let _ = registry.try_init();
+}
+
+/// Sends what is still buffered for export (OpenTelemetry spans); call before the process
+/// ends.
+pub fn shutdown() {
+    #[cfg(feature = "otel")]
+    otel::shutdown();
+}
+
+/// OpenTelemetry export (feature `otel`): each request's span (`request_id`, `user`) goes to
+/// an OTLP/HTTP collector when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the exporter reads the other standard
+/// `OTEL_*` variables itself (headers, timeout, batch delay).
+#[cfg(feature = "otel")]
+mod otel {
+    use std::sync::OnceLock;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+    pub(super) fn layer<S>()
+    -> Option<tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>>
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|_| {
+                std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .map(|e| format!("{}/v1/traces", e.trim_end_matches('/')))
+            })
+            .ok()
+            .filter(|e| !e.is_empty())?;
+        let exporter = match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint.clone())
+            .build()
+        {
+            Ok(e) => e,
+            Err(e) => {
+                // No subscriber yet: this goes to stderr directly, once, at start-up.
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("OpenTelemetry export to {endpoint} is off: {e}");
+                }
+                return None;
+            }
+        };
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("soapbridge")
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("soapbridge");
+        let _ = PROVIDER.set(provider);
+        Some(tracing_opentelemetry::layer().with_tracer(tracer))
+    }
+
+    pub(super) fn shutdown() {
+        if let Some(p) = PROVIDER.get() {
+            let _ = p.shutdown();
+        }
+    }
 }

@@ -135,10 +135,11 @@ fn main() -> anyhow::Result<()> {
             let plan = compile(&config, listen)?;
             let source: soapbridge::Source =
                 std::sync::Arc::new(move || Config::compile_file(&config, listen));
-            runtime()?.block_on(async {
-                soapbridge::run(plan, Some(source), soapbridge::server::shutdown_signal()).await?;
-                Ok(())
-            })
+            let served = runtime()?.block_on(async {
+                soapbridge::run(plan, Some(source), soapbridge::server::shutdown_signal()).await
+            });
+            soapbridge::logging::shutdown();
+            Ok(served?)
         }
     }
 }
