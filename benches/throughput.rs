@@ -300,16 +300,19 @@ fn main() {
                 .body(Full::new(body))
                 .unwrap()
         });
-        // The same call by an account that may reuse its signature: no ledger write per call.
-        let reuse_body = Bytes::from(envelope_of(FIXTURE_KEY, FIXTURE_SECRET, chrono::Utc::now().timestamp_millis()));
-        let reuse_req: Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync> = Arc::new(move || {
-            Request::post(&reuse_url)
-                .header("content-type", "text/xml; charset=utf-8")
-                .header("soapaction", "\"\"")
-                .header("authorization", "Basic Zml4dHVyZTpmaXh0dXJlLXBhc3M=")
-                .body(Full::new(reuse_body.clone()))
-                .unwrap()
-        });
+        // A call by an account that may reuse its signature: no ledger write per call.
+        let call = |url: String| -> Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync> {
+            let body = Bytes::from(envelope_of(FIXTURE_KEY, FIXTURE_SECRET, chrono::Utc::now().timestamp_millis()));
+            Arc::new(move || {
+                Request::post(&url)
+                    .header("content-type", "text/xml; charset=utf-8")
+                    .header("soapaction", "\"\"")
+                    .header("authorization", "Basic Zml4dHVyZTpmaXh0dXJlLXBhc3M=")
+                    .body(Full::new(body.clone()))
+                    .unwrap()
+            })
+        };
+        let reuse_req = call(reuse_url);
         let proxy_body = Bytes::from_static(b"{\"product_ids\":[587300354,587300355]}");
         let proxy_req: Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync> = Arc::new(move || {
             Request::post(&proxy).header("content-type", "application/json").body(Full::new(proxy_body.clone())).unwrap()
@@ -367,17 +370,6 @@ fn main() {
             urls.push(format!("http://{}/listingapi/ws/IndividualProductOptionService", listener.local_addr().unwrap()));
             tokio::spawn(soapbridge::server::run(listener, app, std::future::pending()));
         }
-        let call = |url: String| -> Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync> {
-            let body = Bytes::from(envelope_of(FIXTURE_KEY, FIXTURE_SECRET, chrono::Utc::now().timestamp_millis()));
-            Arc::new(move || {
-                Request::post(&url)
-                    .header("content-type", "text/xml; charset=utf-8")
-                    .header("soapaction", "\"\"")
-                    .header("authorization", "Basic Zml4dHVyZTpmaXh0dXJlLXBhc3M=")
-                    .body(Full::new(body.clone()))
-                    .unwrap()
-            })
-        };
         let (on_req, off_req) = (call(urls[0].clone()), call(urls[1].clone()));
         load(concurrency, Duration::from_millis(500), on_req.clone(), "<ackCode>success</ackCode>").await;
         load(concurrency, Duration::from_millis(500), off_req.clone(), "<ackCode>success</ackCode>").await;

@@ -9,10 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use http::{Response, StatusCode};
-use http_body_util::Full;
 
 /// The value of the metric line that starts with `prefix` (labels included).
 fn metric(text: &str, prefix: &str) -> Option<f64> {
@@ -139,27 +136,19 @@ async fn an_unknown_path_or_method_is_not_a_label() {
 
 /// A backend that answers `{"echo": {"count": 1, "code": <the X-Request-Id it got>}}`.
 async fn echo_backend() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(soapbridge::server::serve(
-        listener,
-        |req: http::Request<soapbridge::server::Body>| async move {
-            let id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("none")
-                .to_string();
-            let body = serde_json::json!({"echo": {"count": 1, "code": id}});
-            Response::builder()
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(body.to_string())))
-                .unwrap()
-        },
-        Default::default(),
-        std::future::pending(),
-    ));
-    format!("http://{addr}")
+    json_backend(|req, _| async move {
+        let id = req
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
+        (
+            200,
+            serde_json::json!({"echo": {"count": 1, "code": id}}).to_string(),
+        )
+    })
+    .await
 }
 
 fn typed_config(backend: &str, extra: &str) -> String {
@@ -559,35 +548,24 @@ struct Flaky {
 async fn flaky_backend(fail: usize, delay: Duration) -> (String, Arc<Flaky>) {
     let state = Arc::new(Flaky::default());
     state.fail.store(fail, Ordering::SeqCst);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let s = state.clone();
-    tokio::spawn(soapbridge::server::serve(
-        listener,
-        move |_req: http::Request<soapbridge::server::Body>| {
-            let s = s.clone();
-            async move {
-                let n = s.seen.fetch_add(1, Ordering::SeqCst);
-                let now = s.now.fetch_add(1, Ordering::SeqCst) + 1;
-                s.most.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(delay).await;
-                s.now.fetch_sub(1, Ordering::SeqCst);
-                let (status, body) = if n < s.fail.load(Ordering::SeqCst) {
-                    (503, r#"{"message":"maintenance"}"#.to_string())
-                } else {
-                    (200, r#"{"echo":{"count":1,"code":"ok"}}"#.to_string())
-                };
-                Response::builder()
-                    .status(StatusCode::from_u16(status).unwrap())
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body)))
-                    .unwrap()
+    let url = json_backend(move |_, _| {
+        let s = s.clone();
+        async move {
+            let n = s.seen.fetch_add(1, Ordering::SeqCst);
+            let now = s.now.fetch_add(1, Ordering::SeqCst) + 1;
+            s.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            s.now.fetch_sub(1, Ordering::SeqCst);
+            if n < s.fail.load(Ordering::SeqCst) {
+                (503, r#"{"message":"maintenance"}"#.to_string())
+            } else {
+                (200, r#"{"echo":{"count":1,"code":"ok"}}"#.to_string())
             }
-        },
-        Default::default(),
-        std::future::pending(),
-    ));
-    (format!("http://{addr}"), state)
+        }
+    })
+    .await;
+    (url, state)
 }
 
 /// The typed service over `backend`, its mapping sent with `method` (and `retry`).

@@ -10,10 +10,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use http::Response;
-use http_body_util::{BodyExt, Full};
 
 /// What the collector was sent: (path, body).
 type Posts = Vec<(String, Vec<u8>)>;
@@ -22,27 +19,17 @@ type Posts = Vec<(String, Vec<u8>)>;
 async fn each_request_span_is_exported_with_its_request_id_and_user() {
     // The collector: every body POSTed to /v1/traces (protobuf: strings travel as they are).
     let received: Arc<Mutex<Posts>> = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let collector = listener.local_addr().unwrap();
     let sink = received.clone();
-    tokio::spawn(soapbridge::server::serve(
-        listener,
-        move |req: http::Request<soapbridge::server::Body>| {
-            let sink = sink.clone();
-            async move {
-                let path = req.uri().path().to_string();
-                let body = req.into_body().collect().await.unwrap().to_bytes();
-                sink.lock().unwrap().push((path, body.to_vec()));
-                Response::builder()
-                    .header("content-type", "application/x-protobuf")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap()
-            }
-        },
-        Default::default(),
-        std::future::pending(),
-    ));
-
+    let collector = json_backend(move |req, body| {
+        let sink = sink.clone();
+        async move {
+            sink.lock()
+                .unwrap()
+                .push((req.uri.path().to_string(), body.to_vec()));
+            (200, String::new())
+        }
+    })
+    .await;
     // The bridge binary on the demo configuration, its options backend a reference one.
     let options = reference("product-options", "fixtures/reference/product-options.json").await;
     let dir = std::env::temp_dir().join(format!("soapbridge-otel-{}", std::process::id()));
@@ -73,7 +60,7 @@ async fn each_request_span_is_exported_with_its_request_id_and_user() {
             .args(["serve", "--config"])
             .arg(&file)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .env("SOAPBRIDGE_LOG", "info")
             .stdout(std::process::Stdio::null())

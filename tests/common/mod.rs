@@ -687,3 +687,33 @@ pub async fn pg_url() -> String {
     );
     url
 }
+
+/// A backend of a test's own on 127.0.0.1: `answer` gets each request (its body read) and
+/// returns the status and JSON text to send back. Returns the backend's base URL.
+pub async fn json_backend<F, Fut>(answer: F) -> String
+where
+    F: Fn(http::request::Parts, Bytes) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (u16, String)> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(soapbridge::server::serve(
+        listener,
+        move |req: http::Request<soapbridge::server::Body>| {
+            let answer = answer.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = body.collect().await.unwrap().to_bytes();
+                let (status, text) = answer(parts, body).await;
+                http::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(text)))
+                    .unwrap()
+            }
+        },
+        Default::default(),
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
