@@ -341,11 +341,15 @@ struct Served {
 
 impl Served {
     async fn start(config: &std::path::Path, port: u16) -> Served {
+        Served::start_logging(config, port, "info").await
+    }
+
+    async fn start_logging(config: &std::path::Path, port: u16, log: &str) -> Served {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_soapbridge"))
             .args(["serve", "--config"])
             .arg(config)
             .env("SOAPBRIDGE_LOG_FORMAT", "json")
-            .env("SOAPBRIDGE_LOG", "info")
+            .env("SOAPBRIDGE_LOG", log)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -416,6 +420,58 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+#[tokio::test]
+async fn at_debug_backend_json_is_logged_without_card_data_or_secrets() {
+    let options = reference("product-options", "fixtures/reference/product-options.json").await;
+    let dir = std::env::temp_dir().join(format!("soapbridge-debug-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let config = demo_with_backend_url("options", &options)
+        .replace(
+            "url = \"sqlite:../var/soapbridge.db\"",
+            &format!("url = \"sqlite:{}/store.db\"", dir.display()),
+        )
+        .replace("../wsdl/", &format!("{}/wsdl/", env!("CARGO_MANIFEST_DIR")))
+        .replace(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+    let file = dir.join("bridge.toml");
+    std::fs::write(&file, config).unwrap();
+    let served = Served::start_logging(&file, port, "info,soapbridge=debug").await;
+    // A payment with a real-looking card (passes Luhn) and its CVV.
+    let call = fixture("payment/payPrice-bad-card.xml")
+        .replace("4111111111111112", "4111111111111111")
+        .replace("<cvv>123</cvv>", "<cvv>987</cvv>");
+    request(
+        "POST",
+        &format!("{}{PAYMENT_PATH}", served.url),
+        &[
+            ("content-type", "text/xml"),
+            ("authorization", &basic(FIXTURE_USER)),
+        ],
+        call,
+    )
+    .await;
+    served
+        .wait_for("the backend exchange at debug", |s| {
+            s.contains("from backend")
+        })
+        .await;
+    let log = served.log();
+    let sent = log
+        .lines()
+        .find(|l| l.contains("\"to backend\"") && l.contains("/payments"))
+        .unwrap_or_else(|| panic!("no debug line for the payment: {log}"));
+    println!("{sent}");
+    // The whole card member is a secret by name; the rest of the body is there.
+    assert!(sent.contains(r#"\"card\":\"***\""#), "{sent}");
+    for secret in ["4111111111111111", "987", "fixture-secret", "fixture-pass"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
