@@ -463,16 +463,19 @@ impl StockSync {
         b.done_at = Some(self.clock.now_ms());
         b.results = Some(results.clone());
         b.last_error = None;
+        // Reports first, then the final state: a client that sees the batch finished finds
+        // its reports. (Should the claim have been lost meanwhile, the batch's next worker
+        // reports again: a report twice rather than none.)
+        self.report_items(
+            Some(b.id),
+            "stock_batch",
+            &b.id.to_string(),
+            &b.items,
+            &results,
+            b.success_log,
+        )
+        .await;
         if self.save(&b, token, true).await {
-            self.report_items(
-                Some(b.id),
-                "stock_batch",
-                &b.id.to_string(),
-                &b.items,
-                &results,
-                b.success_log,
-            )
-            .await;
             tracing::info!(batch = b.id, status = %b.status, "stock batch finished");
         }
     }
@@ -495,26 +498,27 @@ impl StockSync {
         if refused || b.attempts >= self.plan.max_attempts {
             b.status = BatchStatus::Fail;
             b.done_at = Some(now);
+            // The report first, then the final state (see `finish`).
+            let request = b.request.clone().unwrap_or(Value::Null);
+            let code = e.backend_code().unwrap_or(e.code()).to_string();
+            let why = if refused {
+                format!("the channel refused the batch: {e}")
+            } else {
+                format!("gave up after {} attempts: {e}", b.attempts)
+            };
+            self.report(
+                Some(b.id),
+                "stock_batch",
+                &b.id.to_string(),
+                &request,
+                &refusal_body(&e),
+                &code,
+                &why,
+                false,
+                "",
+            )
+            .await;
             if self.save(&b, token, true).await {
-                let request = b.request.clone().unwrap_or(Value::Null);
-                let code = e.backend_code().unwrap_or(e.code()).to_string();
-                let why = if refused {
-                    format!("the channel refused the batch: {e}")
-                } else {
-                    format!("gave up after {} attempts: {e}", b.attempts)
-                };
-                self.report(
-                    Some(b.id),
-                    "stock_batch",
-                    &b.id.to_string(),
-                    &request,
-                    &refusal_body(&e),
-                    &code,
-                    &why,
-                    false,
-                    "",
-                )
-                .await;
                 tracing::warn!(batch = b.id, code = %code, attempts = b.attempts, "stock batch failed");
             }
             return;
