@@ -321,7 +321,8 @@ impl App {
         // (door, service, operation, outcome) goes on the call's own line. (Each field recorded
         // later costs a JSON log formatter a re-serialization of the span's fields.)
         let span = tracing::info_span!("request", request_id = %id, user = tracing::field::Empty);
-        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        // For the access line: a `Uri` clone shares its bytes (no copy of the path per call).
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         let generation = self.current.load_full();
         let mut resp = crate::telemetry::with_request_id(
             id.clone(),
@@ -350,7 +351,7 @@ impl App {
                 tracing::info!(
                     target: "soapbridge::access",
                     %method,
-                    %path,
+                    path = uri.path(),
                     door = c.door,
                     service = %c.service,
                     operation = %c.operation,
