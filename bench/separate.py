@@ -182,14 +182,14 @@ def telemetry(work, backend_port, procs):
     print("| bridge | requests/s | p50 | p99 | CPU per call |")
     print("|---|---|---|---|---|")
     rows = {}
-    for which, label in (("on", "metrics, request spans and a JSON access line per call (info)"),
-                         ("spans", "metrics and request spans (info), access lines off"),
+    for which, label in (("on", "metrics, tracing at info and a JSON access line per call"),
+                         ("spans", "metrics and tracing at info (request id and user per call), access lines off"),
                          ("metrics", "metrics, logs at warn"),
                          ("off", "server.metrics = false, logs at warn")):
         a = acc[which]
         rows[which] = a[0] / (SECS * ROUNDS)
         print(f"| {label} | {rows[which]:.0f} | {sorted(a[1])[len(a[1]) // 2] * 1000:.2f} ms | {max(a[2]) * 1000:.2f} ms | {a[3] * 1000 / max(1, a[0]):.3f} ms |")
-    for which, what in (("metrics", "metrics"), ("spans", "metrics and tracing (spans, info)"),
+    for which, what in (("metrics", "metrics"), ("spans", "metrics and tracing (info)"),
                         ("on", "with a JSON access line per call as well")):
         share = rows[which] / rows["off"]
         print(f"{what} = {share * 100:.1f}% of off (within 5%: {'met' if share >= 0.95 else 'NOT met'})")

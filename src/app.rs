@@ -317,52 +317,51 @@ impl App {
     pub async fn handle(&self, req: Request<Body>) -> Resp {
         let started = Instant::now();
         let id = request_id(&req);
-        // The span carries what every line of the request needs; what is known only at the end
-        // (door, service, operation, outcome) goes on the call's own line. (Each field recorded
-        // later costs a JSON log formatter a re-serialization of the span's fields.)
+        // Every log line of the call carries its id and caller from the request's context
+        // (`telemetry::with_request_id`). The span is for exporters (OpenTelemetry): when none
+        // is on, no layer enables it and it costs nothing. What is known only at the end (door,
+        // service, operation, outcome) goes on the call's own line.
         let span = tracing::info_span!("request", request_id = %id, user = tracing::field::Empty);
         // For the access line: a `Uri` clone shares its bytes (no copy of the path per call).
         let (method, uri) = (req.method().clone(), req.uri().clone());
         let generation = self.current.load_full();
-        let mut resp = crate::telemetry::with_request_id(
-            id.clone(),
-            self.route(&generation, req, started)
-                .instrument(span.clone()),
-        )
-        .await;
-        let status = resp.status().as_u16();
-        if let Some(Calls(calls)) = resp.extensions_mut().remove::<Calls>() {
-            let elapsed = started.elapsed();
-            let _entered = span.enter();
-            for c in &calls {
-                self.shared.telemetry.call(&CallRecord {
-                    door: c.door,
-                    service: &c.service,
-                    operation: &c.operation,
-                    outcome: c.outcome,
-                    code: c.code,
-                    status,
-                    elapsed,
-                    request_id: &id,
-                });
-                // The code and status only: error texts may quote request or backend content.
-                // The access log: its own target, so that it can be turned off on its own
-                // (`SOAPBRIDGE_LOG=info,soapbridge::access=off`).
-                tracing::info!(
-                    target: "soapbridge::access",
-                    %method,
-                    path = uri.path(),
-                    door = c.door,
-                    service = %c.service,
-                    operation = %c.operation,
-                    outcome = c.outcome.as_str(),
-                    code = c.code,
-                    status,
-                    elapsed_ms = elapsed.as_millis() as u64,
-                    "call"
-                );
+        let call = async {
+            let mut resp = self.route(&generation, req, started).await;
+            let status = resp.status().as_u16();
+            if let Some(Calls(calls)) = resp.extensions_mut().remove::<Calls>() {
+                let elapsed = started.elapsed();
+                for c in &calls {
+                    self.shared.telemetry.call(&CallRecord {
+                        door: c.door,
+                        service: &c.service,
+                        operation: &c.operation,
+                        outcome: c.outcome,
+                        code: c.code,
+                        status,
+                        elapsed,
+                        request_id: &id,
+                    });
+                    // The code and status only: error texts may quote request or backend
+                    // content. The access log has its own target, so that it can be turned off
+                    // on its own (`SOAPBRIDGE_LOG=info,soapbridge::access=off`).
+                    tracing::info!(
+                        target: "soapbridge::access",
+                        %method,
+                        path = uri.path(),
+                        door = c.door,
+                        service = %c.service,
+                        operation = %c.operation,
+                        outcome = c.outcome.as_str(),
+                        code = c.code,
+                        status,
+                        elapsed_ms = elapsed.as_millis() as u64,
+                        "call"
+                    );
+                }
             }
-        }
+            resp
+        };
+        let mut resp = crate::telemetry::with_request_id(id.clone(), call.instrument(span)).await;
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert("x-request-id", v);
         }

@@ -8,10 +8,16 @@
 //! and the authenticated `user`), for log shippers; otherwise lines are for people, coloured only
 //! when stderr is a terminal. Each call's access line has the target `soapbridge::access`.
 
+use std::fmt;
 use std::str::FromStr;
 
-use tracing_subscriber::filter::{EnvFilter, Targets};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::{Filter, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
@@ -32,42 +38,165 @@ impl Format {
     }
 }
 
-/// The filter `SOAPBRIDGE_LOG` asks for. Plain `target=level` lists become a static
-/// [`Targets`] filter, which costs a request span nothing per poll; only directives that need
-/// it (span names or fields) get an [`EnvFilter`].
-fn filter() -> (Option<Targets>, Option<EnvFilter>) {
+type BoxedFilter = Box<dyn Filter<Registry> + Send + Sync + 'static>;
+
+/// The filter `SOAPBRIDGE_LOG` asks for, and whether it selects by span (so that the request
+/// span must be visible to it). Plain `target=level` lists become a static [`Targets`]
+/// filter; only directives that need it (span names or fields) get an [`EnvFilter`].
+fn filter() -> (BoxedFilter, bool) {
     let spec = std::env::var("SOAPBRIDGE_LOG").unwrap_or_else(|_| "info".into());
     if !spec.contains(['[', '{'])
         && let Ok(t) = Targets::from_str(&spec)
     {
-        return (Some(t), None);
+        return (Box::new(t), false);
     }
     let env = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info"));
-    (None, Some(env))
+    (Box::new(env), true)
 }
 
 /// Installs the global subscriber (once; later calls do nothing).
+///
+/// The request span is not given to the log output unless the filter selects by span: each
+/// line gets the request's id and caller from its context instead (see [`WithRequest`]),
+/// which spares every call the span's bookkeeping on every poll. An exporter (OpenTelemetry)
+/// is the span's only other consumer; without one, the span is never enabled at all.
 pub fn init() {
-    let (targets, env) = filter();
+    let (filter, by_span) = filter();
+    let filter = if by_span {
+        filter
+    } else {
+        Box::new(filter.and(filter_fn(|m| !m.is_span())))
+    };
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let output: Box<dyn Layer<Registry> + Send + Sync> = match Format::from_env() {
         Format::Json => Box::new(
-            fmt.json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false),
+            fmt.fmt_fields(JsonFields::new())
+                .event_format(WithRequest {
+                    json: true,
+                    inner: tracing_subscriber::fmt::format()
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(by_span)
+                        .with_span_list(false),
+                })
+                .with_filter(filter),
         ),
         Format::Text => {
-            Box::new(fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            Box::new(
+                fmt.with_ansi(ansi)
+                    .event_format(WithRequest {
+                        json: false,
+                        inner: tracing_subscriber::fmt::format()
+                            .without_time()
+                            .with_ansi(ansi),
+                    })
+                    .with_filter(filter),
+            )
         }
     };
-    let registry = tracing_subscriber::registry()
-        .with(output)
-        .with(targets)
-        .with(env);
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    let mut layers = vec![output];
     #[cfg(feature = "otel")]
-    let registry = registry.with(otel::layer());
-    let _ = registry.try_init();
+    if let Some(otel) = otel::layer() {
+        layers.push(Box::new(otel.with_filter(self::filter().0)));
+    }
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+}
+
+/// Writes each line with the id and caller of the request it was written for (from
+/// `telemetry`'s request context), where the request span is not visible to the output:
+/// text lines as `TIME request{request_id=.. user=..} LEVEL target: fields`, JSON lines with a
+/// `span` object holding `request_id` and `user`, as a span would give them.
+struct WithRequest<F> {
+    json: bool,
+    inner: F,
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithRequest<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        // The span shows itself when the output sees it (a filter that selects by span).
+        let from_context = ctx.lookup_current().is_none();
+        let inner = &self.inner;
+        match self.json {
+            false => {
+                SystemTime.format_time(&mut writer)?;
+                writer.write_char(' ')?;
+                if from_context {
+                    crate::telemetry::with_request(|id, user| {
+                        write!(writer, "request{{request_id={id}")?;
+                        if let Some(u) = user {
+                            write!(writer, " user={u}")?;
+                        }
+                        writer.write_str("} ")
+                    })
+                    .transpose()?;
+                }
+                inner.format_event(ctx, writer, event)
+            }
+            true => {
+                let opened = if from_context {
+                    crate::telemetry::with_request(|id, user| {
+                        write!(writer, "{{\"span\":{{\"request_id\":{}", json_string(id))?;
+                        if let Some(u) = user {
+                            write!(writer, ",\"user\":{}", json_string(u))?;
+                        }
+                        writer.write_str("},")
+                    })
+                    .transpose()?
+                    .is_some()
+                } else {
+                    false
+                };
+                if !opened {
+                    return inner.format_event(ctx, writer, event);
+                }
+                // The object is open already: the inner line goes on without its `{`.
+                let mut rest = WithoutFirstBrace {
+                    to: writer,
+                    skipped: false,
+                };
+                inner.format_event(ctx, Writer::new(&mut rest), event)
+            }
+        }
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// Passes a JSON line on without its opening brace.
+struct WithoutFirstBrace<'a> {
+    to: Writer<'a>,
+    skipped: bool,
+}
+
+impl fmt::Write for WithoutFirstBrace<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let s = if self.skipped {
+            s
+        } else {
+            match s.find('{') {
+                Some(i) => {
+                    self.skipped = true;
+                    &s[i + 1..]
+                }
+                None => s,
+            }
+        };
+        self.to.write_str(s)
+    }
 }
 
 /// Sends what is still buffered for export (OpenTelemetry spans); call before the process

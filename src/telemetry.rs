@@ -19,9 +19,19 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 tokio::task_local! {
-    /// The request being answered: its id goes into every log line (through the request's span),
-    /// to the backend (`X-Request-Id`), and into the operator page's failures.
-    static REQUEST_ID: std::sync::Arc<str>;
+    /// The request being answered: its id and caller go into every log line (see
+    /// `logging`), its id to the backend (`X-Request-Id`) and into the operator page's failures.
+    static REQUEST: RequestContext;
+}
+
+/// Who and what a log line written while answering a request belongs to. Kept beside the
+/// request's task rather than in a `tracing` span, so that logging it costs nothing per poll:
+/// the span exists only for an exporter that wants it (OpenTelemetry).
+#[derive(Debug)]
+pub(crate) struct RequestContext {
+    id: std::sync::Arc<str>,
+    /// The authenticated caller, once known.
+    user: std::sync::OnceLock<Box<str>>,
 }
 
 /// Runs `f` as the work of the request `id`.
@@ -29,12 +39,30 @@ pub(crate) async fn with_request_id<F: std::future::Future>(
     id: std::sync::Arc<str>,
     f: F,
 ) -> F::Output {
-    REQUEST_ID.scope(id, f).await
+    let context = RequestContext {
+        id,
+        user: std::sync::OnceLock::new(),
+    };
+    REQUEST.scope(context, f).await
 }
 
 /// The id of the request being answered, if any (background work has none).
 pub(crate) fn request_id() -> Option<std::sync::Arc<str>> {
-    REQUEST_ID.try_with(|id| id.clone()).ok()
+    REQUEST.try_with(|c| c.id.clone()).ok()
+}
+
+/// Notes the authenticated caller of the request being answered (for its log lines, and for
+/// its span when one is exported).
+pub(crate) fn set_user(user: &str) {
+    let _ = REQUEST.try_with(|c| c.user.set(user.into()));
+    tracing::Span::current().record("user", user);
+}
+
+/// Calls `f` with the id and caller of the request being answered, if there is one.
+pub(crate) fn with_request<R>(f: impl FnOnce(&str, Option<&str>) -> R) -> Option<R> {
+    REQUEST
+        .try_with(|c| f(&c.id, c.user.get().map(|u| &**u)))
+        .ok()
 }
 
 /// What a door says of the calls it answered, attached to its answer (one per call; a

@@ -466,6 +466,15 @@ async fn at_debug_backend_json_is_logged_without_card_data_or_secrets() {
         .find(|l| l.contains("\"to backend\"") && l.contains("/payments"))
         .unwrap_or_else(|| panic!("no debug line for the payment: {log}"));
     println!("{sent}");
+    // A line written in the middle of a call names the call's request and its caller.
+    let line: serde_json::Value = serde_json::from_str(sent).unwrap();
+    assert_eq!(line["span"]["user"], "fixture", "{sent}");
+    assert!(
+        line["span"]["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{sent}"
+    );
     // The whole card member is a secret by name; the rest of the body is there.
     assert!(sent.contains(r#"\"card\":\"***\""#), "{sent}");
     // (The CVV's digits could turn up in a timestamp by chance; its member name cannot.)

@@ -72,13 +72,13 @@ impl Profile {
     }
 
     /// Checks HTTP Basic credentials; returns the authenticated user.
-    /// The user goes into the call's span (and so into its log lines).
+    /// The user goes into the call's log lines (and its span, when one is exported).
     pub(crate) fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&str, Error> {
         let user = match &self.kind {
             Kind::Signed(p) => p.authenticate(authorization),
             Kind::Basic(p) => p.authenticate(authorization),
         }?;
-        tracing::Span::current().record("user", user);
+        crate::telemetry::set_user(user);
         Ok(user)
     }
 
