@@ -54,6 +54,8 @@ struct Shared {
     stock: Option<Arc<StockSync>>,
     telemetry: Arc<Telemetry>,
     clock: Clock,
+    /// Flexi login sessions, kept across reloads.
+    sessions: Arc<crate::front::winstrom::Sessions>,
     serve: ServeOptions,
     /// The plan's parts a reload cannot change, to warn when a new file changes them.
     fixed: Fixed,
@@ -168,6 +170,7 @@ impl App {
             stock,
             telemetry,
             clock,
+            sessions: Arc::default(),
             serve: ServeOptions {
                 header_timeout: server.header_timeout,
                 grace: server.grace,
@@ -587,10 +590,15 @@ impl Shared {
                 Arc::new(Service::new(s, profile, backend))
             })
             .collect();
-        let winstrom = plan
-            .winstrom
-            .as_ref()
-            .map(|w| WinstromDoor::new(w, |p| profiles[p].clone(), backend, self.clock.clone()));
+        let winstrom = plan.winstrom.as_ref().map(|w| {
+            WinstromDoor::new(
+                w,
+                |p| profiles[p].clone(),
+                backend,
+                self.clock.clone(),
+                self.sessions.clone(),
+            )
+        });
         Generation {
             pipeline: Pipeline::new(
                 plan.server.limits,

@@ -296,6 +296,24 @@ impl Template {
     pub fn uses(&self, root: Root) -> bool {
         uses(&self.0, root)
     }
+
+    /// Whether the template reads the call's member `key` (`$.key...`).
+    pub fn reads(&self, key: &str) -> bool {
+        reads(&self.0, key)
+    }
+}
+
+fn reads(n: &Node, key: &str) -> bool {
+    let at = |p: &PathExpr| p.root == Root::Doc && p.segs.first() == Some(&Seg::Key(key.into()));
+    match n {
+        Node::Path(p) | Node::Default(p, _) | Node::Present(p) => at(p),
+        Node::Literal(_) => false,
+        Node::Object(members) => members.iter().any(|(_, t)| reads(t, key)),
+        Node::Array(items) | Node::First(items) | Node::Merge(items) => {
+            items.iter().any(|t| reads(t, key))
+        }
+        Node::Each(p, t) | Node::Entries(p, t, _) => at(p) || reads(t, key),
+    }
 }
 
 fn uses(n: &Node, root: Root) -> bool {
@@ -477,6 +495,16 @@ fn eval(n: &Node, scope: &Scope<'_>) -> Option<Value> {
 pub struct PathTemplate {
     parts: Vec<PathPart>,
     text: String,
+}
+
+impl PathTemplate {
+    /// Whether a hole of the path reads the input's member `key`.
+    pub fn reads(&self, key: &str) -> bool {
+        self.parts.iter().any(|p| match p {
+            PathPart::Hole(e) => reads(&Node::Path(e.clone()), key),
+            PathPart::Text(_) => false,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -732,5 +760,16 @@ mod tests {
             render_query(&q, &scope).unwrap(),
             "?product_id=1&product_id=2"
         );
+    }
+}
+#[cfg(test)]
+mod reads_tests {
+    use super::*;
+    #[test]
+    fn reads_a_member() {
+        let t =
+            Template::compile(&serde_json::json!({"a": "$.filter", "order": "$.order"})).unwrap();
+        assert!(t.reads("order"));
+        assert!(!t.reads("tenant"));
     }
 }

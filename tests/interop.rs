@@ -5,6 +5,9 @@
 //!   (the README's test command and `.ci/run` do this).
 //! - Python's standard `xmlrpc.client` calls every operation over XML-RPC through
 //!   `ServerProxy`, with multicall and faults (`tests/interop/xmlrpc_client.py`).
+//! - python-abraflexi (the Python client of ABRA Flexi integrations) reads with order, limit
+//!   and detail, reads properties, creates, updates, calls an action, filters, logs in with a
+//!   session and deletes through the winstrom door (`tests/interop/abraflexi_client.py`).
 //!
 //! These tests are required: without Python (or zeep) they fail and say what to install.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
@@ -61,6 +64,16 @@ async fn python_xmlrpc_client_calls_operations_through_server_proxy() {
         "xmlrpc.client",
         "tests/interop/xmlrpc_client.py",
         "xmlrpc interop: 17 calls OK",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_abraflexi_reads_writes_filters_and_logs_in_through_the_winstrom_door() {
+    run_client(
+        "python_abraflexi",
+        "tests/interop/abraflexi_client.py",
+        "abraflexi interop: 11 calls OK",
     )
     .await;
 }

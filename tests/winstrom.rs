@@ -294,3 +294,403 @@ async fn bad_documents_are_refused_with_flexi_errors() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, POST, PUT, DELETE"));
 }
+
+/// The `field` of every listed record of `evidence`.
+fn column(r: &Reply, evidence: &str, field: &str) -> Vec<String> {
+    json_of(r)["winstrom"][evidence]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", r.body))
+        .iter()
+        .map(|c| c[field].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn order_detail_and_paging_shape_a_list_as_flexi_does() {
+    let b = Bridge::demo().await;
+    // One key, descending, with the properties asked for only.
+    let r = get(
+        &b,
+        "/c/demo/cenik.json?order=cenaZakl%40D&limit=4&detail=custom%3Akod%2CcenaZakl&add-row-count=true",
+        USER,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = json_of(&r);
+    let rows = v["winstrom"]["cenik"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{}", r.body);
+    // (In the order Flexi writes them: the evidence's.)
+    assert!(
+        r.body.contains(r#"{"kod":"STUL-DUB","cenaZakl":"7990.00"}"#),
+        "{}",
+        r.body
+    );
+    for row in rows {
+        assert_eq!(row.as_object().unwrap().len(), 2, "{}", r.body);
+    }
+    let prices: Vec<f64> = column(&r, "cenik", "cenaZakl")
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(prices.windows(2).all(|w| w[0] >= w[1]), "{prices:?}");
+    assert_eq!(v["winstrom"]["@rowCount"], "12", "{}", r.body);
+
+    // Two keys (repeated `order` and a comma list mean the same), pages that join up.
+    let all = get(
+        &b,
+        "/c/demo/cenik.json?order=mj1@A&order=nazev@D&limit=0&detail=custom:mj1,nazev",
+        USER,
+    )
+    .await;
+    let same = get(
+        &b,
+        "/c/demo/cenik.json?order=mj1@A,nazev@D&limit=0&detail=custom:mj1,nazev",
+        USER,
+    )
+    .await;
+    assert_eq!(all.body, same.body);
+    let pairs: Vec<(String, String)> = column(&all, "cenik", "mj1")
+        .into_iter()
+        .zip(column(&all, "cenik", "nazev"))
+        .collect();
+    assert_eq!(pairs.len(), 12, "limit=0 is every record: {}", all.body);
+    let mut sorted = pairs.clone();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    // (The backend's collation may differ from byte order for accented names; the unit
+    // groups and their order must hold.)
+    let units: Vec<&String> = pairs.iter().map(|p| &p.0).collect();
+    assert!(units.windows(2).all(|w| w[0] <= w[1]), "{units:?}");
+    let page = |start: usize| {
+        format!(
+            "/c/demo/cenik.json?order=mj1@A,nazev@D&limit=5&start={start}&detail=custom:mj1,nazev"
+        )
+    };
+    let mut joined = Vec::new();
+    for start in [0, 5, 10] {
+        let p = get(&b, &page(start), USER).await;
+        joined.extend(column(&p, "cenik", "nazev"));
+    }
+    assert_eq!(joined, column(&all, "cenik", "nazev"));
+
+    // detail=id and detail=summary, on a list and on one record named by its code.
+    let ids = get(&b, "/c/demo/cenik.json?detail=id&limit=2", USER).await;
+    assert_eq!(
+        ids.body,
+        r#"{"winstrom":{"@version":"1.0","cenik":[{"id":"1"},{"id":"2"}]}}"#
+    );
+    let one = get(&b, "/c/demo/cenik/code:STUL-DUB.json?detail=summary", USER).await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(
+        one.body,
+        r#"{"winstrom":{"@version":"1.0","cenik":[{"id":"5","kod":"STUL-DUB","nazev":"Stůl dubový"}]}}"#
+    );
+    let xml = get(
+        &b,
+        "/c/demo/cenik/code:STUL-DUB.xml?detail=custom:kod",
+        USER,
+    )
+    .await;
+    assert!(
+        xml.body.contains("<cenik><kod>STUL-DUB</kod></cenik>"),
+        "{}",
+        xml.body
+    );
+}
+
+#[tokio::test]
+async fn parameters_that_would_change_an_answer_are_refused_not_ignored() {
+    let b = Bridge::demo().await;
+    for (query, says) in [
+        (
+            "relations=polozky",
+            "Parametr 'relations' tato služba nepodporuje",
+        ),
+        ("order=bogus@A", "nemá vlastnost 'bogus'"),
+        ("order=kod@X", "'kod@X' není řazení"),
+        ("detail=custom:bogus", "nemá vlastnost 'bogus'"),
+        ("detail=custom:id,polozky(kod)", "bez vnořených vazeb"),
+        ("detail=everything", "'everything' není podporován"),
+        ("limit=-1", "nezáporné celé číslo"),
+    ] {
+        let r = get(&b, &format!("/c/demo/cenik.json?{query}"), USER).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.body);
+        let v = json_of(&r);
+        assert_eq!(v["winstrom"]["success"], "false", "{query}");
+        let m = v["winstrom"]["message"].as_str().unwrap();
+        assert!(m.contains(says), "{query}: {m}");
+    }
+    // An evidence whose list route does not send the order to its backend refuses it.
+    let cfg = std::fs::read_to_string("demo/soapbridge.toml")
+        .unwrap()
+        .replace(", order = \"$.order\" }, response = { rows = \"$.items\", total = \"$.total\" } }\nget = { method = \"GET\", path = \"/v1/{$.tenant}/boms", " }, response = { rows = \"$.items\", total = \"$.total\" } }\nget = { method = \"GET\", path = \"/v1/{$.tenant}/boms");
+    assert!(!cfg.contains("boms:search\", body = { filter = \"$.filter\", start = \"$.start\", limit = \"$.limit\", count = \"$.count\", order"));
+    let b2 = Bridge::with_config(&cfg).await;
+    let r = get(&b2, "/c/demo/kusovnik.json?order=kod@A", USER).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("řazení nepodporuje"), "{}", r.body);
+    let props = get(&b2, "/c/demo/kusovnik/properties.json", USER).await;
+    assert!(
+        props.body.contains(r#""isSortable":"false""#),
+        "{}",
+        props.body
+    );
+
+    // no-http-errors: the same failure, answered 200 with success=false.
+    let r = get(
+        &b,
+        "/c/demo/cenik.json?order=bogus@A&no-http-errors=true",
+        USER,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(json_of(&r)["winstrom"]["success"], "false");
+    let r = get(&b, "/c/demo/cenik/999999.json?no-http-errors=true", USER).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Nebyl nalezen"), "{}", r.body);
+    let r = post(
+        &b,
+        "/c/demo/cenik.json?no-http-errors=true",
+        r#"{"winstrom":{"cenik":[{"kod":"X-NHE","nazev":"x","cenaZakl":"abc"}]}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(json_of(&r)["winstrom"]["success"], "false", "{}", r.body);
+    // Summaries are not offered, and say so.
+    let r = get(&b, "/c/demo/cenik/$sum.json", USER).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(
+        r.body.contains("'$sum' tato služba nepodporuje"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn properties_list_the_configured_fields() {
+    let b = Bridge::demo().await;
+    let r = get(&b, "/c/demo/cenik/properties.json", USER).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = json_of(&r);
+    assert_eq!(v["properties"]["@evidenceName"], "cenik");
+    let props = v["properties"]["property"].as_array().unwrap();
+    let names: Vec<&str> = props
+        .iter()
+        .map(|p| p["propertyName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["id", "kod", "nazev", "nakupCena", "cenaZakl", "mj1"]
+    );
+    let by = |n: &str| {
+        props
+            .iter()
+            .find(|p| p["propertyName"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        by("nakupCena"),
+        json!({"propertyName": "nakupCena", "name": "Nákupní cena", "title": "Nákupní cena",
+               "type": "numeric", "isVisible": "true", "isSortable": "true",
+               "isFilterable": "true", "isWritable": "true", "inSummary": "false"})
+    );
+    assert_eq!(by("id")["isWritable"], "false", "read-only");
+    assert_eq!(by("id")["type"], "integer");
+    assert_eq!(by("kod")["inSummary"], "true");
+    let xml = get(&b, "/c/demo/kusovnik/properties.xml", USER).await;
+    assert_eq!(xml.status, 200, "{}", xml.body);
+    assert!(
+        xml.body.contains(
+            r#"<properties evidenceName="kusovnik"><property><propertyName>id</propertyName>"#
+        ),
+        "{}",
+        xml.body
+    );
+    // kusovnik has no create or update route: nothing in it is writable.
+    assert!(
+        !xml.body.contains("<isWritable>true</isWritable>"),
+        "{}",
+        xml.body
+    );
+    let put = request(
+        "PUT",
+        &b.url("/c/demo/cenik/properties.json"),
+        &[("authorization", &basic(USER))],
+        "",
+    )
+    .await;
+    assert_eq!(put.status, 405, "{}", put.body);
+    assert_eq!(
+        put.headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET")
+    );
+}
+
+#[tokio::test]
+async fn an_action_url_runs_the_evidences_action_on_one_record() {
+    let b = Bridge::demo().await;
+    let before = get(
+        &b,
+        "/c/demo/kusovnik/123.json?detail=custom:prodejCena",
+        USER,
+    )
+    .await;
+    let r = request(
+        "POST",
+        &b.url("/c/demo/kusovnik/123/prepocti-prodejni-cenu.json"),
+        &[("authorization", &basic(USER))],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body,
+        r#"{"winstrom":{"@version":"1.0","success":"true","stats":{"created":"0","updated":"1","deleted":"0","skipped":"0","failed":"0"},"results":[{"id":"123","request-id":"123","ref":"/c/demo/kusovnik/123.json"}]}}"#
+    );
+    let after = get(
+        &b,
+        "/c/demo/kusovnik/123.json?detail=custom:prodejCena",
+        USER,
+    )
+    .await;
+    assert_eq!(after.status, 200);
+    println!("{} -> {}", before.body, after.body);
+    // dry-run on an action URL: validated, nothing changed.
+    let dry = request(
+        "PUT",
+        &b.url("/c/demo/kusovnik/125/delete.json?dry-run=true"),
+        &[("authorization", &basic(USER))],
+        "",
+    )
+    .await;
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    assert_eq!(get(&b, "/c/demo/kusovnik/125.json", USER).await.status, 200);
+    // An action the evidence does not have: Flexi's list of those it has.
+    let r = request(
+        "POST",
+        &b.url("/c/demo/kusovnik/123/storno.json"),
+        &[("authorization", &basic(USER))],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body
+            .contains("[delete, prepocti-nakupni-cenu, prepocti-prodejni-cenu]"),
+        "{}",
+        r.body
+    );
+    // Reading an action URL changes nothing and says how to call it.
+    let r = get(&b, "/c/demo/kusovnik/123/prepocti-prodejni-cenu.json", USER).await;
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(
+        r.headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST, PUT")
+    );
+}
+
+#[tokio::test]
+async fn a_login_session_opens_its_users_companies_until_logout() {
+    let b = Bridge::demo().await;
+    let login = |body: &'static str, ct: &'static str| {
+        let url = b.url("/login-logout/login.json");
+        async move { request("POST", &url, &[("content-type", ct)], body).await }
+    };
+    let r = login(
+        r#"{"username":"winstrom","password":"winstrom-pass"}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = json_of(&r)["authSessionId"].as_str().unwrap().to_string();
+    assert_eq!(json_of(&r)["success"], true);
+    assert_eq!(id.len(), 64);
+    // The header, the query parameter and the cookie all carry it.
+    for (path, headers) in [
+        (
+            "/c/demo/cenik/1.json",
+            vec![("x-authsessionid", id.clone())],
+        ),
+        (&*format!("/c/demo/cenik/1.json?authSessionId={id}"), vec![]),
+        (
+            "/c/demo/cenik/1.json",
+            vec![("cookie", format!("authSessionId={id}"))],
+        ),
+    ] {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = request("GET", &b.url(path), &h, "").await;
+        assert_eq!(r.status, 200, "{path} {h:?}: {}", r.body);
+    }
+    // Not a company of this user's.
+    let other = request(
+        "GET",
+        &b.url("/c/test/cenik/1.json"),
+        &[("x-authsessionid", &id)],
+        "",
+    )
+    .await;
+    assert_eq!(other.status, 401, "{}", other.body);
+    // A form login of the other company's user opens that one.
+    let t = login(
+        "username=tester&password=tester-pass",
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    let tid = json_of(&t)["authSessionId"].as_str().unwrap().to_string();
+    let r = request(
+        "GET",
+        &b.url("/c/test/cenik/1.json"),
+        &[("x-authsessionid", &tid)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Wrong password, missing fields.
+    let bad = login(
+        r#"{"username":"winstrom","password":"nope"}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(bad.status, 401);
+    assert_eq!(
+        bad.body,
+        r#"{"errors":{"reason":"Neplatné jméno nebo heslo."},"success":false}"#
+    );
+    let bad = login(r#"{"username":"winstrom"}"#, "application/json").await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    // Logout (python-abraflexi's path), then the session is gone.
+    let out = request(
+        "POST",
+        &b.url("/status/user/winstrom/logout.json"),
+        &[("x-authsessionid", &id)],
+        "",
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    let r = request(
+        "GET",
+        &b.url("/c/demo/cenik/1.json"),
+        &[("x-authsessionid", &id)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("authSessionId"), "{}", r.body);
+    // Keep-alive answers for an open session only.
+    let r = request(
+        "GET",
+        &b.url("/login-logout/session-keep-alive.js"),
+        &[("x-authsessionid", &tid)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request(
+        "GET",
+        &b.url("/login-logout/session-keep-alive.js"),
+        &[("x-authsessionid", &id)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+}

@@ -1408,6 +1408,7 @@ impl Compiler<'_> {
             };
             fields.push(FieldPlan {
                 name: f.name.clone(),
+                title: f.title.clone().unwrap_or_else(|| f.name.clone()),
                 ty: f.ty,
                 backend: f.backend.clone().unwrap_or_else(|| f.name.clone()),
                 ops,
@@ -1489,15 +1490,43 @@ impl Compiler<'_> {
                 actions.insert(a.clone(), r);
             }
         }
+        let summary = match &e.summary {
+            Some(names) => {
+                for n in names {
+                    if !fields.iter().any(|f| &f.name == n) {
+                        self.err(
+                            w.clone(),
+                            format!("{key}.summary"),
+                            format!("'{n}' is not one of the fields"),
+                        );
+                    }
+                }
+                fields
+                    .iter()
+                    .filter(|f| names.contains(&f.name))
+                    .map(|f| f.name.clone())
+                    .collect()
+            }
+            None => fields
+                .iter()
+                .filter(|f| {
+                    f.name == "id" || f.name == "nazev" || Some(&f.name) == e.code_field.as_ref()
+                })
+                .map(|f| f.name.clone())
+                .collect(),
+        };
         if self.errors.len() > errors_before {
             return None;
         }
+        let list = list?;
         Some(EvidencePlan {
             name: name.to_string(),
             class: e.class.clone().unwrap_or_else(|| name.to_string()),
             code_field: e.code_field.clone(),
+            summary,
             fields,
-            list: list?,
+            sortable: list.reads("order"),
+            list,
             get,
             create,
             update,

@@ -245,6 +245,17 @@ pub struct RoutePlan {
     pub retry: bool,
 }
 
+impl RoutePlan {
+    /// Whether the request sent to the backend reads the input's member `key` (so that the
+    /// backend is told what the caller asked for, e.g. `$.order`).
+    pub fn reads(&self, key: &str) -> bool {
+        self.path.reads(key)
+            || self.query.iter().any(|(_, t)| t.reads(key))
+            || self.headers.iter().any(|(_, t)| t.reads(key))
+            || self.body.as_ref().is_some_and(|t| t.reads(key))
+    }
+}
+
 #[derive(Debug)]
 pub struct PagesPlan {
     pub next: PathExpr,
@@ -294,8 +305,12 @@ pub struct EvidencePlan {
     pub name: String,
     pub class: String,
     pub code_field: Option<String>,
+    /// The properties `detail=summary` gives, in field order.
+    pub summary: Vec<String>,
     pub fields: Vec<FieldPlan>,
     pub list: Arc<RoutePlan>,
+    /// Whether the list route sends the backend the caller's `order` (`$.order`).
+    pub sortable: bool,
     pub get: Option<Arc<RoutePlan>>,
     pub create: Option<Arc<RoutePlan>>,
     pub update: Option<Arc<RoutePlan>>,
@@ -306,6 +321,7 @@ pub struct EvidencePlan {
 #[derive(Debug)]
 pub struct FieldPlan {
     pub name: String,
+    pub title: String,
     pub ty: FieldType,
     pub backend: String,
     /// Structured-filter operators the backend applies to this field.

@@ -565,6 +565,9 @@ pub struct EvidenceConfig {
     pub class: Option<String>,
     /// The field a `code:` identifier sets when a record is created through it.
     pub code_field: Option<String>,
+    /// The properties `detail=summary` gives (default: `id`, the code field and `nazev`,
+    /// those the evidence has).
+    pub summary: Option<Vec<String>>,
     pub fields: Vec<FieldConfig>,
     /// list, get, create, update: operation mappings (see README).
     pub routes: BTreeMap<String, OperationMapping>,
@@ -594,6 +597,8 @@ pub struct FieldConfig {
     pub ty: FieldType,
     /// The backend's name for it (default: the same).
     pub backend: Option<String>,
+    /// The label `properties.json` gives it (default: its name).
+    pub title: Option<String>,
     /// Operators a filter may use on it: "number", "text", "bool", or a list of operator
     /// names (eq, ne, lt, lte, gt, gte, like, begins, ends, between, in, is_null, ...).
     /// Without it the field cannot be filtered.

@@ -10,6 +10,16 @@ mod limit;
 pub(crate) mod signed;
 
 pub(crate) use basic::BasicProfile;
+
+/// An HTTP Basic `Authorization` value for `user` and `password` (to check credentials given
+/// some other way, such as a Flexi login, against a profile).
+pub(crate) fn basic_header(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
 pub(crate) use limit::RateLimit;
 pub(crate) use signed::SignedProfile;
 

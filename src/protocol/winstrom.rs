@@ -48,6 +48,10 @@ pub enum Target {
     Id(String),
     /// The records a WQL filter selects.
     Filter(String),
+    /// The evidence's properties (`/{evidence}/properties.json`).
+    Properties,
+    /// An action on one record (`/{evidence}/{id}/{action}.json`).
+    Action { id: String, action: String },
 }
 
 /// A parsed winstrom URL path (after the prefix).
@@ -133,9 +137,27 @@ pub fn parse_path(rest: &str) -> Result<PathParts, PathError> {
             };
             return Err(PathError::BadRequest(err.to_string()));
         }
+        Some("properties") => Target::Properties,
+        Some(t) if t.starts_with('$') => {
+            return Err(PathError::NotFound(format!(
+                "'{}' tato služba nepodporuje (jen záznamy, filtry, properties a akce).",
+                t.chars().take(32).collect::<String>()
+            )));
+        }
         Some(id) if !id.contains('/') => {
             check_id(id).map_err(PathError::BadRequest)?;
             Target::Id(id.to_string())
+        }
+        Some(t) if t.matches('/').count() == 1 => {
+            let (id, action) = t.split_once('/').unwrap_or_default();
+            check_id(id).map_err(PathError::BadRequest)?;
+            if !valid(action) {
+                return Err(PathError::NotFound(format!("neznámá cesta '{rest}'")));
+            }
+            Target::Action {
+                id: id.to_string(),
+                action: action.to_string(),
+            }
         }
         Some(_) => {
             return Err(PathError::NotFound(format!("neznámá cesta '{rest}'")));
@@ -470,6 +492,96 @@ pub enum Reply {
     },
     /// A failure that concerns no record.
     Error { message: String },
+    /// The properties of an evidence, as `properties.json` lists them.
+    Properties {
+        evidence: String,
+        properties: Vec<Property>,
+    },
+}
+
+/// One property of an evidence, as `properties.json` describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Property {
+    /// `propertyName`: the name in records and filters.
+    pub name: String,
+    /// `name` and `title`: the label people see.
+    pub title: String,
+    /// Flexi's type name (`integer`, `string`, `numeric`, `logic`, `date`).
+    pub ty: &'static str,
+    pub writable: bool,
+    pub sortable: bool,
+    pub filterable: bool,
+    pub in_summary: bool,
+}
+
+impl Property {
+    /// Its members in the order Flexi writes them.
+    fn members(&self) -> [(&'static str, String); 9] {
+        let b = |v: bool| v.to_string();
+        [
+            ("propertyName", self.name.clone()),
+            ("name", self.title.clone()),
+            ("title", self.title.clone()),
+            ("type", self.ty.to_string()),
+            ("isVisible", b(true)),
+            ("isSortable", b(self.sortable)),
+            ("isFilterable", b(self.filterable)),
+            ("isWritable", b(self.writable)),
+            ("inSummary", b(self.in_summary)),
+        ]
+    }
+}
+
+/// The user name and password of a login (`/login-logout/login.json`): a JSON object
+/// `{"username", "password"}` or a form `username=..&password=..`.
+pub fn decode_login(body: &str) -> Option<(String, String)> {
+    if body.trim_start().starts_with('{') {
+        let v: Value = serde_json::from_str(body).ok()?;
+        let get = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        return Some((get("username")?, get("password")?));
+    }
+    let mut user = None;
+    let mut password = None;
+    for (k, v) in form_urlencoded::parse(body.trim().as_bytes()) {
+        match &*k {
+            "username" => user = Some(v.into_owned()),
+            "password" => password = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Some((user?, password?))
+}
+
+/// The answer to a login (the session id), a logout or keep-alive (none), or why it failed.
+pub fn encode_login(outcome: Result<Option<&str>, &str>, format: Format) -> String {
+    match (format, outcome) {
+        (Format::Json, Ok(Some(id))) => {
+            serde_json::json!({ "success": true, "authSessionId": id }).to_string()
+        }
+        (Format::Json, Ok(None)) => serde_json::json!({ "success": true }).to_string(),
+        (Format::Json, Err(reason)) => {
+            serde_json::json!({ "success": false, "errors": { "reason": reason } }).to_string()
+        }
+        (Format::Xml, outcome) => {
+            let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<login>");
+            match outcome {
+                Ok(id) => {
+                    element(&mut out, "success", "true");
+                    if let Some(id) = id {
+                        element(&mut out, "authSessionId", id);
+                    }
+                }
+                Err(reason) => {
+                    element(&mut out, "success", "false");
+                    out.push_str("<errors>");
+                    element(&mut out, "reason", reason);
+                    out.push_str("</errors>");
+                }
+            }
+            out.push_str("</login>\n");
+            out
+        }
+    }
 }
 
 /// Writes a reply in the format the URL asked for.
@@ -604,6 +716,32 @@ fn encode_json(reply: &Reply) -> String {
             w.push(("success".into(), s("false")));
             w.push(("message".into(), s(message)));
         }
+        Reply::Properties {
+            evidence,
+            properties,
+        } => {
+            let list = properties
+                .iter()
+                .map(|p| {
+                    J::O(
+                        p.members()
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), J::S(v)))
+                            .collect(),
+                    )
+                })
+                .collect();
+            let mut out = String::with_capacity(256);
+            J::O(vec![(
+                "properties".into(),
+                J::O(vec![
+                    ("@evidenceName".into(), s(evidence)),
+                    ("property".into(), J::A(list)),
+                ]),
+            )])
+            .write(&mut out);
+            return out;
+        }
     }
     let mut out = String::with_capacity(256);
     J::O(vec![("winstrom".into(), J::O(w))]).write(&mut out);
@@ -705,6 +843,24 @@ fn encode_xml(reply: &Reply) -> String {
             out.push('>');
             element(&mut out, "success", "false");
             element(&mut out, "message", message);
+        }
+        Reply::Properties {
+            evidence,
+            properties,
+        } => {
+            let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+            out.push_str("<properties evidenceName=\"");
+            escape_into(&mut out, evidence);
+            out.push_str("\">");
+            for p in properties {
+                out.push_str("<property>");
+                for (k, v) in p.members() {
+                    element(&mut out, k, &v);
+                }
+                out.push_str("</property>");
+            }
+            out.push_str("</properties>\n");
+            return out;
         }
     }
     out.push_str("</winstrom>\n");

@@ -32,7 +32,7 @@
 //! or using an id.
 //!
 //! - `POST /v1/{tenant}/{collection}:search` `{"filter", "start" (0), "limit" (20; 0 = all;
-//!   at most 10000), "count" (false), "order" ("name", "-sale_price")}` (an empty body means
+//!   at most 10000), "count" (false), "order" ("name", "-sale_price", or a list of keys: ["unit", "-sale_price"])}` (an empty body means
 //!   all defaults) -> 200 `{"items": [..], "total": n}` (`total` only with `count`). Items come
 //!   in id order, or by `order` (ascending puts nulls first; ties keep id order).
 //! - `GET /v1/{tenant}/{collection}/{ref}` -> 200 `{"item"}`.
@@ -1409,7 +1409,8 @@ struct Search {
     limit: usize,
     count: bool,
     /// (field, descending)
-    order: Option<(&'static str, bool)>,
+    /// Keys in order of precedence: (field, descending).
+    order: Vec<(&'static str, bool)>,
 }
 
 fn bad_parameter(field: &str, code: &'static str, msg: impl Into<String>) -> ApiError {
@@ -1474,38 +1475,46 @@ fn parse_search(coll: Collection, body: &[u8]) -> Result<Search, ApiError> {
             ));
         }
     };
-    let order = match o.get("order") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            let (name, desc) = match s.strip_prefix('-') {
-                Some(rest) => (rest, true),
-                None => (s.as_str(), false),
-            };
-            let Some((field, _)) = coll.field(name) else {
-                let msg = format!(
-                    "cannot order by '{}': {} have no such field (fields: {})",
-                    shorten(s),
-                    coll.plural(),
-                    coll.field_list()
-                );
-                return Err(
-                    ApiError::new(StatusCode::BAD_REQUEST, "unknown_field", msg.clone()).field(
-                        "order",
-                        "unknown_field",
-                        msg,
-                    ),
-                );
-            };
-            Some((field, desc))
+    let keys: Vec<&str> = match o.get("order") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).collect()
         }
         Some(v) => {
             return Err(bad_parameter(
                 "order",
                 "invalid",
-                format!("order must be a field name, not {}", shown(v)),
+                format!(
+                    "order must be a field name or a list of them, not {}",
+                    shown(v)
+                ),
             ));
         }
     };
+    let mut order = Vec::with_capacity(keys.len());
+    for s in keys {
+        let (name, desc) = match s.strip_prefix('-') {
+            Some(rest) => (rest, true),
+            None => (s, false),
+        };
+        let Some((field, _)) = coll.field(name) else {
+            let msg = format!(
+                "cannot order by '{}': {} have no such field (fields: {})",
+                shorten(s),
+                coll.plural(),
+                coll.field_list()
+            );
+            return Err(
+                ApiError::new(StatusCode::BAD_REQUEST, "unknown_field", msg.clone()).field(
+                    "order",
+                    "unknown_field",
+                    msg,
+                ),
+            );
+        };
+        order.push((field, desc));
+    }
     Ok(Search {
         filter,
         start,
@@ -1520,10 +1529,16 @@ fn run_search<R: Record>(items: &BTreeMap<i64, R>, s: &Search) -> Value {
         .values()
         .filter(|r| s.filter.as_ref().is_none_or(|f| f.matches(*r)))
         .collect();
-    if let Some((field, desc)) = s.order {
+    if !s.order.is_empty() {
         hits.sort_by(|a, b| {
-            let o = order_values(a.field(field), b.field(field));
-            if desc { o.reverse() } else { o }
+            s.order
+                .iter()
+                .map(|&(field, desc)| {
+                    let o = order_values(a.field(field), b.field(field));
+                    if desc { o.reverse() } else { o }
+                })
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
         });
     }
     let total = hits.len();

@@ -23,6 +23,8 @@ pub(super) struct Failure {
     pub(super) status: StatusCode,
     pub(super) code: &'static str,
     pub(super) message: String,
+    /// For a 405: the methods the URL takes (default: all of them).
+    pub(super) allow: Option<&'static str>,
 }
 
 /// A failure the door finds itself; its code follows from its status.
@@ -38,6 +40,7 @@ pub(super) fn failure(status: StatusCode, message: impl Into<String>) -> Failure
         status,
         code,
         message: message.into(),
+        allow: None,
     }
 }
 
@@ -47,6 +50,8 @@ pub(super) struct Answer<'a> {
     format: Format,
     company: &'a str,
     operation: String,
+    /// `no-http-errors=true`: every answer is 200; the body says whether it went well.
+    no_http_errors: bool,
 }
 
 /// The only place answers are written: status, Flexi reply, format; and the record of the
@@ -56,6 +61,11 @@ fn reply(status: StatusCode, r: &Reply, to: &Answer<'_>, code: &'static str) -> 
         Outcome::Success
     } else {
         Outcome::Failure
+    };
+    let status = if to.no_http_errors {
+        StatusCode::OK
+    } else {
+        status
     };
     let mut resp = text_response(
         status,
@@ -74,19 +84,50 @@ fn fail_response(f: Failure, to: &Answer<'_>, challenge: Option<String>) -> Resp
     if f.status == StatusCode::METHOD_NOT_ALLOWED {
         r.headers_mut().insert(
             http::header::ALLOW,
-            HeaderValue::from_static("GET, POST, PUT, DELETE"),
+            HeaderValue::from_static(f.allow.unwrap_or("GET, POST, PUT, DELETE")),
         );
     }
     r
 }
 
-/// Query parameters the door understands (others are ignored, as Flexi ignores many).
+/// Which properties of a record an answer gives (`detail=`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(super) enum Detail {
+    /// Every property (the default).
+    #[default]
+    Full,
+    Id,
+    /// The evidence's summary properties.
+    Summary,
+    /// The properties named (`custom:kod,nazev`), in the evidence's order.
+    Custom(Vec<String>),
+}
+
+/// The query parameters of a winstrom URL. Parameters that would change an answer and are
+/// not understood are refused, never ignored.
 #[derive(Debug, Default)]
 pub(super) struct Query {
     start: i64,
     limit: i64,
     row_count: bool,
     dry_run: bool,
+    /// (property, descending), in order of precedence.
+    order: Vec<(String, bool)>,
+    detail: Detail,
+}
+
+/// The parameters [`parse_query`] knows, for its refusal of others.
+const KNOWN_PARAMETERS: &str =
+    "start, limit, add-row-count, order, detail, dry-run, no-http-errors, authSessionId";
+
+fn flag(v: &str) -> bool {
+    matches!(v, "true" | "1" | "yes")
+}
+
+/// Whether the query asks for `no-http-errors` (read before anything can fail).
+fn no_http_errors(q: Option<&str>) -> bool {
+    form_urlencoded::parse(q.unwrap_or("").as_bytes())
+        .any(|(k, v)| k == "no-http-errors" && (v.is_empty() || flag(&v)))
 }
 
 fn parse_query(q: Option<&str>) -> Result<Query, Failure> {
@@ -94,45 +135,155 @@ fn parse_query(q: Option<&str>) -> Result<Query, Failure> {
         limit: 20,
         ..Query::default()
     };
-    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
-        let flag = |v: &str| matches!(v, "true" | "1" | "yes");
+    for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
+        let bad = |m: String| failure(StatusCode::BAD_REQUEST, m);
         let num = |v: &str| {
             v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                failure(
-                    StatusCode::BAD_REQUEST,
-                    format!("Parametr '{k}' musí být nezáporné celé číslo, ne '{v}'."),
-                )
+                bad(format!(
+                    "Parametr '{k}' musí být nezáporné celé číslo, ne '{}'.",
+                    shown(v)
+                ))
             })
         };
-        match k {
-            "start" => out.start = num(v)?,
-            "limit" => out.limit = num(v)?,
-            "add-row-count" => out.row_count = flag(v),
-            "dry-run" => out.dry_run = flag(v),
-            _ => {}
+        let on = v.is_empty() || flag(&v);
+        match &*k {
+            "start" => out.start = num(&v)?,
+            "limit" => out.limit = num(&v)?,
+            "add-row-count" => out.row_count = on,
+            "dry-run" => out.dry_run = on,
+            "no-http-errors" | "authSessionId" => {}
+            "order" => {
+                for key in v.split(',').filter(|k| !k.is_empty()) {
+                    let (name, dir) = key.rsplit_once('@').unwrap_or((key, "A"));
+                    let desc = match dir {
+                        "A" | "a" => false,
+                        "D" | "d" => true,
+                        _ => {
+                            return Err(bad(format!(
+                                "Parametr 'order': '{}' není řazení: použijte vlastnost@A (vzestupně) nebo vlastnost@D (sestupně).",
+                                shown(key)
+                            )));
+                        }
+                    };
+                    out.order.push((name.to_string(), desc));
+                }
+            }
+            "detail" => {
+                out.detail = match &*v {
+                    "full" => Detail::Full,
+                    "id" => Detail::Id,
+                    "summary" => Detail::Summary,
+                    custom if custom.starts_with("custom:") && !custom.contains(['(', ')']) => {
+                        Detail::Custom(
+                            custom["custom:".len()..]
+                                .split(',')
+                                .map(str::trim)
+                                .filter(|n| !n.is_empty())
+                                .map(str::to_string)
+                                .collect(),
+                        )
+                    }
+                    other => {
+                        return Err(bad(format!(
+                            "Parametr 'detail': '{}' není podporován (id, summary, full, custom:vlastnost,...; bez vnořených vazeb).",
+                            shown(other)
+                        )));
+                    }
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "Parametr '{}' tato služba nepodporuje (podporuje: {KNOWN_PARAMETERS}).",
+                    shown(other)
+                )));
+            }
         }
     }
     Ok(out)
 }
 
-/// Answers one request under the winstrom prefix.
+/// A value quoted in a message, cut short.
+fn shown(v: &str) -> String {
+    let mut s: String = v.chars().take(64).collect();
+    if s.len() < v.len() {
+        s.push('…');
+    }
+    s
+}
+
+impl Query {
+    /// Checks the order and detail against the evidence; the order in the backend's names
+    /// (`name`, `-sale_price`).
+    fn for_evidence(&self, ev: &Evidence) -> Result<Vec<String>, Failure> {
+        let field = |name: &str, what: &str| {
+            ev.plan
+                .fields
+                .iter()
+                .find(|f| f.name == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = ev.plan.fields.iter().map(|f| f.name.as_str()).collect();
+                    failure(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "Parametr '{what}': evidence '{}' nemá vlastnost '{}' (má: {}).",
+                            ev.plan.name,
+                            shown(name),
+                            known.join(", ")
+                        ),
+                    )
+                })
+        };
+        if let Detail::Custom(names) = &self.detail {
+            for n in names {
+                field(n, "detail")?;
+            }
+        }
+        if !self.order.is_empty() && !ev.plan.sortable {
+            return Err(failure(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Parametr 'order': evidence '{}' řazení nepodporuje.",
+                    ev.plan.name
+                ),
+            ));
+        }
+        self.order
+            .iter()
+            .map(|(name, desc)| {
+                let f = field(name, "order")?;
+                Ok(if *desc {
+                    format!("-{}", f.backend)
+                } else {
+                    f.backend.clone()
+                })
+            })
+            .collect()
+    }
+}
+
+/// Answers one request under the winstrom prefix, or a login.
 pub(crate) async fn handle(
     w: &WinstromDoor,
     p: &Pipeline,
     req: Request<Incoming>,
     started: Instant,
 ) -> Resp {
-    let rest = &req.uri().path()[w.prefix.len()..];
+    let path = req.uri().path();
+    if path.starts_with(super::LOGIN_PREFIX) || path.starts_with(super::USER_STATUS_PREFIX) {
+        return login(w, p, req).await;
+    }
+    let rest = &path[w.prefix.len()..];
     let guess = if rest.ends_with(".xml") {
         Format::Xml
     } else {
         Format::Json
     };
+    let no_http_errors = no_http_errors(req.uri().query());
     let unknown = |format| Answer {
         format,
         company: "-",
         operation: "-".into(),
+        no_http_errors,
     };
     let parts = match winstrom::parse_path(rest) {
         Ok(p) => p,
@@ -162,23 +313,11 @@ pub(crate) async fn handle(
         format,
         company: &parts.company,
         operation: "-".into(),
+        no_http_errors,
     };
-    let user = match company.profile.authenticate(
-        req.headers()
-            .get(http::header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-    ) {
-        Ok(u) => u.to_string(),
-        Err(_) => {
-            return fail_response(
-                failure(
-                    StatusCode::UNAUTHORIZED,
-                    "Neplatné přihlašovací údaje: přihlaste se jménem a heslem uživatele firmy (HTTP Basic).",
-                ),
-                &to,
-                Some(company.profile.www_authenticate()),
-            );
-        }
+    let user = match authenticate(w, company, &req) {
+        Ok(u) => u,
+        Err(f) => return fail_response(f, &to, Some(company.profile.www_authenticate())),
     };
     if let Err(e) = company.profile.admit(&user, w.clock.now_ms()) {
         return fail_response(failure_of(&e), &to, None);
@@ -190,13 +329,24 @@ pub(crate) async fn handle(
     let verb = match (req.method(), &parts.target) {
         (&Method::GET | &Method::HEAD, Target::All | Target::Filter(_)) => "list",
         (&Method::GET | &Method::HEAD, Target::Id(_)) => "get",
+        (&Method::GET | &Method::HEAD, Target::Properties) => "properties",
+        (&Method::POST | &Method::PUT, Target::Action { action, .. }) => action.as_str(),
         (&Method::POST | &Method::PUT, _) => "import",
         (&Method::DELETE, Target::Id(_)) => "delete",
         _ => "-",
     };
+    // Configured names only (a bounded label): an unknown action is `-`.
+    let verb = match &parts.target {
+        Target::Action { .. } if !ev.actions.contains_key(verb) => "-",
+        _ => verb,
+    };
     to.operation = format!("{}.{verb}", ev.plan.name);
     let query = match parse_query(req.uri().query()) {
         Ok(q) => q,
+        Err(f) => return fail_response(f, &to, None),
+    };
+    let order = match query.for_evidence(ev) {
+        Ok(o) => o,
         Err(f) => return fail_response(f, &to, None),
     };
     let ctx = Ctx {
@@ -213,11 +363,39 @@ pub(crate) async fn handle(
         crate::server::header_str(&req, http::header::CONTENT_TYPE).map(str::to_string);
     let work = async {
         match (&method, &target) {
-            (&Method::GET | &Method::HEAD, Target::All) => ctx.list(ev, None, &query).await,
+            (&Method::GET | &Method::HEAD, Target::All) => ctx.list(ev, None, &query, &order).await,
             (&Method::GET | &Method::HEAD, Target::Filter(f)) => {
-                ctx.list(ev, Some(f), &query).await
+                ctx.list(ev, Some(f), &query, &order).await
             }
-            (&Method::GET | &Method::HEAD, Target::Id(id)) => ctx.get(ev, id).await,
+            (&Method::GET | &Method::HEAD, Target::Id(id)) => ctx.get(ev, id, &query.detail).await,
+            (&Method::GET | &Method::HEAD, Target::Properties) => {
+                Ok((StatusCode::OK, properties(ev)))
+            }
+            (&Method::POST | &Method::PUT, Target::Action { id, action }) => {
+                // The action's parameters, if any, are not read: the record is named by the URL.
+                let rec = Record {
+                    evidence: ev.plan.name.clone(),
+                    ids: vec![id.clone()],
+                    action: Some(action.clone()),
+                    filter: None,
+                    fields: Vec::new(),
+                };
+                Ok(ctx.import(ev, vec![rec], true, None, query.dry_run).await)
+            }
+            (_, Target::Action { .. }) => Err(Failure {
+                allow: Some("POST, PUT"),
+                ..failure(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("Akci lze volat jen metodou POST nebo PUT, ne {method}."),
+                )
+            }),
+            (_, Target::Properties) => Err(Failure {
+                allow: Some("GET"),
+                ..failure(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("Vlastnosti evidence lze jen číst (GET), ne {method}."),
+                )
+            }),
             (&Method::POST | &Method::PUT, _) => {
                 let body = p
                     .read_body(req.into_body())
@@ -263,6 +441,183 @@ pub(crate) async fn handle(
         }
         Ok(Err(f)) => fail_response(f, &to, None),
         Err(e) => fail_response(failure_of(&e), &to, None),
+    }
+}
+
+/// The caller of a request to `company`: a login session's user, or HTTP Basic.
+fn authenticate(
+    w: &WinstromDoor,
+    company: &Company,
+    req: &Request<Incoming>,
+) -> Result<String, Failure> {
+    if let Some(id) = super::session::id_of(req) {
+        return match w
+            .sessions
+            .user(&id, company.profile.name(), w.clock.now_ms())
+        {
+            Some(user) => {
+                crate::telemetry::set_user(&user);
+                Ok(user)
+            }
+            None => Err(failure(
+                StatusCode::UNAUTHORIZED,
+                "Přihlášení (authSessionId) neplatí: vypršelo, bylo odhlášeno, nebo nepatří k této firmě. Přihlaste se znovu.",
+            )),
+        };
+    }
+    company
+        .profile
+        .authenticate(
+            req.headers()
+                .get(http::header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+        )
+        .map(str::to_string)
+        .map_err(|_| {
+            failure(
+                StatusCode::UNAUTHORIZED,
+                "Neplatné přihlašovací údaje: přihlaste se jménem a heslem uživatele firmy (HTTP Basic).",
+            )
+        })
+}
+
+/// `/login-logout/login.{json|xml}` (POST `{"username", "password"}` or a form): a session
+/// for the companies whose users those are; `logout` (also `/status/user/{user}/logout`)
+/// closes the session the request carries, `session-keep-alive.js` keeps it open.
+async fn login(w: &WinstromDoor, p: &Pipeline, req: Request<Incoming>) -> Resp {
+    let full = req.uri().path();
+    let path = match full.strip_prefix(super::LOGIN_PREFIX) {
+        Some(rest) => rest.to_string(),
+        // `/status/user/{user}/logout.json`: the session names the user.
+        None => full
+            .rsplit_once('/')
+            .map_or(String::new(), |(_, last)| last.to_string()),
+    };
+    let format = if path.ends_with(".xml") {
+        Format::Xml
+    } else {
+        Format::Json
+    };
+    let (stem, _) = path.rsplit_once('.').unwrap_or((&path, ""));
+    let answer = |status: StatusCode, outcome: Result<Option<&str>, &str>, op: &str| {
+        let mut resp = text_response(
+            status,
+            format.content_type(),
+            winstrom::encode_login(outcome, format),
+        );
+        let (outcome, code) = match status.is_success() {
+            true => (Outcome::Success, ""),
+            false => (Outcome::Failure, "UNAUTHORIZED"),
+        };
+        Calls::one("winstrom", "-", op, outcome, code).attach(&mut resp);
+        resp
+    };
+    match (req.method(), stem) {
+        (&Method::POST, "login") => {
+            let body = match p.read_body(req.into_body()).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let m = backend_message(&e);
+                    return answer(status_of(&e), Err(&m), "login");
+                }
+            };
+            let Some((user, password)) = std::str::from_utf8(&body)
+                .ok()
+                .and_then(winstrom::decode_login)
+            else {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    Err("Přihlášení potřebuje username a password (JSON nebo formulář)."),
+                    "login",
+                );
+            };
+            let header = crate::profile::basic_header(&user, &password);
+            let mut profiles: Vec<String> = Vec::new();
+            for c in w.companies.values() {
+                let name = c.profile.name();
+                if !profiles.iter().any(|p| p == name)
+                    && c.profile.authenticate(Some(header.as_bytes())).is_ok()
+                {
+                    profiles.push(name.to_string());
+                }
+            }
+            if profiles.is_empty() {
+                return answer(
+                    StatusCode::UNAUTHORIZED,
+                    Err("Neplatné jméno nebo heslo."),
+                    "login",
+                );
+            }
+            crate::telemetry::set_user(&user);
+            match w.sessions.open(&user, profiles, w.clock.now_ms()) {
+                Ok(id) => answer(StatusCode::OK, Ok(Some(&id)), "login"),
+                Err(super::session::OpenError::Full) => answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Err(
+                        "Příliš mnoho otevřených přihlášení; zkuste to později nebo použijte HTTP Basic.",
+                    ),
+                    "login",
+                ),
+                Err(super::session::OpenError::NoRandom) => answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Err("Přihlášení nelze vytvořit (systém nedal náhodná čísla)."),
+                    "login",
+                ),
+            }
+        }
+        (&Method::POST | &Method::GET, "logout") => {
+            let id = super::session::id_of(&req).unwrap_or_default();
+            if w.sessions.close(&id) {
+                answer(StatusCode::OK, Ok(None), "logout")
+            } else {
+                answer(StatusCode::UNAUTHORIZED, Err("Nejste přihlášen."), "logout")
+            }
+        }
+        (&Method::GET | &Method::POST, "session-keep-alive") => {
+            let id = super::session::id_of(&req).unwrap_or_default();
+            if w.sessions.keep_alive(&id, w.clock.now_ms()) {
+                answer(StatusCode::OK, Ok(None), "keep-alive")
+            } else {
+                answer(
+                    StatusCode::UNAUTHORIZED,
+                    Err("Přihlášení vypršelo."),
+                    "keep-alive",
+                )
+            }
+        }
+        _ => answer(
+            StatusCode::NOT_FOUND,
+            Err("Neznámá cesta: /login-logout/login.json, logout.json, session-keep-alive.js."),
+            "-",
+        ),
+    }
+}
+
+/// `properties.json`: the evidence's configured properties.
+fn properties(ev: &Evidence) -> Reply {
+    let writable = ev.create.is_some() || ev.update.is_some();
+    Reply::Properties {
+        evidence: ev.plan.name.clone(),
+        properties: ev
+            .plan
+            .fields
+            .iter()
+            .map(|f| winstrom::Property {
+                name: f.name.clone(),
+                title: f.title.clone(),
+                ty: match f.ty {
+                    crate::config::raw::FieldType::String => "string",
+                    crate::config::raw::FieldType::Int => "integer",
+                    crate::config::raw::FieldType::Decimal => "numeric",
+                    crate::config::raw::FieldType::Bool => "logic",
+                    crate::config::raw::FieldType::Date => "date",
+                },
+                writable: writable && !f.read_only,
+                sortable: ev.plan.sortable,
+                filterable: !f.ops.is_empty(),
+                in_summary: ev.plan.summary.contains(&f.name),
+            })
+            .collect(),
     }
 }
 
@@ -349,20 +704,21 @@ impl<'a> Ctx<'a> {
         ev: &Evidence,
         filter: Option<&str>,
         q: &Query,
+        order: &[String],
     ) -> Result<(StatusCode, Reply), Failure> {
         let filter = match filter {
             Some(t) => self.filter_json(ev, t)?,
             None => Value::Null,
         };
         let (rows, total) = self
-            .search(ev, &filter, q.start, q.limit, q.row_count)
+            .search(ev, &filter, q.start, q.limit, q.row_count, order)
             .await
             .map_err(|e| failure_of(&e))?;
         Ok((
             StatusCode::OK,
             Reply::Rows {
                 evidence: ev.plan.name.clone(),
-                rows: rows.iter().map(|r| row(ev, r)).collect(),
+                rows: rows.iter().map(|r| row(ev, r, &q.detail)).collect(),
                 row_count: if q.row_count {
                     total.or(Some(rows.len() as u64))
                 } else {
@@ -379,13 +735,20 @@ impl<'a> Ctx<'a> {
         start: i64,
         limit: i64,
         count: bool,
+        order: &[String],
     ) -> Result<(Vec<Value>, Option<u64>), Error> {
-        let input = self.input(vec![
+        let mut members = vec![
             ("filter", Val::borrowed(filter)),
             ("start", Val::Int(start)),
             ("limit", Val::Int(limit)),
             ("count", Val::Bool(count)),
-        ]);
+        ];
+        // Absent, not null, when the caller gave none: the backend's own order applies.
+        if !order.is_empty() {
+            let keys = order.iter().map(|k| Val::Str(k.as_str().into())).collect();
+            members.push(("order", Val::List(keys)));
+        }
+        let input = self.input(members);
         let result = ev.list.invoke(&input).await?;
         let rows = match result.get("rows") {
             Some(Value::Array(rows)) => rows.clone(),
@@ -398,6 +761,7 @@ impl<'a> Ctx<'a> {
         &self,
         ev: &Evidence,
         id: &str,
+        detail: &Detail,
     ) -> Result<(StatusCode, Reply), Failure> {
         let result = match &ev.get {
             Some(route) => route
@@ -419,7 +783,7 @@ impl<'a> Ctx<'a> {
                 StatusCode::OK,
                 Reply::Rows {
                     evidence: ev.plan.name.clone(),
-                    rows: vec![row(ev, &r)],
+                    rows: vec![row(ev, &r, detail)],
                     row_count: None,
                 },
             )),
@@ -462,6 +826,7 @@ pub(super) fn failure_of(e: &Error) -> Failure {
         status: status_of(e),
         code: e.code(),
         message: backend_message(e),
+        allow: None,
     }
 }
 
@@ -497,11 +862,18 @@ pub(super) fn scalar(v: &Value) -> String {
     }
 }
 
-/// A backend row as Flexi properties, in the evidence's field order; nulls left out.
-fn row(ev: &Evidence, r: &Value) -> Vec<(String, String)> {
+/// A backend row as Flexi properties, in the evidence's field order, those `detail` asks
+/// for; nulls left out.
+fn row(ev: &Evidence, r: &Value, detail: &Detail) -> Vec<(String, String)> {
     ev.plan
         .fields
         .iter()
+        .filter(|f| match detail {
+            Detail::Full => true,
+            Detail::Id => f.name == "id",
+            Detail::Summary => ev.plan.summary.contains(&f.name),
+            Detail::Custom(names) => names.contains(&f.name),
+        })
         .filter_map(|f| match r.get(&f.backend) {
             None | Some(Value::Null) => None,
             Some(v) => Some((f.name.clone(), scalar(v))),

@@ -245,7 +245,7 @@ impl Ctx<'_> {
                     StepError::Record(e)
                 })?;
                 let limit = self.w.max_matches as i64 + 1;
-                let (rows, _) = match self.search(ev, &filter, 0, limit, false).await {
+                let (rows, _) = match self.search(ev, &filter, 0, limit, false, &[]).await {
                     Ok(r) => r,
                     // The backend could not apply the filter: the record's error, not an outage.
                     Err(e @ Error::BackendRefused(_)) if e.party() == Party::Caller => {

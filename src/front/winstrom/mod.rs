@@ -15,6 +15,14 @@
 
 mod http;
 mod import;
+mod session;
+
+pub(crate) use session::Sessions;
+
+/// Where Flexi's login, logout and keep-alive are (beside, not under, the door's prefix).
+pub(crate) const LOGIN_PREFIX: &str = "/login-logout/";
+/// Where Flexi's `/status/user/{user}/logout.json` is (python-abraflexi's logout).
+pub(crate) const USER_STATUS_PREFIX: &str = "/status/user/";
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -56,6 +64,8 @@ pub(crate) struct WinstromDoor {
     /// What `now()` in a filter is.
     clock: crate::clock::Clock,
     companies: HashMap<String, Company>,
+    /// Login sessions (they outlive a reload: the bridge keeps one table).
+    sessions: Arc<Sessions>,
 }
 
 impl WinstromDoor {
@@ -65,6 +75,7 @@ impl WinstromDoor {
         profile: impl Fn(&str) -> Arc<Profile>,
         backend: impl Fn(&str) -> Arc<Backend>,
         clock: crate::clock::Clock,
+        sessions: Arc<Sessions>,
     ) -> WinstromDoor {
         let companies = plan
             .companies
@@ -107,6 +118,7 @@ impl WinstromDoor {
             offset: plan.offset,
             clock,
             companies,
+            sessions,
         }
     }
 
@@ -114,6 +126,8 @@ impl WinstromDoor {
     pub(crate) fn owns(&self, path: &str) -> bool {
         path.strip_prefix(self.prefix.as_str())
             .is_some_and(|rest| rest.starts_with('/'))
+            || path.starts_with(LOGIN_PREFIX)
+            || path.starts_with(USER_STATUS_PREFIX)
     }
 
     /// `check` lines: each evidence and what its routes call.
