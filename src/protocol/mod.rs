@@ -2,6 +2,7 @@
 //! says in its own error type why a message could not be read (`xml::ReadError` for what every
 //! XML format shares, `soap::SoapError`, `xmlrpc::XmlRpcError`, `winstrom::DocumentError`).
 
+pub mod compare;
 pub mod soap;
 pub mod winstrom;
 pub mod wql;
