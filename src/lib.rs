@@ -13,6 +13,7 @@ mod error;
 mod front;
 pub mod logging;
 pub mod mapping;
+pub mod migrate;
 mod ops;
 mod percent;
 mod pipeline;

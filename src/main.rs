@@ -50,6 +50,44 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Stand in front of a legacy server as a recording pass-through: every call is forwarded
+    /// as it is, and kept (secrets and card data redacted) as a fixture case in DIR.
+    Record {
+        /// The legacy server, e.g. http://legacy.internal:8080
+        #[arg(long)]
+        upstream: String,
+        /// Where clients are pointed instead of the legacy server.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// The fixture directory (created if needed; new cases are appended).
+        #[arg(long)]
+        out: PathBuf,
+        /// The largest request or answer recorded, in bytes.
+        #[arg(long, default_value_t = 64 * 1024 * 1024)]
+        max_body: usize,
+    },
+    /// Send the recorded requests of DIR through the bridge and compare each answer with the
+    /// recorded one by meaning; exits 1 when any differs.
+    Replay {
+        /// The bridge's configuration: a bridge is started from it on 127.0.0.1 for the replay.
+        #[arg(long, short, required_unless_present = "url")]
+        config: Option<PathBuf>,
+        /// Replay against a bridge that is already running instead (e.g. http://127.0.0.1:8080).
+        #[arg(long)]
+        url: Option<String>,
+        /// A recorded user's password, as USER:PASSWORD (repeatable; recordings keep names only).
+        #[arg(long = "credentials", value_name = "USER:PASSWORD")]
+        credentials: Vec<String>,
+        /// Sign requests whose signature was redacted again with this apiKey (the secret in
+        /// SOAPBRIDGE_SECRET) and the time of the replay.
+        #[arg(long)]
+        api_key: Option<String>,
+        /// An element or member name whose values are not compared (repeatable).
+        #[arg(long)]
+        ignore: Vec<String>,
+        /// The fixture directory (cases.toml and its files).
+        dir: PathBuf,
+    },
     /// Print `time` and `sign` for a signed call: sign = md5(apiKey + secret + time).
     Sign {
         #[arg(long)]
@@ -129,6 +167,83 @@ fn main() -> anyhow::Result<()> {
                 println!();
             }
             anyhow::ensure!(status == 200, "{target} answered HTTP {status}");
+            Ok(())
+        }
+        Command::Record {
+            upstream,
+            listen,
+            out,
+            max_body,
+        } => runtime()?.block_on(async {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            eprintln!(
+                "recording calls to {upstream} into {}: point clients at http://{}",
+                out.display(),
+                listener.local_addr()?
+            );
+            soapbridge::migrate::record::record(
+                listener,
+                &upstream,
+                &out,
+                max_body,
+                soapbridge::server::shutdown_signal(),
+            )
+            .await?;
+            Ok(())
+        }),
+        Command::Replay {
+            config,
+            url,
+            credentials,
+            api_key,
+            ignore,
+            dir,
+        } => {
+            let mut opts = soapbridge::migrate::replay::ReplayOptions {
+                ignore,
+                ..Default::default()
+            };
+            for c in credentials {
+                let (u, p) = c
+                    .split_once(':')
+                    .context("--credentials takes USER:PASSWORD")?;
+                opts.credentials.insert(u.to_string(), p.to_string());
+            }
+            if let Some(key) = api_key {
+                let secret = std::env::var("SOAPBRIDGE_SECRET")
+                    .context("--api-key needs the secret in SOAPBRIDGE_SECRET")?;
+                opts.signer = Some((key, secret));
+            }
+            let report = runtime()?.block_on(async {
+                match (url, config) {
+                    (Some(url), _) => soapbridge::migrate::replay::replay(&url, &dir, &opts)
+                        .await
+                        .map_err(anyhow::Error::msg),
+                    (None, Some(config)) => {
+                        let local: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+                        let plan = compile(&config, Some(local))?;
+                        let app = std::sync::Arc::new(App::start(plan).await?);
+                        let listener = tokio::net::TcpListener::bind(local).await?;
+                        let base = format!("http://{}", listener.local_addr()?);
+                        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                        let server = tokio::spawn(soapbridge::server::run(listener, app, async {
+                            let _ = stopped.await;
+                        }));
+                        let report = soapbridge::migrate::replay::replay(&base, &dir, &opts).await;
+                        let _ = stop.send(());
+                        let _ = server.await;
+                        report.map_err(anyhow::Error::msg)
+                    }
+                    (None, None) => anyhow::bail!("give --config or --url"),
+                }
+            })?;
+            print!("{report}");
+            soapbridge::logging::shutdown();
+            if report.differing() > 0 {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Serve { config, listen } => {

@@ -11,6 +11,11 @@ pub(crate) mod signed;
 
 pub(crate) use basic::BasicProfile;
 
+/// The user name of an HTTP Basic `Authorization` value (for a recording: never the password).
+pub(crate) fn basic_user(authorization: &[u8]) -> Option<String> {
+    basic::credentials(Some(authorization)).ok().map(|(u, _)| u)
+}
+
 /// An HTTP Basic `Authorization` value for `user` and `password` (to check credentials given
 /// some other way, such as a Flexi login, against a profile).
 pub(crate) fn basic_header(user: &str, password: &str) -> String {

@@ -368,6 +368,44 @@ fn is_time(name: &str, e: &str, a: &str) -> bool {
         .any(|w| n.contains(w))
 }
 
+/// A short name for a request, for the files `record` writes: a SOAP body's first element,
+/// an XML-RPC `methodName`, or nothing (the caller names it by its path).
+pub fn call_name(body: &str) -> Option<String> {
+    let t = body.trim();
+    if !t.starts_with('<') {
+        return None;
+    }
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: 1_000_000,
+    };
+    let doc = roxmltree::Document::parse_with_options(t, opts).ok()?;
+    let root = doc.root_element();
+    let name = match root.tag_name().name() {
+        "Envelope" => root
+            .children()
+            .find(|n| n.is_element() && n.tag_name().name() == "Body")?
+            .children()
+            .find(|n| n.is_element())?
+            .tag_name()
+            .name()
+            .to_string(),
+        "methodCall" => root
+            .children()
+            .find(|n| n.is_element() && n.tag_name().name() == "methodName")?
+            .text()?
+            .trim()
+            .to_string(),
+        other => other.to_string(),
+    };
+    let clean: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(64)
+        .collect();
+    (!clean.is_empty()).then_some(clean)
+}
+
 /// A message as `record` keeps it: the text of elements (and JSON members, XML-RPC struct
 /// members, form fields) named like secrets, and any card number, replaced by `***`; the rest
 /// as it was. A DTD is refused.

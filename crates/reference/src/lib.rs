@@ -8,6 +8,7 @@
 pub mod datawiz;
 pub mod dia;
 pub mod flexi;
+pub mod legacy;
 pub mod product_options;
 mod proxy;
 pub use proxy::spawn_proxy;
@@ -25,7 +26,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 /// Kinds of reference backend that can be started.
-pub const KINDS: &[&str] = &["product-options", "dia", "datawiz", "flexi", "stock"];
+pub const KINDS: &[&str] = &["product-options", "dia", "datawiz", "flexi", "stock", "legacy"];
 
 /// A loaded reference backend.
 enum Api {
@@ -34,6 +35,7 @@ enum Api {
     Datawiz(datawiz::DatawizApi),
     Flexi(flexi::FlexiApi),
     Stock(stock::StockApi),
+    Legacy(legacy::LegacyApi),
 }
 
 impl Api {
@@ -44,6 +46,7 @@ impl Api {
             Api::Datawiz(a) => a.handle(req).await,
             Api::Flexi(a) => a.handle(req).await,
             Api::Stock(a) => a.handle(req).await,
+            Api::Legacy(a) => a.handle(req).await,
         }
     }
 }
@@ -58,6 +61,8 @@ fn load(kind: &str, data: &Path) -> Result<Api, String> {
         "datawiz" => datawiz::DatawizApi::load(data).map(Api::Datawiz),
         "flexi" => flexi::FlexiApi::load(data).map(Api::Flexi),
         "stock" => stock::StockApi::load(data).map(Api::Stock),
+        // `data` is a fixture directory.
+        "legacy" => legacy::LegacyApi::load(data).map(Api::Legacy),
         other => Err(format!(
             "unknown reference backend '{other}' (known: {})",
             KINDS.join(", ")

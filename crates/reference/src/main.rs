@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: soapbridge-reference --kind <product-options|dia|datawiz|flexi|stock> [--data FILE] [--listen ADDR]\n       soapbridge-reference --kind proxy --upstream http://HOST:PORT [--listen ADDR]   (a bare pass-through proxy, for benchmarks)";
+const USAGE: &str = "usage: soapbridge-reference --kind <product-options|dia|datawiz|flexi|stock> [--data FILE] [--listen ADDR]\n       soapbridge-reference --kind legacy --data FIXTURE_DIR [--listen ADDR]   (a legacy server stand-in answering as the fixtures say)\n       soapbridge-reference --kind proxy --upstream http://HOST:PORT [--listen ADDR]   (a bare pass-through proxy, for benchmarks)";
 
 fn main() {
     let mut kind = String::from("product-options");

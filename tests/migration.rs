@@ -1,0 +1,219 @@
+//! Proof for a migration, end to end: a legacy SOAP server (the reference crate's stand-in,
+//! answering from fixtures, with one answer deliberately different from what the bridge
+//! gives), `soapbridge record` in front of it, and `soapbridge replay` of the recording
+//! through the bridge, in process and as the CLI a CI job would run.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use soapbridge::migrate;
+
+const SERVICE: &str = "/listingapi/ws/IndividualProductOptionService";
+const CALLS: [&str; 4] = [
+    "getOptionFeaturesInfo",
+    "addOptionsToCart",
+    "removeOptionsFromCart",
+    "calculateOptionsPrice",
+];
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("soapbridge-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A legacy server's fixture directory: the option service's first four fixture calls, the
+/// answers as the old server wrote them (other namespace prefixes, its own times), and one
+/// deliberate difference: the old server priced calculateOptionsPrice at 0.03, the bridge's
+/// backend at 0.02.
+fn legacy_fixtures() -> PathBuf {
+    let dir = scratch("legacy");
+    let mut cases = String::new();
+    for call in CALLS {
+        let request = std::fs::read_to_string(format!("fixtures/soap/option/{call}.xml")).unwrap();
+        let answer = std::fs::read_to_string(format!("fixtures/soap/option/{call}.expected.xml"))
+            .unwrap()
+            .replace("env:", "soap:")
+            .replace("xmlns:env=", "xmlns:soap=")
+            .replace("<responseTime>{{*}}</responseTime>", "<responseTime>01/06/2026 09:15:02</responseTime>")
+            .replace("<timeElapsed>{{*}}</timeElapsed>", "<timeElapsed>41</timeElapsed>");
+        let answer = if call == "calculateOptionsPrice" {
+            answer.replace("<price>0.02</price>", "<price>0.03</price>")
+        } else {
+            answer
+        };
+        assert!(!answer.contains("{{*}}"), "{call}: {answer}");
+        std::fs::write(dir.join(format!("{call}.xml")), request).unwrap();
+        std::fs::write(dir.join(format!("{call}.expected.xml")), answer).unwrap();
+        cases.push_str(&format!("[[case]]\nrequest = \"{call}.xml\"\nservice = \"{SERVICE}\"\n\n"));
+    }
+    std::fs::write(dir.join("cases.toml"), cases).unwrap();
+    dir
+}
+
+async fn legacy_server(dir: &Path) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = soapbridge_reference::spawn("legacy", dir, listener).unwrap();
+    format!("http://{addr}")
+}
+
+/// Calls the recorder as a client of the legacy server would; returns the answers.
+async fn record_calls(legacy: &str, out: &Path) -> Vec<Reply> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (legacy, out2) = (legacy.to_string(), out.to_path_buf());
+    let recorder = tokio::spawn(async move {
+        migrate::record::record(listener, &legacy, &out2, 1 << 20, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let mut answers = Vec::new();
+    for call in CALLS {
+        let body = std::fs::read(format!("fixtures/soap/option/{call}.xml")).unwrap();
+        let auth = basic(FIXTURE_USER);
+        answers.push(
+            request(
+                "POST",
+                &format!("http://{addr}{SERVICE}"),
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "text/xml; charset=utf-8"),
+                    ("soapaction", "\"\""),
+                ],
+                body,
+            )
+            .await,
+        );
+    }
+    let _ = stop.send(());
+    recorder.await.unwrap().unwrap();
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_of_the_legacy_server_replayed_through_the_bridge_finds_the_one_real_difference() {
+    let legacy_dir = legacy_fixtures();
+    let legacy = legacy_server(&legacy_dir).await;
+    let recorded = scratch("recorded");
+
+    // Recording: clients get the legacy server's answers unchanged.
+    let answers = record_calls(&legacy, &recorded).await;
+    for (call, a) in CALLS.iter().zip(&answers) {
+        assert_eq!(a.status, 200, "{call}: {}", a.body);
+        let legacy_answer =
+            std::fs::read_to_string(legacy_dir.join(format!("{call}.expected.xml"))).unwrap();
+        assert_eq!(a.body, legacy_answer, "{call}");
+    }
+    // What was kept: a case per call, the user's name but no password, no apiKey or signature.
+    let cases = migrate::read_cases(&recorded).unwrap();
+    assert_eq!(cases.len(), 4);
+    assert_eq!(cases[3].request.as_deref(), Some("0004-calculateOptionsPrice.xml"));
+    assert_eq!(cases[3].user, "fixture");
+    assert_eq!(cases[3].service, SERVICE);
+    assert_eq!(cases[3].soap_action.as_deref(), Some("\"\""));
+    for f in std::fs::read_dir(&recorded).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        for secret in ["fixture-pass", "fixtureKey0000000000000000000000", "2ba343cc9f0e6294b53bd9d185384e60"] {
+            assert!(!text.contains(secret), "{secret} recorded:\n{text}");
+        }
+    }
+    let kept = std::fs::read_to_string(recorded.join("0004-calculateOptionsPrice.xml")).unwrap();
+    assert!(kept.contains("<sign>***</sign>") && kept.contains("<item>587300354</item>"), "{kept}");
+
+    // Replay through the bridge: the bridge answers as the legacy server did, but for the price.
+    let bridge = Bridge::demo().await;
+    let opts = migrate::replay::ReplayOptions {
+        credentials: [("fixture".to_string(), "fixture-pass".to_string())].into(),
+        signer: Some(("fixtureKey0000000000000000000000".into(), "fixture-secret".into())),
+        ..Default::default()
+    };
+    let report = migrate::replay::replay(&format!("http://{}", bridge.addr), &recorded, &opts)
+        .await
+        .unwrap();
+    let text = report.to_string();
+    println!("{text}");
+    assert_eq!(report.differing(), 1, "{text}");
+    let diff = &report.calls[3];
+    assert!(!diff.same());
+    assert_eq!(diff.status, Some(200));
+    let counted: Vec<String> = diff
+        .differences
+        .iter()
+        .filter(|d| d.counts())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        counted,
+        [r#"/Envelope/Body/calculateOptionsPriceResponse/return/price: expected "0.03", got "0.02""#]
+    );
+    // The times differ in every call and are marked, not counted.
+    assert!(text.contains("~ /Envelope/Body/calculateOptionsPriceResponse/return/responseTime: (ignored: a time)"), "{text}");
+    assert!(text.contains("4 call(s): 3 the same, 1 different"), "{text}");
+
+    // Without the passwords, a call cannot be replayed, and says why.
+    let bare = migrate::replay::replay(
+        &format!("http://{}", bridge.addr),
+        &recorded,
+        &migrate::replay::ReplayOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bare.differing(), 4);
+    assert!(bare.to_string().contains("give --api-key"), "{bare}");
+    let _ = std::fs::remove_dir_all(&legacy_dir);
+    let _ = std::fs::remove_dir_all(&recorded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_command_exits_1_on_a_difference_and_0_without() {
+    let legacy_dir = legacy_fixtures();
+    let legacy = legacy_server(&legacy_dir).await;
+    let recorded = scratch("recorded-cli");
+    record_calls(&legacy, &recorded).await;
+    let bridge = Bridge::demo().await;
+    let run = |dir: PathBuf, url: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_soapbridge"))
+            .args(["replay", "--url", &url, "--credentials", "fixture:fixture-pass"])
+            .args(["--api-key", "fixtureKey0000000000000000000000"])
+            .arg(dir)
+            .env("SOAPBRIDGE_SECRET", "fixture-secret")
+            .env("SOAPBRIDGE_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let url = format!("http://{}", bridge.addr);
+    let (d, u) = (recorded.clone(), url.clone());
+    let out = tokio::task::spawn_blocking(move || run(d, u)).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("DIFF  0004-calculateOptionsPrice.xml POST"), "{stdout}");
+
+    // The difference accepted (the price is known to have changed): the same replay, against
+    // a bridge with fresh backends (the calls change their state), passes.
+    let bridge = Bridge::demo().await;
+    let url = format!("http://{}", bridge.addr);
+    let (d, u) = (recorded.clone(), url.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_soapbridge"))
+            .args(["replay", "--url", &u, "--credentials", "fixture:fixture-pass"])
+            .args(["--api-key", "fixtureKey0000000000000000000000", "--ignore", "price"])
+            .arg(d)
+            .env("SOAPBRIDGE_SECRET", "fixture-secret")
+            .env("SOAPBRIDGE_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("4 call(s): 4 the same, 0 different"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&legacy_dir);
+    let _ = std::fs::remove_dir_all(&recorded);
+}
