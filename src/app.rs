@@ -587,7 +587,7 @@ impl Shared {
             .into_iter()
             .map(|s| {
                 let profile = s.profile.as_ref().map(|p| profiles[p].clone());
-                Arc::new(Service::new(s, profile, backend))
+                Arc::new(Service::new(s, profile, backend, &self.telemetry))
             })
             .collect();
         let winstrom = plan.winstrom.as_ref().map(|w| {

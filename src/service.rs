@@ -41,6 +41,8 @@ pub(crate) struct Service {
     pub body_prefix: String,
     /// Refuse `xsi:nil` on optional, non-nillable elements instead of taking them as absent.
     pub strict_nil: bool,
+    /// Shadow mode: the legacy service the calls are also sent to.
+    pub shadow: Option<Arc<crate::migrate::shadow::Shadow>>,
 }
 
 impl Service {
@@ -49,7 +51,17 @@ impl Service {
         plan: ServicePlan,
         profile: Option<Arc<Profile>>,
         backend: impl Fn(&str) -> Arc<crate::backend::Backend>,
+        telemetry: &Arc<crate::telemetry::Telemetry>,
     ) -> Service {
+        let shadow = plan.shadow.and_then(|sp| {
+            match crate::migrate::shadow::Shadow::new(&plan.name, sp, telemetry.clone()) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    tracing::error!(service = %plan.name, error = %e, "shadow mode is off: no HTTP client");
+                    None
+                }
+            }
+        });
         let operations = plan
             .operations
             .into_iter()
@@ -72,6 +84,7 @@ impl Service {
             env_prefix: plan.env_prefix,
             body_prefix: plan.body_prefix,
             strict_nil: plan.strict_nil,
+            shadow,
         }
     }
 
@@ -93,6 +106,15 @@ impl Service {
                 Operation::Stock(s) => crate::stock::describe_op(&s.op),
             };
             out.push(format!("  {:<24} -> {call}", op.name));
+        }
+        if let Some(sh) = &self.shadow {
+            let names: Vec<String> = self
+                .desc
+                .operations
+                .iter()
+                .map(|o| o.name.clone())
+                .collect();
+            out.push(format!("  {}", sh.describe(&names)));
         }
         out
     }

@@ -177,6 +177,14 @@ struct LoginLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    service: &'static str,
+    operation: &'static str,
+    /// `same`, `different`, `legacy_error` or `dropped`.
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -353,6 +361,7 @@ pub(crate) struct Telemetry {
     retries: Family<BackendLabels, Counter>,
     breaker_openings: Family<BackendLabels, Counter>,
     signature_refusals: Family<ReasonLabels, Counter>,
+    shadow: Family<ShadowLabels, Counter>,
     /// Open client connections.
     pub connections: Gauge,
     stock_batches: Family<StateLabels, Gauge>,
@@ -427,6 +436,12 @@ impl Telemetry {
             "Signed calls refused, by reason",
             signature_refusals.clone(),
         );
+        let shadow = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "shadow_calls",
+            "Shadow mode: calls also sent to the legacy server, by what the comparison found",
+            shadow.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "open_connections",
@@ -473,6 +488,7 @@ impl Telemetry {
             retries,
             breaker_openings,
             signature_refusals,
+            shadow,
             connections,
             stock_batches,
             stock_queue_depth,
@@ -569,6 +585,18 @@ impl Telemetry {
 
     pub(crate) fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// A shadowed call and what its comparison found (`same`, `different`, `legacy_error`,
+    /// `dropped`).
+    pub(crate) fn shadowed(&self, service: &str, operation: &str, result: &'static str) {
+        self.shadow
+            .get_or_create(&ShadowLabels {
+                service: intern(service),
+                operation: intern(operation),
+                result,
+            })
+            .inc();
     }
 
     /// A backend call sent again.

@@ -321,7 +321,8 @@ async fn order_detail_and_paging_shape_a_list_as_flexi_does() {
     assert_eq!(rows.len(), 4, "{}", r.body);
     // (In the order Flexi writes them: the evidence's.)
     assert!(
-        r.body.contains(r#"{"kod":"STUL-DUB","cenaZakl":"7990.00"}"#),
+        r.body
+            .contains(r#"{"kod":"STUL-DUB","cenaZakl":"7990.00"}"#),
         "{}",
         r.body
     );

@@ -1024,6 +1024,13 @@ impl Compiler<'_> {
             if operations.len() != desc.operations.len() {
                 continue;
             }
+            let shadow = match &s.shadow {
+                Some(sh) => match self.shadow(w.clone(), &key, sh, &desc, &operations) {
+                    Some(p) => Some(p),
+                    None => continue,
+                },
+                None => None,
+            };
             let endpoint = format!("{public_url}{}", s.path);
             out.push(ServicePlan {
                 name: s.name.clone(),
@@ -1036,9 +1043,82 @@ impl Compiler<'_> {
                 env_prefix,
                 body_prefix,
                 strict_nil: s.strict_nil,
+                shadow,
             });
         }
         out
+    }
+
+    /// A service's shadow mode: the legacy URL, and which operations may be sent to it (reads,
+    /// and the writes marked safe).
+    fn shadow(
+        &mut self,
+        w: At,
+        key: &str,
+        sh: &raw::ShadowConfig,
+        desc: &ServiceDescription,
+        operations: &[Action],
+    ) -> Option<ShadowPlan> {
+        let before = self.errors.len();
+        let url = match sh.url.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                Some(u)
+            }
+            _ => {
+                self.err(
+                    w.clone(),
+                    format!("{key}.shadow.url"),
+                    "must be an http:// or https:// URL of the legacy service",
+                );
+                None
+            }
+        };
+        for op in &sh.safe {
+            if desc.operation(op).is_none() {
+                let known: Vec<&str> = desc.operations.iter().map(|o| o.name.as_str()).collect();
+                self.err(
+                    w.clone(),
+                    format!("{key}.shadow.safe"),
+                    format!("no operation '{op}' (the WSDL has: {})", known.join(", ")),
+                );
+            }
+        }
+        let sample = sh.sample.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&sample) {
+            self.err(
+                w.clone(),
+                format!("{key}.shadow.sample"),
+                "must be between 0 and 1",
+            );
+        }
+        let max_in_flight = sh.max_in_flight.unwrap_or(d::SHADOW_MAX_IN_FLIGHT);
+        if max_in_flight == 0 {
+            self.err(
+                w,
+                format!("{key}.shadow.max_in_flight"),
+                "must be at least 1",
+            );
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        let shadowed = desc
+            .operations
+            .iter()
+            .zip(operations)
+            .map(|(op, a)| {
+                let read = matches!(a, Action::Backend(r) if r.method == Method::GET);
+                read || sh.safe.contains(&op.name)
+            })
+            .collect();
+        Some(ShadowPlan {
+            url: url?,
+            operations: shadowed,
+            per_million: (sample * 1_000_000.0).round() as u32,
+            max_in_flight,
+            timeout: Duration::from_millis(sh.timeout_ms.unwrap_or(d::SHADOW_TIMEOUT_MS)),
+            ignore: sh.ignore.clone(),
+        })
     }
 
     fn stock_call(

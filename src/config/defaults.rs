@@ -84,3 +84,8 @@ pub const MAX_FILTER_TERMS: usize = 1_000;
 pub const MAX_FILTER_NODES: usize = 10_000;
 /// `now()` in filters, and dates, are in Flexi's (Czech) time.
 pub const WINSTROM_UTC_OFFSET_SECS: i32 = 3600;
+
+/// Shadow mode: calls to the legacy server in flight at most, per service.
+pub const SHADOW_MAX_IN_FLIGHT: usize = 16;
+/// Shadow mode: how long the legacy server has.
+pub const SHADOW_TIMEOUT_MS: u64 = 10_000;

@@ -195,6 +195,20 @@ pub struct ServicePlan {
     pub env_prefix: String,
     pub body_prefix: String,
     pub strict_nil: bool,
+    pub shadow: Option<ShadowPlan>,
+}
+
+/// Shadow mode of a service.
+#[derive(Debug, Clone)]
+pub struct ShadowPlan {
+    pub url: http::Uri,
+    /// Per operation (in `desc.operations` order): whether it is shadowed.
+    pub operations: Vec<bool>,
+    /// Of a million calls, how many are shadowed.
+    pub per_million: u32,
+    pub max_in_flight: usize,
+    pub timeout: std::time::Duration,
+    pub ignore: Vec<String>,
 }
 
 /// What an operation does.

@@ -500,6 +500,32 @@ pub struct ServiceConfig {
     /// refused with NOT_NILLABLE when this is true.
     #[serde(default)]
     pub strict_nil: bool,
+    /// Shadow mode: calls are also sent to the legacy server in the background and its
+    /// answers compared with the bridge's (off unless given).
+    pub shadow: Option<ShadowConfig>,
+}
+
+/// `[services.shadow]`: where the legacy service is and what may be sent to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// The legacy service's URL (the old endpoint clients used).
+    pub url: String,
+    /// Operations that change data but may be sent to the legacy server as well (reads,
+    /// operations whose backend call is a GET, are shadowed without being listed; other
+    /// writes never are).
+    #[serde(default)]
+    pub safe: Vec<String>,
+    /// The share of calls shadowed, 0 to 1 (default 1).
+    pub sample: Option<f64>,
+    /// Shadow calls in flight at most (default 16); past it a call is not shadowed (counted
+    /// as dropped), so shadowing never queues.
+    pub max_in_flight: Option<usize>,
+    /// How long the legacy server has (default 10000 ms).
+    pub timeout_ms: Option<u64>,
+    /// Element names whose values are not compared (differences in times never count).
+    #[serde(default)]
+    pub ignore: Vec<String>,
 }
 
 /// When a result integer that does not fit `i4` may be written as `<i8>`.

@@ -127,6 +127,8 @@ async fn call(
         }
     };
 
+    // Kept for shadow mode only (the legacy service gets the same credentials and type).
+    let req_headers = svc.shadow.as_ref().map(|_| req.headers().clone());
     let body = match p.read_body(req.into_body()).await {
         Ok(b) => b,
         Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
@@ -150,11 +152,55 @@ async fn call(
             return fault_response(Ctx::service(svc), version, &svc.env_prefix, &e.into(), None);
         }
     };
-    let lang = svc.lang(&call.params);
-    let result = match p
-        .execute(svc, call.operation, call.params, role_user.as_deref())
+    let operation = call.operation;
+    let shadow = svc.shadow.as_ref().filter(|s| s.wants(operation)).cloned();
+    let headers = shadow.as_ref().and(req_headers);
+    let resp = answer(p, svc, call, version, role_user.as_deref(), started).await;
+    match (shadow, headers) {
+        (Some(s), Some(headers)) => shadowed(&s, svc, operation, headers, body, resp).await,
+        _ => resp,
+    }
+}
+
+/// Sends a copy of the call to the legacy service in the background (shadow mode); the
+/// answer is passed on as it is.
+async fn shadowed(
+    shadow: &std::sync::Arc<crate::migrate::shadow::Shadow>,
+    svc: &Service,
+    operation: usize,
+    headers: http::HeaderMap,
+    request: bytes::Bytes,
+    resp: Resp,
+) -> Resp {
+    use http_body_util::BodyExt as _;
+    let (parts, body) = resp.into_parts();
+    // A `Full` body is one chunk, already here.
+    let answer = body
+        .collect()
         .await
-    {
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    shadow.spawn(crate::migrate::shadow::Exchange {
+        operation_name: svc.desc.operations[operation].name.clone(),
+        headers,
+        request,
+        status: parts.status.as_u16(),
+        answer: answer.clone(),
+    });
+    http::Response::from_parts(parts, http_body_util::Full::new(answer))
+}
+
+/// Runs a decoded call and writes its answer (or its failure).
+async fn answer(
+    p: &Pipeline,
+    svc: &Service,
+    call: soap::SoapCall<'_>,
+    version: SoapVersion,
+    role_user: Option<&str>,
+    started: Instant,
+) -> Resp {
+    let lang = svc.lang(&call.params);
+    let result = match p.execute(svc, call.operation, call.params, role_user).await {
         Ok(v) => svc.finish(v, started),
         Err(e) => return respond_error(svc, call.operation, version, e, lang, started),
     };

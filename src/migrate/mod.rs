@@ -10,7 +10,7 @@
 
 pub mod record;
 pub mod replay;
-
+pub(crate) mod shadow;
 
 use std::time::Duration;
 
@@ -83,8 +83,7 @@ pub fn read_cases(dir: &std::path::Path) -> Result<Vec<Case>, String> {
 }
 
 /// An HTTP(S) client for a legacy server or a bridge.
-pub(crate) type HttpClient =
-    Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 pub(crate) fn http_client() -> Result<HttpClient, String> {
     let mut http = HttpConnector::new();

@@ -107,7 +107,10 @@ impl Recorder {
             }
         }
         let Ok(out) = out.body(Full::new(body.clone())) else {
-            return answer(StatusCode::BAD_REQUEST, "soapbridge record: bad request\n".into());
+            return answer(
+                StatusCode::BAD_REQUEST,
+                "soapbridge record: bad request\n".into(),
+            );
         };
         let resp = match tokio::time::timeout(
             std::time::Duration::from_secs(120),
@@ -119,7 +122,10 @@ impl Recorder {
             Ok(Err(e)) => {
                 return answer(
                     StatusCode::BAD_GATEWAY,
-                    format!("soapbridge record: the legacy server at {} cannot be reached: {e}\n", self.upstream),
+                    format!(
+                        "soapbridge record: the legacy server at {} cannot be reached: {e}\n",
+                        self.upstream
+                    ),
                 );
             }
             Err(_) => {
@@ -135,7 +141,9 @@ impl Recorder {
             Err(e) => {
                 return answer(
                     StatusCode::BAD_GATEWAY,
-                    format!("soapbridge record: the legacy server's answer could not be read whole: {e}\n"),
+                    format!(
+                        "soapbridge record: the legacy server's answer could not be read whole: {e}\n"
+                    ),
                 );
             }
         };
@@ -174,10 +182,19 @@ impl Recorder {
                 .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
                 .collect()
         });
-        let ext = |t: &str| if t.trim_start().starts_with(['{', '[']) { "json" } else { "xml" };
+        let ext = |t: &str| {
+            if t.trim_start().starts_with(['{', '[']) {
+                "json"
+            } else {
+                "xml"
+            }
+        };
         let _guard = self.writing.lock().await;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let stem = format!("{n:04}-{}", name.trim_end_matches(".json").trim_end_matches(".xml"));
+        let stem = format!(
+            "{n:04}-{}",
+            name.trim_end_matches(".json").trim_end_matches(".xml")
+        );
         let request_file = (!body.is_empty()).then(|| format!("{stem}.{}", ext(&text)));
         let expected_file = format!("{stem}.expected.{}", ext(&answer_text));
         let user = req
@@ -188,7 +205,11 @@ impl Recorder {
         let case = Case {
             request: request_file.clone(),
             expected: Some(expected_file.clone()),
-            service: req.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+            service: req
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
             user,
             content_type: req
                 .headers

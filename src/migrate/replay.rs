@@ -87,7 +87,11 @@ impl fmt::Display for Report {
             if let Some(s) = c.status
                 && s != c.expected_status
             {
-                writeln!(f, "      HTTP status: expected {}, got {s}", c.expected_status)?;
+                writeln!(
+                    f,
+                    "      HTTP status: expected {}, got {s}",
+                    c.expected_status
+                )?;
             }
             for d in &c.differences {
                 if !d.counts() {
@@ -211,5 +215,9 @@ async fn one(
         .await
         .map_err(|e| format!("the answer could not be read whole: {e}"))?
         .to_bytes();
-    Ok((status, String::from_utf8_lossy(&answer).into_owned(), expected))
+    Ok((
+        status,
+        String::from_utf8_lossy(&answer).into_owned(),
+        expected,
+    ))
 }

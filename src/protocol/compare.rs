@@ -64,8 +64,18 @@ impl fmt::Display for Difference {
                 cut(&self.expected),
                 cut(&self.actual)
             ),
-            Kind::Missing => write!(f, "{}: missing (expected {:?})", self.path, cut(&self.expected)),
-            Kind::Extra => write!(f, "{}: not expected (got {:?})", self.path, cut(&self.actual)),
+            Kind::Missing => write!(
+                f,
+                "{}: missing (expected {:?})",
+                self.path,
+                cut(&self.expected)
+            ),
+            Kind::Extra => write!(
+                f,
+                "{}: not expected (got {:?})",
+                self.path,
+                cut(&self.actual)
+            ),
             Kind::Order => write!(
                 f,
                 "{}: children in another order: expected [{}], got [{}]",
@@ -142,7 +152,11 @@ struct Cmp<'a> {
 impl Cmp<'_> {
     fn push(&mut self, path: &str, kind: Kind, expected: &str, actual: &str) {
         self.out.push(Difference {
-            path: if path.is_empty() { "/".into() } else { path.into() },
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.into()
+            },
             kind,
             expected: expected.into(),
             actual: actual.into(),
@@ -167,7 +181,12 @@ impl Cmp<'_> {
                 .attributes()
                 .any(|x| x.name() == aa.name() && x.namespace() == aa.namespace())
             {
-                self.push(&format!("{path}/@{}", aa.name()), Kind::Extra, "", aa.value());
+                self.push(
+                    &format!("{path}/@{}", aa.name()),
+                    Kind::Extra,
+                    "",
+                    aa.value(),
+                );
             }
         }
         let ec: Vec<_> = e.children().filter(|n| n.is_element()).collect();
@@ -356,8 +375,16 @@ fn is_time(name: &str, e: &str, a: &str) -> bool {
     let looks = |s: &str| {
         let b = s.as_bytes();
         b.len() >= 10
-            && ((digits(&b[..4]) && b[4] == b'-' && digits(&b[5..7]) && b[7] == b'-' && digits(&b[8..10]))
-                || (digits(&b[..2]) && matches!(b[2], b'/' | b'.') && digits(&b[3..5]) && b[5] == b[2] && digits(&b[6..10])))
+            && ((digits(&b[..4])
+                && b[4] == b'-'
+                && digits(&b[5..7])
+                && b[7] == b'-'
+                && digits(&b[8..10]))
+                || (digits(&b[..2])
+                    && matches!(b[2], b'/' | b'.')
+                    && digits(&b[3..5])
+                    && b[5] == b[2]
+                    && digits(&b[6..10])))
     };
     if looks(e) && looks(a) {
         return true;
@@ -531,7 +558,9 @@ fn redact_xml(text: &str) -> Result<String, String> {
 }
 
 /// A start tag with secret attributes (by name, or card numbers) replaced by `***`.
-fn redact_attributes(s: &quick_xml::events::BytesStart<'_>) -> Result<quick_xml::events::BytesStart<'static>, String> {
+fn redact_attributes(
+    s: &quick_xml::events::BytesStart<'_>,
+) -> Result<quick_xml::events::BytesStart<'static>, String> {
     let name = String::from_utf8_lossy(s.name().as_ref()).into_owned();
     let mut out = quick_xml::events::BytesStart::new(name);
     for a in s.attributes() {
@@ -583,7 +612,10 @@ mod tests {
         let a = E
             .replace("<price>10.50</price>", "<price>10.60</price>")
             .replace("<item><id>2</id></item>", "")
-            .replace("<ackCode>success</ackCode>", "<ackCode>success</ackCode><extra>1</extra>");
+            .replace(
+                "<ackCode>success</ackCode>",
+                "<ackCode>success</ackCode><extra>1</extra>",
+            );
         assert_eq!(
             counted(E, &a),
             [
@@ -603,7 +635,10 @@ mod tests {
         let other_ns = E.replace("urn:x", "urn:y");
         let d = counted(E, &other_ns);
         assert_eq!(d.len(), 2, "{d:?}");
-        assert!(d[0].contains("missing") && d[1].contains("not expected"), "{d:?}");
+        assert!(
+            d[0].contains("missing") && d[1].contains("not expected"),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -626,23 +661,41 @@ mod tests {
         for gone in ["K123", "abc", "4111", "123<"] {
             assert!(!r.contains(gone), "{gone} in {r}");
         }
-        for kept in ["<time>1</time>", "<amount>10.50</amount>", r#"b="x""#, "Ali &amp; Veli", "<cvv>***</cvv>", "<ref>***</ref>", "<note>pan ***</note>"] {
+        for kept in [
+            "<time>1</time>",
+            "<amount>10.50</amount>",
+            r#"b="x""#,
+            "Ali &amp; Veli",
+            "<cvv>***</cvv>",
+            "<ref>***</ref>",
+            "<note>pan ***</note>",
+        ] {
             assert!(r.contains(kept), "{kept} not in {r}");
         }
         let rpc = "<methodCall><methodName>a.b</methodName><params><param><value><struct><member><name>password</name><value><string>hunter2</string></value></member><member><name>user</name><value><string>u</string></value></member></struct></value></param></params></methodCall>";
         let r = redact(rpc).unwrap();
-        assert!(!r.contains("hunter2") && r.contains("<string>u</string>"), "{r}");
+        assert!(
+            !r.contains("hunter2") && r.contains("<string>u</string>"),
+            "{r}"
+        );
         assert_eq!(
             redact(r#"{"username":"u","password":"p","card":"4111111111111111"}"#).unwrap(),
             r#"{"card":"***","password":"***","username":"u"}"#
         );
-        assert_eq!(redact("username=u&password=p").unwrap(), "username=u&password=***");
+        assert_eq!(
+            redact("username=u&password=p").unwrap(),
+            "username=u&password=***"
+        );
         assert!(redact("<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>").is_err());
     }
 
     #[test]
     fn caller_ignored_names_and_decimal_forms() {
-        let d = compare("<a><n>1</n><id>X</id></a>", "<a><n>1</n><id>Y</id></a>", &["id".into()]);
+        let d = compare(
+            "<a><n>1</n><id>X</id></a>",
+            "<a><n>1</n><id>Y</id></a>",
+            &["id".into()],
+        );
         assert_eq!(d.len(), 1);
         assert!(!d[0].counts());
         assert_eq!(decimal("-0.0"), decimal("0"));

@@ -73,7 +73,8 @@ impl LegacyApi {
     pub fn load(dir: &Path) -> Result<LegacyApi, String> {
         let read = |p: PathBuf| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
         let text = String::from_utf8_lossy(&read(dir.join("cases.toml"))?).into_owned();
-        let cases: Cases = toml::from_str(&text).map_err(|e| format!("{}/cases.toml: {e}", dir.display()))?;
+        let cases: Cases =
+            toml::from_str(&text).map_err(|e| format!("{}/cases.toml: {e}", dir.display()))?;
         let mut canned = Vec::new();
         for c in cases.case {
             let expected = match (&c.expected, &c.request) {
@@ -82,7 +83,12 @@ impl LegacyApi {
                     let (stem, ext) = r.rsplit_once('.').unwrap_or((r, "xml"));
                     format!("{stem}.expected.{ext}")
                 }
-                (None, None) => return Err(format!("a case of {} has neither request nor expected", c.service)),
+                (None, None) => {
+                    return Err(format!(
+                        "a case of {} has neither request nor expected",
+                        c.service
+                    ));
+                }
             };
             let body = match &c.request {
                 Some(r) => String::from_utf8_lossy(&read(dir.join(r))?).into_owned(),
@@ -96,7 +102,10 @@ impl LegacyApi {
                 }
             });
             canned.push(Canned {
-                method: c.method.clone().unwrap_or_else(|| if body.is_empty() { "GET" } else { "POST" }.into()),
+                method: c
+                    .method
+                    .clone()
+                    .unwrap_or_else(|| if body.is_empty() { "GET" } else { "POST" }.into()),
                 service: c.service.clone(),
                 body: squeeze(&body),
                 answer: Bytes::from(read(dir.join(&expected))?),
@@ -122,7 +131,8 @@ impl LegacyApi {
         };
         let body = squeeze(&body);
         let mut canned = self.canned.lock().unwrap_or_else(|p| p.into_inner());
-        let matching = |c: &&mut Canned| c.method == method && c.service == service && c.body == body;
+        let matching =
+            |c: &&mut Canned| c.method == method && c.service == service && c.body == body;
         // The first unused matching case, else the last matching one again.
         let pick = match canned.iter_mut().filter(matching).find(|c| !c.used) {
             Some(c) => Some(c),

@@ -26,7 +26,14 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 /// Kinds of reference backend that can be started.
-pub const KINDS: &[&str] = &["product-options", "dia", "datawiz", "flexi", "stock", "legacy"];
+pub const KINDS: &[&str] = &[
+    "product-options",
+    "dia",
+    "datawiz",
+    "flexi",
+    "stock",
+    "legacy",
+];
 
 /// A loaded reference backend.
 enum Api {
