@@ -80,6 +80,14 @@ pub fn fill_elements(envelope: &str, values: &[(&str, &str)]) -> Result<String, 
     Ok(out)
 }
 
+/// The text of the first `<name>` element (with or without a prefix), as written: what
+/// `fill_elements` would replace (`replay` asks whether a recorded `sign` was redacted).
+pub fn element_text<'a>(envelope: &'a str, name: &str) -> Option<&'a str> {
+    let start = content_start(envelope, name)?;
+    let end = start + envelope[start..].find("</")?;
+    Some(&envelope[start..end])
+}
+
 /// Where the text of the first `<name>` or `<prefix:name>` start tag begins.
 fn content_start(s: &str, name: &str) -> Option<usize> {
     let needle = format!("{name}>");
