@@ -72,7 +72,8 @@ enum Command {
         /// The bridge's configuration: a bridge is started from it on 127.0.0.1 for the replay.
         #[arg(long, short, required_unless_present = "url")]
         config: Option<PathBuf>,
-        /// Replay against a bridge that is already running instead (e.g. http://127.0.0.1:8080).
+        /// Replay against a bridge that is already running instead (e.g. http://127.0.0.1:8080);
+        /// with --config as well, its WSDLs still say which elements are unordered.
         #[arg(long)]
         url: Option<String>,
         /// A recorded user's password, as USER:PASSWORD (repeatable; recordings keep names only).
@@ -201,10 +202,8 @@ fn main() -> anyhow::Result<()> {
             ignore,
             dir,
         } => {
-            let mut opts = soapbridge::migrate::replay::ReplayOptions {
-                ignore,
-                ..Default::default()
-            };
+            let mut opts = soapbridge::migrate::replay::ReplayOptions::default();
+            opts.rules.ignore = ignore;
             for c in credentials {
                 let (u, p) = c
                     .split_once(':')
@@ -218,12 +217,27 @@ fn main() -> anyhow::Result<()> {
             }
             let report = runtime()?.block_on(async {
                 match (url, config) {
-                    (Some(url), _) => soapbridge::migrate::replay::replay(&url, &dir, &opts)
-                        .await
-                        .map_err(anyhow::Error::msg),
+                    (Some(url), config) => {
+                        if let Some(config) = config {
+                            for s in &compile(&config, None)?.services {
+                                opts.rules
+                                    .unordered
+                                    .extend(s.desc.schema.unordered_elements());
+                            }
+                        }
+                        soapbridge::migrate::replay::replay(&url, &dir, &opts)
+                            .await
+                            .map_err(anyhow::Error::msg)
+                    }
                     (None, Some(config)) => {
                         let local: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
                         let plan = compile(&config, Some(local))?;
+                        // Elements whose children the WSDLs let come in any order.
+                        for s in &plan.services {
+                            opts.rules
+                                .unordered
+                                .extend(s.desc.schema.unordered_elements());
+                        }
                         let app = std::sync::Arc::new(App::start(plan).await?);
                         let listener = tokio::net::TcpListener::bind(local).await?;
                         let base = format!("http://{}", listener.local_addr()?);

@@ -26,6 +26,10 @@ fn rpc_literal_with_an_imported_schema() {
     };
     let amount = a.child("amount").unwrap();
     assert!(amount.is_repeated());
+    // `xs:all`: the children of `totals` may come in any order (replay and shadow mode do not
+    // count their order as a difference); a sequence's may not.
+    assert!(!a.unordered);
+    assert_eq!(d.schema.unordered_elements(), ["totals"]);
     assert_eq!(amount.namespace.as_deref(), Some("urn:types"));
     let TypeDef::Simple(money) = d.schema.get(amount.ty) else {
         panic!()

@@ -1117,7 +1117,10 @@ impl Compiler<'_> {
             per_million: (sample * 1_000_000.0).round() as u32,
             max_in_flight,
             timeout: Duration::from_millis(sh.timeout_ms.unwrap_or(d::SHADOW_TIMEOUT_MS)),
-            ignore: sh.ignore.clone(),
+            rules: crate::protocol::compare::Rules {
+                ignore: sh.ignore.clone(),
+                unordered: desc.schema.unordered_elements(),
+            },
         })
     }
 

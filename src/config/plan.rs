@@ -208,7 +208,9 @@ pub struct ShadowPlan {
     pub per_million: u32,
     pub max_in_flight: usize,
     pub timeout: std::time::Duration,
-    pub ignore: Vec<String>,
+    /// Names not compared (`ignore`), elements whose children may come in any order (the
+    /// WSDL's `xs:all`).
+    pub rules: crate::protocol::compare::Rules,
 }
 
 /// What an operation does.

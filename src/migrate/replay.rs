@@ -22,8 +22,9 @@ pub struct ReplayOptions {
     /// The apiKey and secret that sign again a request whose signature was redacted
     /// (`sign = md5(apiKey + secret + time)`, with the time of the replay).
     pub signer: Option<(String, String)>,
-    /// Element or member names whose values are not compared.
-    pub ignore: Vec<String>,
+    /// What the comparison ignores: names whose values are not compared, and elements whose
+    /// children may come in any order (from the configuration's WSDLs).
+    pub rules: compare::Rules,
     pub timeout: Duration,
     pub max_body: usize,
 }
@@ -33,7 +34,7 @@ impl Default for ReplayOptions {
         ReplayOptions {
             credentials: HashMap::new(),
             signer: None,
-            ignore: Vec::new(),
+            rules: compare::Rules::default(),
             timeout: Duration::from_secs(60),
             max_body: 64 * 1024 * 1024,
         }
@@ -134,7 +135,7 @@ pub async fn replay(base_url: &str, dir: &Path, opts: &ReplayOptions) -> Result<
         match one(&client, base, dir, case, opts).await {
             Ok((status, answer, expected)) => {
                 call.status = Some(status);
-                call.differences = compare::compare(&expected, &answer, &opts.ignore);
+                call.differences = compare::compare(&expected, &answer, &opts.rules);
             }
             Err(e) => call.error = Some(e),
         }

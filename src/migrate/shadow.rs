@@ -179,7 +179,7 @@ impl Shadow {
         let found = compare::compare(
             &String::from_utf8_lossy(&body),
             &String::from_utf8_lossy(&x.answer),
-            &self.plan.ignore,
+            &self.plan.rules,
         );
         // Paths and kinds only: the values may be anybody's data.
         differences.extend(

@@ -94,12 +94,22 @@ impl fmt::Display for Difference {
     }
 }
 
-/// Compares an actual message with the expected one; `ignore` names elements or members whose
-/// values are not compared (their differences are marked [`Kind::Ignored`]).
-pub fn compare(expected: &str, actual: &str, ignore: &[String]) -> Vec<Difference> {
+/// What a comparison is told besides the messages.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// Names of elements or members whose values are not compared (their differences are
+    /// marked [`Kind::Ignored`]).
+    pub ignore: Vec<String>,
+    /// Names of elements whose children may come in any order (the schema's `xs:all`,
+    /// `Schema::unordered_elements`): their order is no difference.
+    pub unordered: Vec<String>,
+}
+
+/// Compares an actual message with the expected one.
+pub fn compare(expected: &str, actual: &str, rules: &Rules) -> Vec<Difference> {
     let (e, a) = (expected.trim(), actual.trim());
     let mut c = Cmp {
-        ignore,
+        rules,
         out: Vec::new(),
     };
     if e.starts_with('<') {
@@ -145,7 +155,7 @@ fn qname(n: roxmltree::Node<'_, '_>) -> String {
 }
 
 struct Cmp<'a> {
-    ignore: &'a [String],
+    rules: &'a Rules,
     out: Vec<Difference>,
 }
 
@@ -201,7 +211,7 @@ impl Cmp<'_> {
         let key = |n: &roxmltree::Node<'_, '_>| qname(*n);
         let en: Vec<String> = ec.iter().map(key).collect();
         let an: Vec<String> = ac.iter().map(key).collect();
-        if en != an {
+        if en != an && !self.rules.unordered.iter().any(|u| u == name) {
             let (mut es, mut as_) = (en.clone(), an.clone());
             es.sort();
             as_.sort();
@@ -294,7 +304,7 @@ impl Cmp<'_> {
         if e == a || (e.contains("{{*}}") && wildcard(e, a)) || same_number(e, a) {
             return;
         }
-        let kind = if self.ignore.iter().any(|i| i == name) || is_time(name, e, a) {
+        let kind = if self.rules.ignore.iter().any(|i| i == name) || is_time(name, e, a) {
             Kind::Ignored
         } else {
             Kind::Value
@@ -588,7 +598,7 @@ mod tests {
     use super::*;
 
     fn counted(e: &str, a: &str) -> Vec<String> {
-        compare(e, a, &[])
+        compare(e, a, &Rules::default())
             .iter()
             .filter(|d| d.counts())
             .map(ToString::to_string)
@@ -601,7 +611,7 @@ mod tests {
     fn the_same_meaning_is_the_same_whatever_the_prefixes_spacing_and_number_forms() {
         let a = "<env:Envelope xmlns:env=\"http://schemas.xmlsoap.org/soap/envelope/\">\n  <env:Body>\n    <ns1:r xmlns:ns1=\"urn:x\"><ns1:ackCode>success</ns1:ackCode><ns1:responseTime>03/12/2026 11:12:13</ns1:responseTime><ns1:price>10.5</ns1:price><ns1:item><ns1:id>1</ns1:id></ns1:item><ns1:item><ns1:id>2</ns1:id></ns1:item></ns1:r></env:Body></env:Envelope>";
         assert_eq!(counted(E, a), Vec::<String>::new());
-        let all = compare(E, a, &[]);
+        let all = compare(E, a, &Rules::default());
         assert_eq!(all.len(), 1, "{all:?}");
         assert_eq!(all[0].kind, Kind::Ignored);
         assert_eq!(all[0].path, "/Envelope/Body/r/responseTime");
@@ -631,6 +641,12 @@ mod tests {
         let d = counted(E, &swapped);
         assert_eq!(d.len(), 1, "{d:?}");
         assert!(d[0].contains("children in another order"), "{d:?}");
+        // Unless the schema says any order will do (`xs:all`).
+        let any_order = Rules {
+            unordered: vec!["r".into()],
+            ..Rules::default()
+        };
+        assert_eq!(compare(E, &swapped, &any_order), []);
         // Another namespace is another element: the expected one is missing, the other extra.
         let other_ns = E.replace("urn:x", "urn:y");
         let d = counted(E, &other_ns);
@@ -691,10 +707,14 @@ mod tests {
 
     #[test]
     fn caller_ignored_names_and_decimal_forms() {
+        let ignore_id = Rules {
+            ignore: vec!["id".into()],
+            ..Rules::default()
+        };
         let d = compare(
             "<a><n>1</n><id>X</id></a>",
             "<a><n>1</n><id>Y</id></a>",
-            &["id".into()],
+            &ignore_id,
         );
         assert_eq!(d.len(), 1);
         assert!(!d[0].counts());

@@ -1063,6 +1063,7 @@ mod tests {
                         nillable: false,
                         ty: 0,
                     }],
+                    unordered: false,
                 }),
             ],
         };

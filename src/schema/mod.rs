@@ -21,6 +21,25 @@ impl Schema {
     pub fn get(&self, id: TypeId) -> &TypeDef {
         &self.types[id]
     }
+
+    /// Names of the elements whose children may come in any order (`xs:all`): comparing two
+    /// messages, their order is no difference.
+    pub fn unordered_elements(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .types
+            .iter()
+            .filter_map(|t| match t {
+                TypeDef::Complex(c) => Some(c),
+                TypeDef::Simple(_) => None,
+            })
+            .flat_map(|c| &c.children)
+            .filter(|e| matches!(self.get(e.ty), TypeDef::Complex(c) if c.unordered))
+            .map(|e| e.name.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +135,8 @@ pub struct ComplexType {
     pub name: String,
     /// Child elements in schema sequence order (a base type's children first).
     pub children: Vec<ElementDecl>,
+    /// The children are an `xs:all`: any order is valid.
+    pub unordered: bool,
 }
 
 impl ComplexType {

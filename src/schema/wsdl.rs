@@ -432,6 +432,7 @@ impl<'a, 'i> Builder<'a, 'i> {
             let id = self.push(TypeDef::Complex(ComplexType {
                 name: key.1.clone(),
                 children: Vec::new(),
+                unordered: false,
             }));
             self.named.insert(key.clone(), id);
             let def = self.complex_type(node, &key.1)?;
@@ -482,6 +483,7 @@ impl<'a, 'i> Builder<'a, 'i> {
 
     fn complex_type(&mut self, node: Node<'a, 'i>, name: &str) -> Result<TypeDef, WsdlError> {
         let mut children = Vec::new();
+        let unordered = xsd_children(node).any(|c| c.tag_name().name() == "all");
         for c in xsd_children(node) {
             match c.tag_name().name() {
                 "sequence" | "all" | "choice" => self.particles(c, &mut children, false, false)?,
@@ -534,6 +536,7 @@ impl<'a, 'i> Builder<'a, 'i> {
         Ok(TypeDef::Complex(ComplexType {
             name: name.to_string(),
             children,
+            unordered,
         }))
     }
 
@@ -615,6 +618,7 @@ impl<'a, 'i> Builder<'a, 'i> {
                 let id = self.push(TypeDef::Complex(ComplexType {
                     name: name.clone(),
                     children: Vec::new(),
+                    unordered: false,
                 }));
                 if let Some(k) = global_key {
                     self.element_types.insert(k, id);
@@ -806,6 +810,7 @@ impl<'a, 'i> Builder<'a, 'i> {
                     let ty = self.push(TypeDef::Complex(ComplexType {
                         name: wrapper.clone(),
                         children,
+                        unordered: false,
                     }));
                     ElementDecl {
                         name: wrapper,
