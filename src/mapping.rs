@@ -292,6 +292,14 @@ impl Template {
         eval(&self.0, scope)
     }
 
+    /// Writes the JSON text `eval` would give (as serde_json writes it: object members in key
+    /// order), without building the value: a call's data goes from its tree straight to the
+    /// text, so a large request is never held a third time as a `Value`. `false` (nothing
+    /// written) when the template is absent for the scope.
+    pub fn write_json(&self, scope: &Scope<'_>, out: &mut Vec<u8>) -> bool {
+        write(&self.0, scope, out)
+    }
+
     /// Whether any path in the template starts at `root`.
     pub fn uses(&self, root: Root) -> bool {
         uses(&self.0, root)
@@ -490,6 +498,164 @@ fn eval(n: &Node, scope: &Scope<'_>) -> Option<Value> {
     }
 }
 
+/// [`Template::write_json`]: the nodes that hold the bulk of a request (objects, arrays,
+/// `$each`, paths into the call) are written as they are walked; the others are evaluated and
+/// written (they are small: literals, defaults, merges).
+fn write(n: &Node, scope: &Scope<'_>, out: &mut Vec<u8>) -> bool {
+    match n {
+        Node::Path(p) => match p.eval_ref(scope) {
+            Some(d) => {
+                write_doc(d, out);
+                true
+            }
+            None => write_value(p.eval(scope), out),
+        },
+        Node::Object(members) => {
+            // serde_json's map writes its members in key order.
+            let mut sorted: Vec<&(String, Node)> = members.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            out.push(b'{');
+            let mut first = true;
+            for (k, t) in sorted {
+                let mark = out.len();
+                if !first {
+                    out.push(b',');
+                }
+                write_str(k, out);
+                out.push(b':');
+                if write(t, scope, out) {
+                    first = false;
+                } else {
+                    out.truncate(mark);
+                }
+            }
+            out.push(b'}');
+            true
+        }
+        Node::Array(items) => {
+            write_list(
+                items
+                    .iter()
+                    .map(|t| move |out: &mut Vec<u8>| write(t, scope, out)),
+                out,
+            );
+            true
+        }
+        Node::Each(src, map) => {
+            let owned;
+            let list = match src.eval_ref(scope) {
+                Some(d) => d,
+                None => match src.eval(scope) {
+                    Some(v) => {
+                        owned = v;
+                        Doc::Json(&owned)
+                    }
+                    None => return false,
+                },
+            };
+            let each = |item: Doc<'_>, out: &mut Vec<u8>| write(map, &scope.with_item(item), out);
+            match list.len() {
+                Some(n) => write_list(
+                    (0..n).map(|i| {
+                        move |out: &mut Vec<u8>| list.element(i).is_some_and(|d| each(d, out))
+                    }),
+                    out,
+                ),
+                None if list.is_null() => out.extend_from_slice(b"[]"),
+                None => write_list(std::iter::once(|out: &mut Vec<u8>| each(list, out)), out),
+            }
+            true
+        }
+        other => write_value(eval(other, scope), out),
+    }
+}
+
+/// `[a,b,...]`, leaving out the items that write nothing.
+fn write_list<F: FnOnce(&mut Vec<u8>) -> bool>(items: impl Iterator<Item = F>, out: &mut Vec<u8>) {
+    out.push(b'[');
+    let mut first = true;
+    for item in items {
+        let mark = out.len();
+        if !first {
+            out.push(b',');
+        }
+        if item(out) {
+            first = false;
+        } else {
+            out.truncate(mark);
+        }
+    }
+    out.push(b']');
+}
+
+fn write_value(v: Option<Value>, out: &mut Vec<u8>) -> bool {
+    match v {
+        Some(v) => {
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, &v);
+            true
+        }
+        None => false,
+    }
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn write_doc(d: Doc<'_>, out: &mut Vec<u8>) {
+    match d {
+        Doc::Json(v) => {
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
+        Doc::Call(v) => write_val(v, out),
+    }
+}
+
+/// A call's value as `Val::to_json` and serde_json would write it.
+fn write_val(v: &Val<'_>, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    match v {
+        Val::Null => out.extend_from_slice(b"null"),
+        Val::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Val::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Val::Num(t) => match <serde_json::Number as std::str::FromStr>::from_str(t) {
+            Ok(n) => {
+                let _ = serde_json::to_writer(&mut *out, &n);
+            }
+            Err(_) => out.extend_from_slice(b"null"),
+        },
+        Val::Str(s) => write_str(s, out),
+        Val::List(items) => {
+            write_list(
+                items.iter().map(|i| {
+                    move |out: &mut Vec<u8>| {
+                        write_val(i, out);
+                        true
+                    }
+                }),
+                out,
+            );
+        }
+        Val::Obj(members) => {
+            let mut sorted: Vec<&(&str, Val<'_>)> = members.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(k, out);
+                out.push(b':');
+                write_val(v, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
 /// A URL path with `{expression}` holes, each filled with one percent-encoded value.
 #[derive(Debug, Clone)]
 pub struct PathTemplate {
@@ -619,6 +785,69 @@ mod tests {
         Template::compile(&t)
             .unwrap()
             .eval(&Scope::new(Doc::Json(&doc), Doc::Json(&input)))
+    }
+
+    /// `write_json` writes what `eval` gives, byte for byte as serde_json writes it, from a
+    /// call's tree and from JSON, for every kind of node.
+    #[test]
+    fn written_json_is_the_evaluated_value_as_serde_writes_it() {
+        use crate::call::Val;
+        use std::borrow::Cow;
+        let call = Val::Obj(vec![
+            ("zeta", Val::Str(Cow::Borrowed("z \"q\" \u{7}"))),
+            (
+                "productIds",
+                Val::Obj(vec![(
+                    "item",
+                    Val::List(vec![
+                        Val::Int(587300354),
+                        Val::Int(-2),
+                        Val::Num("12.50".into()),
+                    ]),
+                )]),
+            ),
+            (
+                "stocks",
+                Val::Obj(vec![(
+                    "stock",
+                    Val::List(vec![
+                        Val::Obj(vec![
+                            ("sku", Val::Str("A".into())),
+                            ("qty", Val::Num("1e3".into())),
+                            ("b", Val::Bool(true)),
+                        ]),
+                        Val::Obj(vec![("sku", Val::Str("B".into())), ("n", Val::Null)]),
+                    ]),
+                )]),
+            ),
+            ("one", Val::Obj(vec![("k", Val::Str("v".into()))])),
+            ("bad", Val::Num("+1".into())),
+        ]);
+        let templates = [
+            json!({ "product_ids": "$.productIds.item" }),
+            json!("$.productIds.item"),
+            json!({"items": {"$each": "$.stocks.stock", "$map": {"sku": "@.sku", "quantity": "@.qty", "missing": "@.nope", "flag": {"$present": "@.b"}}}}),
+            json!({"each_one": {"$each": "$.one", "$map": {"k": "@.k"}}, "each_none": {"$each": "$.nope", "$map": "@"}}),
+            json!({"skus": "$.stocks.stock.sku", "all": "$", "lit": [1, "$$x", {"a": null}], "gone": "$.nope", "bad": "$.bad"}),
+            json!({"d": {"$value": "$.nope", "$default": 5}, "f": {"$first": ["$.nope", "$.zeta"]}, "m": {"$merge": ["$.one", {"x": 1}]}}),
+            json!({"nested": [[ "$.zeta" ], {"deep": {"deeper": "$.productIds"}}]}),
+            json!("$.nope"),
+        ];
+        for t in templates {
+            let compiled = Template::compile(&t).unwrap();
+            let scope = Scope::new(Doc::Call(&call), Doc::Call(&call));
+            let mut written = Vec::new();
+            let wrote = compiled.write_json(&scope, &mut written);
+            let evaluated = compiled.eval(&scope);
+            assert_eq!(wrote, evaluated.is_some(), "{t}");
+            if let Some(v) = evaluated {
+                assert_eq!(
+                    String::from_utf8(written).unwrap(),
+                    serde_json::to_string(&v).unwrap(),
+                    "{t}"
+                );
+            }
+        }
     }
 
     #[test]

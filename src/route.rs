@@ -46,8 +46,15 @@ impl Route {
         s
     }
 
-    /// The request for the call's parameters and the backend's current credentials.
-    fn render(&self, input: &Val<'_>, creds: &Creds) -> Result<BackendRequest, Error> {
+    /// The request for the call's parameters and the backend's current credentials; the body
+    /// as a JSON value (`as_value`, for batches, which take it apart) or as text written
+    /// straight from the call.
+    fn render(
+        &self,
+        input: &Val<'_>,
+        creds: &Creds,
+        as_value: bool,
+    ) -> Result<BackendRequest, Error> {
         let scope = self.scope(input, creds);
         let p = &self.plan;
         let mut path_and_query = p.path.render(&scope).map_err(|expr| {
@@ -56,8 +63,16 @@ impl Route {
             }
         })?;
         path_and_query.push_str(&render_query(&p.query, &scope).map_err(Error::Internal)?);
-        let body = match p.body.as_ref().and_then(|t| t.eval(&scope)) {
-            Some(v) => Body::Json(v),
+        let body = match &p.body {
+            Some(t) if as_value => t.eval(&scope).map_or(Body::None, Body::Json),
+            Some(t) => {
+                let mut text = Vec::new();
+                if t.write_json(&scope, &mut text) {
+                    Body::Raw(text.into())
+                } else {
+                    Body::None
+                }
+            }
             None => Body::None,
         };
         let mut headers = Vec::with_capacity(p.headers.len());
@@ -88,7 +103,7 @@ impl Route {
                 (a, Some(outcomes))
             }
             None => {
-                let first = self.backend.send(|c| self.render(input, c)).await?;
+                let first = self.backend.send(|c| self.render(input, c, false)).await?;
                 match &self.plan.pages {
                     Some(p) => (self.gather_pages(p, input, first).await?, None),
                     None => (first, None),
@@ -136,7 +151,7 @@ impl Route {
                 .backend
                 .send(|c| {
                     // The route's own headers go with every page.
-                    let headers = self.render(input, c)?.headers;
+                    let headers = self.render(input, c, false)?.headers;
                     Ok(BackendRequest {
                         method: Method::GET,
                         path_and_query: rel.clone(),
@@ -170,7 +185,7 @@ impl Route {
             .as_ref()
             .is_none_or(|(g, _)| *g != creds.generation())
         {
-            let mut req = self.render(input, creds)?;
+            let mut req = self.render(input, creds, true)?;
             if let Body::Json(body) = &mut req.body
                 && !b.items.set(body, Value::Array(Vec::new()))
             {
@@ -195,7 +210,7 @@ impl Route {
     /// call's error; after that, the chunk that failed in flight is `unknown` (the backend may
     /// or may not have stored it) and the chunks after it are `not_sent`.
     async fn send_batches(&self, b: &BatchPlan, input: &Val<'_>) -> Result<(Value, Value), Error> {
-        let items = match self.render(input, &Creds::default())?.body {
+        let items = match self.render(input, &Creds::default(), true)?.body {
             Body::Json(body) => match b.items.eval(&Scope::json(&body)) {
                 Some(Value::Array(items)) => items,
                 Some(single) => vec![single],

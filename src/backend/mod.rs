@@ -109,6 +109,9 @@ pub(crate) struct BackendRequest {
 pub(crate) enum Body {
     None,
     Json(Value),
+    /// JSON already written (a call's request, written straight from the call: see
+    /// `Template::write_json`).
+    Raw(Bytes),
     /// `application/x-www-form-urlencoded` (OAuth2 token requests).
     Form(String),
 }
@@ -272,6 +275,7 @@ impl Backend {
                 Bytes::from(serde_json::to_vec(v).map_err(|e| Error::Internal(e.to_string()))?),
                 Some("application/json"),
             ),
+            Body::Raw(b) => (b.clone(), Some("application/json")),
             Body::Form(f) => (
                 Bytes::from(f.clone()),
                 Some("application/x-www-form-urlencoded"),
@@ -303,6 +307,9 @@ impl Backend {
         if tracing::enabled!(tracing::Level::DEBUG) {
             let sent = match &req.body {
                 Body::Json(v) => crate::redact::text(v),
+                Body::Raw(b) => serde_json::from_slice::<Value>(b)
+                    .map(|v| crate::redact::text(&v))
+                    .unwrap_or_default(),
                 Body::Form(_) => "(a form: credentials, not shown)".into(),
                 Body::None => String::new(),
             };
