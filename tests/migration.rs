@@ -202,6 +202,32 @@ async fn a_recording_of_the_legacy_server_replayed_through_the_bridge_finds_the_
     let _ = std::fs::remove_dir_all(&recorded);
 }
 
+/// `soapbridge replay --url URL` of `dir` as a CI job runs it: its exit code and output.
+async fn replay_command(dir: &Path, url: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_soapbridge"));
+    cmd.args([
+        "replay",
+        "--url",
+        url,
+        "--credentials",
+        "fixture:fixture-pass",
+    ])
+    .args(["--api-key", "fixtureKey0000000000000000000000"])
+    .args(extra)
+    .arg(dir)
+    .env("SOAPBRIDGE_SECRET", "fixture-secret")
+    .env("SOAPBRIDGE_LOG", "warn");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replay_command_exits_1_on_a_difference_and_0_without() {
     let legacy_dir = legacy_fixtures();
@@ -209,34 +235,9 @@ async fn the_replay_command_exits_1_on_a_difference_and_0_without() {
     let recorded = scratch("recorded-cli");
     record_calls(&legacy, &recorded).await;
     let bridge = Bridge::demo().await;
-    let run = |dir: PathBuf, url: String| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_soapbridge"))
-            .args([
-                "replay",
-                "--url",
-                &url,
-                "--credentials",
-                "fixture:fixture-pass",
-            ])
-            .args(["--api-key", "fixtureKey0000000000000000000000"])
-            .arg(dir)
-            .env("SOAPBRIDGE_SECRET", "fixture-secret")
-            .env("SOAPBRIDGE_LOG", "warn")
-            .output()
-            .unwrap()
-    };
     let url = format!("http://{}", bridge.addr);
-    let (d, u) = (recorded.clone(), url.clone());
-    let out = tokio::task::spawn_blocking(move || run(d, u))
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout) = replay_command(&recorded, &url, &[]).await;
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("DIFF  0004-calculateOptionsPrice.xml POST"),
         "{stdout}"
@@ -246,37 +247,8 @@ async fn the_replay_command_exits_1_on_a_difference_and_0_without() {
     // a bridge with fresh backends (the calls change their state), passes.
     let bridge = Bridge::demo().await;
     let url = format!("http://{}", bridge.addr);
-    let (d, u) = (recorded.clone(), url.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_soapbridge"))
-            .args([
-                "replay",
-                "--url",
-                &u,
-                "--credentials",
-                "fixture:fixture-pass",
-            ])
-            .args([
-                "--api-key",
-                "fixtureKey0000000000000000000000",
-                "--ignore",
-                "price",
-            ])
-            .arg(d)
-            .env("SOAPBRIDGE_SECRET", "fixture-secret")
-            .env("SOAPBRIDGE_LOG", "warn")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout) = replay_command(&recorded, &url, &["--ignore", "price"]).await;
+    assert_eq!(code, Some(0), "{stdout}");
     assert!(
         stdout.contains("4 call(s): 4 the same, 0 different"),
         "{stdout}"

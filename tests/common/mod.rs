@@ -528,19 +528,7 @@ fn minify_json(text: &str) -> String {
 }
 
 fn normalize_xml(xml: &str) -> String {
-    let mut out = String::with_capacity(xml.len());
-    let mut rest = xml.trim();
-    while let Some(i) = rest.find('>') {
-        out.push_str(&rest[..=i]);
-        rest = &rest[i + 1..];
-        let next = rest.find('<').unwrap_or(rest.len());
-        if !rest[..next].trim().is_empty() {
-            out.push_str(&rest[..next]);
-        }
-        rest = &rest[next..];
-    }
-    out.push_str(rest);
-    out
+    soapbridge_reference::legacy::squeeze(xml)
 }
 
 /// Matches `actual` against `expected`, where `{{*}}` in expected matches any text without
