@@ -165,12 +165,16 @@ impl App {
         };
         let server = &plan.server;
         let shared = Shared {
-            store,
+            store: store.clone(),
             backends: Mutex::new(backends),
             stock,
             telemetry,
             clock,
-            sessions: Arc::default(),
+            sessions: Arc::new(crate::front::winstrom::Sessions::new(
+                store.clone(),
+                crate::front::winstrom::SESSION_IDLE_MS,
+                crate::front::winstrom::MAX_SESSIONS,
+            )),
             serve: ServeOptions {
                 header_timeout: server.header_timeout,
                 grace: server.grace,

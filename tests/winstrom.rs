@@ -695,3 +695,58 @@ async fn a_login_session_opens_its_users_companies_until_logout() {
     .await;
     assert_eq!(r.status, 401, "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_on_one_instance_works_on_another_sharing_postgresql() {
+    let pg = pg_url().await;
+    let schema = format!("sb_sessions_{}", std::process::id());
+    let cfg = std::fs::read_to_string("demo/soapbridge.toml")
+        .unwrap()
+        .replace(
+            "url = \"sqlite:../var/soapbridge.db\"",
+            &format!("url = \"{pg}\"\nschema = \"{schema}\""),
+        );
+    let a = Bridge::with_config(&cfg).await;
+    let b = Bridge::with_config(&cfg).await;
+    let login = request(
+        "POST",
+        &a.url("/login-logout/login.json"),
+        &[("content-type", "application/json")],
+        r#"{"username":"winstrom","password":"winstrom-pass"}"#,
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let id = json_of(&login)["authSessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Behind a load balancer: the next call lands on the other instance.
+    let r = request(
+        "GET",
+        &b.url("/c/demo/cenik/1.json"),
+        &[("x-authsessionid", &id)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A logout on that one ends it on both.
+    let out = request(
+        "POST",
+        &b.url("/login-logout/logout.json"),
+        &[("x-authsessionid", &id)],
+        "",
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    let r = request(
+        "GET",
+        &a.url("/c/demo/cenik/1.json"),
+        &[("x-authsessionid", &id)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    drop((a, b));
+    let store = soapbridge::store::Store::open(&pg, &schema).await.unwrap();
+    let _ = store.drop_schema().await;
+}

@@ -329,6 +329,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sign, time)
     )",
     "CREATE INDEX sb_signatures_expiry ON {s}sb_signatures (expires_at)",
+    "CREATE TABLE {s}sb_sessions (
+        id_digest TEXT NOT NULL PRIMARY KEY,
+        user_name TEXT NOT NULL,
+        profiles TEXT NOT NULL,
+        last_used BIGINT NOT NULL
+    )",
+    "CREATE INDEX sb_sessions_last_used ON {s}sb_sessions (last_used)",
 ];
 
 /// The columns of a batch, in the order [`Batch::from_row`] reads them.
@@ -352,6 +359,11 @@ struct Statements {
     oldest_pending: String,
     add_report: String,
     reports: String,
+    session_open: String,
+    session_use: String,
+    session_close: String,
+    session_purge: String,
+    session_count: String,
 }
 
 /// What a database's SQL needs adapted.
@@ -413,6 +425,16 @@ impl Statements {
             reports: sql(
                 "SELECT {report} FROM {s}sb_reports WHERE (CAST($1 AS BIGINT) IS NULL OR batch_id = $1) ORDER BY id DESC LIMIT $2",
             ),
+            session_open: sql(
+                "INSERT INTO {s}sb_sessions (id_digest, user_name, profiles, last_used) VALUES ($1, $2, $3, $4)",
+            ),
+            session_use: sql(
+                "UPDATE {s}sb_sessions SET last_used = $2 WHERE id_digest = $1 AND last_used > $3
+                 RETURNING user_name, profiles",
+            ),
+            session_close: sql("DELETE FROM {s}sb_sessions WHERE id_digest = $1"),
+            session_purge: sql("DELETE FROM {s}sb_sessions WHERE last_used <= $1"),
+            session_count: sql("SELECT COUNT(*) FROM {s}sb_sessions"),
         }
     }
 }
@@ -669,6 +691,63 @@ impl Store {
             .iter()
             .map(Report::from_row)
             .collect()
+    }
+
+    /// Opens a login session (keyed by a digest of its id, never the id) unless `max` are open
+    /// and unexpired; `false` when full. Expired sessions are removed first.
+    pub async fn session_open(
+        &self,
+        digest: &str,
+        user: &str,
+        profiles: &[String],
+        now: i64,
+        idle_ms: i64,
+        max: i64,
+    ) -> Result<bool> {
+        self.db
+            .execute(&self.sql.session_purge, vec![(now - idle_ms).into()])
+            .await?;
+        let open = self
+            .db
+            .query_one(&self.sql.session_count, Vec::new())
+            .await?
+            .int(0)?;
+        if open >= max {
+            return Ok(false);
+        }
+        let params = vec![
+            digest.into(),
+            user.into(),
+            profiles.join("\n").into(),
+            now.into(),
+        ];
+        self.db.execute(&self.sql.session_open, params).await?;
+        Ok(true)
+    }
+
+    /// The user and profiles of an unexpired session, which using it keeps open.
+    pub async fn session_use(
+        &self,
+        digest: &str,
+        now: i64,
+        idle_ms: i64,
+    ) -> Result<Option<(String, Vec<String>)>> {
+        let params = vec![digest.into(), now.into(), (now - idle_ms).into()];
+        let rows = self.db.query(&self.sql.session_use, params).await?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let profiles = r.text(1)?.split('\n').map(str::to_string).collect();
+        Ok(Some((r.text(0)?, profiles)))
+    }
+
+    /// Ends a session; whether it was open.
+    pub async fn session_close(&self, digest: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .execute(&self.sql.session_close, vec![digest.into()])
+            .await?
+            > 0)
     }
 
     /// Records a signature; `false` when it was already recorded and has not expired. Calls

@@ -139,6 +139,48 @@ async fn suite(store: &Store) {
         }]
     );
     assert!(store.reports(Some(b), 10).await.unwrap().is_empty());
+    // Login sessions: open while used within the idle time, for their profiles, bounded.
+    let profiles = vec!["flexi-users".to_string(), "other".to_string()];
+    assert!(
+        store
+            .session_open("d1", "winstrom", &profiles, now, 1000, 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.session_use("d1", now + 900, 1000).await.unwrap(),
+        Some(("winstrom".to_string(), profiles.clone()))
+    );
+    assert!(
+        store
+            .session_open("d2", "tester", &profiles[..1], now, 1000, 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .session_open("d3", "x", &profiles, now + 10, 1000, 2)
+            .await
+            .unwrap(),
+        "full"
+    );
+    // d2 was not used: it expires at now + 1000; d1 was used at now + 900.
+    assert_eq!(
+        store.session_use("d2", now + 1000, 1000).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .session_open("d3", "x", &profiles, now + 1000, 1000, 2)
+            .await
+            .unwrap()
+    );
+    assert!(store.session_close("d1").await.unwrap());
+    assert!(!store.session_close("d1").await.unwrap());
+    assert_eq!(
+        store.session_use("d1", now + 1001, 1000).await.unwrap(),
+        None
+    );
     // Signatures: refused while unexpired, accepted again after.
     assert!(store.first_use("s1", 1, now + 100, now).await.unwrap());
     assert!(!store.first_use("s1", 1, now + 100, now + 50).await.unwrap());

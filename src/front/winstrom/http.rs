@@ -7,6 +7,7 @@ use std::time::Instant;
 use http::{HeaderValue, Method, Request, StatusCode};
 use serde_json::Value;
 
+use super::session::SessionError;
 use super::{Company, Evidence, WinstromDoor};
 use crate::call::Val;
 use crate::error::{Error, Party};
@@ -315,7 +316,7 @@ pub(crate) async fn handle(
         operation: "-".into(),
         no_http_errors,
     };
-    let user = match authenticate(w, company, &req) {
+    let user = match authenticate(w, company, &req).await {
         Ok(u) => u,
         Err(f) => return fail_response(f, &to, Some(company.profile.www_authenticate())),
     };
@@ -444,8 +445,11 @@ pub(crate) async fn handle(
     }
 }
 
+/// What a session answer says when its store is down.
+const STORE_DOWN: &str = "Přihlášení teď nelze ověřit (úložiště nedostupné); zkuste to později nebo použijte HTTP Basic.";
+
 /// The caller of a request to `company`: a login session's user, or HTTP Basic.
-fn authenticate(
+async fn authenticate(
     w: &WinstromDoor,
     company: &Company,
     req: &Request<Incoming>,
@@ -454,12 +458,17 @@ fn authenticate(
         return match w
             .sessions
             .user(&id, company.profile.name(), w.clock.now_ms())
+            .await
         {
-            Some(user) => {
+            Ok(Some(user)) => {
                 crate::telemetry::set_user(&user);
                 Ok(user)
             }
-            None => Err(failure(
+            Err(e) => {
+                tracing::error!(error = ?e, "the session store failed");
+                Err(failure(StatusCode::SERVICE_UNAVAILABLE, STORE_DOWN))
+            }
+            Ok(None) => Err(failure(
                 StatusCode::UNAUTHORIZED,
                 "Přihlášení (authSessionId) neplatí: vypršelo, bylo odhlášeno, nebo nepatří k této firmě. Přihlaste se znovu.",
             )),
@@ -549,16 +558,20 @@ async fn login(w: &WinstromDoor, p: &Pipeline, req: Request<Incoming>) -> Resp {
                 );
             }
             crate::telemetry::set_user(&user);
-            match w.sessions.open(&user, profiles, w.clock.now_ms()) {
+            match w.sessions.open(&user, profiles, w.clock.now_ms()).await {
                 Ok(id) => answer(StatusCode::OK, Ok(Some(&id)), "login"),
-                Err(super::session::OpenError::Full) => answer(
+                Err(SessionError::Store(e)) => {
+                    tracing::error!(error = %e, "the session store failed");
+                    answer(StatusCode::SERVICE_UNAVAILABLE, Err(STORE_DOWN), "login")
+                }
+                Err(SessionError::Full) => answer(
                     StatusCode::SERVICE_UNAVAILABLE,
                     Err(
                         "Příliš mnoho otevřených přihlášení; zkuste to později nebo použijte HTTP Basic.",
                     ),
                     "login",
                 ),
-                Err(super::session::OpenError::NoRandom) => answer(
+                Err(SessionError::NoRandom) => answer(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     Err("Přihlášení nelze vytvořit (systém nedal náhodná čísla)."),
                     "login",
@@ -567,22 +580,32 @@ async fn login(w: &WinstromDoor, p: &Pipeline, req: Request<Incoming>) -> Resp {
         }
         (&Method::POST | &Method::GET, "logout") => {
             let id = super::session::id_of(&req).unwrap_or_default();
-            if w.sessions.close(&id) {
-                answer(StatusCode::OK, Ok(None), "logout")
-            } else {
-                answer(StatusCode::UNAUTHORIZED, Err("Nejste přihlášen."), "logout")
+            match w.sessions.close(&id).await {
+                Ok(true) => answer(StatusCode::OK, Ok(None), "logout"),
+                Ok(false) => answer(StatusCode::UNAUTHORIZED, Err("Nejste přihlášen."), "logout"),
+                Err(e) => {
+                    tracing::error!(error = ?e, "the session store failed");
+                    answer(StatusCode::SERVICE_UNAVAILABLE, Err(STORE_DOWN), "logout")
+                }
             }
         }
         (&Method::GET | &Method::POST, "session-keep-alive") => {
             let id = super::session::id_of(&req).unwrap_or_default();
-            if w.sessions.keep_alive(&id, w.clock.now_ms()) {
-                answer(StatusCode::OK, Ok(None), "keep-alive")
-            } else {
-                answer(
+            match w.sessions.keep_alive(&id, w.clock.now_ms()).await {
+                Ok(true) => answer(StatusCode::OK, Ok(None), "keep-alive"),
+                Ok(false) => answer(
                     StatusCode::UNAUTHORIZED,
                     Err("Přihlášení vypršelo."),
                     "keep-alive",
-                )
+                ),
+                Err(e) => {
+                    tracing::error!(error = ?e, "the session store failed");
+                    answer(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Err(STORE_DOWN),
+                        "keep-alive",
+                    )
+                }
             }
         }
         _ => answer(

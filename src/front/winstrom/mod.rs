@@ -17,7 +17,7 @@ mod http;
 mod import;
 mod session;
 
-pub(crate) use session::Sessions;
+pub(crate) use session::{IDLE_MS as SESSION_IDLE_MS, MAX_SESSIONS, Sessions};
 
 /// Where Flexi's login, logout and keep-alive are (beside, not under, the door's prefix).
 pub(crate) const LOGIN_PREFIX: &str = "/login-logout/";
