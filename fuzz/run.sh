@@ -14,7 +14,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(soap_envelope xmlrpc_call winstrom_document wql mapping)
+  targets=(soap_envelope xmlrpc_call winstrom_document wql mapping compare)
 fi
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -31,6 +31,7 @@ seed() { # target, files...
 seed soap_envelope fixtures/soap/*/*.xml
 seed xmlrpc_call fixtures/xmlrpc/*.xml fixtures/xmlrpc/*/*.xml
 seed winstrom_document fixtures/winstrom/*/*.xml fixtures/winstrom/*/*.json
+seed compare fixtures/soap/*/*.expected.xml fixtures/winstrom/*/*.expected.json
 mkdir -p fuzz/corpus/wql fuzz/corpus/mapping
 printf "%s" "typVztahuK in ('typVztahu.obchodni', 'typVztahu.ostatni') and (nazev begins 'A' or not kod = 'X')" > fuzz/corpus/wql/seed-1
 printf "%s" "hladina = 1 and cenaZakl between 10.5 and 20 and datum >= now() and stitky is not empty" > fuzz/corpus/wql/seed-2

@@ -23,8 +23,9 @@ use crate::telemetry::Telemetry;
 
 /// At most one difference line per service in this many milliseconds.
 const LOG_EVERY_MS: i64 = 10_000;
-/// The largest legacy answer read.
-const MAX_ANSWER: usize = 16 * 1024 * 1024;
+/// The largest answer compared (the legacy service's or the bridge's): comparing parses both,
+/// and up to `max_in_flight` comparisons run at once, so this bounds their memory.
+pub(crate) const MAX_ANSWER: usize = 4 * 1024 * 1024;
 
 /// One service's shadow mode.
 pub(crate) struct Shadow {
@@ -117,12 +118,16 @@ impl Shadow {
         (n * per) / 1_000_000 != ((n + 1) * per) / 1_000_000
     }
 
-    /// Sends the call to the legacy service in the background and compares the answers.
+    /// Sends the call to the legacy service in the background and compares the answers. A
+    /// call whose answer is too large to compare is not shadowed (counted as dropped).
     pub(crate) fn spawn(self: &Arc<Self>, x: Exchange) {
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            self.telemetry
-                .shadowed(&self.service, &x.operation_name, "dropped");
-            return;
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(p) if x.answer.len() <= MAX_ANSWER && x.request.len() <= MAX_ANSWER => p,
+            _ => {
+                self.telemetry
+                    .shadowed(&self.service, &x.operation_name, "dropped");
+                return;
+            }
         };
         let me = self.clone();
         let request_id = crate::telemetry::request_id();
