@@ -412,6 +412,7 @@ async fn parameters_that_would_change_an_answer_are_refused_not_ignored() {
         ("detail=custom:id,polozky(kod)", "bez vnořených vazeb"),
         ("detail=everything", "'everything' není podporován"),
         ("limit=-1", "nezáporné celé číslo"),
+        ("auth=html", "Parametr 'auth' tato služba nepodporuje"),
     ] {
         let r = get(&b, &format!("/c/demo/cenik.json?{query}"), USER).await;
         assert_eq!(r.status, 400, "{query}: {}", r.body);
@@ -420,6 +421,14 @@ async fn parameters_that_would_change_an_answer_are_refused_not_ignored() {
         let m = v["winstrom"]["message"].as_str().unwrap();
         assert!(m.contains(says), "{query}: {m}");
     }
+    // What changes no answer is taken: `auth=http` (Basic is always accepted), a cache buster.
+    let r = get(
+        &b,
+        "/c/demo/cenik.json?auth=http&_=1733212800000&limit=1",
+        USER,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     // An evidence whose list route does not send the order to its backend refuses it.
     let cfg = std::fs::read_to_string("demo/soapbridge.toml")
         .unwrap()

@@ -119,7 +119,7 @@ pub(super) struct Query {
 
 /// The parameters [`parse_query`] knows, for its refusal of others.
 const KNOWN_PARAMETERS: &str =
-    "start, limit, add-row-count, order, detail, dry-run, no-http-errors, authSessionId";
+    "start, limit, add-row-count, order, detail, dry-run, no-http-errors, authSessionId, auth=http";
 
 fn flag(v: &str) -> bool {
     matches!(v, "true" | "1" | "yes")
@@ -152,7 +152,10 @@ fn parse_query(q: Option<&str>) -> Result<Query, Failure> {
             "limit" => out.limit = num(&v)?,
             "add-row-count" => out.row_count = on,
             "dry-run" => out.dry_run = on,
-            "no-http-errors" | "authSessionId" => {}
+            // Read elsewhere, or changing nothing in an answer: how a client authenticates
+            // (`auth=http`, as Basic is always accepted) and cache busters (`_=<time>`).
+            "no-http-errors" | "authSessionId" | "_" => {}
+            "auth" if matches!(&*v, "http" | "") => {}
             "order" => {
                 for key in v.split(',').filter(|k| !k.is_empty()) {
                     let (name, dir) = key.rsplit_once('@').unwrap_or((key, "A"));
