@@ -102,7 +102,9 @@ impl Recorder {
         );
         let mut out = Request::builder().method(parts.method.clone()).uri(&target);
         for (k, v) in &parts.headers {
-            if !hop_by_hop(k) {
+            // Not `Accept-Encoding`: the answer is recorded as text (an answer without a
+            // content coding is what every client accepts).
+            if !hop_by_hop(k) && k != http::header::ACCEPT_ENCODING {
                 out = out.header(k, v);
             }
         }
