@@ -645,12 +645,7 @@ async fn two_instances_on_postgres_never_deliver_a_batch_twice() {
 async fn a_signature_used_on_one_instance_is_refused_on_the_other() {
     let pg = pg_url().await;
     let schema = format!("sb_sig_{}", std::process::id());
-    let cfg = std::fs::read_to_string("demo/soapbridge.toml")
-        .unwrap()
-        .replace(
-            "url = \"sqlite:../var/soapbridge.db\"",
-            &format!("url = \"{pg}\"\nschema = \"{schema}\""),
-        );
+    let cfg = demo_on_postgres(&pg, &schema);
     let a = Bridge::with_config(&cfg).await;
     let b = Bridge::with_config(&cfg).await;
     let env = common::envelope(

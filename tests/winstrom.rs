@@ -32,6 +32,11 @@ async fn post(b: &Bridge, path: &str, body: &str) -> Reply {
     .await
 }
 
+/// A request carrying a login session instead of HTTP Basic.
+async fn with_session(b: &Bridge, method: &str, path: &str, id: &str) -> Reply {
+    request(method, &b.url(path), &[("x-authsessionid", id)], "").await
+}
+
 fn json_of(r: &Reply) -> Value {
     serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.body))
 }
@@ -632,13 +637,7 @@ async fn a_login_session_opens_its_users_companies_until_logout() {
         assert_eq!(r.status, 200, "{path} {h:?}: {}", r.body);
     }
     // Not a company of this user's.
-    let other = request(
-        "GET",
-        &b.url("/c/test/cenik/1.json"),
-        &[("x-authsessionid", &id)],
-        "",
-    )
-    .await;
+    let other = with_session(&b, "GET", "/c/test/cenik/1.json", &id).await;
     assert_eq!(other.status, 401, "{}", other.body);
     // A form login of the other company's user opens that one.
     let t = login(
@@ -647,13 +646,7 @@ async fn a_login_session_opens_its_users_companies_until_logout() {
     )
     .await;
     let tid = json_of(&t)["authSessionId"].as_str().unwrap().to_string();
-    let r = request(
-        "GET",
-        &b.url("/c/test/cenik/1.json"),
-        &[("x-authsessionid", &tid)],
-        "",
-    )
-    .await;
+    let r = with_session(&b, "GET", "/c/test/cenik/1.json", &tid).await;
     assert_eq!(r.status, 200, "{}", r.body);
     // Wrong password, missing fields.
     let bad = login(
@@ -669,39 +662,15 @@ async fn a_login_session_opens_its_users_companies_until_logout() {
     let bad = login(r#"{"username":"winstrom"}"#, "application/json").await;
     assert_eq!(bad.status, 400, "{}", bad.body);
     // Logout (python-abraflexi's path), then the session is gone.
-    let out = request(
-        "POST",
-        &b.url("/status/user/winstrom/logout.json"),
-        &[("x-authsessionid", &id)],
-        "",
-    )
-    .await;
+    let out = with_session(&b, "POST", "/status/user/winstrom/logout.json", &id).await;
     assert_eq!(out.status, 200, "{}", out.body);
-    let r = request(
-        "GET",
-        &b.url("/c/demo/cenik/1.json"),
-        &[("x-authsessionid", &id)],
-        "",
-    )
-    .await;
+    let r = with_session(&b, "GET", "/c/demo/cenik/1.json", &id).await;
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.body.contains("authSessionId"), "{}", r.body);
     // Keep-alive answers for an open session only.
-    let r = request(
-        "GET",
-        &b.url("/login-logout/session-keep-alive.js"),
-        &[("x-authsessionid", &tid)],
-        "",
-    )
-    .await;
+    let r = with_session(&b, "GET", "/login-logout/session-keep-alive.js", &tid).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = request(
-        "GET",
-        &b.url("/login-logout/session-keep-alive.js"),
-        &[("x-authsessionid", &id)],
-        "",
-    )
-    .await;
+    let r = with_session(&b, "GET", "/login-logout/session-keep-alive.js", &id).await;
     assert_eq!(r.status, 401, "{}", r.body);
 }
 
@@ -709,12 +678,7 @@ async fn a_login_session_opens_its_users_companies_until_logout() {
 async fn a_session_opened_on_one_instance_works_on_another_sharing_postgresql() {
     let pg = pg_url().await;
     let schema = format!("sb_sessions_{}", std::process::id());
-    let cfg = std::fs::read_to_string("demo/soapbridge.toml")
-        .unwrap()
-        .replace(
-            "url = \"sqlite:../var/soapbridge.db\"",
-            &format!("url = \"{pg}\"\nschema = \"{schema}\""),
-        );
+    let cfg = demo_on_postgres(&pg, &schema);
     let a = Bridge::with_config(&cfg).await;
     let b = Bridge::with_config(&cfg).await;
     let login = request(
@@ -730,30 +694,12 @@ async fn a_session_opened_on_one_instance_works_on_another_sharing_postgresql() 
         .unwrap()
         .to_string();
     // Behind a load balancer: the next call lands on the other instance.
-    let r = request(
-        "GET",
-        &b.url("/c/demo/cenik/1.json"),
-        &[("x-authsessionid", &id)],
-        "",
-    )
-    .await;
+    let r = with_session(&b, "GET", "/c/demo/cenik/1.json", &id).await;
     assert_eq!(r.status, 200, "{}", r.body);
     // A logout on that one ends it on both.
-    let out = request(
-        "POST",
-        &b.url("/login-logout/logout.json"),
-        &[("x-authsessionid", &id)],
-        "",
-    )
-    .await;
+    let out = with_session(&b, "POST", "/login-logout/logout.json", &id).await;
     assert_eq!(out.status, 200, "{}", out.body);
-    let r = request(
-        "GET",
-        &a.url("/c/demo/cenik/1.json"),
-        &[("x-authsessionid", &id)],
-        "",
-    )
-    .await;
+    let r = with_session(&a, "GET", "/c/demo/cenik/1.json", &id).await;
     assert_eq!(r.status, 401, "{}", r.body);
     drop((a, b));
     let store = soapbridge::store::Store::open(&pg, &schema).await.unwrap();

@@ -642,6 +642,17 @@ pub fn mask(xml: &str, names: &[&str]) -> String {
     out
 }
 
+/// The demo configuration with its store on PostgreSQL, in `schema` (for tests of several
+/// instances sharing one store).
+pub fn demo_on_postgres(pg: &str, schema: &str) -> String {
+    std::fs::read_to_string("demo/soapbridge.toml")
+        .unwrap()
+        .replace(
+            "url = \"sqlite:../var/soapbridge.db\"",
+            &format!("url = \"{pg}\"\nschema = \"{schema}\""),
+        )
+}
+
 /// The PostgreSQL server the tests use: `SOAPBRIDGE_TEST_PG`, or the local one
 /// (`postgres://postgres@127.0.0.1:5432/test`). Panics, saying what to do, when it cannot be
 /// reached: these tests are required, never skipped.
