@@ -401,7 +401,7 @@ fn main() {
         println!();
         println!("| telemetry (reused signatures allowed) | requests | requests/s | p50 | p99 |");
         println!("|---|---|---|---|---|");
-        println!("| on: metrics counted, request span and a JSON log line per call | {} | {:.0} | {:.2?} | {:.2?} |", on.requests, on.rps, on.p50, on.p99);
+        println!("| on: metrics counted, request id and user on a JSON log line per call | {} | {:.0} | {:.2?} | {:.2?} |", on.requests, on.rps, on.p50, on.p99);
         println!("| metrics counted, logs off | {} | {:.0} | {:.2?} | {:.2?} |", quiet.requests, quiet.rps, quiet.p50, quiet.p99);
         println!("| off: server.metrics = false, logs off | {} | {:.0} | {:.2?} | {:.2?} |", off.requests, off.rps, off.p50, off.p99);
         println!();
