@@ -84,6 +84,14 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def machine_busy():
+    """(busy, total) clock ticks of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
 def rss_mb(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -246,15 +254,17 @@ def run(sizes=(), telemetry_only=False):
                 "bridge": (f"http://127.0.0.1:{bridge_port}/listingapi/ws/IndividualProductOptionService", soap_file,
                            "text/xml; charset=utf-8", FIXTURE_AUTH, 200, bridge),
             }
-            acc = {p: {"requests": 0, "p50": [], "p99": [], "cpu": 0.0} for p in paths}
+            acc = {p: {"requests": 0, "p50": [], "p99": [], "cpu": 0.0, "backend_cpu": 0.0, "busy": [0, 0]} for p in paths}
             for rnd in range(ROUNDS):
                 order = ["proxy", "bridge"] if rnd % 2 == 0 else ["bridge", "proxy"]
                 for p in order:
                     url, body, ct, auth, status, proc = paths[p]
                     before = counts(bridge_port) if p == "bridge" else (0, 0)
-                    cpu0 = cpu_seconds(proc.pid)
+                    cpu0, backend0, busy0 = cpu_seconds(proc.pid), cpu_seconds(backend.pid), machine_busy()
                     r = oha(url, body, ct, auth, conns, status)
                     cpu = cpu_seconds(proc.pid) - cpu0
+                    backend_cpu = cpu_seconds(backend.pid) - backend0
+                    busy1 = machine_busy()
                     if p == "bridge":
                         after = counts(bridge_port)
                         ok, total = after[0] - before[0], after[1] - before[1]
@@ -267,22 +277,28 @@ def run(sizes=(), telemetry_only=False):
                     a["p50"].append(r["p50"])
                     a["p99"].append(r["p99"])
                     a["cpu"] += cpu
+                    a["backend_cpu"] += backend_cpu
+                    a["busy"][0] += busy1[0] - busy0[0]
+                    a["busy"][1] += busy1[1] - busy0[1]
             results[size] = {
                 "items": n, "soap_bytes": len(soap_body), "json_bytes": len(json_body), "connections": conns,
                 **{p: {"rps": a["requests"] / (SECS * ROUNDS),
                        "p50_ms": sorted(a["p50"])[len(a["p50"]) // 2] * 1000,
                        "p99_ms": max(a["p99"]) * 1000,
                        "cpu_ms_per_call": a["cpu"] * 1000 / max(1, a["requests"]),
+                       "backend_cpu_ms_per_call": a["backend_cpu"] * 1000 / max(1, a["requests"]),
+                       "machine_busy": a["busy"][0] / max(1, a["busy"][1]),
                        "rss_mb": rss_mb(paths[p][5].pid, "VmRSS:"),
                        "hwm_mb": rss_mb(paths[p][5].pid, "VmHWM:")} for p, a in acc.items()},
             }
             r = results[size]
             print(f"\n{size}: {n} product ids; SOAP request {len(soap_body):,} B, JSON request {len(json_body):,} B; {conns} connections", flush=True)
-            print("| path | requests/s | p50 | p99 | CPU per call | RSS (peak) |")
-            print("|---|---|---|---|---|---|")
+            print("| path | requests/s | p50 | p99 | CPU per call | backend CPU per call | machine busy | RSS (peak) |")
+            print("|---|---|---|---|---|---|---|---|")
             for p in paths:
                 x = r[p]
-                print(f"| {p} | {x['rps']:.0f} | {x['p50_ms']:.2f} ms | {x['p99_ms']:.2f} ms | {x['cpu_ms_per_call']:.3f} ms | {x['rss_mb']:.1f} MB ({x['hwm_mb']:.1f} MB) |")
+                print(f"| {p} | {x['rps']:.0f} | {x['p50_ms']:.2f} ms | {x['p99_ms']:.2f} ms | {x['cpu_ms_per_call']:.3f} ms | "
+                      f"{x['backend_cpu_ms_per_call']:.3f} ms | {x['machine_busy'] * 100:.0f}% | {x['rss_mb']:.1f} MB ({x['hwm_mb']:.1f} MB) |")
             print(f"bridge/proxy: throughput {r['bridge']['rps'] / r['proxy']['rps']:.2f}, p99 {r['bridge']['p99_ms'] / r['proxy']['p99_ms']:.2f}x")
         print("\nTargets (ratios in this run):")
         for size in ("1k", "100k"):

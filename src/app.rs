@@ -379,19 +379,21 @@ impl App {
         let path = req.uri().path().trim_end_matches('/');
         let p = &g.pipeline;
         if let Some(svc) = g.soap.service(path) {
-            return crate::front::soap::handle(p, svc, req, started).await;
+            return Box::pin(crate::front::soap::handle(p, svc, req, started)).await;
         }
         if let Some(x) = g.xmlrpc.as_ref().filter(|x| x.path == path) {
-            return crate::front::xmlrpc::handle(x, p, req, started).await;
+            return Box::pin(crate::front::xmlrpc::handle(x, p, req, started)).await;
         }
         if let Some(w) = g.winstrom.as_ref().filter(|w| w.owns(path)) {
-            return crate::front::winstrom::handle(w, p, req, started).await;
+            return Box::pin(crate::front::winstrom::handle(w, p, req, started)).await;
         }
         if let Some(ops) = g.ops.as_ref().filter(|o| o.owns(path)) {
             return match ops.ask(&req) {
-                crate::ops::Ask::Reload => crate::ops::reloaded(self.reload_from_source().await),
+                crate::ops::Ask::Reload => {
+                    crate::ops::reloaded(Box::pin(self.reload_from_source()).await)
+                }
                 ask @ (crate::ops::Ask::Page | crate::ops::Ask::Status) => {
-                    crate::ops::answer(ask, &self.status().await)
+                    crate::ops::answer(ask, &Box::pin(self.status()).await)
                 }
                 refused => ops.refused(refused),
             };
@@ -401,8 +403,10 @@ impl App {
             (&Method::GET, "/healthz") => {
                 text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")
             }
-            (&Method::GET, "/readyz") => self.readiness().await,
-            (&Method::GET, "/metrics") if self.shared.telemetry.enabled() => self.metrics().await,
+            (&Method::GET, "/readyz") => Box::pin(self.readiness()).await,
+            (&Method::GET, "/metrics") if self.shared.telemetry.enabled() => {
+                Box::pin(self.metrics()).await
+            }
             _ => crate::front::soap::no_such_service(&req),
         }
     }

@@ -614,12 +614,12 @@ fn write_doc(d: Doc<'_>, out: &mut Vec<u8>) {
 
 /// A call's value as `Val::to_json` and serde_json would write it.
 fn write_val(v: &Val<'_>, out: &mut Vec<u8>) {
-    use std::io::Write as _;
     match v {
         Val::Null => out.extend_from_slice(b"null"),
         Val::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Val::Int(i) => {
-            let _ = write!(out, "{i}");
+            // serde_json writes integers with `itoa`, without the formatting machinery.
+            let _ = serde_json::to_writer(&mut *out, i);
         }
         Val::Num(t) => match <serde_json::Number as std::str::FromStr>::from_str(t) {
             Ok(n) => {
@@ -629,6 +629,14 @@ fn write_val(v: &Val<'_>, out: &mut Vec<u8>) {
         },
         Val::Str(s) => write_str(s, out),
         Val::List(items) => {
+            // A long list of integers gets its room at once, judged from its first item (at
+            // most 21 bytes an item: less than the list itself takes), instead of doubling.
+            if items.len() > 256
+                && let Some(Val::Int(first)) = items.first()
+            {
+                let digits = first.unsigned_abs().checked_ilog10().unwrap_or(0) as usize + 1;
+                out.reserve(items.len() * (digits + 1 + usize::from(*first < 0)));
+            }
             write_list(
                 items.iter().map(|i| {
                     move |out: &mut Vec<u8>| {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
 use crate::call::Val;
@@ -16,7 +15,7 @@ use crate::config::{Limits, StockCall};
 use crate::error::Error;
 use crate::mapping::{Doc, Scope};
 use crate::protocol::xml::ReadError;
-use crate::server::Body;
+use crate::server::{Body, WholeBody};
 use crate::service::{Operation, Service};
 use crate::stock::StockSync;
 
@@ -53,16 +52,14 @@ impl Pipeline {
         let limit = self.limits.max_body;
         match tokio::time::timeout(
             self.limits.body_timeout,
-            Limited::new(body, limit).collect(),
+            crate::server::read_whole(body, limit),
         )
         .await
         {
             Err(_) => Err(Error::BodyTimeout),
-            Ok(Ok(c)) => Ok(c.to_bytes()),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(Error::BodyTooLarge { limit })
-            }
-            Ok(Err(e)) => {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(WholeBody::TooLarge)) => Err(Error::BodyTooLarge { limit }),
+            Ok(Err(WholeBody::Failed(e))) => {
                 Err(ReadError::MalformedXml(format!("reading the body failed: {e}")).into())
             }
         }
@@ -109,8 +106,8 @@ impl Pipeline {
             }
         }
         match &svc.operations[operation] {
-            Operation::Backend(route) => route.invoke(&params).await,
-            Operation::Stock(call) => self.stock(call, &params).await,
+            Operation::Backend(route) => Box::pin(route.invoke(&params)).await,
+            Operation::Stock(call) => Box::pin(self.stock(call, &params)).await,
         }
     }
 

@@ -323,6 +323,53 @@ async fn drain_body(mut body: Incoming, drain: Drain) -> bool {
         .unwrap_or(false)
 }
 
+/// Why [`read_whole`] gave no body.
+#[derive(Debug)]
+pub(crate) enum WholeBody {
+    /// More than the limit (declared or sent).
+    TooLarge,
+    /// The connection failed while the body was read.
+    Failed(String),
+}
+
+/// Reads a whole body, at most `limit` bytes, into one buffer. A body in one frame is kept as
+/// it came (no copy); a longer one is gathered into a buffer sized from its declared length,
+/// and each frame is let go as soon as it is copied, so that a large message is held once
+/// rather than as its frames plus a joined copy at twice the capacity.
+pub(crate) async fn read_whole<B>(mut body: B, limit: usize) -> Result<Bytes, WholeBody>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let declared = body.size_hint().exact();
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(WholeBody::TooLarge);
+    }
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| WholeBody::Failed(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let total = first.as_ref().map_or(0, Bytes::len) + joined.len() + data.len();
+        if total > limit {
+            return Err(WholeBody::TooLarge);
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            Some(f) => {
+                let want = declared.map_or(total, |n| (n as usize).max(total));
+                joined.reserve_exact(want);
+                joined.extend_from_slice(&f);
+                joined.extend_from_slice(&data);
+            }
+            None => joined.extend_from_slice(&data),
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
+}
+
 /// Completes on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -344,4 +391,60 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: no new connections; finishing calls in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A body that gives the frames (or the error) it was made with, one per poll.
+    struct Frames(VecDeque<Result<Bytes, std::io::Error>>);
+
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|r| r.map(Frame::data)))
+        }
+    }
+
+    fn frames(parts: &[&'static [u8]]) -> Frames {
+        Frames(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect())
+    }
+
+    #[tokio::test]
+    async fn a_whole_body_is_read_into_one_buffer_within_the_limit() {
+        // One frame is kept as it came.
+        let one: &'static [u8] = b"<a>1</a>";
+        let got = read_whole(frames(&[one]), 100).await.unwrap();
+        assert_eq!(got.as_ptr(), one.as_ptr());
+        // Several are joined, in order.
+        let got = read_whole(frames(&[b"<a>", b"1", b"</a>"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], b"<a>1</a>");
+        // More than the limit, declared or sent, is refused.
+        assert!(matches!(
+            read_whole(Full::new(Bytes::from_static(b"0123456789")), 9).await,
+            Err(WholeBody::TooLarge)
+        ));
+        assert!(matches!(
+            read_whole(frames(&[b"01234", b"56789"]), 9).await,
+            Err(WholeBody::TooLarge)
+        ));
+        // A failing connection is named.
+        let broken = Frames(VecDeque::from([
+            Ok(Bytes::from_static(b"<a>")),
+            Err(std::io::Error::other("connection reset")),
+        ]));
+        assert!(matches!(
+            read_whole(broken, 100).await,
+            Err(WholeBody::Failed(e)) if e.contains("connection reset")
+        ));
+    }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
@@ -330,14 +330,17 @@ impl Backend {
                     cause: Box::new(e),
                 })?;
         let http_status = response.status().as_u16();
-        let bytes = Limited::new(response.into_body(), self.max_response_bytes)
-            .collect()
+        let bytes = crate::server::read_whole(response.into_body(), self.max_response_bytes)
             .await
             .map_err(|e| Error::BackendBadResponse {
                 backend: self.name.clone(),
-                reason: format!("reading the body failed: {e}"),
-            })?
-            .to_bytes();
+                reason: match e {
+                    crate::server::WholeBody::TooLarge => {
+                        "reading the body failed: length limit exceeded".to_string()
+                    }
+                    crate::server::WholeBody::Failed(e) => format!("reading the body failed: {e}"),
+                },
+            })?;
         let parsed: Option<Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
             Some(Value::Null)
         } else {

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use chrono::FixedOffset;
+use chrono::{Datelike, FixedOffset, Timelike};
 use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 
@@ -69,8 +69,15 @@ fn sign_digest(api_key: &str, secret: &str, time: i64) -> [u8; 16] {
     h.finalize().into()
 }
 
-fn hex(digest: &[u8; 16]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+/// Bytes as lowercase hex digits.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
 }
 
 /// A sign as sent (32 hex digits, either case) as its 16 bytes.
@@ -194,8 +201,8 @@ impl SignedProfile {
             // Both names are already authenticated facts, not secrets.
             return Err(Error::ApiKeyUserMismatch);
         }
-        let expected = hex(&expected);
         if account.reuse == ReusePolicy::Reject {
+            let expected = hex(&expected);
             let expires = time + self.window_ms;
             let first = self
                 .ledger
@@ -214,7 +221,15 @@ impl SignedProfile {
         m.insert("ackCode".into(), Value::from(ack));
         m.insert(
             "responseTime".into(),
-            Value::from(now.format("%d/%m/%Y %H:%M:%S").to_string()),
+            Value::from(format!(
+                "{:02}/{:02}/{:04} {:02}:{:02}:{:02}",
+                now.day(),
+                now.month(),
+                now.year(),
+                now.hour(),
+                now.minute(),
+                now.second()
+            )),
         );
         m.insert(
             "timeElapsed".into(),

@@ -142,6 +142,11 @@ impl<'i> XmlReader<'i> {
         self
     }
 
+    /// How far into the input the reader is, in bytes.
+    fn position(&self) -> usize {
+        self.inner.buffer_position() as usize
+    }
+
     fn malformed(&self, e: impl std::fmt::Display) -> ReadError {
         ReadError::MalformedXml(format!("{e} (at byte {})", self.inner.buffer_position()))
     }
@@ -462,14 +467,15 @@ pub(crate) fn decode_complex<'i>(
 ) -> Result<Vec<(&'i str, Val<'i>)>, ReadError> {
     let mut members: Vec<(&'i str, Val<'i>)> = Vec::with_capacity(ct.children.len());
     // Per child, by its index in the schema's sequence: occurrences, and where its list is.
+    // For a list, also where its first item ended in the input (to size it at the second).
     const NONE: u32 = u32::MAX;
     let n = ct.children.len();
-    let mut small = [(0u32, NONE); 24];
+    let mut small = [(0u32, NONE, 0usize); 24];
     let mut large = Vec::new();
-    let seen: &mut [(u32, u32)] = if n <= small.len() {
+    let seen: &mut [(u32, u32, usize)] = if n <= small.len() {
         &mut small[..n]
     } else {
-        large.resize(n, (0, NONE));
+        large.resize(n, (0, NONE, 0));
         &mut large
     };
     loop {
@@ -505,10 +511,14 @@ pub(crate) fn decode_complex<'i>(
                     members.push((&child.name, v));
                 } else if seen[idx].1 == NONE {
                     seen[idx].1 = members.len() as u32;
+                    seen[idx].2 = r.position();
                     let mut items = Vec::with_capacity(4);
                     items.push(v);
                     members.push((&child.name, Val::List(items)));
                 } else if let Val::List(items) = &mut members[seen[idx].1 as usize].1 {
+                    if items.len() == 1 {
+                        items.reserve_exact(list_estimate(r, seen[idx].2));
+                    }
                     items.push(v);
                 }
                 path.truncate(mark);
@@ -526,7 +536,14 @@ pub(crate) fn decode_complex<'i>(
             Node::Eof => return Err(ReadError::MalformedXml("unexpected end of document".into())),
         }
     }
-    for (c, (count, _)) in ct.children.iter().zip(seen.iter()) {
+    for (c, (count, list, _)) in ct.children.iter().zip(seen.iter()) {
+        // A list sized for more items than came gives the rest back.
+        if let Some((_, Val::List(items))) = members.get_mut(*list as usize)
+            && items.capacity() > 1024
+            && items.capacity() > items.len() * 2
+        {
+            items.shrink_to_fit();
+        }
         if *count < c.min_occurs {
             return Err(ReadError::MissingElement {
                 path: format!("{path}/{}", c.name),
@@ -537,6 +554,21 @@ pub(crate) fn decode_complex<'i>(
         }
     }
     Ok(members)
+}
+
+/// How many more items (this one included) a list whose second item just ended is likely to
+/// have, judged from that item's size (white space included) and what is left of the input.
+/// A large list is then allocated once, at about its size, instead of growing by doubling
+/// (which holds the old and the new buffer at once, and ends with up to twice the room
+/// needed); small lists grow as usual. Items are taken to be at least 16 bytes, so that a
+/// short item followed by other content reserves no more than doubling could (a 32-byte
+/// `Val` for each 16 bytes left); a list that stays well short of its room is shrunk when
+/// its parent element ends.
+fn list_estimate(r: &XmlReader<'_>, first_end: usize) -> usize {
+    let now = r.position();
+    let per = now.saturating_sub(first_end).max(16);
+    let more = r.input.len().saturating_sub(now) / per;
+    if more < 256 { 0 } else { more + 1 }
 }
 
 /// The text without surrounding white space, still borrowed when it was.
@@ -1085,6 +1117,41 @@ mod tests {
             panic!("no start")
         };
         decode_value(&mut r, &schema, &decl, &s, &mut "productIds".to_string()).map(|v| v.to_json())
+    }
+
+    /// The decoded `item` list's (length, capacity).
+    fn list_room(xml: &str) -> (usize, usize) {
+        let (schema, decl) = array_schema();
+        let mut r = XmlReader::new(xml, 16);
+        let Node::Start(s) = r.next_node().unwrap() else {
+            panic!("no start")
+        };
+        let v = decode_value(&mut r, &schema, &decl, &s, &mut "productIds".to_string()).unwrap();
+        match v.get("item") {
+            Some(Val::List(items)) => (items.len(), items.capacity()),
+            other => panic!("no list: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_large_list_is_allocated_once_at_about_its_size() {
+        let items: String = (0..5000)
+            .map(|i| format!("<item>{}</item>", 100_000 + i))
+            .collect();
+        let (len, cap) = list_room(&format!("<productIds>{items}</productIds>"));
+        assert_eq!(len, 5000);
+        // Doubling would end at 8192; the estimate from the second item is 5000 and a bit.
+        assert!((5000..5010).contains(&cap), "capacity {cap}");
+        // A short list followed by other content is not left holding the room it reserved.
+        let padding = " ".repeat(200_000);
+        let (len, cap) = list_room(&format!(
+            "<productIds><item>1</item><item>2</item>{padding}<item>3</item></productIds>"
+        ));
+        assert_eq!(len, 3);
+        assert!(cap < 16, "capacity {cap}");
+        // Small lists grow as usual.
+        let (len, cap) = list_room("<productIds><item>1</item><item>2</item></productIds>");
+        assert_eq!((len, cap), (2, 4));
     }
 
     #[test]

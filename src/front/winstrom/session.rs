@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
+use crate::profile::signed::hex;
 use crate::store::Store;
 
 /// How long an unused session lives.
@@ -52,10 +53,6 @@ pub(crate) enum SessionError {
 
 fn digest(id: &str) -> [u8; 32] {
     Sha256::digest(id.as_bytes()).into()
-}
-
-fn hex(d: &[u8; 32]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Default for Sessions {
