@@ -2,17 +2,23 @@
 """Throughput where users run it: the bridge, the reference backend, a bare pass-through proxy
 and the load generator (oha) as separate processes on this machine.
 
-    python3 bench/separate.py                 # 1 KB, 100 KB, 1 MB and 10 MB requests
-    BENCH_SECS=5 BENCH_ROUNDS=3 python3 bench/separate.py 1k 100k
+    python3 bench/separate.py                 # requests and answers of 1 KB, 100 KB, 1 MB, 10 MB
+    BENCH_SECS=5 BENCH_ROUNDS=3 python3 bench/separate.py 1k 100k      # large requests only
+    python3 bench/separate.py answer-1k answer-10m                      # large answers only
 
 Both paths call the same reference backend with the same product ids: the proxy is given the
-JSON body and forwards it as it is; the bridge is given the SOAP envelope (calculateOptionsPrice,
-signed by the demo's fixture account) and converts it. Rounds alternate between the paths, so
+JSON body and forwards it as it is; the bridge is given the SOAP envelope (signed by the demo's
+fixture account) and converts it. Large requests are calculateOptionsPrice with N product ids
+(a small answer); large answers are getOptionFeaturesInfo for N distinct products (a small
+request for each product's options and prices, an answer of about 600 bytes of SOAP per
+product), whose route the benchmark points at the reference backend's POST search (the GET
+would not hold that many ids in its URL); the backend is given that many generated products. Rounds alternate between the paths, so
 that drift on the machine falls on both. Every answer is checked: all statuses must be the
 expected one, and the bridge's /metrics must count exactly as many successful calls as oha sent.
 Printed per size: requests/s, p50, p99, CPU time per call and RSS of the serving process, and
 the ratios the targets are stated in.
 """
+import base64
 import json
 import os
 import shutil
@@ -64,12 +70,51 @@ def sign(time_ms):
     return dict(line.split("=", 1) for line in out.split())["sign"]
 
 
-def envelope(n, time_ms, signature):
-    items = f"<item>{PRODUCT}</item>" * n
+def envelope(n, time_ms, signature, operation="calculateOptionsPrice", ids=None):
+    items = "".join(f"<item>{i}</item>" for i in ids) if ids is not None else f"<item>{PRODUCT}</item>" * n
     return (f'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-            f'xmlns:prod="{NS}"><soapenv:Body><prod:calculateOptionsPrice><apiKey>fixtureKey0000000000000000000000</apiKey>'
+            f'xmlns:prod="{NS}"><soapenv:Body><prod:{operation}><apiKey>fixtureKey0000000000000000000000</apiKey>'
             f'<sign>{signature}</sign><time>{time_ms}</time><productIds>{items}</productIds><lang>en</lang>'
-            f'</prod:calculateOptionsPrice></soapenv:Body></soapenv:Envelope>')
+            f'</prod:{operation}></soapenv:Body></soapenv:Envelope>')
+
+
+# Generated products for large answers: ids from here on, two options each (one unpaid, one
+# paid with an expiry), titles of a realistic length with a non-ASCII letter.
+FIRST_GENERATED = 600_000_000
+ANSWER_PRODUCTS = 20_000
+
+
+def backend_data(work):
+    """The reference seed data with ANSWER_PRODUCTS generated products added."""
+    with open("fixtures/reference/product-options.json") as f:
+        data = json.load(f)
+    for i in range(ANSWER_PRODUCTS):
+        data["products"].append({
+            "product_id": FIRST_GENERATED + i, "title": f"Ürün {i} — el yapımı seramik vazo",
+            "options": [{"option_id": 1, "duration_days": 7},
+                        {"option_id": 3, "duration_days": 30, "paid": True, "expires_at": "2026-12-31"}]})
+    path = os.path.join(work, "product-options.json")
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return path
+
+
+def products_for(size, service_url, time_ms, signature):
+    """Generated products in a getOptionFeaturesInfo answer of about `size` bytes (measured with
+    one call of one product and one of a hundred)."""
+    def answer(n):
+        body = envelope(n, time_ms, signature, "getOptionFeaturesInfo",
+                        list(range(FIRST_GENERATED, FIRST_GENERATED + n))).encode()
+        req = urllib.request.Request(service_url, data=body, headers={
+            "Content-Type": "text/xml; charset=utf-8",
+            "Authorization": "Basic " + base64.b64encode(FIXTURE_AUTH.encode()).decode()})
+        return len(urllib.request.urlopen(req, timeout=30).read())
+    one, hundred = answer(1), answer(100)
+    per = (hundred - one) / 99
+    n = max(1, round((size - one) / per) + 1)
+    if n > ANSWER_PRODUCTS:
+        sys.exit(f"an answer of {size} bytes needs {n} products; the backend has {ANSWER_PRODUCTS}")
+    return n
 
 
 def items_for(size):
@@ -100,12 +145,12 @@ def rss_mb(pid, field):
     return 0.0
 
 
-def counts(bridge_port):
-    """calculateOptionsPrice calls the bridge answered: (successes, all)."""
+def counts(bridge_port, operation="calculateOptionsPrice"):
+    """Calls of `operation` the bridge answered: (successes, all)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{bridge_port}/metrics", timeout=10).read().decode()
     ok = total = 0
     for line in text.splitlines():
-        if line.startswith("soapbridge_calls_total{") and 'operation="calculateOptionsPrice"' in line:
+        if line.startswith("soapbridge_calls_total{") and f'operation="{operation}"' in line:
             n = int(float(line.rsplit(" ", 1)[1]))
             total += n
             ok += n if 'outcome="success"' in line else 0
@@ -128,7 +173,7 @@ def oha(url, body_file, content_type, auth, connections, expect_status):
         sys.exit(f"{url}: unexpected answers: statuses {bad}, errors {errors}")
     n = codes.get(expect_status, 0)
     return {"requests": n, "rps": n / SECS, "p50": r["latencyPercentiles"]["p50"],
-            "p99": r["latencyPercentiles"]["p99"]}
+            "p99": r["latencyPercentiles"]["p99"], "answer_bytes": r["summary"].get("sizePerRequest") or 0}
 
 
 def start_bridge(work, backend_port, name, metrics, env):
@@ -142,6 +187,11 @@ def start_bridge(work, backend_port, name, metrics, env):
     config = config.replace("max_body_bytes = 1048576", "max_body_bytes = 33554432")
     config = config.replace("request_timeout_ms = 60000", "request_timeout_ms = 120000")
     config = config.replace("[server]\n", f"[server]\nmetrics = {'true' if metrics else 'false'}\n", 1)
+    # Large answers: the product list through the backend's POST search instead of the GET.
+    get_route = 'method = "GET"\npath = "/v1/products/option-features"\nquery = { product_id = "$.productIds.item" }'
+    assert get_route in config, "the demo's getOptionFeaturesInfo route changed: update the benchmark"
+    config = config.replace(get_route, 'method = "POST"\npath = "/v1/products/option-features:search"\n'
+                                       'body = { product_ids = "$.productIds.item" }')
     cfg_path = os.path.join(ROOT, "demo", f".bench-{os.getpid()}-{name}.toml")
     with open(cfg_path, "w") as f:
         f.write(config)
@@ -207,7 +257,7 @@ def main():
     args = sys.argv[1:]
     if args == ["telemetry"]:
         return run(telemetry_only=True)
-    return run(sizes=args or list(SIZES))
+    return run(sizes=args or list(SIZES) + [f"answer-{s}" for s in SIZES])
 
 
 def run(sizes=(), telemetry_only=False):
@@ -221,7 +271,8 @@ def run(sizes=(), telemetry_only=False):
     try:
         backend_port, proxy_port = free_port(), free_port()
         backend = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "product-options",
-                                    "--listen", f"127.0.0.1:{backend_port}"], stderr=subprocess.DEVNULL)
+                                    "--data", backend_data(work), "--listen", f"127.0.0.1:{backend_port}"],
+                                   stderr=subprocess.DEVNULL)
         procs.append(backend)
         wait_port(backend_port, backend, "the reference backend")
         if telemetry_only:
@@ -236,37 +287,58 @@ def run(sizes=(), telemetry_only=False):
         print(f"bridge, backend, proxy and oha as separate processes; {os.cpu_count()} cores; "
               f"{SECS} s per round, {ROUNDS} alternating rounds per path")
         results = {}
+        idle_mb = rss_mb(bridge.pid, "VmRSS:")
         now = int(time.time() * 1000)
         signature = sign(now)
+        service_url = f"http://127.0.0.1:{bridge_port}/listingapi/ws/IndividualProductOptionService"
         for size in sizes:
-            n = items_for(SIZES[size])
-            soap_body = envelope(n, now, signature)
-            json_body = json.dumps({"product_ids": [int(PRODUCT)] * n}, separators=(",", ":"))
+            answers = size.startswith("answer-")
+            target = SIZES[size.removeprefix("answer-")]
+            if answers:
+                operation, proxy_path, proxy_status = "getOptionFeaturesInfo", "/v1/products/option-features:search", 200
+                n = products_for(target, service_url, now, signature)
+                ids = list(range(FIRST_GENERATED, FIRST_GENERATED + n))
+                soap_body = envelope(n, now, signature, operation, ids)
+                json_body = json.dumps({"product_ids": ids}, separators=(",", ":"))
+            else:
+                operation, proxy_path, proxy_status = "calculateOptionsPrice", "/v1/vouchers", 201
+                n = items_for(target)
+                soap_body = envelope(n, now, signature)
+                json_body = json.dumps({"product_ids": [int(PRODUCT)] * n}, separators=(",", ":"))
             soap_file, json_file = os.path.join(work, f"{size}.xml"), os.path.join(work, f"{size}.json")
             with open(soap_file, "w") as f:
                 f.write(soap_body)
             with open(json_file, "w") as f:
                 f.write(json_body)
             # Large messages: fewer connections, so that what is in flight stays bounded.
-            conns = CONNECTIONS if SIZES[size] <= 100_000 else max(2, CONNECTIONS // (16 if SIZES[size] <= 1_000_000 else 64))
+            conns = CONNECTIONS if target <= 100_000 else max(2, CONNECTIONS // (16 if target <= 1_000_000 else 64))
             paths = {
-                "proxy": (f"http://127.0.0.1:{proxy_port}/v1/vouchers", json_file, "application/json", None, 201, proxy),
-                "bridge": (f"http://127.0.0.1:{bridge_port}/listingapi/ws/IndividualProductOptionService", soap_file,
-                           "text/xml; charset=utf-8", FIXTURE_AUTH, 200, bridge),
+                "proxy": (f"http://127.0.0.1:{proxy_port}{proxy_path}", json_file, "application/json", None,
+                          proxy_status, proxy),
+                "bridge": (service_url, soap_file, "text/xml; charset=utf-8", FIXTURE_AUTH, 200, bridge),
             }
-            acc = {p: {"requests": 0, "p50": [], "p99": [], "cpu": 0.0, "backend_cpu": 0.0, "busy": [0, 0]} for p in paths}
+            # Peak RSS per size: the kernel's high-water mark is reset before the size's rounds,
+            # once the allocator has had time to give back what the last size freed (mimalloc
+            # keeps freed pages for a second before it returns them).
+            time.sleep(1.5)
+            counts(bridge_port)
+            for proc in (proxy, bridge):
+                with open(f"/proc/{proc.pid}/clear_refs", "w") as f:
+                    f.write("5")
+            acc = {p: {"requests": 0, "p50": [], "p99": [], "cpu": 0.0, "backend_cpu": 0.0, "busy": [0, 0],
+                       "answer_bytes": 0} for p in paths}
             for rnd in range(ROUNDS):
                 order = ["proxy", "bridge"] if rnd % 2 == 0 else ["bridge", "proxy"]
                 for p in order:
                     url, body, ct, auth, status, proc = paths[p]
-                    before = counts(bridge_port) if p == "bridge" else (0, 0)
+                    before = counts(bridge_port, operation) if p == "bridge" else (0, 0)
                     cpu0, backend0, busy0 = cpu_seconds(proc.pid), cpu_seconds(backend.pid), machine_busy()
                     r = oha(url, body, ct, auth, conns, status)
                     cpu = cpu_seconds(proc.pid) - cpu0
                     backend_cpu = cpu_seconds(backend.pid) - backend0
                     busy1 = machine_busy()
                     if p == "bridge":
-                        after = counts(bridge_port)
+                        after = counts(bridge_port, operation)
                         ok, total = after[0] - before[0], after[1] - before[1]
                         # Every call the bridge answered succeeded; oha saw all of them but those
                         # still in flight when its time ran out (at most one per connection).
@@ -280,8 +352,10 @@ def run(sizes=(), telemetry_only=False):
                     a["backend_cpu"] += backend_cpu
                     a["busy"][0] += busy1[0] - busy0[0]
                     a["busy"][1] += busy1[1] - busy0[1]
+                    a["answer_bytes"] = max(a["answer_bytes"], r["answer_bytes"])
             results[size] = {
                 "items": n, "soap_bytes": len(soap_body), "json_bytes": len(json_body), "connections": conns,
+                "soap_answer_bytes": acc["bridge"]["answer_bytes"], "json_answer_bytes": acc["proxy"]["answer_bytes"],
                 **{p: {"rps": a["requests"] / (SECS * ROUNDS),
                        "p50_ms": sorted(a["p50"])[len(a["p50"]) // 2] * 1000,
                        "p99_ms": max(a["p99"]) * 1000,
@@ -292,7 +366,8 @@ def run(sizes=(), telemetry_only=False):
                        "hwm_mb": rss_mb(paths[p][5].pid, "VmHWM:")} for p, a in acc.items()},
             }
             r = results[size]
-            print(f"\n{size}: {n} product ids; SOAP request {len(soap_body):,} B, JSON request {len(json_body):,} B; {conns} connections", flush=True)
+            print(f"\n{size}: {operation}, {n} product ids; SOAP request {len(soap_body):,} B, answer {r['soap_answer_bytes']:,} B; "
+                  f"JSON request {len(json_body):,} B, answer {r['json_answer_bytes']:,} B; {conns} connections", flush=True)
             print("| path | requests/s | p50 | p99 | CPU per call | backend CPU per call | machine busy | RSS (peak) |")
             print("|---|---|---|---|---|---|---|---|")
             for p in paths:
@@ -301,23 +376,24 @@ def run(sizes=(), telemetry_only=False):
                       f"{x['backend_cpu_ms_per_call']:.3f} ms | {x['machine_busy'] * 100:.0f}% | {x['rss_mb']:.1f} MB ({x['hwm_mb']:.1f} MB) |")
             print(f"bridge/proxy: throughput {r['bridge']['rps'] / r['proxy']['rps']:.2f}, p99 {r['bridge']['p99_ms'] / r['proxy']['p99_ms']:.2f}x")
         print("\nTargets (ratios in this run):")
-        for size in ("1k", "100k"):
+        for size in ("1k", "100k", "answer-1k", "answer-100k"):
             if size in results:
                 ratio = results[size]["bridge"]["rps"] / results[size]["proxy"]["rps"]
                 p99 = results[size]["bridge"]["p99_ms"] / results[size]["proxy"]["p99_ms"]
                 print(f"- {size}: bridge/pass-through {ratio:.2f} (>= 0.80: {'met' if ratio >= 0.8 else 'NOT met'}); "
                       f"p99 {p99:.2f}x the pass-through's (<= 2x: {'met' if p99 <= 2 else 'NOT met'})")
-        if "1k" in results and "100k" in results:
-            bps = lambda s: results[s]["bridge"]["rps"] * results[s]["soap_bytes"]
-            share = bps("100k") / bps("1k")
-            print(f"- byte throughput at 100 KB = {share:.1f}x that at 1 KB (>= 0.5: {'met' if share >= 0.5 else 'NOT met'})")
-        big = [s for s in ("1m", "10m") if s in results]
+        for small, large, field in (("1k", "100k", "soap_bytes"), ("answer-1k", "answer-100k", "soap_answer_bytes")):
+            if small in results and large in results:
+                bps = lambda s: results[s]["bridge"]["rps"] * results[s][field]
+                share = bps(large) / bps(small)
+                print(f"- byte throughput at {large} = {share:.1f}x that at {small} (>= 0.5: {'met' if share >= 0.5 else 'NOT met'})")
+        big = [s for s in ("1m", "10m", "answer-1m", "answer-10m") if s in results]
         for s in big:
             r = results[s]
-            per_call_mb = r["soap_bytes"] / 1e6
-            limit = results.get("1k", {}).get("bridge", {}).get("rss_mb", 0) + 4 * per_call_mb * r["connections"]
+            per_call_mb = max(r["soap_bytes"], r["soap_answer_bytes"]) / 1e6
+            limit = idle_mb + 4 * per_call_mb * r["connections"]
             print(f"- {s}: bridge peak RSS {r['bridge']['hwm_mb']:.0f} MB with {r['connections']} calls of {per_call_mb:.1f} MB in flight "
-                  f"(<= idle + 4x the messages in flight = {limit:.0f} MB: {'met' if r['bridge']['hwm_mb'] <= limit else 'NOT met'}); "
+                  f"(<= idle {idle_mb:.0f} MB + 4x the messages in flight = {limit:.0f} MB: {'met' if r['bridge']['hwm_mb'] <= limit else 'NOT met'}); "
                   f"CPU per call {r['bridge']['cpu_ms_per_call']:.1f} ms")
         with open(os.path.join(ROOT, "target", "separate-bench.json"), "w") as f:
             json.dump(results, f, indent=1)

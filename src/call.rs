@@ -104,9 +104,178 @@ impl<'a> Val<'a> {
     }
 }
 
+impl<'a> Val<'a> {
+    /// A JSON text (a backend's answer) as a call value borrowing its strings and keys from
+    /// the text: cheaper to build, read and drop than a `serde_json::Value`, whose objects are
+    /// maps of owned keys. `None` when the text is not JSON, or has an object key written with
+    /// escapes (which cannot be borrowed): the caller then reads it as a `Value`, which also
+    /// says what is wrong with it. A key given twice keeps its last value, as `Value` does.
+    pub fn from_json_slice(text: &'a [u8]) -> Option<Val<'a>> {
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let v = serde::Deserialize::deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(v)
+    }
+}
+
+/// serde_json (with `arbitrary_precision`) hands a number that is not an integer as a map of
+/// this one key and the number's text.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+impl<'de> serde::Deserialize<'de> for Val<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValVisitor)
+    }
+}
+
+struct ValVisitor;
+
+/// An object key, borrowed when it was written without escapes.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_string()))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ValVisitor {
+    type Value = Val<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Val<'de>, E> {
+        Ok(Val::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Val<'de>, E> {
+        Ok(Val::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Val<'de>, E> {
+        Ok(Val::Int(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Val<'de>, E> {
+        Ok(match i64::try_from(u) {
+            Ok(i) => Val::Int(i),
+            Err(_) => Val::Num(u.to_string().into()),
+        })
+    }
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Val<'de>, E> {
+        Number::from_f64(f)
+            .map(|n| Val::Num(n.to_string().into()))
+            .ok_or_else(|| E::custom("not a finite number"))
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Val<'de>, E> {
+        Ok(Val::Str(Cow::Borrowed(s)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Val<'de>, E> {
+        Ok(Val::Str(Cow::Owned(s.to_string())))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Val<'de>, E> {
+        Ok(Val::Str(Cow::Owned(s)))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(v) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Val::List(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
+        use serde::de::Error as _;
+        let mut members: Vec<(&'de str, Val<'de>)> = Vec::new();
+        // Keys already given, for objects too large to search for a repeated key.
+        let mut index: Option<std::collections::HashMap<&'de str, usize>> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let number = match &key {
+                Key::Borrowed(k) => *k == NUMBER_TOKEN,
+                Key::Owned(k) => k == NUMBER_TOKEN,
+            };
+            if number && members.is_empty() {
+                let text: String = map.next_value()?;
+                return Ok(Val::Num(Cow::Owned(text)));
+            }
+            let Key::Borrowed(key) = key else {
+                return Err(A::Error::custom("an object key with escapes"));
+            };
+            let value: Val<'de> = map.next_value()?;
+            if members.len() >= 16 && index.is_none() {
+                index = Some(
+                    members
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (k, _))| (*k, i))
+                        .collect(),
+                );
+            }
+            let at = match &mut index {
+                Some(ix) => match ix.get(key) {
+                    Some(i) => Some(*i),
+                    None => {
+                        ix.insert(key, members.len());
+                        None
+                    }
+                },
+                None => members.iter().position(|(k, _)| *k == key),
+            };
+            match at {
+                Some(i) => members[i].1 = value,
+                None => members.push((key, value)),
+            }
+        }
+        Ok(Val::Obj(members))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_text_reads_as_the_value_serde_json_gives() {
+        let texts = [
+            r#"{"product_count":2,"products":[{"product_id":587300354,"title":"Kırmızı \"Deri\" Cüzdan","options":[{"price":12.50,"paid":false,"expires_at":null}]}]}"#,
+            r#"[1,-2,18446744073709551615,-9223372036854775808,1.5e3,0.10,"a\u00e7b",true,null,{}]"#,
+            r#"{"a":1,"b":2,"a":3}"#,
+            "  \"text\"  ",
+        ];
+        for t in texts {
+            let v = Val::from_json_slice(t.as_bytes()).unwrap_or_else(|| panic!("{t}"));
+            let expected: Value = serde_json::from_str(t).unwrap();
+            assert_eq!(v.to_json(), expected, "{t}");
+        }
+        // A repeated key keeps its last value, in large objects too.
+        let big: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        let text = format!("{{{big}\"k3\":\"last\"}}");
+        let v = Val::from_json_slice(text.as_bytes()).unwrap();
+        assert_eq!(v.get("k3").and_then(Val::as_str), Some("last"));
+        let Val::Obj(members) = &v else { panic!() };
+        assert_eq!(members.len(), 40);
+        // Strings are borrowed from the text when they can be.
+        let text = br#"{"title":"plain"}"#;
+        let v = Val::from_json_slice(text).unwrap();
+        assert!(matches!(v.get("title"), Some(Val::Str(Cow::Borrowed(_)))));
+        // Not JSON, trailing bytes, or an escaped key: None (the caller reads a Value instead).
+        for bad in ["", "{", "[1] x", r#"{"a\u0062":1}"#, "NaN"] {
+            assert!(Val::from_json_slice(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn converts_to_json_exactly() {

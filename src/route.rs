@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::Method;
 use serde_json::{Map, Value, json};
 
-use crate::backend::{Backend, BackendRequest, Body, Creds};
+use crate::backend::{Answer, Backend, BackendRequest, Body, Creds};
 use crate::call::Val;
 use crate::config::{BatchPlan, PagesPlan, RoutePlan};
 use crate::error::{Error, FieldError, Refusal};
@@ -97,22 +97,43 @@ impl Route {
     /// Renders the backend request from the call's parameters, calls the backend (every page,
     /// or every batch) and shapes its answer into the operation's result.
     pub(crate) async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
-        let (answer, batch) = match &self.plan.batch {
-            Some(b) => {
+        let (answer, batch) = match (&self.plan.batch, &self.plan.pages) {
+            (Some(b), _) => {
                 let (a, outcomes) = self.send_batches(b, input).await?;
                 (a, Some(outcomes))
             }
-            None => {
+            (None, Some(p)) => {
                 let first = self.backend.send(|c| self.render(input, c, false)).await?;
-                match &self.plan.pages {
-                    Some(p) => (self.gather_pages(p, input, first).await?, None),
-                    None => (first, None),
+                (self.gather_pages(p, input, first).await?, None)
+            }
+            (None, None) => {
+                // One answer, only read by the response mapping: read in place, borrowing
+                // its text, rather than built as a `Value` of owned keys and strings.
+                let answer = self
+                    .backend
+                    .send_raw(|c| self.render(input, c, false))
+                    .await?;
+                if let Answer::Text { body, .. } = &answer
+                    && let Some(doc) = Val::from_json_slice(body)
+                {
+                    return self.respond(Doc::Call(&doc), input, None);
                 }
+                (answer.into_json(&self.backend)?, None)
             }
         };
-        let mut scope = Scope::new(Doc::Json(&answer), Doc::Call(input));
+        self.respond(Doc::Json(&answer), input, batch.as_ref())
+    }
+
+    /// The operation's result: the response mapping applied to the backend's answer.
+    fn respond(
+        &self,
+        answer: Doc<'_>,
+        input: &Val<'_>,
+        batch: Option<&Value>,
+    ) -> Result<Value, Error> {
+        let mut scope = Scope::new(answer, Doc::Call(input));
         scope.vars = Some(&self.backend.vars);
-        scope.batch = batch.as_ref();
+        scope.batch = batch;
         self.plan
             .response
             .eval(&scope)

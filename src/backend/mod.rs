@@ -105,6 +105,31 @@ pub(crate) struct BackendRequest {
     pub retry: bool,
 }
 
+/// A backend's successful answer.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// Parsed as JSON (null for an empty body).
+    Json(Value),
+    /// As it came, not yet parsed ([`Backend::send_raw`]).
+    Text { status: u16, body: Bytes },
+}
+
+impl Answer {
+    /// The answer as a `serde_json::Value`: null for an empty body, a `BackendBadResponse`
+    /// for one that is not JSON.
+    pub(crate) fn into_json(self, backend: &Backend) -> Result<Value, Error> {
+        match self {
+            Answer::Json(v) => Ok(v),
+            Answer::Text { body, .. } if body.iter().all(u8::is_ascii_whitespace) => {
+                Ok(Value::Null)
+            }
+            Answer::Text { status, body } => {
+                serde_json::from_slice(&body).map_err(|_| backend.not_json(status, &body))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Body {
     None,
@@ -181,11 +206,29 @@ impl Backend {
         &self,
         render: impl Fn(&Creds) -> Result<BackendRequest, Error>,
     ) -> Result<Value, Error> {
+        self.send_answer(render, false).await?.into_json(self)
+    }
+
+    /// As [`Backend::send`], but a success is given as the answer's text, unparsed (unless
+    /// the backend's errors are read from its body, or debug logging shows it): the caller
+    /// reads it its own way ([`Answer::into_json`] when it wants a `Value`).
+    pub(crate) async fn send_raw(
+        &self,
+        render: impl Fn(&Creds) -> Result<BackendRequest, Error>,
+    ) -> Result<Answer, Error> {
+        self.send_answer(render, true).await
+    }
+
+    async fn send_answer(
+        &self,
+        render: impl Fn(&Creds) -> Result<BackendRequest, Error>,
+        raw: bool,
+    ) -> Result<Answer, Error> {
         let creds = self.auth.current(self).await?;
-        match self.exchange(&render(&creds)?, &creds).await {
+        match self.exchange_answer(&render(&creds)?, &creds, raw).await {
             Err(Error::BackendSessionExpired { .. }) if self.auth.renews() => {
                 let fresh = self.auth.renew(self, &creds).await?;
-                self.exchange(&render(&fresh)?, &fresh).await
+                self.exchange_answer(&render(&fresh)?, &fresh, raw).await
             }
             other => other,
         }
@@ -199,12 +242,23 @@ impl Backend {
         req: &BackendRequest,
         creds: &Creds,
     ) -> Result<Value, Error> {
+        self.exchange_answer(req, creds, false)
+            .await?
+            .into_json(self)
+    }
+
+    async fn exchange_answer(
+        &self,
+        req: &BackendRequest,
+        creds: &Creds,
+        raw: bool,
+    ) -> Result<Answer, Error> {
         let idempotent =
             req.retry || matches!(req.method, Method::GET | Method::HEAD | Method::OPTIONS);
         self.guard.deposit();
         let mut attempt = 1;
         loop {
-            let result = self.attempt(req, creds).await;
+            let result = self.attempt(req, creds, raw).await;
             if let Err(e) = &result
                 && let Some(wait) = self.guard.retry(attempt, e, idempotent)
             {
@@ -220,14 +274,20 @@ impl Backend {
 
     /// One attempt within the backend's total timeout, admitted by its breaker and its limit
     /// of calls in flight.
-    async fn attempt(&self, req: &BackendRequest, creds: &Creds) -> Result<Value, Error> {
+    async fn attempt(
+        &self,
+        req: &BackendRequest,
+        creds: &Creds,
+        raw: bool,
+    ) -> Result<Answer, Error> {
         let timeout_ms = self.timeout.as_millis() as u64;
         let started = std::time::Instant::now();
         let result = match self.guard.admit(self.timeout).await {
             Err(e) => Err(e),
             Ok(admission) => {
                 let result =
-                    match tokio::time::timeout(self.timeout, self.exchange_inner(req, creds)).await
+                    match tokio::time::timeout(self.timeout, self.exchange_inner(req, creds, raw))
+                        .await
                     {
                         Ok(r) => r,
                         Err(_) => Err(Error::BackendTimeout {
@@ -262,7 +322,12 @@ impl Backend {
         (rest.is_empty() || rest.starts_with(['/', '?'])).then(|| rest.to_string())
     }
 
-    async fn exchange_inner(&self, req: &BackendRequest, creds: &Creds) -> Result<Value, Error> {
+    async fn exchange_inner(
+        &self,
+        req: &BackendRequest,
+        creds: &Creds,
+        raw: bool,
+    ) -> Result<Answer, Error> {
         let uri = format!("{}{}", self.base_url, req.path_and_query);
         if uri.len() > self.max_url_bytes {
             return Err(Error::TooLargeForBackend {
@@ -341,6 +406,19 @@ impl Backend {
                     crate::server::WholeBody::Failed(e) => format!("reading the body failed: {e}"),
                 },
             })?;
+        // Only a call that carried credentials can find them expired (a login cannot).
+        let carried = creds.session.is_some() || creds.authorization.is_some();
+        if raw
+            && (200..300).contains(&http_status)
+            && self.errors.status.is_none()
+            && !(carried && self.auth.is_expired(http_status, http_status))
+            && !tracing::enabled!(tracing::Level::DEBUG)
+        {
+            return Ok(Answer::Text {
+                status: http_status,
+                body: bytes,
+            });
+        }
         let parsed: Option<Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
             Some(Value::Null)
         } else {
@@ -361,8 +439,6 @@ impl Backend {
                 .unwrap_or(http_status),
             _ => http_status,
         };
-        // Only a call that carried credentials can find them expired (a login cannot).
-        let carried = creds.session.is_some() || creds.authorization.is_some();
         if carried && self.auth.is_expired(status, http_status) {
             return Err(Error::BackendSessionExpired {
                 backend: self.name.clone(),
@@ -373,14 +449,9 @@ impl Backend {
             });
         }
         match status {
-            200..=299 => parsed.ok_or_else(|| {
-                // The body is only logged at debug level: it is not the caller's to see.
-                tracing::debug!(backend = %self.name, status, body = %snippet(&bytes), "backend answer is not JSON");
-                Error::BackendBadResponse {
-                    backend: self.name.clone(),
-                    reason: format!("HTTP {status} with a body that is not JSON"),
-                }
-            }),
+            200..=299 => parsed
+                .map(Answer::Json)
+                .ok_or_else(|| self.not_json(status, &bytes)),
             400..=499 => Err(Error::BackendRefused(self.refusal(
                 status,
                 parsed.as_ref(),
@@ -401,6 +472,16 @@ impl Backend {
                 backend: self.name.clone(),
                 reason: format!("unexpected status {status}"),
             }),
+        }
+    }
+
+    /// A success whose body is not JSON.
+    fn not_json(&self, status: u16, bytes: &[u8]) -> Error {
+        // The body is only logged at debug level: it is not the caller's to see.
+        tracing::debug!(backend = %self.name, status, body = %snippet(bytes), "backend answer is not JSON");
+        Error::BackendBadResponse {
+            backend: self.name.clone(),
+            reason: format!("HTTP {status} with a body that is not JSON"),
         }
     }
 

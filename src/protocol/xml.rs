@@ -899,7 +899,7 @@ fn kind_of(v: &Value) -> &'static str {
 }
 
 /// Formats a JSON value as the text of a simple XSD type.
-pub fn json_to_simple(v: &Value, st: &SimpleType) -> Result<String, String> {
+pub fn json_to_simple<'v>(v: &'v Value, st: &SimpleType) -> Result<Cow<'v, str>, String> {
     let bad = || format!("{} cannot be written as {}", kind_of(v), st.kind.describe());
     match st.kind {
         SimpleKind::String
@@ -907,17 +907,17 @@ pub fn json_to_simple(v: &Value, st: &SimpleType) -> Result<String, String> {
         | SimpleKind::DateTime
         | SimpleKind::Date
         | SimpleKind::Base64 => match v {
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
+            Value::String(s) => Ok(Cow::Borrowed(s)),
+            Value::Number(n) => Ok(n.to_string().into()),
+            Value::Bool(b) => Ok(b.to_string().into()),
             _ => Err(bad()),
         },
         SimpleKind::Boolean => match v {
-            Value::Bool(b) => Ok(b.to_string()),
-            Value::String(s) if matches!(s.trim(), "true" | "1") => Ok("true".into()),
-            Value::String(s) if matches!(s.trim(), "false" | "0") => Ok("false".into()),
-            Value::Number(n) if n.to_string() == "1" => Ok("true".into()),
-            Value::Number(n) if n.to_string() == "0" => Ok("false".into()),
+            Value::Bool(b) => Ok(b.to_string().into()),
+            Value::String(s) if matches!(s.trim(), "true" | "1") => Ok(Cow::Borrowed("true")),
+            Value::String(s) if matches!(s.trim(), "false" | "0") => Ok(Cow::Borrowed("false")),
+            Value::Number(n) if n.to_string() == "1" => Ok(Cow::Borrowed("true")),
+            Value::Number(n) if n.to_string() == "0" => Ok(Cow::Borrowed("false")),
             _ => Err(bad()),
         },
         SimpleKind::Integer { min, max } => {
@@ -936,7 +936,7 @@ pub fn json_to_simple(v: &Value, st: &SimpleType) -> Result<String, String> {
             if n < min || n > max {
                 return Err(format!("{n} is outside the range of {}", st.name));
             }
-            Ok(n.to_string())
+            Ok(n.to_string().into())
         }
         SimpleKind::Decimal => {
             let text = match v {
@@ -944,12 +944,13 @@ pub fn json_to_simple(v: &Value, st: &SimpleType) -> Result<String, String> {
                 Value::String(s) => normalize_decimal(s.trim()).map(|n| n.to_string()),
                 _ => return Err(bad()),
             };
-            text.ok_or_else(|| format!("{v} is not a decimal number"))
+            text.map(Cow::Owned)
+                .ok_or_else(|| format!("{v} is not a decimal number"))
         }
         SimpleKind::Double => match v {
-            Value::Number(n) => Ok(n.to_string()),
+            Value::Number(n) => Ok(n.to_string().into()),
             Value::String(s) if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
-                Ok(s.trim().to_string())
+                Ok(Cow::Borrowed(s.trim()))
             }
             _ => Err(bad()),
         },

@@ -210,6 +210,9 @@ impl ProductOptionsApi {
             }
             (&Method::GET, ["v1", "option-features"]) => Ok(self.catalog()),
             (&Method::GET, ["v1", "products", "option-features"]) => self.features(&query),
+            (&Method::POST, ["v1", "products", "option-features:search"]) => {
+                parse(&body).and_then(|b| self.search(&b))
+            }
             (&Method::POST, ["v1", "cart", "options"]) => parse(&body).and_then(|b| self.add(&b)),
             (&Method::POST, ["v1", "cart", "options:remove"]) => {
                 parse(&body).and_then(|b| self.remove(&b))
@@ -276,14 +279,10 @@ impl ProductOptionsApi {
     }
 
     fn products_view(&self, st: &State, ids: &[i64]) -> Value {
-        let mut seen = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let products: Vec<Value> = ids
             .iter()
-            .filter(|id| {
-                let first = !seen.contains(*id);
-                seen.push(**id);
-                first
-            })
+            .filter(|id| seen.insert(**id))
             .map(|id| self.product_view(*id, &st.products[id]))
             .collect();
         json!({"product_count": products.len(), "products": products})
@@ -313,6 +312,29 @@ impl ProductOptionsApi {
             );
         }
         Err(e)
+    }
+
+    /// `POST /v1/products/option-features:search` with `{"product_ids": [...]}`: the same
+    /// answer as the GET, for more ids than a URL holds.
+    fn search(&self, body: &Value) -> Result<Resp, ApiError> {
+        let ids: Option<Vec<i64>> = body
+            .get("product_ids")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(Value::as_i64).collect());
+        let ids = ids.filter(|i| !i.is_empty()).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "A list of product ids is required",
+            )
+            .field("product_ids", "required", "give a list of product ids")
+        })?;
+        let st = self.lock();
+        Self::known_products(&st, &ids, "product_ids")?;
+        Ok(json_response(
+            StatusCode::OK,
+            &self.products_view(&st, &ids),
+        ))
     }
 
     fn features(&self, query: &str) -> Result<Resp, ApiError> {
@@ -838,6 +860,45 @@ mod tests {
             ]
         );
         assert!(!e.message.contains("4111"));
+    }
+
+    fn body_of(r: Resp) -> (u16, Value) {
+        use http_body_util::BodyExt as _;
+        let status = r.status().as_u16();
+        let bytes = ready_now(r.into_body().collect()).unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// A `Full` body is ready at once: its future completes on the first poll.
+    fn ready_now<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("a full body was not ready"),
+        }
+    }
+
+    #[test]
+    fn search_answers_as_the_query_does_for_ids_in_a_body() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/reference/product-options.json");
+        let api = ProductOptionsApi::load(&root).unwrap();
+        let (status, by_query) = body_of(
+            api.features("product_id=587300354&product_id=587300356&product_id=587300354")
+                .unwrap(),
+        );
+        assert_eq!(status, 200);
+        let (_, by_body) = body_of(
+            api.search(&json!({"product_ids": [587300354, 587300356, 587300354]}))
+                .unwrap(),
+        );
+        assert_eq!(by_query, by_body);
+        assert_eq!(by_body["product_count"], 2);
+        let e = api.search(&json!({"product_ids": []})).unwrap_err();
+        assert_eq!(e.details[0].0, "product_ids");
+        let e = api.search(&json!({"product_ids": [1]})).unwrap_err();
+        assert!(e.message.contains("No product with id 1"), "{}", e.message);
     }
 
     #[test]
