@@ -413,13 +413,25 @@ async fn backend_5xx_and_garbage_are_server_faults_with_the_backend_status() {
     assert_fault11(&r, 500, "env:Server", "BACKEND_ERROR");
     r.assert_has("<sb:backendStatus>503</sb:backendStatus>");
 
-    let r = calculate_against(200, "<html>oops</html>", 2000).await;
+    let url = fake_backend(200, "<html>oops</html>", Duration::ZERO).await;
+    let b = Bridge::with_config(&demo_with_backend(&url, 2000)).await;
+    let r = calculate(&b).await;
     assert_fault11(&r, 500, "env:Server", "BACKEND_BAD_RESPONSE");
     r.assert_has("not JSON");
     assert!(
         !r.body.contains("oops"),
         "the backend's body reached the caller: {}",
         r.body
+    );
+    // It is the backend's failure, counted as such (and so seen by its breaker), although a
+    // route's answer is read after the exchange.
+    let m = request("GET", &b.url("/metrics"), &[], "").await.body;
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("soapbridge_backend_errors_total{")
+                && l.contains(r#"kind="BACKEND_BAD_RESPONSE""#)
+                && l.ends_with(" 1")),
+        "{m}"
     );
 
     // JSON of the wrong shape: price must be a number.

@@ -414,6 +414,14 @@ impl Backend {
             && !(carried && self.auth.is_expired(http_status, http_status))
             && !tracing::enabled!(tracing::Level::DEBUG)
         {
+            // Checked here, without building anything, so that an answer that is not JSON is
+            // this exchange's failure (for retries, the breaker and the metrics) as it is
+            // when the answer is parsed.
+            if !bytes.iter().all(u8::is_ascii_whitespace)
+                && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
+            {
+                return Err(self.not_json(http_status, &bytes));
+            }
             return Ok(Answer::Text {
                 status: http_status,
                 body: bytes,
