@@ -1,10 +1,12 @@
 //! Mapping templates: any JSON as a template (compiled or refused), evaluated against any JSON
-//! document; URL path templates and query strings rendered from it.
+//! document (and against the same document read as a call value, which must give the same
+//! result); URL path templates and query strings rendered from it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use soapbridge::mapping::{PathTemplate, Scope, Template, render_query};
+use soapbridge::call::Val;
+use soapbridge::mapping::{Doc, PathTemplate, Scope, Template, render_query};
 
 fuzz_target!(|data: &[u8]| {
     // `[template, document]`, or a path template on the first line and a document after it.
@@ -16,7 +18,14 @@ fuzz_target!(|data: &[u8]| {
     {
         if let Ok(t) = Template::compile(template) {
             let scope = Scope::json(doc);
-            let _ = t.eval(&scope);
+            let by_value = t.eval(&scope);
+            // A backend answer read in place (`Val::from_json_slice`) reads as the `Value` does.
+            let text = doc.to_string();
+            if let Some(val) = Val::from_json_slice(text.as_bytes()) {
+                assert_eq!(val.to_json(), *doc, "{text}");
+                let by_val = t.eval(&Scope::new(Doc::Call(&val), Doc::Call(&val)));
+                assert_eq!(by_val, by_value, "{text}");
+            }
             let _ = render_query(&[("q".to_string(), t)], &scope);
         }
         return;
