@@ -177,7 +177,13 @@ impl<'i> XmlReader<'i> {
                     Node::End
                 }
                 Event::Text(t) => {
-                    let text = t.xml10_content().map_err(|e| self.malformed(e))?;
+                    // The reader reads a `&str`, so the text is UTF-8 and lies in the input:
+                    // it is borrowed as it is, and only text with a carriage return goes
+                    // through quick-xml's decoding and line-end normalisation.
+                    let text = match self.in_input(&t) {
+                        Some(s) if !s.contains('\r') => Cow::Borrowed(s),
+                        _ => t.xml10_content().map_err(|e| self.malformed(e))?,
+                    };
                     if has_forbidden_control(&text) {
                         return Err(self.malformed("a control character that XML 1.0 forbids"));
                     }
@@ -1118,6 +1124,27 @@ mod tests {
             panic!("no start")
         };
         decode_value(&mut r, &schema, &decl, &s, &mut "productIds".to_string()).map(|v| v.to_json())
+    }
+
+    #[test]
+    fn text_is_borrowed_and_line_ends_are_normalised() {
+        let read = |xml: &'static str| {
+            let mut r = XmlReader::new(xml, 4);
+            let Node::Start(_) = r.next_node().unwrap() else {
+                panic!("no start")
+            };
+            r.read_text("a").unwrap()
+        };
+        assert!(matches!(
+            read("<a>plain text</a>"),
+            Cow::Borrowed("plain text")
+        ));
+        assert_eq!(read("<a>one\r\ntwo\rthree</a>"), "one\ntwo\nthree");
+        assert_eq!(read("<a>x &amp; y\r\n</a>"), "x & y\n");
+        // A control character XML forbids is refused either way.
+        let mut r = XmlReader::new("<a>bad\u{1}\r</a>", 4);
+        r.next_node().unwrap();
+        assert!(r.read_text("a").is_err());
     }
 
     /// The decoded `item` list's (length, capacity).
