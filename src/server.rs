@@ -332,6 +332,15 @@ pub(crate) enum WholeBody {
     Failed(String),
 }
 
+impl std::fmt::Display for WholeBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WholeBody::TooLarge => f.write_str("length limit exceeded"),
+            WholeBody::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Reads a whole body, at most `limit` bytes, into one buffer. A body in one frame is kept as
 /// it came (no copy); a longer one is gathered into a buffer sized from its declared length,
 /// and each frame is let go as soon as it is copied, so that a large message is held once

@@ -120,13 +120,19 @@ impl Answer {
     pub(crate) fn into_json(self, backend: &Backend) -> Result<Value, Error> {
         match self {
             Answer::Json(v) => Ok(v),
-            Answer::Text { body, .. } if body.iter().all(u8::is_ascii_whitespace) => {
-                Ok(Value::Null)
-            }
             Answer::Text { status, body } => {
-                serde_json::from_slice(&body).map_err(|_| backend.not_json(status, &body))
+                json_of(&body).ok_or_else(|| backend.not_json(status, &body))
             }
         }
+    }
+}
+
+/// A backend's body as JSON: null when empty (or only white space), `None` when not JSON.
+fn json_of(bytes: &[u8]) -> Option<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Some(Value::Null)
+    } else {
+        serde_json::from_slice(bytes).ok()
     }
 }
 
@@ -399,12 +405,7 @@ impl Backend {
             .await
             .map_err(|e| Error::BackendBadResponse {
                 backend: self.name.clone(),
-                reason: match e {
-                    crate::server::WholeBody::TooLarge => {
-                        "reading the body failed: length limit exceeded".to_string()
-                    }
-                    crate::server::WholeBody::Failed(e) => format!("reading the body failed: {e}"),
-                },
+                reason: format!("reading the body failed: {e}"),
             })?;
         // Only a call that carried credentials can find them expired (a login cannot).
         let carried = creds.session.is_some() || creds.authorization.is_some();
@@ -427,11 +428,7 @@ impl Backend {
                 body: bytes,
             });
         }
-        let parsed: Option<Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
-            Some(Value::Null)
-        } else {
-            serde_json::from_slice(&bytes).ok()
-        };
+        let parsed = json_of(&bytes);
         if let Some(v) = parsed
             .as_ref()
             .filter(|_| tracing::enabled!(tracing::Level::DEBUG))

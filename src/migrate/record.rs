@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use tokio::net::TcpListener;
 
 use super::{Case, HttpClient, hop_by_hop};
 use crate::protocol::compare;
-use crate::server::{Body, ServeOptions};
+use crate::server::{Body, ServeOptions, read_whole};
 
 /// Why recording could not start.
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +86,8 @@ fn answer(status: StatusCode, text: String) -> Response<Full<Bytes>> {
 impl Recorder {
     async fn pass(&self, req: Request<Body>) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, self.max_body).collect().await {
-            Ok(b) => b.to_bytes(),
+        let body = match read_whole(body, self.max_body).await {
+            Ok(b) => b,
             Err(e) => {
                 return answer(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -138,8 +138,8 @@ impl Recorder {
             }
         };
         let (rparts, rbody) = resp.into_parts();
-        let rbody = match Limited::new(rbody, self.max_body).collect().await {
-            Ok(b) => b.to_bytes(),
+        let rbody = match read_whole(rbody, self.max_body).await {
+            Ok(b) => b,
             Err(e) => {
                 return answer(
                     StatusCode::BAD_GATEWAY,

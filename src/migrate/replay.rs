@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 
 use super::Case;
 use crate::protocol::compare::{self, Difference};
@@ -211,11 +211,9 @@ async fn one(
         .map_err(|_| format!("no answer within {} s", opts.timeout.as_secs()))?
         .map_err(|e| format!("cannot reach {base}: {e}"))?;
     let status = resp.status().as_u16();
-    let answer = Limited::new(resp.into_body(), opts.max_body)
-        .collect()
+    let answer = crate::server::read_whole(resp.into_body(), opts.max_body)
         .await
-        .map_err(|e| format!("the answer could not be read whole: {e}"))?
-        .to_bytes();
+        .map_err(|e| format!("the answer could not be read whole: {e}"))?;
     Ok((
         status,
         String::from_utf8_lossy(&answer).into_owned(),

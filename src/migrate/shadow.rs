@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 
 use crate::config::ShadowPlan;
 use crate::protocol::compare;
@@ -159,11 +159,9 @@ impl Shadow {
         let legacy = async {
             let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
             let status = resp.status().as_u16();
-            let body = Limited::new(resp.into_body(), MAX_ANSWER)
-                .collect()
+            let body = crate::server::read_whole(resp.into_body(), MAX_ANSWER)
                 .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
+                .map_err(|e| e.to_string())?;
             Ok::<_, String>((status, body))
         };
         let (status, body) = match tokio::time::timeout(self.plan.timeout, legacy).await {
