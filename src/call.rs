@@ -3,8 +3,9 @@
 //! A call's parameters are a JSON-shaped tree ([`Val`]) that borrows from the request body and
 //! from the schema: keys are the schema's element names, text is borrowed unless it had to be
 //! unescaped, and integers are stored inline. Decoding therefore allocates only for objects and
-//! lists. Mapping templates read it directly and convert to `serde_json` only what they select
-//! ([`Val::to_json`]).
+//! lists, and a list of integers (the usual large part of a request: ids) takes 8 bytes an item
+//! ([`Val::Ints`]). Mapping templates read it directly and convert to `serde_json` only what
+//! they select ([`Val::to_json`]).
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -12,7 +13,7 @@ use std::str::FromStr;
 use serde_json::{Map, Number, Value};
 
 /// A JSON value borrowed from a request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Val<'a> {
     Null,
     Bool(bool),
@@ -22,11 +23,100 @@ pub enum Val<'a> {
     Num(Cow<'a, str>),
     Str(Cow<'a, str>),
     List(Vec<Val<'a>>),
+    /// A list whose items are all integers, held as 8 bytes an item instead of a 32-byte
+    /// `Val` each. It is the same value as a `List` of `Int`s, and compares equal to one;
+    /// [`Val::list_of`] and [`Val::push_item`] choose the form.
+    Ints(Vec<i64>),
     /// Members in document order; keys are unique.
     Obj(Vec<(&'a str, Val<'a>)>),
 }
 
+impl PartialEq for Val<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Val::Null, Val::Null) => true,
+            (Val::Bool(a), Val::Bool(b)) => a == b,
+            (Val::Int(a), Val::Int(b)) => a == b,
+            (Val::Num(a), Val::Num(b)) | (Val::Str(a), Val::Str(b)) => a == b,
+            (Val::List(a), Val::List(b)) => a == b,
+            (Val::Ints(a), Val::Ints(b)) => a == b,
+            (Val::Ints(a), Val::List(b)) | (Val::List(b), Val::Ints(a)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| *y == Val::Int(*x))
+            }
+            (Val::Obj(a), Val::Obj(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 impl<'a> Val<'a> {
+    /// A list of one item: compact when the item is an integer.
+    pub(crate) fn list_of(first: Val<'a>) -> Val<'a> {
+        match first {
+            Val::Int(i) => {
+                let mut items = Vec::with_capacity(4);
+                items.push(i);
+                Val::Ints(items)
+            }
+            v => {
+                let mut items = Vec::with_capacity(4);
+                items.push(v);
+                Val::List(items)
+            }
+        }
+    }
+
+    /// Appends an item to a list (a compact list of integers becomes a `List` when an item
+    /// that is not an integer comes). Nothing happens to a value that is not a list.
+    pub(crate) fn push_item(&mut self, item: Val<'a>) {
+        match (self, item) {
+            (Val::Ints(items), Val::Int(i)) => items.push(i),
+            (Val::List(items), v) => items.push(v),
+            (this @ Val::Ints(_), v) => {
+                let Val::Ints(ints) = std::mem::replace(this, Val::Null) else {
+                    unreachable!()
+                };
+                let mut items = Vec::with_capacity(ints.capacity().max(ints.len() + 1));
+                items.extend(ints.into_iter().map(Val::Int));
+                items.push(v);
+                *this = Val::List(items);
+            }
+            _ => {}
+        }
+    }
+
+    /// The number of items of a list.
+    pub fn list_len(&self) -> Option<usize> {
+        match self {
+            Val::List(items) => Some(items.len()),
+            Val::Ints(items) => Some(items.len()),
+            _ => None,
+        }
+    }
+
+    /// Room for `more` items beyond those a list has.
+    pub(crate) fn reserve_items(&mut self, more: usize) {
+        match self {
+            Val::List(items) => items.reserve_exact(more),
+            Val::Ints(items) => items.reserve_exact(more),
+            _ => {}
+        }
+    }
+
+    /// Gives back the room of a large list (over 1,024 slots) that holds less than half of it.
+    pub(crate) fn shrink_unused(&mut self) {
+        fn shrink<T>(items: &mut Vec<T>) {
+            if items.capacity() > 1024 && items.capacity() > items.len() * 2 {
+                items.shrink_to_fit();
+            }
+        }
+        match self {
+            Val::List(items) => shrink(items),
+            Val::Ints(items) => shrink(items),
+            _ => {}
+        }
+    }
+
     /// The member `key` of an object.
     pub fn get(&self, key: &str) -> Option<&Val<'a>> {
         match self {
@@ -93,6 +183,7 @@ impl<'a> Val<'a> {
                 .unwrap_or(Value::Null),
             Val::Str(s) => Value::String(s.to_string()),
             Val::List(items) => Value::Array(items.iter().map(Val::to_json).collect()),
+            Val::Ints(items) => Value::Array(items.iter().map(|i| Value::from(*i)).collect()),
             Val::Obj(members) => {
                 let mut m = Map::new();
                 for (k, v) in members {
@@ -191,11 +282,14 @@ impl<'de> serde::de::Visitor<'de> for ValVisitor {
         Ok(Val::Str(Cow::Owned(s)))
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let Some(first) = seq.next_element()? else {
+            return Ok(Val::List(Vec::new()));
+        };
+        let mut items = Val::list_of(first);
         while let Some(v) = seq.next_element()? {
-            items.push(v);
+            items.push_item(v);
         }
-        Ok(Val::List(items))
+        Ok(items)
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
         use serde::de::Error as _;
@@ -275,6 +369,31 @@ mod tests {
         for bad in ["", "{", "[1] x", r#"{"a\u0062":1}"#, "NaN"] {
             assert!(Val::from_json_slice(bad.as_bytes()).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_list_of_integers_is_compact_until_another_item_comes() {
+        let mut list = Val::list_of(Val::Int(1));
+        list.push_item(Val::Int(2));
+        assert!(matches!(&list, Val::Ints(items) if items == &[1, 2]));
+        assert_eq!(list, Val::List(vec![Val::Int(1), Val::Int(2)]));
+        assert_eq!(list.to_json(), serde_json::json!([1, 2]));
+        // Any other item turns it into a list of values, keeping what it had, in order.
+        list.push_item(Val::Str("x".into()));
+        list.push_item(Val::Int(3));
+        assert!(matches!(&list, Val::List(_)));
+        assert_eq!(list.to_json(), serde_json::json!([1, 2, "x", 3]));
+        assert_eq!(list.list_len(), Some(4));
+        assert_ne!(
+            Val::Ints(vec![1, 2]),
+            Val::List(vec![Val::Int(1), Val::Str("2".into())])
+        );
+        // A backend's answer gets the same forms.
+        let v = Val::from_json_slice(b"[[5,6],[5,\"6\"],[]]").unwrap();
+        let Val::List(lists) = &v else { panic!() };
+        assert!(matches!(&lists[0], Val::Ints(_)));
+        assert!(matches!(&lists[1], Val::List(_)));
+        assert_eq!(v.to_json(), serde_json::json!([[5, 6], [5, "6"], []]));
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct Template(Node);
 pub enum Doc<'a> {
     Json(&'a Value),
     Call(&'a Val<'a>),
+    /// An item of a call's compact list of integers ([`Val::Ints`]).
+    Int(i64),
 }
 
 /// What expressions can see.
@@ -243,6 +245,7 @@ impl<'a> Doc<'a> {
         match self {
             Doc::Json(Value::Array(a)) => a.get(i).map(Doc::Json),
             Doc::Call(Val::List(a)) => a.get(i).map(Doc::Call),
+            Doc::Call(Val::Ints(a)) => a.get(i).map(|n| Doc::Int(*n)),
             _ => None,
         }
     }
@@ -251,7 +254,7 @@ impl<'a> Doc<'a> {
     fn len(self) -> Option<usize> {
         match self {
             Doc::Json(Value::Array(a)) => Some(a.len()),
-            Doc::Call(Val::List(a)) => Some(a.len()),
+            Doc::Call(v) => v.list_len(),
             _ => None,
         }
     }
@@ -264,6 +267,7 @@ impl<'a> Doc<'a> {
         match self {
             Doc::Json(v) => v.clone(),
             Doc::Call(v) => v.to_json(),
+            Doc::Int(n) => Value::from(n),
         }
     }
 }
@@ -609,6 +613,9 @@ fn write_doc(d: Doc<'_>, out: &mut Vec<u8>) {
             let _ = serde_json::to_writer(&mut *out, v);
         }
         Doc::Call(v) => write_val(v, out),
+        Doc::Int(n) => {
+            let _ = serde_json::to_writer(&mut *out, &n);
+        }
     }
 }
 
@@ -634,8 +641,7 @@ fn write_val(v: &Val<'_>, out: &mut Vec<u8>) {
             if items.len() > 256
                 && let Some(Val::Int(first)) = items.first()
             {
-                let digits = first.unsigned_abs().checked_ilog10().unwrap_or(0) as usize + 1;
-                out.reserve(items.len() * (digits + 1 + usize::from(*first < 0)));
+                out.reserve(items.len() * int_width(*first));
             }
             write_list(
                 items.iter().map(|i| {
@@ -646,6 +652,21 @@ fn write_val(v: &Val<'_>, out: &mut Vec<u8>) {
                 }),
                 out,
             );
+        }
+        Val::Ints(items) => {
+            if let Some(first) = items.first()
+                && items.len() > 256
+            {
+                out.reserve(items.len() * int_width(*first));
+            }
+            out.push(b'[');
+            for (i, n) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut *out, n);
+            }
+            out.push(b']');
         }
         Val::Obj(members) => {
             let mut sorted: Vec<&(&str, Val<'_>)> = members.iter().collect();
@@ -662,6 +683,12 @@ fn write_val(v: &Val<'_>, out: &mut Vec<u8>) {
             out.push(b'}');
         }
     }
+}
+
+/// The bytes an integer takes in a JSON list, its comma included: a long list's room is
+/// judged from its first item (at most 21 bytes an item, less than the list itself takes).
+fn int_width(n: i64) -> usize {
+    n.unsigned_abs().checked_ilog10().unwrap_or(0) as usize + 2 + usize::from(n < 0)
 }
 
 /// A URL path with `{expression}` holes, each filled with one percent-encoded value.
@@ -830,6 +857,8 @@ mod tests {
             ),
             ("one", Val::Obj(vec![("k", Val::Str("v".into()))])),
             ("bad", Val::Num("+1".into())),
+            // A compact list of integers reads as a list of `Int`s does.
+            ("ids", Val::Ints((0..300).map(|i| i * 7 - 5).collect())),
         ]);
         let templates = [
             json!({ "product_ids": "$.productIds.item" }),
@@ -840,6 +869,9 @@ mod tests {
             json!({"d": {"$value": "$.nope", "$default": 5}, "f": {"$first": ["$.nope", "$.zeta"]}, "m": {"$merge": ["$.one", {"x": 1}]}}),
             json!({"nested": [[ "$.zeta" ], {"deep": {"deeper": "$.productIds"}}]}),
             json!("$.nope"),
+            json!({"ids": "$.ids", "second": "$.ids[1]", "past": "$.ids[300]", "none": "$.ids.k"}),
+            json!({"wrapped": {"$each": "$.ids", "$map": {"id": "@", "k": "@.k"}}}),
+            json!({"first": {"$first": ["$.ids.k", "$.ids[0]"]}, "has": {"$present": "$.ids[2]"}}),
         ];
         for t in templates {
             let compiled = Template::compile(&t).unwrap();
@@ -856,6 +888,15 @@ mod tests {
                 );
             }
         }
+        let compact = Template::compile(
+            &json!({"second": "$.ids[1]", "each": {"$each": "$.ids", "$map": {"id": "@"}}}),
+        )
+        .unwrap()
+        .eval(&Scope::new(Doc::Call(&call), Doc::Call(&call)))
+        .unwrap();
+        assert_eq!(compact["second"], json!(2));
+        assert_eq!(compact["each"].as_array().unwrap().len(), 300);
+        assert_eq!(compact["each"][299], json!({"id": 299 * 7 - 5}));
     }
 
     #[test]

@@ -518,14 +518,13 @@ pub(crate) fn decode_complex<'i>(
                 } else if seen[idx].1 == NONE {
                     seen[idx].1 = members.len() as u32;
                     seen[idx].2 = r.position();
-                    let mut items = Vec::with_capacity(4);
-                    items.push(v);
-                    members.push((&child.name, Val::List(items)));
-                } else if let Val::List(items) = &mut members[seen[idx].1 as usize].1 {
-                    if items.len() == 1 {
-                        items.reserve_exact(list_estimate(r, seen[idx].2));
+                    members.push((&child.name, Val::list_of(v)));
+                } else {
+                    let list = &mut members[seen[idx].1 as usize].1;
+                    if list.list_len() == Some(1) {
+                        list.reserve_items(list_estimate(r, seen[idx].2));
                     }
-                    items.push(v);
+                    list.push_item(v);
                 }
                 path.truncate(mark);
             }
@@ -544,11 +543,8 @@ pub(crate) fn decode_complex<'i>(
     }
     for (c, (count, list, _)) in ct.children.iter().zip(seen.iter()) {
         // A list sized for more items than came gives the rest back.
-        if let Some((_, Val::List(items))) = members.get_mut(*list as usize)
-            && items.capacity() > 1024
-            && items.capacity() > items.len() * 2
-        {
-            items.shrink_to_fit();
+        if let Some((_, items)) = members.get_mut(*list as usize) {
+            items.shrink_unused();
         }
         if *count < c.min_occurs {
             return Err(ReadError::MissingElement {
@@ -1156,8 +1152,9 @@ mod tests {
         };
         let v = decode_value(&mut r, &schema, &decl, &s, &mut "productIds".to_string()).unwrap();
         match v.get("item") {
-            Some(Val::List(items)) => (items.len(), items.capacity()),
-            other => panic!("no list: {other:?}"),
+            // A list of integers is held compactly, 8 bytes an item.
+            Some(Val::Ints(items)) => (items.len(), items.capacity()),
+            other => panic!("not a list of integers: {other:?}"),
         }
     }
 
