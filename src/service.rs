@@ -122,8 +122,8 @@ impl Service {
     /// How this service's envelopes are read.
     pub(crate) fn read_options(&self, max_depth: usize) -> crate::protocol::soap::ReadOptions {
         crate::protocol::soap::ReadOptions {
-            max_depth,
             strict_nil: self.strict_nil,
+            ..crate::protocol::soap::ReadOptions::new(max_depth)
         }
     }
 

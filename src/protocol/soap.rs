@@ -164,6 +164,10 @@ pub struct ReadOptions {
     /// Refuse `xsi:nil` on optional elements that are not nillable (see
     /// [`XmlReader::strict_nil`]).
     pub strict_nil: bool,
+    /// Read runs of plainly written list items straight from the input (the default). Off,
+    /// every item is read through quick-xml's events; the result is the same either way,
+    /// which tests and the `soap_envelope` fuzz target check.
+    pub scan_lists: bool,
 }
 
 impl ReadOptions {
@@ -172,6 +176,7 @@ impl ReadOptions {
         ReadOptions {
             max_depth,
             strict_nil: false,
+            scan_lists: true,
         }
     }
 }
@@ -183,7 +188,9 @@ pub fn decode<'i>(
     read: ReadOptions,
     hint: SoapVersion,
 ) -> (SoapVersion, Result<SoapCall<'i>, SoapError>) {
-    let mut r = XmlReader::new(body, read.max_depth).strict_nil(read.strict_nil);
+    let mut r = XmlReader::new(body, read.max_depth)
+        .strict_nil(read.strict_nil)
+        .scan_lists(read.scan_lists);
     let mut version = hint;
     let res = decode_inner(desc, &mut r, action, &mut version);
     (version, res)

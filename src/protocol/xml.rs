@@ -97,8 +97,16 @@ fn has_forbidden_control(s: &str) -> bool {
 /// payload close to the raw event parse.
 pub(crate) struct XmlReader<'i> {
     inner: Reader<&'i [u8]>,
-    depth: usize,
+    /// Where `inner` starts in the input: it is restarted after a run of list items read by
+    /// [`XmlReader::scan_items`].
+    base: usize,
+    /// The names of the open elements, as written, to match end tags against. The reader
+    /// checks this itself: quick-xml's check would not survive a restart.
+    open: Vec<&'i [u8]>,
     max_depth: usize,
+    /// Whether [`XmlReader::scan_items`] reads plain list items straight from the input (off:
+    /// every item goes through quick-xml's events; the result is the same).
+    scan: bool,
     /// `xsi:nil` on an optional element that is not nillable is refused, not taken as absent.
     strict_nil: bool,
     /// In-scope declarations: (depth of the declaring element, prefix ("" = default), URI),
@@ -117,17 +125,26 @@ pub(crate) enum Node<'i> {
     Eof,
 }
 
+/// quick-xml's reader over (the rest of) a body: empty elements come as a start and an end,
+/// text as it is. End tags are matched against start tags by [`XmlReader`] itself.
+fn events(text: &str) -> Reader<&[u8]> {
+    let mut inner = Reader::from_str(text);
+    let cfg = inner.config_mut();
+    cfg.expand_empty_elements = true;
+    cfg.check_end_names = false;
+    cfg.allow_unmatched_ends = true;
+    cfg.trim_text(false);
+    inner
+}
+
 impl<'i> XmlReader<'i> {
     pub(crate) fn new(text: &'i str, max_depth: usize) -> Self {
-        let mut inner = Reader::from_str(text);
-        let cfg = inner.config_mut();
-        cfg.expand_empty_elements = true;
-        cfg.check_end_names = true;
-        cfg.trim_text(false);
         XmlReader {
-            inner,
-            depth: 0,
+            inner: events(text),
+            base: 0,
+            open: Vec::new(),
             max_depth,
+            scan: true,
             strict_nil: false,
             bindings: Vec::new(),
             input: text,
@@ -142,13 +159,25 @@ impl<'i> XmlReader<'i> {
         self
     }
 
+    /// Read every list item through quick-xml's events instead of scanning runs of plain
+    /// items (to compare the two in tests and fuzzing).
+    pub(crate) fn scan_lists(mut self, scan: bool) -> Self {
+        self.scan = scan;
+        self
+    }
+
     /// How far into the input the reader is, in bytes.
     fn position(&self) -> usize {
-        self.inner.buffer_position() as usize
+        self.base + self.inner.buffer_position() as usize
+    }
+
+    /// The depth of the element being read (0 outside the root).
+    fn depth(&self) -> usize {
+        self.open.len()
     }
 
     fn malformed(&self, e: impl std::fmt::Display) -> ReadError {
-        ReadError::MalformedXml(format!("{e} (at byte {})", self.inner.buffer_position()))
+        ReadError::MalformedXml(format!("{e} (at byte {})", self.position()))
     }
 
     /// Next element start, end or piece of text; comments, processing instructions and the
@@ -158,22 +187,43 @@ impl<'i> XmlReader<'i> {
             let ev = self.inner.read_event().map_err(|e| self.malformed(e))?;
             return Ok(match ev {
                 Event::Start(s) => {
-                    self.depth += 1;
-                    if self.depth > self.max_depth {
+                    if self.depth() >= self.max_depth {
                         return Err(ReadError::TooDeep {
                             limit: self.max_depth,
                         });
                     }
+                    // The events of a reader over the input borrow from it.
+                    let Some(name) = self.in_input(s.name().into_inner()) else {
+                        return Err(self.malformed("an element name outside the document"));
+                    };
+                    self.open.push(name.as_bytes());
                     if !s.attributes_raw().iter().all(u8::is_ascii_whitespace) {
                         self.declare(&s)?;
                     }
                     Node::Start(s)
                 }
-                Event::End(_) => {
-                    while self.bindings.last().is_some_and(|b| b.0 == self.depth) {
+                Event::End(e) => {
+                    let found = e.name().into_inner();
+                    match self.open.last() {
+                        Some(name) if *name == found => {}
+                        Some(name) => {
+                            return Err(self.malformed(format!(
+                                "ill-formed document: expected `</{}>`, but `</{}>` was found",
+                                String::from_utf8_lossy(name),
+                                String::from_utf8_lossy(found)
+                            )));
+                        }
+                        None => {
+                            return Err(self.malformed(format!(
+                                "ill-formed document: close tag `</{}>` does not match any open tag",
+                                String::from_utf8_lossy(found)
+                            )));
+                        }
+                    }
+                    while self.bindings.last().is_some_and(|b| b.0 == self.depth()) {
                         self.bindings.pop();
                     }
-                    self.depth -= 1;
+                    self.open.pop();
                     Node::End
                 }
                 Event::Text(t) => {
@@ -220,7 +270,7 @@ impl<'i> XmlReader<'i> {
                 }
                 Event::DocType(_) => return Err(ReadError::DtdForbidden),
                 Event::Eof => {
-                    if self.depth != 0 {
+                    if self.depth() != 0 {
                         return Err(self.malformed("unexpected end of document"));
                     }
                     Node::Eof
@@ -261,7 +311,7 @@ impl<'i> XmlReader<'i> {
                 Cow::Owned(_) => None,
             }
             .unwrap_or_else(|| Cow::Owned(uri.into_owned()));
-            self.bindings.push((self.depth, prefix, uri));
+            self.bindings.push((self.depth(), prefix, uri));
         }
         Ok(())
     }
@@ -338,15 +388,80 @@ impl<'i> XmlReader<'i> {
 
     /// Skips the rest of the current element (its start has been read).
     pub(crate) fn skip_element(&mut self) -> Result<(), ReadError> {
-        let target = self.depth - 1;
+        let target = self.depth() - 1;
         loop {
             if let Node::Eof = self.next_node()? {
                 return Err(self.malformed("unexpected end of document"));
             }
-            if self.depth == target {
+            if self.depth() == target {
                 return Ok(());
             }
         }
+    }
+
+    /// Reads the list items that follow one just read, for as long as each is written plainly:
+    /// `<name>text</name>` with the same name as written, no attributes, text without
+    /// references, CDATA, comments or carriage returns, and only white space between items.
+    /// They are read straight from the input instead of as three events each, and `item` is called with each one's text and where it ends. Reading
+    /// resumes with events at the first thing that is not such an item, so anything else
+    /// (attributes such as `xsi:nil`, entities, a different element, the parent's end) is
+    /// read, checked and reported as before. Returns how many items were read.
+    pub(crate) fn scan_items(
+        &mut self,
+        name: &[u8],
+        mut item: impl FnMut(&'i str, usize) -> Result<(), ReadError>,
+    ) -> Result<usize, ReadError> {
+        if !self.scan || self.depth() >= self.max_depth {
+            return Ok(0);
+        }
+        let input = self.input;
+        let bytes = input.as_bytes();
+        let tag = |at: usize, end: bool| -> Option<usize> {
+            let rest = bytes.get(at..)?;
+            let rest = if end {
+                rest.strip_prefix(b"</")?
+            } else {
+                rest.strip_prefix(b"<")?
+            };
+            let rest = rest.strip_prefix(name)?;
+            rest.starts_with(b">")
+                .then_some(at + name.len() + if end { 3 } else { 2 })
+        };
+        let start = self.position();
+        let mut at = start;
+        let mut count = 0;
+        loop {
+            let mut p = at;
+            while bytes
+                .get(p)
+                .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                p += 1;
+            }
+            let Some(text_start) = tag(p, false) else {
+                break;
+            };
+            // The text up to the next `<`; a reference or a control character (a carriage
+            // return included, which needs normalising) leaves it to the event reader.
+            let Some(len) = bytes[text_start..]
+                .iter()
+                .position(|&b| b == b'<' || b == b'&' || (b < 0x20 && !matches!(b, b'\t' | b'\n')))
+            else {
+                break;
+            };
+            let text = &input[text_start..text_start + len];
+            let Some(end) = tag(text_start + len, true) else {
+                break;
+            };
+            item(text, end)?;
+            count += 1;
+            at = end;
+        }
+        if at > start {
+            self.inner = events(&input[at..]);
+            self.base = at;
+        }
+        Ok(count)
     }
 
     /// Reads the text content of a simple element up to its end tag (borrowed from the input
@@ -522,9 +637,29 @@ pub(crate) fn decode_complex<'i>(
                 } else {
                     let list = &mut members[seen[idx].1 as usize].1;
                     if list.list_len() == Some(1) {
-                        list.reserve_items(list_estimate(r, seen[idx].2));
+                        list.reserve_items(list_estimate(r.position(), seen[idx].2, r.input.len()));
                     }
                     list.push_item(v);
+                }
+                if child.is_repeated()
+                    && let TypeDef::Simple(st) = schema.get(child.ty)
+                {
+                    // The items that follow, when they are written plainly, without events.
+                    let (count, list, first_end) = &mut seen[idx];
+                    let list = &mut members[*list as usize].1;
+                    let input_len = r.input.len();
+                    r.scan_items(s.name().into_inner(), |text, end| {
+                        *count += 1;
+                        if child.max_occurs.is_some_and(|m| *count > m) {
+                            return Err(ReadError::RepeatedElement { path: path.clone() });
+                        }
+                        let v = simple_to_json(Cow::Borrowed(text), st, path)?;
+                        if list.list_len() == Some(1) {
+                            list.reserve_items(list_estimate(end, *first_end, input_len));
+                        }
+                        list.push_item(v);
+                        Ok(())
+                    })?;
                 }
                 path.truncate(mark);
             }
@@ -566,19 +701,26 @@ pub(crate) fn decode_complex<'i>(
 /// short item followed by other content reserves no more than doubling could (a 32-byte
 /// `Val` for each 16 bytes left); a list that stays well short of its room is shrunk when
 /// its parent element ends.
-fn list_estimate(r: &XmlReader<'_>, first_end: usize) -> usize {
-    let now = r.position();
+fn list_estimate(now: usize, first_end: usize, input_len: usize) -> usize {
     let per = now.saturating_sub(first_end).max(16);
-    let more = r.input.len().saturating_sub(now) / per;
+    let more = input_len.saturating_sub(now) / per;
     if more < 256 { 0 } else { more + 1 }
+}
+
+/// A value's text without the XML white space around it (space, tab, carriage return, line
+/// feed), as XSD's `whiteSpace="collapse"` removes it from numbers, booleans and the like:
+/// other Unicode spaces (a no-break space) are part of the value. `trim_ascii` also takes form
+/// feeds and vertical tabs, which XML forbids and the reader has already refused.
+fn xml_trim(s: &str) -> &str {
+    s.trim_ascii()
 }
 
 /// The text without surrounding white space, still borrowed when it was.
 fn trimmed(text: Cow<'_, str>) -> Cow<'_, str> {
     match text {
-        Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
-        Cow::Owned(s) if s.trim().len() == s.len() => Cow::Owned(s),
-        Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
+        Cow::Borrowed(s) => Cow::Borrowed(xml_trim(s)),
+        Cow::Owned(s) if xml_trim(&s).len() == s.len() => Cow::Owned(s),
+        Cow::Owned(s) => Cow::Owned(xml_trim(&s).to_string()),
     }
 }
 
@@ -597,10 +739,10 @@ pub fn simple_to_json<'i>(
         value: text.chars().take(64).collect(),
         expected: expected.to_string(),
     };
-    if !st.enumeration.is_empty() && !st.enumeration.iter().any(|e| e == text.trim()) {
+    if !st.enumeration.is_empty() && !st.enumeration.iter().any(|e| e == xml_trim(&text)) {
         return Err(invalid(&format!("one of {}", st.enumeration.join(", "))));
     }
-    let t = text.trim();
+    let t = xml_trim(&text);
     Ok(match st.kind {
         SimpleKind::String => Val::Str(text.clone()),
         SimpleKind::Other | SimpleKind::DateTime | SimpleKind::Date | SimpleKind::Base64 => {
@@ -991,6 +1133,7 @@ mod tests {
         super::simple_to_json(text, st, path).map(|v| v.to_json())
     }
     use crate::schema::{ComplexType, SimpleType};
+    use serde_json::json;
 
     fn simple(kind: SimpleKind) -> SimpleType {
         SimpleType {
@@ -1044,6 +1187,12 @@ mod tests {
             simple_to_json("1597746714261".into(), &simple(long), "p").unwrap(),
             Value::from(1597746714261i64)
         );
+        // XML white space around a number is dropped; any other space is part of the value.
+        assert_eq!(
+            simple_to_json("\r\n\t 42 \n".into(), &simple(int()), "p").unwrap(),
+            Value::from(42)
+        );
+        assert!(simple_to_json("42\u{a0}".into(), &simple(int()), "p").is_err());
     }
 
     #[test]
@@ -1177,6 +1326,111 @@ mod tests {
         // Small lists grow as usual.
         let (len, cap) = list_room("<productIds><item>1</item><item>2</item></productIds>");
         assert_eq!((len, cap), (2, 4));
+    }
+
+    /// The list decoded with plain items scanned and with every item read through events,
+    /// which must agree (value or error); and whether scanning read any item.
+    fn decode_both(
+        xml: &str,
+        max_occurs: Option<u32>,
+        max_depth: usize,
+    ) -> (Result<Value, ReadError>, bool) {
+        let (mut schema, decl) = array_schema();
+        if let TypeDef::Complex(ct) = &mut schema.types[1] {
+            ct.children[0].max_occurs = max_occurs;
+        }
+        let run = |scan: bool| {
+            let mut r = XmlReader::new(xml, max_depth).scan_lists(scan);
+            let v = match r.next_node() {
+                Ok(Node::Start(s)) => {
+                    decode_value(&mut r, &schema, &decl, &s, &mut "productIds".to_string())
+                        .map(|v| v.to_json())
+                }
+                Ok(_) => panic!("no start"),
+                Err(e) => Err(e),
+            };
+            (v, r.base > 0)
+        };
+        let (scanned, restarted) = run(true);
+        let (by_events, _) = run(false);
+        assert_eq!(scanned, by_events, "{xml}");
+        (scanned, restarted)
+    }
+
+    #[test]
+    fn plain_list_items_are_scanned_and_read_as_events_would_read_them() {
+        let ok = |xml: &str, expected: Value, scanned: bool| {
+            let (v, restarted) = decode_both(xml, None, 16);
+            assert_eq!(v, Ok(expected), "{xml}");
+            assert_eq!(restarted, scanned, "{xml}");
+        };
+        ok(
+            "<productIds><item>1</item><item>2</item><item>3</item></productIds>",
+            json!({"item": [1, 2, 3]}),
+            true,
+        );
+        ok(
+            "<productIds>\n  <item> 1 </item>\r\n\t<item>2</item>\n</productIds>",
+            json!({"item": [1, 2]}),
+            true,
+        );
+        ok(
+            "<p:productIds xmlns:p='urn:x'><p:item>1</p:item><p:item>2</p:item></p:productIds>",
+            json!({"item": [1, 2]}),
+            true,
+        );
+        // Whatever is not written plainly goes through events, and scanning resumes after it.
+        for (xml, items) in [
+            (
+                "<item>1</item><item>&#50;</item><item>3</item>",
+                json!([1, 2, 3]),
+            ),
+            (
+                "<item>1</item><item><![CDATA[2]]></item><item>3</item>",
+                json!([1, 2, 3]),
+            ),
+            ("<item>1</item><!-- two --><item>2</item>", json!([1, 2])),
+            (
+                "<item>1</item><item >2</item><item>3</item >",
+                json!([1, 2, 3]),
+            ),
+            ("<item>1</item><item>2\r</item>", json!([1, 2])),
+            (
+                "<item>1</item><item xmlns:xsi='http://www.w3.org/2001/XMLSchema-instance' xsi:nil='true'/><item>3</item>",
+                json!([1, 3]),
+            ),
+            (
+                "<item>1</item><item>2</item><?pi x?><item>3</item>",
+                json!([1, 2, 3]),
+            ),
+        ] {
+            let xml = format!("<productIds>{xml}</productIds>");
+            let (v, _) = decode_both(&xml, None, 16);
+            assert_eq!(v, Ok(json!({ "item": items })), "{xml}");
+        }
+        // Refusals are the same too, with the same words and positions.
+        for xml in [
+            "<item>1</item><item>2</itemx></productIds>",
+            "<item>1</item><item>2</item></productIdz>",
+            "<item>1</item><item>x</item></productIds>",
+            "<item>1</item><item></item></productIds>",
+            "<item>1</item><item>\u{1}</item></productIds>",
+            "<item>1</item><item>99999999999999999999999</item></productIds>",
+            "<item>1</item><item>2</item><other/></productIds>",
+            "<item>1</item><item>2</item>text</productIds>",
+            "<item>1</item><item>2</item><item>3",
+            "<item>1</item><item>2</item>",
+        ] {
+            let xml = format!("<productIds>{xml}");
+            let (v, _) = decode_both(&xml, None, 16);
+            assert!(v.is_err(), "{xml}");
+        }
+        // The number of items and the depth are bounded as before.
+        let three = "<productIds><item>1</item><item>2</item><item>3</item></productIds>";
+        let (v, _) = decode_both(three, Some(2), 16);
+        assert!(matches!(v, Err(ReadError::RepeatedElement { .. })), "{v:?}");
+        let (v, _) = decode_both(three, None, 1);
+        assert!(matches!(v, Err(ReadError::TooDeep { .. })), "{v:?}");
     }
 
     #[test]
