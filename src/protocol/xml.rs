@@ -402,17 +402,18 @@ impl<'i> XmlReader<'i> {
     /// Reads the list items that follow one just read, for as long as each is written plainly:
     /// `<name>text</name>` with the same name as written, no attributes, text without
     /// references, CDATA, comments or carriage returns, and only white space between items.
-    /// They are read straight from the input instead of as three events each, and `item` is called with each one's text and where it ends. Reading
-    /// resumes with events at the first thing that is not such an item, so anything else
-    /// (attributes such as `xsi:nil`, entities, a different element, the parent's end) is
-    /// read, checked and reported as before. Returns how many items were read.
+    /// They are read straight from the input instead of as three events each, and `item` is
+    /// called with each one's text and where it ends. Reading resumes with events at the first
+    /// thing that is not such an item, so anything else (attributes such as `xsi:nil`,
+    /// entities, a different element, the parent's end) is read, checked and reported as
+    /// before.
     pub(crate) fn scan_items(
         &mut self,
         name: &[u8],
         mut item: impl FnMut(&'i str, usize) -> Result<(), ReadError>,
-    ) -> Result<usize, ReadError> {
+    ) -> Result<(), ReadError> {
         if !self.scan || self.depth() >= self.max_depth {
-            return Ok(0);
+            return Ok(());
         }
         let input = self.input;
         let bytes = input.as_bytes();
@@ -429,7 +430,6 @@ impl<'i> XmlReader<'i> {
         };
         let start = self.position();
         let mut at = start;
-        let mut count = 0;
         loop {
             let mut p = at;
             while bytes
@@ -454,14 +454,13 @@ impl<'i> XmlReader<'i> {
                 break;
             };
             item(text, end)?;
-            count += 1;
             at = end;
         }
         if at > start {
             self.inner = events(&input[at..]);
             self.base = at;
         }
-        Ok(count)
+        Ok(())
     }
 
     /// Reads the text content of a simple element up to its end tag (borrowed from the input
