@@ -1051,7 +1051,9 @@ pub fn json_to_simple<'v>(v: &'v Value, st: &SimpleType) -> Result<Cow<'v, str>,
         | SimpleKind::Date
         | SimpleKind::Base64 => match v {
             Value::String(s) => Ok(Cow::Borrowed(s)),
-            Value::Number(n) => Ok(n.to_string().into()),
+            // With `arbitrary_precision` a number keeps its JSON text, which is what its
+            // `to_string` would give.
+            Value::Number(n) => Ok(Cow::Borrowed(n.as_str())),
             Value::Bool(b) => Ok(b.to_string().into()),
             _ => Err(bad()),
         },
@@ -1059,11 +1061,23 @@ pub fn json_to_simple<'v>(v: &'v Value, st: &SimpleType) -> Result<Cow<'v, str>,
             Value::Bool(b) => Ok(b.to_string().into()),
             Value::String(s) if matches!(s.trim(), "true" | "1") => Ok(Cow::Borrowed("true")),
             Value::String(s) if matches!(s.trim(), "false" | "0") => Ok(Cow::Borrowed("false")),
-            Value::Number(n) if n.to_string() == "1" => Ok(Cow::Borrowed("true")),
-            Value::Number(n) if n.to_string() == "0" => Ok(Cow::Borrowed("false")),
+            Value::Number(n) if n.as_str() == "1" => Ok(Cow::Borrowed("true")),
+            Value::Number(n) if n.as_str() == "0" => Ok(Cow::Borrowed("false")),
             _ => Err(bad()),
         },
         SimpleKind::Integer { min, max } => {
+            // The common case, a JSON integer that fits i64, is written as it came: JSON has
+            // no `+` and no leading zeros, so its text is already canonical (except `-0`).
+            if let Value::Number(n) = v
+                && let Ok(i) = n.as_str().parse::<i64>()
+                && n.as_str() != "-0"
+            {
+                let i = i128::from(i);
+                if i < min || i > max {
+                    return Err(format!("{i} is outside the range of {}", st.name));
+                }
+                return Ok(Cow::Borrowed(n.as_str()));
+            }
             let text = match v {
                 Value::Number(n) => n.to_string(),
                 Value::String(s) => s.trim().to_string(),
@@ -1083,7 +1097,7 @@ pub fn json_to_simple<'v>(v: &'v Value, st: &SimpleType) -> Result<Cow<'v, str>,
         }
         SimpleKind::Decimal => {
             let text = match v {
-                Value::Number(n) => plain_decimal(&n.to_string()),
+                Value::Number(n) => plain_decimal(n.as_str()),
                 Value::String(s) => normalize_decimal(s.trim()).map(|n| n.to_string()),
                 _ => return Err(bad()),
             };
@@ -1091,7 +1105,7 @@ pub fn json_to_simple<'v>(v: &'v Value, st: &SimpleType) -> Result<Cow<'v, str>,
                 .ok_or_else(|| format!("{v} is not a decimal number"))
         }
         SimpleKind::Double => match v {
-            Value::Number(n) => Ok(n.to_string().into()),
+            Value::Number(n) => Ok(Cow::Borrowed(n.as_str())),
             Value::String(s) if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
                 Ok(Cow::Borrowed(s.trim()))
             }
@@ -1230,6 +1244,37 @@ mod tests {
             json_to_simple(&Value::from("12.50"), &simple(SimpleKind::Decimal)).unwrap(),
             "12.50"
         );
+        // Numbers are written as their JSON text, integers checked against their type.
+        let num = |t: &str| -> Value { serde_json::from_str(t).unwrap() };
+        let int_of = |t: &str| json_to_simple(&num(t), &simple(int())).map(|c| c.into_owned());
+        assert_eq!(int_of("587300354").unwrap(), "587300354");
+        assert_eq!(int_of("-2147483648").unwrap(), "-2147483648");
+        assert_eq!(int_of("-0").unwrap(), "0");
+        assert_eq!(int_of("5.00").unwrap(), "5");
+        assert!(
+            int_of("2147483648")
+                .unwrap_err()
+                .contains("outside the range")
+        );
+        assert!(int_of("1e3").is_err());
+        let integer = SimpleKind::builtin("integer").unwrap();
+        assert_eq!(
+            json_to_simple(&num("123456789012345678901234"), &simple(integer)).unwrap(),
+            "123456789012345678901234"
+        );
+        for kind in [SimpleKind::String, SimpleKind::Double] {
+            for t in ["12.50", "1.5e3", "-7"] {
+                // serde_json's text of the number: `1.5e3` is kept as `1.5e+3`.
+                assert_eq!(
+                    json_to_simple(&num(t), &simple(kind)).unwrap(),
+                    num(t).to_string()
+                );
+            }
+            assert_eq!(
+                json_to_simple(&num("12.50"), &simple(kind)).unwrap(),
+                "12.50"
+            );
+        }
     }
 
     fn array_schema() -> (Schema, ElementDecl) {
