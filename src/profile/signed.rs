@@ -311,7 +311,15 @@ fn take_string(params: &mut Val<'_>, key: &str) -> String {
 fn response_time(now: &chrono::DateTime<FixedOffset>) -> String {
     let year = now.year();
     if !(0..=9999).contains(&year) {
-        return now.format("%d/%m/%Y %H:%M:%S").to_string();
+        return format!(
+            "{:02}/{:02}/{:04} {:02}:{:02}:{:02}",
+            now.day(),
+            now.month(),
+            year,
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
     }
     fn two(out: &mut String, n: u32, then: Option<char>) {
         out.push(char::from(b'0' + (n / 10 % 10) as u8));
@@ -345,7 +353,16 @@ mod tests {
             (10000, 3, 4, 5, 6, 7),
         ] {
             let t = tz.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap();
-            assert_eq!(response_time(&t), t.format("%d/%m/%Y %H:%M:%S").to_string());
+            let before = format!(
+                "{:02}/{:02}/{:04} {:02}:{:02}:{:02}",
+                t.day(),
+                t.month(),
+                t.year(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            assert_eq!(response_time(&t), before);
         }
         let t = tz.with_ymd_and_hms(2026, 12, 3, 9, 5, 7).unwrap();
         assert_eq!(response_time(&t), "03/12/2026 09:05:07");
