@@ -636,12 +636,8 @@ fn write_val(v: &Val<'_>, out: &mut Vec<u8>) {
         },
         Val::Str(s) => write_str(s, out),
         Val::List(items) => {
-            // A long list of integers gets its room at once, judged from its first item (at
-            // most 21 bytes an item: less than the list itself takes), instead of doubling.
-            if items.len() > 256
-                && let Some(Val::Int(first)) = items.first()
-            {
-                out.reserve(items.len() * int_width(*first));
+            if let Some(Val::Int(first)) = items.first() {
+                reserve_ints(*first, items.len(), out);
             }
             write_list(
                 items.iter().map(|i| {
@@ -654,19 +650,18 @@ fn write_val(v: &Val<'_>, out: &mut Vec<u8>) {
             );
         }
         Val::Ints(items) => {
-            if let Some(first) = items.first()
-                && items.len() > 256
-            {
-                out.reserve(items.len() * int_width(*first));
+            if let Some(first) = items.first() {
+                reserve_ints(*first, items.len(), out);
             }
-            out.push(b'[');
-            for (i, n) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                let _ = serde_json::to_writer(&mut *out, n);
-            }
-            out.push(b']');
+            write_list(
+                items.iter().map(|n| {
+                    move |out: &mut Vec<u8>| {
+                        let _ = serde_json::to_writer(&mut *out, n);
+                        true
+                    }
+                }),
+                out,
+            );
         }
         Val::Obj(members) => {
             let mut sorted: Vec<&(&str, Val<'_>)> = members.iter().collect();
@@ -685,10 +680,13 @@ fn write_val(v: &Val<'_>, out: &mut Vec<u8>) {
     }
 }
 
-/// The bytes an integer takes in a JSON list, its comma included: a long list's room is
-/// judged from its first item (at most 21 bytes an item, less than the list itself takes).
-fn int_width(n: i64) -> usize {
-    n.unsigned_abs().checked_ilog10().unwrap_or(0) as usize + 2 + usize::from(n < 0)
+/// A long list of integers gets its room at once, judged from its first item (at most 21
+/// bytes an item, its comma included: less than the list itself takes), instead of doubling.
+fn reserve_ints(first: i64, len: usize, out: &mut Vec<u8>) {
+    if len > 256 {
+        let width = first.unsigned_abs().checked_ilog10().unwrap_or(0) as usize + 2;
+        out.reserve(len * (width + usize::from(first < 0)));
+    }
 }
 
 /// A URL path with `{expression}` holes, each filled with one percent-encoded value.

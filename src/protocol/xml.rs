@@ -640,10 +640,7 @@ pub(crate) fn decode_complex<'i>(
                     members.push((&child.name, Val::list_of(v)));
                 } else {
                     let list = &mut members[seen[idx].1 as usize].1;
-                    if list.list_len() == Some(1) {
-                        list.reserve_items(list_estimate(r.position(), seen[idx].2, r.input.len()));
-                    }
-                    list.push_item(v);
+                    append(list, v, r.position(), seen[idx].2, r.input.len());
                 }
                 if child.is_repeated()
                     && let TypeDef::Simple(st) = schema.get(child.ty)
@@ -658,10 +655,7 @@ pub(crate) fn decode_complex<'i>(
                             return Err(ReadError::RepeatedElement { path: path.clone() });
                         }
                         let v = simple_to_json(Cow::Borrowed(text), st, path)?;
-                        if list.list_len() == Some(1) {
-                            list.reserve_items(list_estimate(end, *first_end, input_len));
-                        }
-                        list.push_item(v);
+                        append(list, v, end, *first_end, input_len);
                         Ok(())
                     })?;
                 }
@@ -705,6 +699,15 @@ pub(crate) fn decode_complex<'i>(
 /// short item followed by other content reserves no more than doubling could (a 32-byte
 /// `Val` for each 16 bytes left); a list that stays well short of its room is shrunk when
 /// its parent element ends.
+/// Adds an item that ended at `now` to a list whose first item ended at `first_end`: at the
+/// second item, the list gets its room for the rest ([`list_estimate`]).
+fn append<'i>(list: &mut Val<'i>, v: Val<'i>, now: usize, first_end: usize, input_len: usize) {
+    if list.list_len() == Some(1) {
+        list.reserve_items(list_estimate(now, first_end, input_len));
+    }
+    list.push_item(v);
+}
+
 fn list_estimate(now: usize, first_end: usize, input_len: usize) -> usize {
     let per = now.saturating_sub(first_end).max(16);
     let more = input_len.saturating_sub(now) / per;
