@@ -225,6 +225,7 @@ fn main() {
             break;
         }
         let value = result(products);
+        let value = soapbridge::call::Val::borrowed(&value);
         let encode = || {
             soap::encode_response(
                 &desc,

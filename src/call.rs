@@ -117,6 +117,10 @@ impl<'a> Val<'a> {
         }
     }
 
+    pub fn is_null(&self) -> bool {
+        matches!(self, Val::Null)
+    }
+
     /// The member `key` of an object.
     pub fn get(&self, key: &str) -> Option<&Val<'a>> {
         match self {
@@ -158,10 +162,9 @@ impl<'a> Val<'a> {
         match v {
             Value::Null => Val::Null,
             Value::Bool(b) => Val::Bool(*b),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => Val::Int(i),
-                None => Val::Num(n.to_string().into()),
-            },
+            Value::Number(n) => {
+                integer_text(n.as_str()).unwrap_or(Val::Num(Cow::Borrowed(n.as_str())))
+            }
             Value::String(s) => Val::Str(s.as_str().into()),
             Value::Array(a) => Val::List(a.iter().map(Val::borrowed).collect()),
             Value::Object(m) => Val::Obj(
@@ -207,6 +210,12 @@ impl<'a> Val<'a> {
         de.end().ok()?;
         Some(v)
     }
+}
+
+/// A JSON number's text as an inline integer, when it is one that fits i64 and reads back as
+/// the same text (JSON has no `+` and no leading zeros; `-0` is the one exception).
+fn integer_text(text: &str) -> Option<Val<'static>> {
+    text.parse().ok().filter(|_| text != "-0").map(Val::Int)
 }
 
 /// serde_json (with `arbitrary_precision`) hands a number that is not an integer as a map of
@@ -303,7 +312,7 @@ impl<'de> serde::de::Visitor<'de> for ValVisitor {
             };
             if number && members.is_empty() {
                 let text: String = map.next_value()?;
-                return Ok(Val::Num(Cow::Owned(text)));
+                return Ok(integer_text(&text).unwrap_or(Val::Num(Cow::Owned(text))));
             }
             let Key::Borrowed(key) = key else {
                 return Err(A::Error::custom("an object key with escapes"));

@@ -219,6 +219,11 @@ impl PathExpr {
         walk(self.start(scope)?, &self.segs)
     }
 
+    /// The value at the path as a call value borrowing from the scope's documents.
+    fn eval_val<'a>(&self, scope: &Scope<'a>) -> Option<Val<'a>> {
+        walk_val(self.start(scope)?, &self.segs)
+    }
+
     /// The value at the path without copying it, when the path does not pass through a list.
     fn eval_ref<'a>(&self, scope: &Scope<'a>) -> Option<Doc<'a>> {
         let mut at = self.start(scope)?;
@@ -263,12 +268,34 @@ impl<'a> Doc<'a> {
         matches!(self, Doc::Json(Value::Null) | Doc::Call(Val::Null))
     }
 
+    fn to_val(self) -> Val<'a> {
+        match self {
+            Doc::Json(v) => Val::borrowed(v),
+            Doc::Call(v) => v.clone(),
+            Doc::Int(n) => Val::Int(n),
+        }
+    }
+
     fn to_json(self) -> Value {
         match self {
             Doc::Json(v) => v.clone(),
             Doc::Call(v) => v.to_json(),
             Doc::Int(n) => Value::from(n),
         }
+    }
+}
+
+/// [`walk`], into a call value.
+fn walk_val<'a>(v: Doc<'a>, segs: &[Seg]) -> Option<Val<'a>> {
+    let Some((first, rest)) = segs.split_first() else {
+        return Some(v.to_val());
+    };
+    match (first, v.len()) {
+        (Seg::Key(_), Some(n)) => {
+            Some(gather((0..n).filter_map(|i| walk_val(v.element(i)?, segs))))
+        }
+        (Seg::Key(k), None) => walk_val(v.member(k)?, rest),
+        (Seg::Index(i), _) => walk_val(v.element(*i)?, rest),
     }
 }
 
@@ -293,7 +320,15 @@ impl Template {
 
     /// Evaluates the template; `None` when it refers to something absent.
     pub fn eval(&self, scope: &Scope<'_>) -> Option<Value> {
-        eval(&self.0, scope)
+        self.eval_with(scope, |v| v.to_json())
+    }
+
+    /// Evaluates the template into a value borrowed from the template and the scope, and
+    /// hands it to `f`: a result can be written out without being built as a `Value`.
+    /// `None` (and `f` not called) when the template refers to something absent.
+    pub fn eval_with<R>(&self, scope: &Scope<'_>, f: impl FnOnce(Val<'_>) -> R) -> Option<R> {
+        let keep = Keep::new();
+        eval_val(&self.0, scope, &keep).map(f)
     }
 
     /// Writes the JSON text `eval` would give (as serde_json writes it: object members in key
@@ -432,74 +467,95 @@ fn check_keys(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
     }
 }
 
-fn eval(n: &Node, scope: &Scope<'_>) -> Option<Value> {
+/// Values an evaluation had to build rather than borrow (a list gathered through a path, the
+/// entries of an object), kept for as long as the result that may borrow from them.
+type Keep<'s> = typed_arena::Arena<Val<'s>>;
+
+/// Evaluates a template into a call value that borrows from the template, the scope's
+/// documents and `keep`: strings and keys are not copied, and nothing is built as a
+/// `serde_json::Value`. Objects hold their members in the template's order, each key once.
+fn eval_val<'s>(n: &'s Node, scope: &Scope<'s>, keep: &'s Keep<'s>) -> Option<Val<'s>> {
     match n {
-        Node::Path(p) => p.eval(scope),
-        Node::Literal(v) => Some(v.clone()),
-        Node::Object(members) => {
-            let mut out = Map::with_capacity(members.len());
-            for (k, t) in members {
-                if let Some(v) = eval(t, scope) {
-                    out.insert(k.clone(), v);
-                }
-            }
-            Some(Value::Object(out))
-        }
-        Node::Array(items) => Some(Value::Array(
-            items.iter().filter_map(|i| eval(i, scope)).collect(),
+        Node::Path(p) => p.eval_val(scope),
+        Node::Literal(v) => Some(Val::borrowed(v)),
+        Node::Object(members) => Some(Val::Obj(
+            members
+                .iter()
+                .filter_map(|(k, t)| Some((k.as_str(), eval_val(t, scope, keep)?)))
+                .collect(),
+        )),
+        Node::Array(items) => Some(gather(
+            items.iter().filter_map(|i| eval_val(i, scope, keep)),
         )),
         Node::Each(src, map) => {
             // Borrow the list where the path allows it; otherwise build it.
-            let owned;
             let list = match src.eval_ref(scope) {
                 Some(d) => d,
-                None => {
-                    owned = src.eval(scope)?;
-                    Doc::Json(&owned)
-                }
+                None => Doc::Call(keep.alloc(src.eval_val(scope)?)),
             };
-            let each = |item: Doc<'_>| eval(map, &scope.with_item(item));
-            let items: Vec<Value> = match list.len() {
-                Some(n) => (0..n).filter_map(|i| each(list.element(i)?)).collect(),
-                None if list.is_null() => Vec::new(),
-                None => each(list).into_iter().collect(),
-            };
-            Some(Value::Array(items))
+            let each = |item: Doc<'s>| eval_val(map, &scope.with_item(item), keep);
+            Some(match list.len() {
+                Some(n) => gather((0..n).filter_map(|i| each(list.element(i)?))),
+                None if list.is_null() => Val::List(Vec::new()),
+                None => gather(each(list)),
+            })
         }
-        Node::Default(p, d) => Some(p.eval(scope).unwrap_or_else(|| d.clone())),
+        Node::Default(p, d) => Some(p.eval_val(scope).unwrap_or_else(|| Val::borrowed(d))),
         // An empty list is as good as absent (a path through a list that found nothing).
         Node::First(items) => items
             .iter()
-            .filter_map(|t| eval(t, scope))
-            .find(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())),
+            .filter_map(|t| eval_val(t, scope, keep))
+            .find(|v| !matches!(v, Val::Null) && v.list_len() != Some(0)),
         Node::Merge(items) => {
-            let mut out = Map::new();
-            for v in items.iter().filter_map(|t| eval(t, scope)) {
-                if let Value::Object(m) = v {
-                    out.extend(m);
+            let mut out: Vec<(&'s str, Val<'s>)> = Vec::new();
+            for v in items.iter().filter_map(|t| eval_val(t, scope, keep)) {
+                let Val::Obj(members) = v else { continue };
+                for (k, v) in members {
+                    // A later object's member replaces an earlier one's.
+                    match out.iter_mut().find(|(have, _)| *have == k) {
+                        Some(slot) => slot.1 = v,
+                        None => out.push((k, v)),
+                    }
                 }
             }
-            Some(Value::Object(out))
+            Some(Val::Obj(out))
         }
         Node::Entries(src, map, skip) => {
-            let Some(Value::Object(obj)) = src.eval(scope) else {
-                return Some(Value::Array(Vec::new()));
+            let Some(Val::Obj(mut members)) = src.eval_val(scope) else {
+                return Some(Val::List(Vec::new()));
             };
-            let items = obj
-                .into_iter()
-                .filter(|(k, _)| !skip.contains(k))
-                .filter_map(|(k, v)| {
-                    let mut entry = Map::with_capacity(2);
-                    entry.insert("key".into(), Value::String(k));
-                    entry.insert("value".into(), v);
-                    let entry = Value::Object(entry);
-                    eval(map, &scope.with_item(Doc::Json(&entry)))
-                })
-                .collect();
-            Some(Value::Array(items))
+            // In key order, as a JSON object's members are read.
+            members.sort_by(|a, b| a.0.cmp(b.0));
+            Some(gather(
+                members
+                    .into_iter()
+                    .filter(|(k, _)| !skip.iter().any(|s| s == k))
+                    .filter_map(|(k, v)| {
+                        let entry =
+                            keep.alloc(Val::Obj(vec![("key", Val::Str(k.into())), ("value", v)]));
+                        eval_val(map, &scope.with_item(Doc::Call(entry)), keep)
+                    }),
+            ))
         }
-        Node::Present(p) => Some(Value::Bool(p.eval(scope).is_some_and(|v| !v.is_null()))),
+        Node::Present(p) => Some(Val::Bool(match p.eval_ref(scope) {
+            Some(d) => !d.is_null(),
+            None => p.eval_val(scope).is_some_and(|v| !matches!(v, Val::Null)),
+        })),
     }
+}
+
+/// Items as one list (compact when they are all integers).
+fn gather<'s>(items: impl IntoIterator<Item = Val<'s>>) -> Val<'s> {
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return Val::List(Vec::new());
+    };
+    let mut list = Val::list_of(first);
+    list.reserve_items(items.size_hint().0);
+    for v in items {
+        list.push_item(v);
+    }
+    list
 }
 
 /// [`Template::write_json`]: the nodes that hold the bulk of a request (objects, arrays,
@@ -512,7 +568,7 @@ fn write(n: &Node, scope: &Scope<'_>, out: &mut Vec<u8>) -> bool {
                 write_doc(d, out);
                 true
             }
-            None => write_value(p.eval(scope), out),
+            None => write_some(p.eval_val(scope), out),
         },
         Node::Object(members) => {
             // serde_json's map writes its members in key order.
@@ -549,10 +605,10 @@ fn write(n: &Node, scope: &Scope<'_>, out: &mut Vec<u8>) -> bool {
             let owned;
             let list = match src.eval_ref(scope) {
                 Some(d) => d,
-                None => match src.eval(scope) {
+                None => match src.eval_val(scope) {
                     Some(v) => {
                         owned = v;
-                        Doc::Json(&owned)
+                        Doc::Call(&owned)
                     }
                     None => return false,
                 },
@@ -570,7 +626,7 @@ fn write(n: &Node, scope: &Scope<'_>, out: &mut Vec<u8>) -> bool {
             }
             true
         }
-        other => write_value(eval(other, scope), out),
+        other => write_some(eval_val(other, scope, &Keep::new()), out),
     }
 }
 
@@ -592,15 +648,9 @@ fn write_list<F: FnOnce(&mut Vec<u8>) -> bool>(items: impl Iterator<Item = F>, o
     out.push(b']');
 }
 
-fn write_value(v: Option<Value>, out: &mut Vec<u8>) -> bool {
-    match v {
-        Some(v) => {
-            // Writing to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, &v);
-            true
-        }
-        None => false,
-    }
+/// Writes a value when there is one; `false` when there is none.
+fn write_some(v: Option<Val<'_>>, out: &mut Vec<u8>) -> bool {
+    v.map(|v| write_val(&v, out)).is_some()
 }
 
 fn write_str(s: &str, out: &mut Vec<u8>) {
@@ -979,6 +1029,56 @@ mod tests {
         assert!(Template::compile(&json!({"$first": []})).is_err());
         assert!(Template::compile(&json!({"$entries": "$.x"})).is_err());
         assert!(Template::compile(&json!({"$present": "$.x", "y": 1})).is_err());
+    }
+
+    /// A result evaluated over an answer read in place borrows its text, holds integer lists
+    /// compactly, and has each key once (a later `$merge` member replacing an earlier one),
+    /// with `$entries` in key order as over a `serde_json` answer.
+    #[test]
+    fn results_are_evaluated_in_place_over_an_answer() {
+        use std::borrow::Cow;
+        let text = br#"{"z": {"kod": "A", "b": 2}, "ids": [3, 1, 2], "rows": [{"t": "x\"y"}, {"t": "p"}], "errors": {"qty": 1, "detail": "d", "amount": 2}}"#;
+        let doc = Val::from_json_slice(text).unwrap();
+        let input = Val::Null;
+        let t = Template::compile(&json!({
+            "m": {"$merge": ["$.z", {"kod": "B"}]},
+            "ids": {"$each": "$.ids", "$map": "@"},
+            "ts": "$.rows.t",
+            "e": {"$entries": "$.errors", "$skip": ["detail"], "$map": "@.key"},
+            "lit": "x"
+        }))
+        .unwrap();
+        let scope = Scope::new(Doc::Call(&doc), Doc::Call(&input));
+        let checked = t.eval_with(&scope, |v| {
+            let m = v.get("m").unwrap();
+            assert_eq!(m.get("kod"), Some(&Val::Str(Cow::Borrowed("B"))));
+            assert_eq!(m.get("b"), Some(&Val::Int(2)));
+            assert!(matches!(m, Val::Obj(members) if members.len() == 2));
+            assert!(matches!(v.get("ids"), Some(Val::Ints(ids)) if ids == &[3, 1, 2]));
+            // Text without escapes is borrowed from the answer; with escapes it was unescaped.
+            let ts = v.get("ts").unwrap();
+            assert!(
+                matches!(ts, Val::List(items) if matches!(items[1], Val::Str(Cow::Borrowed("p"))))
+            );
+            assert!(matches!(ts, Val::List(items) if items[0] == Val::Str("x\"y".into())));
+            assert_eq!(v.get("e").unwrap().to_json(), json!(["amount", "qty"]));
+            v.to_json()
+        });
+        assert_eq!(
+            checked,
+            Some(
+                json!({"m": {"kod": "B", "b": 2}, "ids": [3, 1, 2], "ts": ["x\"y", "p"], "e": ["amount", "qty"], "lit": "x"})
+            )
+        );
+        // The same template over the answer as `serde_json` gives the same result.
+        let json: Value = serde_json::from_slice(text).unwrap();
+        assert_eq!(
+            t.eval(&Scope::new(Doc::Json(&json), Doc::Call(&input))),
+            checked
+        );
+        // Absent: `f` is not called.
+        let absent = Template::compile(&json!("$.nothing")).unwrap();
+        assert_eq!(absent.eval_with(&scope, |_| unreachable!()), None::<()>);
     }
 
     #[test]

@@ -84,15 +84,17 @@ impl Pipeline {
     }
 
     /// A decoded call of `svc`'s operation `operation`: the profile's signature check (which
-    /// consumes its parameters), then the operation. The result still needs
+    /// consumes its parameters), then the operation, whose result is handed to `encode`
+    /// while the backend's answer it borrows from is alive. The result still needs
     /// [`Service::finish`].
-    pub(crate) async fn execute(
+    pub(crate) async fn execute<R>(
         &self,
         svc: &Service,
         operation: usize,
         mut params: Val<'_>,
         role_user: Option<&str>,
-    ) -> Result<Value, Error> {
+        encode: impl FnOnce(Val<'_>) -> R + Send,
+    ) -> Result<R, Error> {
         if let Some(p) = &svc.profile {
             let user = role_user.ok_or(Error::Unauthorized)?;
             p.admit(user, self.clock.now_ms())?;
@@ -106,14 +108,19 @@ impl Pipeline {
             }
         }
         match &svc.operations[operation] {
-            Operation::Backend(route) => Box::pin(route.invoke(&params)).await,
-            Operation::Stock(call) => Box::pin(self.stock(call, &params)).await,
+            Operation::Backend(route) => Box::pin(route.answer(&params, encode)).await,
+            Operation::Stock(call) => Box::pin(self.stock(call, &params, encode)).await,
         }
     }
 
     /// A stock-service operation: its input rendered from the call, the stock sync's answer
     /// shaped into the result.
-    async fn stock(&self, call: &StockCall, params: &Val<'_>) -> Result<Value, Error> {
+    async fn stock<R>(
+        &self,
+        call: &StockCall,
+        params: &Val<'_>,
+        encode: impl FnOnce(Val<'_>) -> R,
+    ) -> Result<R, Error> {
         let sync = self
             .stock
             .as_ref()
@@ -125,7 +132,7 @@ impl Pipeline {
             .unwrap_or(Value::Null);
         let answer = sync.handle(&call.op, &input).await?;
         call.response
-            .eval(&Scope::new(Doc::Json(&answer), Doc::Call(params)))
+            .eval_with(&Scope::new(Doc::Json(&answer), Doc::Call(params)), encode)
             .ok_or_else(|| {
                 Error::Internal("the stock operation's response mapping found nothing".into())
             })

@@ -95,8 +95,18 @@ impl Route {
     }
 
     /// Renders the backend request from the call's parameters, calls the backend (every page,
-    /// or every batch) and shapes its answer into the operation's result.
+    /// or every batch) and shapes its answer into the operation's result, as `serde_json`.
     pub(crate) async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
+        self.answer(input, |v| v.to_json()).await
+    }
+
+    /// [`Route::invoke`], handing the result to `encode` as a value that borrows from the
+    /// backend's answer: a large answer is not copied into a result tree of its own strings.
+    pub(crate) async fn answer<R>(
+        &self,
+        input: &Val<'_>,
+        encode: impl FnOnce(Val<'_>) -> R,
+    ) -> Result<R, Error> {
         let (answer, batch) = match (&self.plan.batch, &self.plan.pages) {
             (Some(b), _) => {
                 let (a, outcomes) = self.send_batches(b, input).await?;
@@ -116,27 +126,28 @@ impl Route {
                 if let Answer::Text { body, .. } = &answer
                     && let Some(doc) = Val::from_json_slice(body)
                 {
-                    return self.respond(Doc::Call(&doc), input, None);
+                    return self.respond(Doc::Call(&doc), input, None, encode);
                 }
                 (answer.into_json(&self.backend)?, None)
             }
         };
-        self.respond(Doc::Json(&answer), input, batch.as_ref())
+        self.respond(Doc::Json(&answer), input, batch.as_ref(), encode)
     }
 
     /// The operation's result: the response mapping applied to the backend's answer.
-    fn respond(
+    fn respond<R>(
         &self,
         answer: Doc<'_>,
         input: &Val<'_>,
         batch: Option<&Value>,
-    ) -> Result<Value, Error> {
+        encode: impl FnOnce(Val<'_>) -> R,
+    ) -> Result<R, Error> {
         let mut scope = Scope::new(answer, Doc::Call(input));
         scope.vars = Some(&self.backend.vars);
         scope.batch = batch;
         self.plan
             .response
-            .eval(&scope)
+            .eval_with(&scope, encode)
             .ok_or_else(|| Error::BackendBadResponse {
                 backend: self.backend.name.clone(),
                 reason: "the answer lacks the fields the response mapping reads".into(),

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::HeaderValue;
-use serde_json::Value;
 
 use crate::call::Val;
 use crate::config::{ServicePlan, StockCall};
@@ -154,7 +153,7 @@ impl Service {
 
     /// Dresses an operation's result as the response content (the profile's `ackCode`,
     /// `responseTime`, `timeElapsed`).
-    pub(crate) fn finish(&self, result: Value, started: Instant) -> Value {
+    pub(crate) fn finish<'a>(&'a self, result: Val<'a>, started: Instant) -> Val<'a> {
         match self.signed() {
             Some(p) => p.success(result, started),
             None => result,

@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::server::Body as Incoming;
 use http::{HeaderValue, Method, Request, StatusCode};
 
+use crate::call::Val;
 use crate::error::Party;
 use crate::error::{Error, Lang};
 use crate::pipeline::Pipeline;
@@ -200,18 +201,25 @@ async fn answer(
     started: Instant,
 ) -> Resp {
     let lang = svc.lang(&call.params);
-    let result = match p.execute(svc, call.operation, call.params, role_user).await {
-        Ok(v) => svc.finish(v, started),
-        Err(e) => return respond_error(svc, call.operation, version, e, lang, started),
+    let op = call.operation;
+    // The envelope is written from the result while the backend's answer it borrows from is
+    // alive, so a large answer is never copied into a result of its own.
+    let encode = |result: Val<'_>| {
+        let result = svc.finish(result, started);
+        soap::encode_response(
+            &svc.desc,
+            op,
+            version,
+            &svc.env_prefix,
+            &svc.body_prefix,
+            &result,
+        )
     };
-    match soap::encode_response(
-        &svc.desc,
-        call.operation,
-        version,
-        &svc.env_prefix,
-        &svc.body_prefix,
-        &result,
-    ) {
+    let encoded = match p.execute(svc, op, call.params, role_user, encode).await {
+        Ok(encoded) => encoded,
+        Err(e) => return respond_error(svc, op, version, e, lang, started),
+    };
+    match encoded {
         Ok(xml) => {
             let mut r = text_response(StatusCode::OK, version.content_type(), xml);
             let op = &svc.desc.operations[call.operation].name;
@@ -247,7 +255,7 @@ fn respond_error(
             version,
             &svc.env_prefix,
             &svc.body_prefix,
-            &value,
+            &Val::borrowed(&value),
         ) {
             Ok(xml) => {
                 let mut r = text_response(StatusCode::OK, version.content_type(), xml);

@@ -13,6 +13,7 @@ use crate::server::Body as Incoming;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::Value;
 
+use crate::call::Val;
 use crate::config::{I8Policy, XmlRpcPlan};
 use crate::error::{Error, Lang};
 use crate::pipeline::Pipeline;
@@ -231,7 +232,7 @@ async fn one(
     let plain = |v: &Value| {
         let schema = Schema::default();
         let mut w = ValueWriter::new(&schema, i8_ok);
-        w.plain(v);
+        w.plain(&Val::borrowed(v));
         w.out
     };
     match name {
@@ -353,16 +354,16 @@ async fn call(
     let params = xmlrpc::params_to_call(params, &svc.desc.schema, operation)
         .map_err(|e| (e.into(), default_lang))?;
     let lang = svc.lang(&params);
-    let result = app
-        .p
-        .execute(svc, op, params, role_user.as_deref())
+    let encode = |result: Val<'_>| {
+        let mut w = ValueWriter::new(&svc.desc.schema, i8_ok);
+        w.result(&operation.output, &svc.finish(result, started))
+            .map(|()| w.out)
+    };
+    app.p
+        .execute(svc, op, params, role_user.as_deref(), encode)
         .await
-        .map_err(|e| (e, lang))?;
-    let value = svc.finish(result, started);
-    let mut w = ValueWriter::new(&svc.desc.schema, i8_ok);
-    w.result(&operation.output, &value)
-        .map_err(|shape| (svc.answer_misfit(op, &shape), lang))?;
-    Ok(w.out)
+        .map_err(|e| (e, lang))?
+        .map_err(|shape| (svc.answer_misfit(op, &shape), lang))
 }
 
 /// The one place an error becomes an XML-RPC fault: failures of the call of a service with a

@@ -1,8 +1,6 @@
 //! SOAP 1.1 and 1.2 envelopes: decoding a request into the neutral call model, encoding a
 //! result, and the one place where an [`Error`] becomes a SOAP fault and an HTTP status.
 
-use serde_json::Value;
-
 use crate::call::Val;
 
 use crate::protocol::FieldError;
@@ -355,7 +353,7 @@ pub fn encode_response(
     version: SoapVersion,
     env_prefix: &str,
     body_prefix: &str,
-    value: &Value,
+    value: &Val<'_>,
 ) -> Result<String, xml::ShapeError> {
     let decl = &desc.operations[operation].output;
     let ns = decl.namespace.as_deref().unwrap_or("");

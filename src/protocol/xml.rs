@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
-use serde_json::{Number, Value};
+use serde_json::Number;
 
 use crate::call::Val;
 use crate::schema::{ComplexType, ElementDecl, Schema, SimpleKind, SimpleType, TypeDef};
@@ -900,7 +900,7 @@ impl<'a> XmlWriter<'a> {
     pub(crate) fn element(
         &mut self,
         decl: &ElementDecl,
-        value: Option<&Value>,
+        value: Option<&Val<'_>>,
         path: &mut String,
     ) -> Result<(), ShapeError> {
         let mark = path.len();
@@ -916,80 +916,118 @@ impl<'a> XmlWriter<'a> {
     fn element_inner(
         &mut self,
         decl: &ElementDecl,
-        value: Option<&Value>,
+        value: Option<&Val<'_>>,
         path: &mut String,
     ) -> Result<(), ShapeError> {
         let fail = |path: &str, reason: String| ShapeError {
             path: path.to_string(),
             reason,
         };
-        let items: &[Value] = match value {
-            None => &[],
-            Some(Value::Array(a)) if decl.is_repeated() => a,
-            Some(Value::Array(_)) => {
+        let items = match value {
+            None => Items::Vals(&[]),
+            Some(Val::List(a)) if decl.is_repeated() => Items::Vals(a),
+            Some(Val::Ints(a)) if decl.is_repeated() => Items::Ints(a),
+            Some(Val::List(_) | Val::Ints(_)) => {
                 return Err(fail(
                     path,
                     "a list where the schema allows one value".into(),
                 ));
             }
-            Some(v) => std::slice::from_ref(v),
+            Some(v) => Items::Vals(std::slice::from_ref(v)),
         };
-        let non_null = items.iter().filter(|v| !v.is_null()).count();
+        let (len, non_null) = match items {
+            Items::Vals(a) => (a.len(), a.iter().filter(|v| !v.is_null()).count()),
+            Items::Ints(a) => (a.len(), a.len()),
+        };
         if !decl.nillable && (non_null as u32) < decl.min_occurs {
             // (A required nillable element is written as nil below.)
             return Err(fail(path, "required but missing".into()));
         }
         if let Some(max) = decl.max_occurs
-            && items.len() as u32 > max
+            && len as u32 > max
         {
             return Err(fail(
                 path,
-                format!("{} values where at most {max} are allowed", items.len()),
+                format!("{len} values where at most {max} are allowed"),
             ));
         }
-        let nil = [Value::Null];
-        let items = if items.is_empty() && decl.nillable && decl.min_occurs > 0 {
-            &nil[..]
+        let items = if len == 0 && decl.nillable && decl.min_occurs > 0 {
+            Items::Vals(&[Val::Null])
         } else {
             items
         };
-        for v in items {
+        let vals = match (items, self.schema.get(decl.ty)) {
+            (Items::Vals(a), _) => a,
+            (Items::Ints(ints), TypeDef::Simple(st)) => {
+                for i in ints {
+                    self.simple(decl, st, &Val::Int(*i), path)?;
+                }
+                return Ok(());
+            }
+            (Items::Ints(_), TypeDef::Complex(_)) => {
+                return Err(fail(path, "expected an object, got a number".into()));
+            }
+        };
+        for v in vals {
             if v.is_null() && !decl.nillable {
                 continue;
             }
-            let declared = self.open(decl);
-            if v.is_null() {
-                self.out.push_str(" xsi:nil=\"true\"/>");
-                continue;
-            }
             match self.schema.get(decl.ty) {
+                _ if v.is_null() => {
+                    self.open(decl);
+                    self.out.push_str(" xsi:nil=\"true\"/>");
+                }
                 TypeDef::Complex(ct) => {
-                    let Value::Object(obj) = v else {
+                    let Val::Obj(_) = v else {
                         return Err(fail(
                             path,
                             format!("expected an object, got {}", kind_of(v)),
                         ));
                     };
+                    let declared = self.open(decl);
                     self.out.push('>');
                     let mark = self.out.len();
                     for c in &ct.children {
-                        self.element(c, obj.get(&c.name), path)?;
+                        self.element(c, v.get(&c.name), path)?;
                     }
                     if self.out.len() == mark {
                         // No children: write <x/> rather than <x></x>.
                         self.out.pop();
                         self.out.push_str("/>");
-                        continue;
+                    } else {
+                        self.close(decl, declared);
                     }
                 }
-                TypeDef::Simple(st) => {
-                    let text = json_to_simple(v, st).map_err(|r| fail(path, r))?;
-                    self.out.push('>');
-                    escape_into(&mut self.out, &text);
-                }
+                TypeDef::Simple(st) => self.simple(decl, st, v, path)?,
             }
-            self.close(decl, declared);
         }
+        Ok(())
+    }
+
+    /// One element of a simple type holding `v` (not null).
+    fn simple(
+        &mut self,
+        decl: &ElementDecl,
+        st: &SimpleType,
+        v: &Val<'_>,
+        path: &str,
+    ) -> Result<(), ShapeError> {
+        let declared = self.open(decl);
+        self.out.push('>');
+        match v {
+            // The common case, an integer written as it is: no text is built for it.
+            Val::Int(i) if int_as_is(*i, st) => {
+                self.out.push_str(itoa::Buffer::new().format(*i));
+            }
+            v => {
+                let text = json_to_simple(v, st).map_err(|reason| ShapeError {
+                    path: path.to_string(),
+                    reason,
+                })?;
+                escape_into(&mut self.out, &text);
+            }
+        }
+        self.close(decl, declared);
         Ok(())
     }
 
@@ -1038,19 +1076,36 @@ impl<'a> XmlWriter<'a> {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// The items an element is written for: values, or a compact list of integers.
+#[derive(Clone, Copy)]
+enum Items<'v, 'a> {
+    Vals(&'v [Val<'a>]),
+    Ints(&'v [i64]),
+}
+
+fn kind_of(v: &Val<'_>) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
+        Val::Null => "null",
+        Val::Bool(_) => "a boolean",
+        Val::Int(_) | Val::Num(_) => "a number",
+        Val::Str(_) => "a string",
+        Val::List(_) | Val::Ints(_) => "a list",
+        Val::Obj(_) => "an object",
+    }
+}
+
+/// Whether the integer `i` is the text of a value of `st` just as it is (what
+/// [`json_to_simple`] would give, without building it).
+fn int_as_is(i: i64, st: &SimpleType) -> bool {
+    match st.kind {
+        SimpleKind::Boolean => false,
+        SimpleKind::Integer { min, max } => (min..=max).contains(&i128::from(i)),
+        _ => true,
     }
 }
 
 /// Formats a JSON value as the text of a simple XSD type.
-pub fn json_to_simple<'v>(v: &'v Value, st: &SimpleType) -> Result<Cow<'v, str>, String> {
+pub fn json_to_simple<'v>(v: &'v Val<'_>, st: &SimpleType) -> Result<Cow<'v, str>, String> {
     let bad = || format!("{} cannot be written as {}", kind_of(v), st.kind.describe());
     match st.kind {
         SimpleKind::String
@@ -1058,37 +1113,27 @@ pub fn json_to_simple<'v>(v: &'v Value, st: &SimpleType) -> Result<Cow<'v, str>,
         | SimpleKind::DateTime
         | SimpleKind::Date
         | SimpleKind::Base64 => match v {
-            Value::String(s) => Ok(Cow::Borrowed(s)),
-            // With `arbitrary_precision` a number keeps its JSON text, which is what its
-            // `to_string` would give.
-            Value::Number(n) => Ok(Cow::Borrowed(n.as_str())),
-            Value::Bool(b) => Ok(b.to_string().into()),
+            // A number keeps its JSON text.
+            Val::Str(s) | Val::Num(s) => Ok(Cow::Borrowed(s)),
+            Val::Int(i) => Ok(i.to_string().into()),
+            Val::Bool(b) => Ok(b.to_string().into()),
             _ => Err(bad()),
         },
         SimpleKind::Boolean => match v {
-            Value::Bool(b) => Ok(b.to_string().into()),
-            Value::String(s) if matches!(s.trim(), "true" | "1") => Ok(Cow::Borrowed("true")),
-            Value::String(s) if matches!(s.trim(), "false" | "0") => Ok(Cow::Borrowed("false")),
-            Value::Number(n) if n.as_str() == "1" => Ok(Cow::Borrowed("true")),
-            Value::Number(n) if n.as_str() == "0" => Ok(Cow::Borrowed("false")),
+            Val::Bool(b) => Ok(b.to_string().into()),
+            Val::Str(s) if matches!(s.trim(), "true" | "1") => Ok(Cow::Borrowed("true")),
+            Val::Str(s) if matches!(s.trim(), "false" | "0") => Ok(Cow::Borrowed("false")),
+            Val::Int(1) => Ok(Cow::Borrowed("true")),
+            Val::Int(0) => Ok(Cow::Borrowed("false")),
             _ => Err(bad()),
         },
         SimpleKind::Integer { min, max } => {
-            // The common case, a JSON integer that fits i64, is written as it came: JSON has
-            // no `+` and no leading zeros, so its text is already canonical (except `-0`).
-            if let Value::Number(n) = v
-                && let Ok(i) = n.as_str().parse::<i64>()
-                && n.as_str() != "-0"
-            {
-                let i = i128::from(i);
-                if i < min || i > max {
-                    return Err(format!("{i} is outside the range of {}", st.name));
-                }
-                return Ok(Cow::Borrowed(n.as_str()));
-            }
+            // A JSON integer that fits i64 is held inline, and its text is already canonical.
             let text = match v {
-                Value::Number(n) => n.to_string(),
-                Value::String(s) => s.trim().to_string(),
+                Val::Int(i) if int_as_is(*i, st) => return Ok(i.to_string().into()),
+                Val::Int(i) => return Err(format!("{i} is outside the range of {}", st.name)),
+                Val::Num(n) => n.to_string(),
+                Val::Str(s) => s.trim().to_string(),
                 _ => return Err(bad()),
             };
             let int_part = match text.split_once('.') {
@@ -1105,16 +1150,18 @@ pub fn json_to_simple<'v>(v: &'v Value, st: &SimpleType) -> Result<Cow<'v, str>,
         }
         SimpleKind::Decimal => {
             let text = match v {
-                Value::Number(n) => plain_decimal(n.as_str()),
-                Value::String(s) => normalize_decimal(s.trim()).map(|n| n.to_string()),
+                Val::Int(i) => Some(i.to_string()),
+                Val::Num(n) => plain_decimal(n),
+                Val::Str(s) => normalize_decimal(s.trim()).map(|n| n.to_string()),
                 _ => return Err(bad()),
             };
             text.map(Cow::Owned)
-                .ok_or_else(|| format!("{v} is not a decimal number"))
+                .ok_or_else(|| format!("{} is not a decimal number", v.to_json()))
         }
         SimpleKind::Double => match v {
-            Value::Number(n) => Ok(Cow::Borrowed(n.as_str())),
-            Value::String(s) if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
+            Val::Num(n) => Ok(Cow::Borrowed(n)),
+            Val::Int(i) => Ok(i.to_string().into()),
+            Val::Str(s) if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
                 Ok(Cow::Borrowed(s.trim()))
             }
             _ => Err(bad()),
@@ -1148,6 +1195,12 @@ pub fn escape_into(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    /// [`super::json_to_simple`] of a `serde_json` value.
+    fn json_to_simple(v: &Value, st: &SimpleType) -> Result<String, String> {
+        super::json_to_simple(&Val::borrowed(v), st).map(Cow::into_owned)
+    }
 
     /// The decoder's values as `serde_json`, for comparing.
     fn simple_to_json(text: Cow<'_, str>, st: &SimpleType, path: &str) -> Result<Value, ReadError> {
@@ -1254,7 +1307,7 @@ mod tests {
         );
         // Numbers are written as their JSON text, integers checked against their type.
         let num = |t: &str| -> Value { serde_json::from_str(t).unwrap() };
-        let int_of = |t: &str| json_to_simple(&num(t), &simple(int())).map(|c| c.into_owned());
+        let int_of = |t: &str| json_to_simple(&num(t), &simple(int()));
         assert_eq!(int_of("587300354").unwrap(), "587300354");
         assert_eq!(int_of("-2147483648").unwrap(), "-2147483648");
         assert_eq!(int_of("-0").unwrap(), "0");
@@ -1537,18 +1590,52 @@ mod tests {
         assert!(matches!(res, Err(ReadError::TooDeep { limit: 3 })));
     }
 
+    /// A compact list of integers is written item by item as a list of values is, range
+    /// checked, and refused where the schema wants objects or one value.
+    #[test]
+    fn writer_writes_compact_integer_lists_as_lists() {
+        let (schema, decl) = array_schema();
+        let write = |v: Val<'_>| {
+            let mut w = XmlWriter::new(&schema, "urn:x", "ns0", String::new());
+            let obj = Val::Obj(vec![("item", v)]);
+            w.element(&decl, Some(&obj), &mut String::new())
+                .map(|()| w.out)
+        };
+        let compact = write(Val::Ints(vec![5, -6, 2147483647])).unwrap();
+        assert_eq!(
+            compact,
+            "<productIds><item>5</item><item>-6</item><item>2147483647</item></productIds>"
+        );
+        let listed = write(Val::List(vec![
+            Val::Int(5),
+            Val::Int(-6),
+            Val::Int(2147483647),
+        ]));
+        assert_eq!(listed.unwrap(), compact);
+        let e = write(Val::Ints(vec![1, 2147483648])).unwrap_err();
+        assert_eq!(e.path, "productIds/item");
+        assert!(e.reason.contains("outside the range"), "{}", e.reason);
+        // Where one value is allowed, a list is refused.
+        let mut w = XmlWriter::new(&schema, "urn:x", "ns0", String::new());
+        let e = w
+            .element(&decl, Some(&Val::Ints(vec![1])), &mut String::new())
+            .unwrap_err();
+        assert_eq!(e.reason, "a list where the schema allows one value");
+    }
+
     #[test]
     fn writer_follows_schema_order_and_accepts_single_values_for_arrays() {
         let (schema, decl) = array_schema();
         let mut w = XmlWriter::new(&schema, "urn:x", "ns0", String::new());
         let v = serde_json::json!({"item": 5, "extra": "ignored"});
-        w.element(&decl, Some(&v), &mut String::new()).unwrap();
+        w.element(&decl, Some(&Val::borrowed(&v)), &mut String::new())
+            .unwrap();
         assert_eq!(w.out, "<productIds><item>5</item></productIds>");
         let mut w = XmlWriter::new(&schema, "urn:x", "ns0", String::new());
         let e = w
             .element(
                 &decl,
-                Some(&serde_json::json!({"item": ["x"]})),
+                Some(&Val::borrowed(&serde_json::json!({"item": ["x"]}))),
                 &mut String::new(),
             )
             .unwrap_err();

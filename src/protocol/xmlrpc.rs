@@ -13,7 +13,6 @@
 use std::borrow::Cow;
 
 use base64::Engine;
-use serde_json::Value;
 
 use crate::call::Val;
 use crate::protocol::xml::{
@@ -744,7 +743,11 @@ impl<'a> ValueWriter<'a> {
 
     /// Writes an operation's result: the response element's content, unwrapped when it has
     /// one child (`<return>`), as a `<value>`.
-    pub(crate) fn result(&mut self, output: &ElementDecl, value: &Value) -> Result<(), ShapeError> {
+    pub(crate) fn result(
+        &mut self,
+        output: &ElementDecl,
+        value: &Val<'_>,
+    ) -> Result<(), ShapeError> {
         let mut path = output.name.clone();
         if let TypeDef::Complex(ct) = self.schema.get(output.ty)
             && ct.children.len() == 1
@@ -767,21 +770,27 @@ impl<'a> ValueWriter<'a> {
     fn element(
         &mut self,
         decl: &ElementDecl,
-        v: &Value,
+        v: &Val<'_>,
         path: &mut String,
     ) -> Result<(), ShapeError> {
         if decl.is_repeated() {
-            let items = match v {
-                Value::Array(a) => a.as_slice(),
-                Value::Null => &[],
-                single => std::slice::from_ref(single),
-            };
             self.out.push_str("<value><array><data>");
-            for item in items {
-                if item.is_null() && !decl.nillable {
-                    continue;
+            match v {
+                Val::List(items) => {
+                    for item in items {
+                        if item.is_null() && !decl.nillable {
+                            continue;
+                        }
+                        self.single(decl, item, path)?;
+                    }
                 }
-                self.single(decl, item, path)?;
+                Val::Ints(items) => {
+                    for i in items {
+                        self.single(decl, &Val::Int(*i), path)?;
+                    }
+                }
+                Val::Null => {}
+                single => self.single(decl, single, path)?,
             }
             self.out.push_str("</data></array></value>");
             return Ok(());
@@ -792,7 +801,7 @@ impl<'a> ValueWriter<'a> {
     fn single(
         &mut self,
         decl: &ElementDecl,
-        v: &Value,
+        v: &Val<'_>,
         path: &mut String,
     ) -> Result<(), ShapeError> {
         let fail = |path: &str, reason: String| ShapeError {
@@ -807,29 +816,32 @@ impl<'a> ValueWriter<'a> {
             TypeDef::Complex(ct) => {
                 if let Some(child) = wrapper_child(self.schema, decl) {
                     let inner = match v {
-                        Value::Object(o) => o.get(&child.name).unwrap_or(&Value::Null),
+                        Val::Obj(_) => v.get(&child.name).unwrap_or(&Val::Null),
                         // Already a list: the backend's answer skipped the wrapper.
-                        list @ Value::Array(_) => list,
+                        list @ (Val::List(_) | Val::Ints(_)) => list,
                         other => {
-                            return Err(fail(path, format!("expected a list, got {other}")));
+                            return Err(fail(
+                                path,
+                                format!("expected a list, got {}", other.to_json()),
+                            ));
                         }
                     };
                     return self.element(child, inner, path);
                 }
-                let Value::Object(obj) = v else {
+                if !matches!(v, Val::Obj(_)) {
                     return Err(fail(path, "expected an object".into()));
-                };
+                }
                 self.out.push_str("<value><struct>");
                 for c in &ct.children {
                     let mark = path.len();
                     path.push('/');
                     path.push_str(&c.name);
-                    match obj.get(&c.name) {
-                        Some(Value::Null) if !c.nillable && c.is_required() && !c.is_repeated() => {
+                    match v.get(&c.name) {
+                        Some(Val::Null) if !c.nillable && c.is_required() && !c.is_repeated() => {
                             return Err(fail(path, "required but null".into()));
                         }
                         // A null for an optional element that cannot be nil: left out.
-                        Some(Value::Null) if !c.nillable => {}
+                        Some(Val::Null) if !c.nillable => {}
                         Some(cv) => {
                             self.out.push_str("<member><name>");
                             escape_into(&mut self.out, &c.name);
@@ -908,31 +920,39 @@ impl<'a> ValueWriter<'a> {
     }
 
     /// Writes a JSON value without a schema (introspection answers, multicall envelopes).
-    pub(crate) fn plain(&mut self, v: &Value) {
+    /// Struct members are written in key order.
+    pub(crate) fn plain(&mut self, v: &Val<'_>) {
         match v {
-            Value::Null => self.out.push_str("<value><nil/></value>"),
-            Value::Bool(b) => self.out.push_str(if *b {
+            Val::Null => self.out.push_str("<value><nil/></value>"),
+            Val::Bool(b) => self.out.push_str(if *b {
                 "<value><boolean>1</boolean></value>"
             } else {
                 "<value><boolean>0</boolean></value>"
             }),
-            Value::Number(n) if n.is_i64() || n.is_u64() => self.integer(&n.to_string()),
-            Value::Number(n) => {
+            Val::Int(i) => self.integer(itoa::Buffer::new().format(*i)),
+            // An integer beyond i64 is written as integers are (as a string when it does not
+            // fit what the client reads).
+            Val::Num(n) if n.bytes().all(|b| b.is_ascii_digit() || b == b'-') => self.integer(n),
+            Val::Num(n) => {
                 self.out.push_str("<value><double>");
-                self.out.push_str(&n.to_string());
+                self.out.push_str(n);
                 self.out.push_str("</double></value>");
             }
-            Value::String(s) => self.string(s),
-            Value::Array(items) => {
+            Val::Str(s) => self.string(s),
+            Val::List(_) | Val::Ints(_) => {
                 self.out.push_str("<value><array><data>");
-                for i in items {
-                    self.plain(i);
+                match v {
+                    Val::List(items) => items.iter().for_each(|i| self.plain(i)),
+                    Val::Ints(items) => items.iter().for_each(|i| self.plain(&Val::Int(*i))),
+                    _ => {}
                 }
                 self.out.push_str("</data></array></value>");
             }
-            Value::Object(m) => {
+            Val::Obj(members) => {
+                let mut sorted: Vec<&(&str, Val<'_>)> = members.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(b.0));
                 self.out.push_str("<value><struct>");
-                for (k, v) in m {
+                for (k, v) in sorted {
                     self.out.push_str("<member><name>");
                     escape_into(&mut self.out, k);
                     self.out.push_str("</name>");
@@ -1174,13 +1194,19 @@ mod tests {
     fn plain_values_pick_i8_or_string_for_wide_integers() {
         let schema = Schema::default();
         let mut w = ValueWriter::new(&schema, false);
-        w.plain(&serde_json::json!([1, 1597746714261i64, "x", true, null]));
+        w.plain(&Val::borrowed(&serde_json::json!([
+            1,
+            1597746714261i64,
+            "x",
+            true,
+            null
+        ])));
         assert_eq!(
             w.out,
             "<value><array><data><value><int>1</int></value><value><string>1597746714261</string></value><value><string>x</string></value><value><boolean>1</boolean></value><value><nil/></value></data></array></value>"
         );
         let mut w = ValueWriter::new(&schema, true);
-        w.plain(&serde_json::json!(1597746714261i64));
+        w.plain(&Val::borrowed(&serde_json::json!(1597746714261i64)));
         assert_eq!(w.out, "<value><i8>1597746714261</i8></value>");
     }
 }
