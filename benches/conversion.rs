@@ -234,6 +234,7 @@ fn main() {
                 "env",
                 "ns0",
                 black_box(&value),
+                0,
             )
             .unwrap()
         };

@@ -52,14 +52,19 @@ impl PartialEq for Val<'_> {
 impl<'a> Val<'a> {
     /// A list of one item: compact when the item is an integer.
     pub(crate) fn list_of(first: Val<'a>) -> Val<'a> {
+        Val::list_with_room(first, 3)
+    }
+
+    /// [`Val::list_of`], with room for `more` items.
+    pub(crate) fn list_with_room(first: Val<'a>, more: usize) -> Val<'a> {
         match first {
             Val::Int(i) => {
-                let mut items = Vec::with_capacity(4);
+                let mut items = Vec::with_capacity(1 + more);
                 items.push(i);
                 Val::Ints(items)
             }
             v => {
-                let mut items = Vec::with_capacity(4);
+                let mut items = Vec::with_capacity(1 + more);
                 items.push(v);
                 Val::List(items)
             }
@@ -224,11 +229,27 @@ const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 impl<'de> serde::Deserialize<'de> for Val<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValVisitor)
+        serde::de::DeserializeSeed::deserialize(ValVisitor(&mut Scratch::default()), d)
     }
 }
 
-struct ValVisitor;
+/// Where the members and items of the objects and lists being read wait until their object or
+/// list ends, so that each is then allocated once, at its exact size (growing each by
+/// doubling would leave up to half of every one unused).
+#[derive(Default)]
+struct Scratch<'de> {
+    members: Vec<(&'de str, Val<'de>)>,
+    items: Vec<Val<'de>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValVisitor<'_, 'de> {
+    type Value = Val<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Val<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+struct ValVisitor<'s, 'de>(&'s mut Scratch<'de>);
 
 /// An object key, borrowed when it was written without escapes.
 enum Key<'de> {
@@ -255,7 +276,7 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for ValVisitor {
+impl<'de> serde::de::Visitor<'de> for ValVisitor<'_, 'de> {
     type Value = Val<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -291,18 +312,29 @@ impl<'de> serde::de::Visitor<'de> for ValVisitor {
         Ok(Val::Str(Cow::Owned(s)))
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
-        let Some(first) = seq.next_element()? else {
-            return Ok(Val::List(Vec::new()));
-        };
-        let mut items = Val::list_of(first);
-        while let Some(v) = seq.next_element()? {
-            items.push_item(v);
+        let start = self.0.items.len();
+        while let Some(v) = seq.next_element_seed(ValVisitor(&mut *self.0))? {
+            self.0.items.push(v);
         }
-        Ok(items)
+        let items = self.0.items.drain(start..);
+        Ok(
+            if items.as_slice().iter().all(|v| matches!(v, Val::Int(_))) && items.len() > 0 {
+                Val::Ints(
+                    items
+                        .map(|v| match v {
+                            Val::Int(i) => i,
+                            _ => unreachable!("only integers"),
+                        })
+                        .collect(),
+                )
+            } else {
+                Val::List(items.collect())
+            },
+        )
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
         use serde::de::Error as _;
-        let mut members: Vec<(&'de str, Val<'de>)> = Vec::new();
+        let start = self.0.members.len();
         // Keys already given, for objects too large to search for a repeated key.
         let mut index: Option<std::collections::HashMap<&'de str, usize>> = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
@@ -310,14 +342,15 @@ impl<'de> serde::de::Visitor<'de> for ValVisitor {
                 Key::Borrowed(k) => *k == NUMBER_TOKEN,
                 Key::Owned(k) => k == NUMBER_TOKEN,
             };
-            if number && members.is_empty() {
+            if number && self.0.members.len() == start {
                 let text: String = map.next_value()?;
                 return Ok(integer_text(&text).unwrap_or(Val::Num(Cow::Owned(text))));
             }
             let Key::Borrowed(key) = key else {
                 return Err(A::Error::custom("an object key with escapes"));
             };
-            let value: Val<'de> = map.next_value()?;
+            let value = map.next_value_seed(ValVisitor(&mut *self.0))?;
+            let members = &mut self.0.members[start..];
             if members.len() >= 16 && index.is_none() {
                 index = Some(
                     members
@@ -339,10 +372,10 @@ impl<'de> serde::de::Visitor<'de> for ValVisitor {
             };
             match at {
                 Some(i) => members[i].1 = value,
-                None => members.push((key, value)),
+                None => self.0.members.push((key, value)),
             }
         }
-        Ok(Val::Obj(members))
+        Ok(Val::Obj(self.0.members.drain(start..).collect()))
     }
 }
 
@@ -374,6 +407,19 @@ mod tests {
         let text = br#"{"title":"plain"}"#;
         let v = Val::from_json_slice(text).unwrap();
         assert!(matches!(v.get("title"), Some(Val::Str(Cow::Borrowed(_)))));
+        // Every object and list is allocated at its size, nested ones too.
+        fn exact(v: &Val<'_>) -> bool {
+            match v {
+                Val::Obj(m) => m.capacity() == m.len() && m.iter().all(|(_, v)| exact(v)),
+                Val::List(items) => items.capacity() == items.len() && items.iter().all(exact),
+                Val::Ints(items) => items.capacity() == items.len(),
+                _ => true,
+            }
+        }
+        let text = br#"{"a":{"x":1,"y":[1,2,3],"z":{"q":[{"r":1},"s"]}},"b":[{"c":1},{"d":"e","f":2,"g":null}],"h":[]}"#;
+        let v = Val::from_json_slice(text).unwrap();
+        assert!(exact(&v), "{v:?}");
+        assert_eq!(v.to_json(), serde_json::from_slice::<Value>(text).unwrap());
         // Not JSON, trailing bytes, or an escaped key: None (the caller reads a Value instead).
         for bad in ["", "{", "[1] x", r#"{"a\u0062":1}"#, "NaN"] {
             assert!(Val::from_json_slice(bad.as_bytes()).is_none(), "{bad}");

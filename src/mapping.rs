@@ -478,12 +478,16 @@ fn eval_val<'s>(n: &'s Node, scope: &Scope<'s>, keep: &'s Keep<'s>) -> Option<Va
     match n {
         Node::Path(p) => p.eval_val(scope),
         Node::Literal(v) => Some(Val::borrowed(v)),
-        Node::Object(members) => Some(Val::Obj(
-            members
-                .iter()
-                .filter_map(|(k, t)| Some((k.as_str(), eval_val(t, scope, keep)?)))
-                .collect(),
-        )),
+        Node::Object(members) => {
+            // Room for every member at once (a collected `filter_map` would grow by doubling).
+            let mut out = Vec::with_capacity(members.len());
+            for (k, t) in members {
+                if let Some(v) = eval_val(t, scope, keep) {
+                    out.push((k.as_str(), v));
+                }
+            }
+            Some(Val::Obj(out))
+        }
         Node::Array(items) => Some(gather(
             items.iter().filter_map(|i| eval_val(i, scope, keep)),
         )),
@@ -544,14 +548,15 @@ fn eval_val<'s>(n: &'s Node, scope: &Scope<'s>, keep: &'s Keep<'s>) -> Option<Va
     }
 }
 
-/// Items as one list (compact when they are all integers).
+/// Items as one list (compact when they are all integers), with room for as many as the
+/// iterator may give at once.
 fn gather<'s>(items: impl IntoIterator<Item = Val<'s>>) -> Val<'s> {
     let mut items = items.into_iter();
     let Some(first) = items.next() else {
         return Val::List(Vec::new());
     };
-    let mut list = Val::list_of(first);
-    list.reserve_items(items.size_hint().0);
+    let (least, most) = items.size_hint();
+    let mut list = Val::list_with_room(first, most.unwrap_or(least));
     for v in items {
         list.push_item(v);
     }

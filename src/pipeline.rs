@@ -85,7 +85,8 @@ impl Pipeline {
 
     /// A decoded call of `svc`'s operation `operation`: the profile's signature check (which
     /// consumes its parameters), then the operation, whose result is handed to `encode`
-    /// while the backend's answer it borrows from is alive. The result still needs
+    /// while the backend's answer it borrows from is alive (with a size hint: see
+    /// [`Route::answer`](crate::route::Route::answer)). The result still needs
     /// [`Service::finish`].
     pub(crate) async fn execute<R>(
         &self,
@@ -93,7 +94,7 @@ impl Pipeline {
         operation: usize,
         mut params: Val<'_>,
         role_user: Option<&str>,
-        encode: impl FnOnce(Val<'_>) -> R + Send,
+        encode: impl FnOnce(Val<'_>, usize) -> R + Send,
     ) -> Result<R, Error> {
         if let Some(p) = &svc.profile {
             let user = role_user.ok_or(Error::Unauthorized)?;
@@ -119,7 +120,7 @@ impl Pipeline {
         &self,
         call: &StockCall,
         params: &Val<'_>,
-        encode: impl FnOnce(Val<'_>) -> R,
+        encode: impl FnOnce(Val<'_>, usize) -> R,
     ) -> Result<R, Error> {
         let sync = self
             .stock
@@ -132,7 +133,9 @@ impl Pipeline {
             .unwrap_or(Value::Null);
         let answer = sync.handle(&call.op, &input).await?;
         call.response
-            .eval_with(&Scope::new(Doc::Json(&answer), Doc::Call(params)), encode)
+            .eval_with(&Scope::new(Doc::Json(&answer), Doc::Call(params)), |v| {
+                encode(v, 0)
+            })
             .ok_or_else(|| {
                 Error::Internal("the stock operation's response mapping found nothing".into())
             })

@@ -97,15 +97,17 @@ impl Route {
     /// Renders the backend request from the call's parameters, calls the backend (every page,
     /// or every batch) and shapes its answer into the operation's result, as `serde_json`.
     pub(crate) async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
-        self.answer(input, |v| v.to_json()).await
+        self.answer(input, |v, _| v.to_json()).await
     }
 
     /// [`Route::invoke`], handing the result to `encode` as a value that borrows from the
-    /// backend's answer: a large answer is not copied into a result tree of its own strings.
+    /// backend's answer (a large answer is not copied into a result tree of its own strings),
+    /// with the size in bytes of the answer it was read from (0 when not known): a hint for
+    /// the size of what is written from it.
     pub(crate) async fn answer<R>(
         &self,
         input: &Val<'_>,
-        encode: impl FnOnce(Val<'_>) -> R,
+        encode: impl FnOnce(Val<'_>, usize) -> R,
     ) -> Result<R, Error> {
         let (answer, batch) = match (&self.plan.batch, &self.plan.pages) {
             (Some(b), _) => {
@@ -126,12 +128,12 @@ impl Route {
                 if let Answer::Text { body, .. } = &answer
                     && let Some(doc) = Val::from_json_slice(body)
                 {
-                    return self.respond(Doc::Call(&doc), input, None, encode);
+                    return self.respond(Doc::Call(&doc), input, None, |v| encode(v, body.len()));
                 }
                 (answer.into_json(&self.backend)?, None)
             }
         };
-        self.respond(Doc::Json(&answer), input, batch.as_ref(), encode)
+        self.respond(Doc::Json(&answer), input, batch.as_ref(), |v| encode(v, 0))
     }
 
     /// The operation's result: the response mapping applied to the backend's answer.

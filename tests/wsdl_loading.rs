@@ -60,6 +60,7 @@ fn rpc_literal_with_an_imported_schema() {
         "soap",
         "m",
         &soapbridge::call::Val::borrowed(&json!({"total": "2.20"})),
+        0,
     )
     .unwrap();
     assert!(

@@ -204,7 +204,7 @@ async fn answer(
     let op = call.operation;
     // The envelope is written from the result while the backend's answer it borrows from is
     // alive, so a large answer is never copied into a result of its own.
-    let encode = |result: Val<'_>| {
+    let encode = |result: Val<'_>, answer_bytes: usize| {
         let result = svc.finish(result, started);
         soap::encode_response(
             &svc.desc,
@@ -213,6 +213,7 @@ async fn answer(
             &svc.env_prefix,
             &svc.body_prefix,
             &result,
+            answer_bytes,
         )
     };
     let encoded = match p.execute(svc, op, call.params, role_user, encode).await {
@@ -256,6 +257,7 @@ fn respond_error(
             &svc.env_prefix,
             &svc.body_prefix,
             &Val::borrowed(&value),
+            0,
         ) {
             Ok(xml) => {
                 let mut r = text_response(StatusCode::OK, version.content_type(), xml);

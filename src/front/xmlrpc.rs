@@ -354,7 +354,7 @@ async fn call(
     let params = xmlrpc::params_to_call(params, &svc.desc.schema, operation)
         .map_err(|e| (e.into(), default_lang))?;
     let lang = svc.lang(&params);
-    let encode = |result: Val<'_>| {
+    let encode = |result: Val<'_>, _| {
         let mut w = ValueWriter::new(&svc.desc.schema, i8_ok);
         w.result(&operation.output, &svc.finish(result, started))
             .map(|()| w.out)

@@ -347,6 +347,8 @@ fn decode_body<'i>(
 }
 
 /// Writes a response envelope whose body is the operation's output element holding `value`.
+/// `answer_bytes`, the size of the JSON the value was read from (0 when not known), sizes the
+/// text at once, instead of by doubling (which can leave twice the envelope allocated).
 pub fn encode_response(
     desc: &ServiceDescription,
     operation: usize,
@@ -354,10 +356,12 @@ pub fn encode_response(
     env_prefix: &str,
     body_prefix: &str,
     value: &Val<'_>,
+    answer_bytes: usize,
 ) -> Result<String, xml::ShapeError> {
     let decl = &desc.operations[operation].output;
     let ns = decl.namespace.as_deref().unwrap_or("");
-    let mut out = String::with_capacity(1024);
+    // An element's name is written twice where JSON has its key once: room for twice the JSON.
+    let mut out = String::with_capacity(1024 + 2 * answer_bytes);
     envelope_open(&mut out, version, env_prefix);
     let mut w = XmlWriter::new(&desc.schema, ns, body_prefix, out);
     w.element(decl, Some(value), &mut String::new())?;
