@@ -225,7 +225,6 @@ fn main() {
             break;
         }
         let value = result(products);
-        let value = soapbridge::call::Val::borrowed(&value);
         let encode = || {
             soap::encode_response(
                 &desc,
@@ -233,7 +232,7 @@ fn main() {
                 SoapVersion::V11,
                 "env",
                 "ns0",
-                black_box(&value),
+                soapbridge::call::Doc::Json(black_box(&value)),
                 0,
             )
             .unwrap()

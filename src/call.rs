@@ -122,6 +122,15 @@ impl<'a> Val<'a> {
         }
     }
 
+    /// A scalar borrowed from this one (a list or object is copied).
+    pub fn view(&self) -> Val<'_> {
+        match self {
+            Val::Str(s) => Val::Str(Cow::Borrowed(s)),
+            Val::Num(s) => Val::Num(Cow::Borrowed(s)),
+            other => other.clone(),
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Val::Null)
     }
@@ -200,6 +209,129 @@ impl<'a> Val<'a> {
                 Value::Object(m)
             }
         }
+    }
+}
+
+/// A value as templates and writers read it, borrowed: a `serde_json` value (a backend's
+/// answer, a configured literal) or a call value (a decoded request, an answer read in place).
+#[derive(Debug, Clone, Copy)]
+pub enum Doc<'a> {
+    Json(&'a Value),
+    Call(&'a Val<'a>),
+    /// An item of a call's compact list of integers ([`Val::Ints`]).
+    Int(i64),
+}
+
+impl<'a> Doc<'a> {
+    pub(crate) fn member(self, key: &str) -> Option<Doc<'a>> {
+        match self {
+            Doc::Json(Value::Object(m)) => m.get(key).map(Doc::Json),
+            Doc::Call(v) => v.get(key).map(Doc::Call),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn element(self, i: usize) -> Option<Doc<'a>> {
+        match self {
+            Doc::Json(Value::Array(a)) => a.get(i).map(Doc::Json),
+            Doc::Call(Val::List(a)) => a.get(i).map(Doc::Call),
+            Doc::Call(Val::Ints(a)) => a.get(i).map(|n| Doc::Int(*n)),
+            _ => None,
+        }
+    }
+
+    /// The length, when it is a list.
+    pub(crate) fn len(self) -> Option<usize> {
+        match self {
+            Doc::Json(Value::Array(a)) => Some(a.len()),
+            Doc::Call(v) => v.list_len(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_null(self) -> bool {
+        matches!(self, Doc::Json(Value::Null) | Doc::Call(Val::Null))
+    }
+
+    pub(crate) fn to_val(self) -> Val<'a> {
+        match self {
+            Doc::Json(v) => Val::borrowed(v),
+            Doc::Call(v) => v.clone(),
+            Doc::Int(n) => Val::Int(n),
+        }
+    }
+
+    pub(crate) fn to_json(self) -> Value {
+        match self {
+            Doc::Json(v) => v.clone(),
+            Doc::Call(v) => v.to_json(),
+            Doc::Int(n) => Value::from(n),
+        }
+    }
+}
+
+/// What a [`Tree`] node is, for a writer.
+#[derive(Debug)]
+pub enum Form<'t> {
+    Null,
+    /// A string, number or boolean (borrowed).
+    Scalar(Val<'t>),
+    /// A list of this many items, some of which may turn out absent ([`Tree::item`]).
+    List(usize),
+    Obj,
+}
+
+impl Form<'_> {
+    /// What it is, for messages: "a string", "a list".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Form::Null => "null",
+            Form::Scalar(Val::Bool(_)) => "a boolean",
+            Form::Scalar(Val::Int(_) | Val::Num(_)) => "a number",
+            Form::Scalar(Val::Str(_)) => "a string",
+            Form::Scalar(Val::Obj(_)) | Form::Obj => "an object",
+            Form::Scalar(_) | Form::List(_) => "a list",
+        }
+    }
+}
+
+/// A value the writers read: a borrowed document ([`Doc`]), or an operation's result that is
+/// evaluated from its template as it is read, so that a large result is never built whole.
+/// Handles are small and copied.
+pub trait Tree<'t>: Copy {
+    fn form(self) -> Form<'t>;
+    /// The member `key` of an object.
+    fn member(self, key: &str) -> Option<Self>;
+    /// Item `i` of a list (below its [`Form::List`] length); `None` when it is absent.
+    fn item(self, i: usize) -> Option<Self>;
+    fn is_null(self) -> bool {
+        matches!(self.form(), Form::Null)
+    }
+}
+
+impl<'t> Tree<'t> for Doc<'t> {
+    fn form(self) -> Form<'t> {
+        match self {
+            d if d.is_null() => Form::Null,
+            Doc::Json(Value::Object(_)) | Doc::Call(Val::Obj(_)) => Form::Obj,
+            d => match d.len() {
+                Some(n) => Form::List(n),
+                None => Form::Scalar(match d {
+                    Doc::Json(v) => Val::borrowed(v),
+                    Doc::Call(v) => v.view(),
+                    Doc::Int(n) => Val::Int(n),
+                }),
+            },
+        }
+    }
+    fn member(self, key: &str) -> Option<Self> {
+        Doc::member(self, key)
+    }
+    fn item(self, i: usize) -> Option<Self> {
+        self.element(i)
+    }
+    fn is_null(self) -> bool {
+        Doc::is_null(self)
     }
 }
 

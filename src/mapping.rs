@@ -26,7 +26,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::call::Val;
+pub use crate::call::Doc;
+use crate::call::{Form, Tree, Val};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Root {
@@ -68,16 +69,6 @@ enum Node {
 /// A compiled template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template(Node);
-
-/// A document templates read: a `serde_json` value (a backend's answer) or a decoded call's
-/// parameters.
-#[derive(Debug, Clone, Copy)]
-pub enum Doc<'a> {
-    Json(&'a Value),
-    Call(&'a Val<'a>),
-    /// An item of a call's compact list of integers ([`Val::Ints`]).
-    Int(i64),
-}
 
 /// What expressions can see.
 #[derive(Debug, Clone, Copy)]
@@ -237,54 +228,6 @@ impl PathExpr {
     }
 }
 
-impl<'a> Doc<'a> {
-    fn member(self, key: &str) -> Option<Doc<'a>> {
-        match self {
-            Doc::Json(Value::Object(m)) => m.get(key).map(Doc::Json),
-            Doc::Call(v) => v.get(key).map(Doc::Call),
-            _ => None,
-        }
-    }
-
-    fn element(self, i: usize) -> Option<Doc<'a>> {
-        match self {
-            Doc::Json(Value::Array(a)) => a.get(i).map(Doc::Json),
-            Doc::Call(Val::List(a)) => a.get(i).map(Doc::Call),
-            Doc::Call(Val::Ints(a)) => a.get(i).map(|n| Doc::Int(*n)),
-            _ => None,
-        }
-    }
-
-    /// The length, when it is a list.
-    fn len(self) -> Option<usize> {
-        match self {
-            Doc::Json(Value::Array(a)) => Some(a.len()),
-            Doc::Call(v) => v.list_len(),
-            _ => None,
-        }
-    }
-
-    fn is_null(self) -> bool {
-        matches!(self, Doc::Json(Value::Null) | Doc::Call(Val::Null))
-    }
-
-    fn to_val(self) -> Val<'a> {
-        match self {
-            Doc::Json(v) => Val::borrowed(v),
-            Doc::Call(v) => v.clone(),
-            Doc::Int(n) => Val::Int(n),
-        }
-    }
-
-    fn to_json(self) -> Value {
-        match self {
-            Doc::Json(v) => v.clone(),
-            Doc::Call(v) => v.to_json(),
-            Doc::Int(n) => Value::from(n),
-        }
-    }
-}
-
 /// [`walk`], into a call value.
 fn walk_val<'a>(v: Doc<'a>, segs: &[Seg]) -> Option<Val<'a>> {
     let Some((first, rest)) = segs.split_first() else {
@@ -321,6 +264,15 @@ impl Template {
     /// Evaluates the template; `None` when it refers to something absent.
     pub fn eval(&self, scope: &Scope<'_>) -> Option<Value> {
         self.eval_with(scope, |v| v.to_json())
+    }
+
+    /// Hands `f` the template's result as a [`Lazy`] tree, evaluated as `f` reads it: what a
+    /// writer writes from it is what it would write from [`Template::eval_with`]'s value,
+    /// without that value being built. `None` (and `f` not called) when the template is
+    /// absent for the scope.
+    pub fn read_with<R>(&self, scope: &Scope<'_>, f: impl FnOnce(Lazy<'_>) -> R) -> Option<R> {
+        let keep = Keep::new();
+        Walk::of(&self.0, *scope, &keep).map(|w| f(Lazy(w)))
     }
 
     /// Evaluates the template into a value borrowed from the template and the scope, and
@@ -545,6 +497,94 @@ fn eval_val<'s>(n: &'s Node, scope: &Scope<'s>, keep: &'s Keep<'s>) -> Option<Va
             Some(d) => !d.is_null(),
             None => p.eval_val(scope).is_some_and(|v| !matches!(v, Val::Null)),
         })),
+    }
+}
+
+/// A result evaluated from its template as a writer reads it ([`Template::read_with`]):
+/// objects, arrays and `$each` are walked where they stand, so that a result is never built
+/// whole; anything else is evaluated when it is reached (it is small: a path's value is
+/// borrowed, defaults, merges and the like are built into `keep`).
+#[derive(Clone, Copy)]
+pub struct Lazy<'s>(Walk<'s>);
+
+impl std::fmt::Debug for Lazy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lazy(..)")
+    }
+}
+
+/// Where a [`Lazy`] tree stands.
+#[derive(Clone, Copy)]
+enum Walk<'s> {
+    Doc(Doc<'s>),
+    Obj(&'s [(String, Node)], Scope<'s>, &'s Keep<'s>),
+    Arr(&'s [Node], Scope<'s>, &'s Keep<'s>),
+    /// `$each` over a list (or over one value, or nothing when it is null).
+    Each(Doc<'s>, &'s Node, Scope<'s>, &'s Keep<'s>),
+}
+
+impl<'s> Walk<'s> {
+    /// The node as a writer will read it; `None` when it is absent (as [`eval_val`] says).
+    fn of(n: &'s Node, scope: Scope<'s>, keep: &'s Keep<'s>) -> Option<Walk<'s>> {
+        let kept = |v: Val<'s>| Walk::Doc(Doc::Call(keep.alloc(v)));
+        match n {
+            Node::Object(members) => Some(Walk::Obj(members, scope, keep)),
+            Node::Array(items) => Some(Walk::Arr(items, scope, keep)),
+            Node::Each(src, map) => {
+                let list = match src.eval_ref(&scope) {
+                    Some(d) => d,
+                    None => Doc::Call(keep.alloc(src.eval_val(&scope)?)),
+                };
+                Some(Walk::Each(list, map, scope, keep))
+            }
+            Node::Path(p) => match p.eval_ref(&scope) {
+                Some(d) => Some(Walk::Doc(d)),
+                None => p.eval_val(&scope).map(kept),
+            },
+            Node::Literal(v) => Some(Walk::Doc(Doc::Json(v))),
+            other => eval_val(other, &scope, keep).map(kept),
+        }
+    }
+}
+
+impl<'s> Tree<'s> for Lazy<'s> {
+    fn form(self) -> Form<'s> {
+        match self.0 {
+            Walk::Doc(d) => d.form(),
+            Walk::Obj(..) => Form::Obj,
+            Walk::Arr(items, ..) => Form::List(items.len()),
+            Walk::Each(list, ..) => Form::List(match list.len() {
+                Some(n) => n,
+                None if list.is_null() => 0,
+                None => 1,
+            }),
+        }
+    }
+
+    fn member(self, key: &str) -> Option<Self> {
+        match self.0 {
+            Walk::Doc(d) => d.member(key).map(|d| Lazy(Walk::Doc(d))),
+            Walk::Obj(members, scope, keep) => {
+                let (_, t) = members.iter().find(|(k, _)| k == key)?;
+                Walk::of(t, scope, keep).map(Lazy)
+            }
+            _ => None,
+        }
+    }
+
+    fn item(self, i: usize) -> Option<Self> {
+        match self.0 {
+            Walk::Doc(d) => d.element(i).map(|d| Lazy(Walk::Doc(d))),
+            Walk::Arr(items, scope, keep) => Walk::of(items.get(i)?, scope, keep).map(Lazy),
+            Walk::Each(list, map, scope, keep) => {
+                let item = match list.len() {
+                    Some(_) => list.element(i)?,
+                    None => list,
+                };
+                Walk::of(map, scope.with_item(item), keep).map(Lazy)
+            }
+            Walk::Obj(..) => None,
+        }
     }
 }
 
@@ -1084,6 +1124,142 @@ mod tests {
         // Absent: `f` is not called.
         let absent = Template::compile(&json!("$.nothing")).unwrap();
         assert_eq!(absent.eval_with(&scope, |_| unreachable!()), None::<()>);
+    }
+
+    /// What the writers write from a result read as it is evaluated ([`Template::read_with`])
+    /// is what they write from the evaluated value, errors included, for every kind of node.
+    #[test]
+    fn results_read_lazily_are_written_as_evaluated_ones() {
+        use crate::call::Tree;
+        use crate::protocol::xml::{ShapeError, XmlWriter};
+        use crate::protocol::xmlrpc::ValueWriter;
+        use crate::schema::{ComplexType, ElementDecl, Schema, SimpleKind, SimpleType, TypeDef};
+
+        let simple = |name: &str| {
+            TypeDef::Simple(SimpleType {
+                name: format!("xs:{name}"),
+                kind: SimpleKind::builtin(name).unwrap(),
+                enumeration: Vec::new(),
+            })
+        };
+        let el = |name: &str, min: u32, max: Option<u32>, nillable: bool, ty: usize| ElementDecl {
+            name: name.into(),
+            namespace: None,
+            min_occurs: min,
+            max_occurs: max,
+            nillable,
+            ty,
+        };
+        let complex = |name: &str, children: Vec<ElementDecl>| {
+            TypeDef::Complex(ComplexType {
+                name: name.into(),
+                children,
+                unordered: false,
+            })
+        };
+        let schema = Schema {
+            types: vec![
+                simple("int"),
+                simple("string"),
+                simple("decimal"),
+                complex(
+                    "Option",
+                    vec![
+                        el("optionId", 1, Some(1), false, 0),
+                        el("name", 0, Some(1), true, 1),
+                        el("price", 0, Some(1), false, 2),
+                    ],
+                ),
+                complex(
+                    "Product",
+                    vec![
+                        el("productId", 1, Some(1), false, 0),
+                        el("title", 0, Some(1), false, 1),
+                        el("option", 0, Some(3), false, 3),
+                        el("tag", 0, None, false, 1),
+                    ],
+                ),
+                complex(
+                    "Result",
+                    vec![
+                        el("product", 0, None, false, 4),
+                        el("count", 1, Some(1), true, 0),
+                        el("ids", 0, None, false, 0),
+                    ],
+                ),
+            ],
+        };
+        let root = el("result", 1, Some(1), false, 5);
+        let answer = br#"{"products": [
+            {"product_id": 7, "title": "Vazo \u00e7", "options": [{"option_id": 1, "price": 12.50}, {"option_id": 3, "name": null, "price": "5"}], "tags": ["a", "b"]},
+            {"product_id": 8, "options": [], "tags": "single"},
+            {"product_id": 9, "title": {"nested": true}, "options": [{"option_id": 2}]},
+            {"title": "no id", "options": [{"option_id": 1}, {"option_id": 2}, {"option_id": 3}, {"option_id": 4}]},
+            {"product_id": 10, "options": [{"option_id": "x"}]}
+        ], "count": 2, "ids": [4, 5, 6], "none": null, "extra": {"a": 1}}"#;
+        let doc = Val::from_json_slice(answer).unwrap();
+        let input = Val::Obj(vec![("lang", Val::Str("tr".into()))]);
+        let product = |pick: &str| {
+            json!({"product": {"$each": pick, "$map": {
+                "productId": "@.product_id",
+                "title": {"$first": ["@.title", "$input.lang"]},
+                "option": {"$each": "@.options", "$map": {"optionId": "@.option_id", "name": {"$value": "@.name", "$default": "-"}, "price": "@.price"}},
+                "tag": "@.tags"
+            }}, "count": "$.count", "ids": {"$each": "$.ids", "$map": "@"}})
+        };
+        let templates = [
+            product("$.products[0]"),
+            product("$.products[1]"),
+            product("$.products[2]"),
+            product("$.products[3]"),
+            product("$.products[4]"),
+            json!({"product": [{"productId": "$.ids[0]", "title": "literal"}, {"productId": "$.ids.missing"}], "count": "$.none"}),
+            json!({"$merge": ["$.extra", {"count": "$.count"}, {"ids": "$.ids", "count": 5}]}),
+            json!({"count": {"$present": "$.none"}, "ids": "$.products.product_id"}),
+            json!({"count": 1, "product": {"$entries": "$.extra", "$map": {"productId": "@.value", "title": "@.key"}}}),
+            json!({"count": "$.extra"}),
+            json!({"ids": "$.count", "count": 1}),
+            json!({"product": {"$each": "$.none", "$map": {"productId": 1}}, "count": 1}),
+            json!({"product": {"$each": "$.extra", "$map": {"productId": "@.a"}}, "count": 1}),
+        ];
+        fn soap<'t, T: Tree<'t>>(
+            schema: &Schema,
+            root: &ElementDecl,
+            v: T,
+        ) -> Result<String, ShapeError> {
+            let mut w = XmlWriter::new(schema, "urn:x", "m", String::new());
+            w.element(root, Some(v), &mut String::new()).map(|()| w.out)
+        }
+        fn rpc<'t, T: Tree<'t>>(
+            schema: &Schema,
+            root: &ElementDecl,
+            v: T,
+        ) -> Result<String, ShapeError> {
+            let mut w = ValueWriter::new(schema, false);
+            w.result(root, v).map(|()| w.out)
+        }
+        let scope = Scope::new(Doc::Call(&doc), Doc::Call(&input));
+        let mut written = 0;
+        for t in templates {
+            let compiled = Template::compile(&t).unwrap();
+            let eager = compiled
+                .eval_with(&scope, |v| {
+                    (
+                        soap(&schema, &root, Doc::Call(&v)),
+                        rpc(&schema, &root, Doc::Call(&v)),
+                    )
+                })
+                .unwrap();
+            let lazy = compiled
+                .read_with(&scope, |l| {
+                    (soap(&schema, &root, l), rpc(&schema, &root, l))
+                })
+                .unwrap();
+            assert_eq!(lazy, eager, "{t}");
+            written += usize::from(eager.0.is_ok());
+        }
+        // Both outcomes are exercised.
+        assert!((3..13).contains(&written), "{written}");
     }
 
     #[test]

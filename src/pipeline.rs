@@ -13,7 +13,7 @@ use crate::call::Val;
 use crate::clock::Clock;
 use crate::config::{Limits, StockCall};
 use crate::error::Error;
-use crate::mapping::{Doc, Scope};
+use crate::mapping::{Doc, Lazy, Scope};
 use crate::protocol::xml::ReadError;
 use crate::server::{Body, WholeBody};
 use crate::service::{Operation, Service};
@@ -94,7 +94,7 @@ impl Pipeline {
         operation: usize,
         mut params: Val<'_>,
         role_user: Option<&str>,
-        encode: impl FnOnce(Val<'_>, usize) -> R + Send,
+        encode: impl FnOnce(Lazy<'_>, usize) -> R + Send,
     ) -> Result<R, Error> {
         if let Some(p) = &svc.profile {
             let user = role_user.ok_or(Error::Unauthorized)?;
@@ -120,7 +120,7 @@ impl Pipeline {
         &self,
         call: &StockCall,
         params: &Val<'_>,
-        encode: impl FnOnce(Val<'_>, usize) -> R,
+        encode: impl FnOnce(Lazy<'_>, usize) -> R,
     ) -> Result<R, Error> {
         let sync = self
             .stock
@@ -133,7 +133,7 @@ impl Pipeline {
             .unwrap_or(Value::Null);
         let answer = sync.handle(&call.op, &input).await?;
         call.response
-            .eval_with(&Scope::new(Doc::Json(&answer), Doc::Call(params)), |v| {
+            .read_with(&Scope::new(Doc::Json(&answer), Doc::Call(params)), |v| {
                 encode(v, 0)
             })
             .ok_or_else(|| {

@@ -12,7 +12,7 @@ use crate::backend::{Answer, Backend, BackendRequest, Body, Creds};
 use crate::call::Val;
 use crate::config::{BatchPlan, PagesPlan, RoutePlan};
 use crate::error::{Error, FieldError, Refusal};
-use crate::mapping::{Doc, Scope, render_query};
+use crate::mapping::{Doc, Lazy, Scope, Template, render_query};
 
 /// The backend call an operation maps to: its compiled plan, bound to the backend's client.
 #[derive(Debug, Clone)]
@@ -97,17 +97,30 @@ impl Route {
     /// Renders the backend request from the call's parameters, calls the backend (every page,
     /// or every batch) and shapes its answer into the operation's result, as `serde_json`.
     pub(crate) async fn invoke(&self, input: &Val<'_>) -> Result<Value, Error> {
-        self.answer(input, |v, _| v.to_json()).await
+        self.call(input, |t, scope, _| t.eval(scope)).await
     }
 
-    /// [`Route::invoke`], handing the result to `encode` as a value that borrows from the
-    /// backend's answer (a large answer is not copied into a result tree of its own strings),
-    /// with the size in bytes of the answer it was read from (0 when not known): a hint for
-    /// the size of what is written from it.
+    /// [`Route::invoke`], handing the result to `encode` as a tree evaluated as it is read,
+    /// over the backend's answer read in place: a large answer is copied neither into a
+    /// result of its own strings nor into a result tree. With it goes the size in bytes of the
+    /// answer it was read from (0 when not known): a hint for the size of what is written.
     pub(crate) async fn answer<R>(
         &self,
         input: &Val<'_>,
-        encode: impl FnOnce(Val<'_>, usize) -> R,
+        encode: impl FnOnce(Lazy<'_>, usize) -> R,
+    ) -> Result<R, Error> {
+        self.call(input, |t, scope, size| {
+            t.read_with(scope, |tree| encode(tree, size))
+        })
+        .await
+    }
+
+    /// Calls the backend and applies `shape` to the response template, the scope of its
+    /// answer, and the answer's size.
+    async fn call<R>(
+        &self,
+        input: &Val<'_>,
+        shape: impl FnOnce(&Template, &Scope<'_>, usize) -> Option<R>,
     ) -> Result<R, Error> {
         let (answer, batch) = match (&self.plan.batch, &self.plan.pages) {
             (Some(b), _) => {
@@ -128,32 +141,35 @@ impl Route {
                 if let Answer::Text { body, .. } = &answer
                     && let Some(doc) = Val::from_json_slice(body)
                 {
-                    return self.respond(Doc::Call(&doc), input, None, |v| encode(v, body.len()));
+                    let scope = self.answer_scope(Doc::Call(&doc), input, None);
+                    return self.shaped(shape(&self.plan.response, &scope, body.len()));
                 }
                 (answer.into_json(&self.backend)?, None)
             }
         };
-        self.respond(Doc::Json(&answer), input, batch.as_ref(), |v| encode(v, 0))
+        let scope = self.answer_scope(Doc::Json(&answer), input, batch.as_ref());
+        self.shaped(shape(&self.plan.response, &scope, 0))
     }
 
-    /// The operation's result: the response mapping applied to the backend's answer.
-    fn respond<R>(
-        &self,
-        answer: Doc<'_>,
-        input: &Val<'_>,
-        batch: Option<&Value>,
-        encode: impl FnOnce(Val<'_>) -> R,
-    ) -> Result<R, Error> {
+    /// What the response mapping reads: the backend's answer as `$`, the call as `$input`.
+    fn answer_scope<'a>(
+        &'a self,
+        answer: Doc<'a>,
+        input: &'a Val<'a>,
+        batch: Option<&'a Value>,
+    ) -> Scope<'a> {
         let mut scope = Scope::new(answer, Doc::Call(input));
         scope.vars = Some(&self.backend.vars);
         scope.batch = batch;
-        self.plan
-            .response
-            .eval_with(&scope, encode)
-            .ok_or_else(|| Error::BackendBadResponse {
-                backend: self.backend.name.clone(),
-                reason: "the answer lacks the fields the response mapping reads".into(),
-            })
+        scope
+    }
+
+    /// The operation's result, or the error for an answer that lacks what the mapping reads.
+    fn shaped<R>(&self, result: Option<R>) -> Result<R, Error> {
+        result.ok_or_else(|| Error::BackendBadResponse {
+            backend: self.backend.name.clone(),
+            reason: "the answer lacks the fields the response mapping reads".into(),
+        })
     }
 
     /// Follows `next` links from the first page, gathering every page's items into it.

@@ -11,6 +11,7 @@ use http::HeaderValue;
 use crate::call::Val;
 use crate::config::{ServicePlan, StockCall};
 use crate::error::{Error, Lang};
+use crate::profile::signed::Stamp;
 use crate::profile::{Profile, SignedProfile};
 use crate::route::Route;
 use crate::schema::ServiceDescription;
@@ -151,13 +152,10 @@ impl Service {
         self.profile.as_ref().and_then(|p| p.signed())
     }
 
-    /// Dresses an operation's result as the response content (the profile's `ackCode`,
-    /// `responseTime`, `timeElapsed`).
-    pub(crate) fn finish<'a>(&'a self, result: Val<'a>, started: Instant) -> Val<'a> {
-        match self.signed() {
-            Some(p) => p.success(result, started),
-            None => result,
-        }
+    /// What the profile adds to an operation's result in the response content (`ackCode`,
+    /// `responseTime`, `timeElapsed`), if anything: see [`Stamped`].
+    pub(crate) fn stamp(&self, started: Instant) -> Option<Stamp<'_>> {
+        self.signed().map(|p| p.success(started))
     }
 
     /// The error for a backend answer that the operation's output schema cannot carry.

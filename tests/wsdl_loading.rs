@@ -59,7 +59,7 @@ fn rpc_literal_with_an_imported_schema() {
         SoapVersion::V12,
         "soap",
         "m",
-        &soapbridge::call::Val::borrowed(&json!({"total": "2.20"})),
+        soapbridge::call::Doc::Json(&json!({"total": "2.20"})),
         0,
     )
     .unwrap();

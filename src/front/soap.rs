@@ -8,10 +8,12 @@ use std::time::Instant;
 use crate::server::Body as Incoming;
 use http::{HeaderValue, Method, Request, StatusCode};
 
-use crate::call::Val;
+use crate::call::Doc;
 use crate::error::Party;
 use crate::error::{Error, Lang};
+use crate::mapping::Lazy;
 use crate::pipeline::Pipeline;
+use crate::profile::signed::Stamped;
 use crate::protocol::soap::{self, FaultKind, SoapError, SoapVersion};
 use crate::server::{Resp, header_str, text_response};
 use crate::service::Service;
@@ -204,15 +206,15 @@ async fn answer(
     let op = call.operation;
     // The envelope is written from the result while the backend's answer it borrows from is
     // alive, so a large answer is never copied into a result of its own.
-    let encode = |result: Val<'_>, answer_bytes: usize| {
-        let result = svc.finish(result, started);
+    let encode = |result: Lazy<'_>, answer_bytes: usize| {
+        let stamp = svc.stamp(started);
         soap::encode_response(
             &svc.desc,
             op,
             version,
             &svc.env_prefix,
             &svc.body_prefix,
-            &result,
+            Stamped::new(stamp.as_ref(), result),
             answer_bytes,
         )
     };
@@ -256,7 +258,7 @@ fn respond_error(
             version,
             &svc.env_prefix,
             &svc.body_prefix,
-            &Val::borrowed(&value),
+            Doc::Json(&value),
             0,
         ) {
             Ok(xml) => {

@@ -16,7 +16,9 @@ use serde_json::Value;
 use crate::call::Val;
 use crate::config::{I8Policy, XmlRpcPlan};
 use crate::error::{Error, Lang};
+use crate::mapping::Lazy;
 use crate::pipeline::Pipeline;
+use crate::profile::signed::Stamped;
 use crate::protocol::xmlrpc::{
     self, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, MethodCall,
     PARSE_ERROR, ValueWriter, XVal,
@@ -354,9 +356,10 @@ async fn call(
     let params = xmlrpc::params_to_call(params, &svc.desc.schema, operation)
         .map_err(|e| (e.into(), default_lang))?;
     let lang = svc.lang(&params);
-    let encode = |result: Val<'_>, _| {
+    let encode = |result: Lazy<'_>, _| {
         let mut w = ValueWriter::new(&svc.desc.schema, i8_ok);
-        w.result(&operation.output, &svc.finish(result, started))
+        let stamp = svc.stamp(started);
+        w.result(&operation.output, Stamped::new(stamp.as_ref(), result))
             .map(|()| w.out)
     };
     app.p

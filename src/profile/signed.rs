@@ -7,6 +7,7 @@
 //! it. Results are wrapped in `<return>` with `ackCode`, `responseTime` and `timeElapsed`;
 //! failures of the call are `ackCode=failure` with an `error` element in the caller's `lang`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use chrono::{Datelike, FixedOffset, Timelike};
 use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 
-use crate::call::Val;
+use crate::call::{Doc, Form, Tree, Val};
 use crate::config::raw::ErrorText;
 use crate::config::{ReusePolicy, SignedPlan};
 use crate::error::{Error, Lang};
@@ -223,18 +224,14 @@ impl SignedProfile {
         [ack.to_string(), response_time(&now), elapsed]
     }
 
-    /// Wraps an operation's result as the response element's content (the stamp's members
-    /// win over members of the result with the same names).
-    pub(crate) fn success<'a>(&'a self, result: Val<'a>, started: Instant) -> Val<'a> {
-        let stamp = self.stamp(started, "success");
-        let fields = match result {
-            Val::Obj(fields) => fields,
-            _ => Vec::new(),
-        };
-        let mut ret = Vec::with_capacity(STAMP.len() + fields.len());
-        ret.extend(STAMP.into_iter().zip(stamp.map(|v| Val::Str(v.into()))));
-        ret.extend(fields.into_iter().filter(|(k, _)| !STAMP.contains(k)));
-        Val::Obj(vec![(self.result_element.as_str(), Val::Obj(ret))])
+    /// What a successful response carries besides the operation's result.
+    pub(crate) fn success(&self, started: Instant) -> Stamp<'_> {
+        Stamp {
+            element: &self.result_element,
+            values: self
+                .stamp(started, "success")
+                .map(|v| Val::Str(Cow::Owned(v))),
+        }
     }
 
     /// The `error` of a failure of the call in the caller's language: errorId, errorCode,
@@ -310,6 +307,68 @@ fn take_string(params: &mut Val<'_>, key: &str) -> String {
 
 /// `dd/MM/yyyy HH:mm:ss`, the service's response time, written digit by digit: `format!` with
 /// six padded arguments was a few thousand instructions on every call.
+/// The members a signed service's successful response carries besides the result's, and the
+/// element they go in.
+pub(crate) struct Stamp<'p> {
+    element: &'p str,
+    /// The values of [`STAMP`]'s members.
+    values: [Val<'static>; 3],
+}
+
+/// An operation's result as the response element's content: for a signed service, inside
+/// the profile's result element, after the stamp's members (which win over members of the
+/// result with the same names); otherwise as it is.
+#[derive(Clone, Copy)]
+pub(crate) enum Stamped<'p, T> {
+    Plain(T),
+    Outer(&'p Stamp<'p>, T),
+    Inner(&'p Stamp<'p>, T),
+    Member(&'p Val<'p>),
+}
+
+impl<'p, T> Stamped<'p, T> {
+    pub(crate) fn new(stamp: Option<&'p Stamp<'p>>, result: T) -> Self {
+        match stamp {
+            Some(s) => Stamped::Outer(s, result),
+            None => Stamped::Plain(result),
+        }
+    }
+}
+
+// The result's tree may live longer than the stamp ('t: 'p).
+impl<'p, 't: 'p, T: Tree<'t>> Tree<'p> for Stamped<'p, T> {
+    fn form(self) -> Form<'p> {
+        match self {
+            Stamped::Plain(t) => t.form(),
+            Stamped::Outer(..) | Stamped::Inner(..) => Form::Obj,
+            Stamped::Member(v) => Doc::Call(v).form(),
+        }
+    }
+
+    fn member(self, key: &str) -> Option<Self> {
+        match self {
+            Stamped::Plain(t) => t.member(key).map(Stamped::Plain),
+            Stamped::Outer(s, t) => (key == s.element).then_some(Stamped::Inner(s, t)),
+            Stamped::Inner(s, t) => match STAMP.iter().position(|k| *k == key) {
+                Some(i) => Some(Stamped::Member(&s.values[i])),
+                // Only an object's members join the stamp's.
+                None => match t.form() {
+                    Form::Obj => t.member(key).map(Stamped::Plain),
+                    _ => None,
+                },
+            },
+            Stamped::Member(_) => None,
+        }
+    }
+
+    fn item(self, i: usize) -> Option<Self> {
+        match self {
+            Stamped::Plain(t) => t.item(i).map(Stamped::Plain),
+            _ => None,
+        }
+    }
+}
+
 /// The members every response carries, before the operation's own.
 const STAMP: [&str; 3] = ["ackCode", "responseTime", "timeElapsed"];
 

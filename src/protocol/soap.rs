@@ -1,7 +1,7 @@
 //! SOAP 1.1 and 1.2 envelopes: decoding a request into the neutral call model, encoding a
 //! result, and the one place where an [`Error`] becomes a SOAP fault and an HTTP status.
 
-use crate::call::Val;
+use crate::call::{Tree, Val};
 
 use crate::protocol::FieldError;
 use crate::protocol::xml::{self, Node, ReadError, XmlReader, XmlWriter, escape_into};
@@ -349,13 +349,13 @@ fn decode_body<'i>(
 /// Writes a response envelope whose body is the operation's output element holding `value`.
 /// `answer_bytes`, the size of the JSON the value was read from (0 when not known), sizes the
 /// text at once, instead of by doubling (which can leave twice the envelope allocated).
-pub fn encode_response(
+pub fn encode_response<'t, T: Tree<'t>>(
     desc: &ServiceDescription,
     operation: usize,
     version: SoapVersion,
     env_prefix: &str,
     body_prefix: &str,
-    value: &Val<'_>,
+    value: T,
     answer_bytes: usize,
 ) -> Result<String, xml::ShapeError> {
     let decl = &desc.operations[operation].output;

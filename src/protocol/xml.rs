@@ -12,7 +12,7 @@ use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::Number;
 
-use crate::call::Val;
+use crate::call::{Form, Tree, Val};
 use crate::schema::{ComplexType, ElementDecl, Schema, SimpleKind, SimpleType, TypeDef};
 
 pub const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
@@ -897,10 +897,10 @@ impl<'a> XmlWriter<'a> {
     }
 
     /// Writes the element `decl` holding `value`; absent optional values write nothing.
-    pub(crate) fn element(
+    pub(crate) fn element<'t, T: Tree<'t>>(
         &mut self,
         decl: &ElementDecl,
-        value: Option<&Val<'_>>,
+        value: Option<T>,
         path: &mut String,
     ) -> Result<(), ShapeError> {
         let mark = path.len();
@@ -913,82 +913,67 @@ impl<'a> XmlWriter<'a> {
         r
     }
 
-    fn element_inner(
+    fn element_inner<'t, T: Tree<'t>>(
         &mut self,
         decl: &ElementDecl,
-        value: Option<&Val<'_>>,
+        value: Option<T>,
         path: &mut String,
     ) -> Result<(), ShapeError> {
         let fail = |path: &str, reason: String| ShapeError {
             path: path.to_string(),
             reason,
         };
-        let items = match value {
-            None => Items::Vals(&[]),
-            Some(Val::List(a)) if decl.is_repeated() => Items::Vals(a),
-            Some(Val::Ints(a)) if decl.is_repeated() => Items::Ints(a),
-            Some(Val::List(_) | Val::Ints(_)) => {
+        // The values to write: none, one, or a list's items (absent items are left out).
+        let (list, len) = match value.map(|v| (v, v.form())) {
+            None => (None, 0),
+            Some((v, Form::List(n))) if decl.is_repeated() => (Some(v), n),
+            Some((_, Form::List(_))) => {
                 return Err(fail(
                     path,
                     "a list where the schema allows one value".into(),
                 ));
             }
-            Some(v) => Items::Vals(std::slice::from_ref(v)),
+            Some(_) => (None, 1),
         };
-        let (len, non_null) = match items {
-            Items::Vals(a) => (a.len(), a.iter().filter(|v| !v.is_null()).count()),
-            Items::Ints(a) => (a.len(), a.len()),
+        let at = |i: usize| match list {
+            Some(l) => l.item(i),
+            None => value,
         };
-        if !decl.nillable && (non_null as u32) < decl.min_occurs {
+        let (mut present, mut non_null) = (0u32, 0u32);
+        for v in (0..len).filter_map(at) {
+            present += 1;
+            non_null += u32::from(!v.is_null());
+        }
+        if !decl.nillable && non_null < decl.min_occurs {
             // (A required nillable element is written as nil below.)
             return Err(fail(path, "required but missing".into()));
         }
         if let Some(max) = decl.max_occurs
-            && len as u32 > max
+            && present > max
         {
             return Err(fail(
                 path,
-                format!("{len} values where at most {max} are allowed"),
+                format!("{present} values where at most {max} are allowed"),
             ));
         }
-        let items = if len == 0 && decl.nillable && decl.min_occurs > 0 {
-            Items::Vals(&[Val::Null])
-        } else {
-            items
-        };
-        let vals = match (items, self.schema.get(decl.ty)) {
-            (Items::Vals(a), _) => a,
-            (Items::Ints(ints), TypeDef::Simple(st)) => {
-                for i in ints {
-                    self.simple(decl, st, &Val::Int(*i), path)?;
-                }
-                return Ok(());
-            }
-            (Items::Ints(_), TypeDef::Complex(_)) => {
-                return Err(fail(path, "expected an object, got a number".into()));
-            }
-        };
-        for v in vals {
-            if v.is_null() && !decl.nillable {
-                continue;
-            }
-            match self.schema.get(decl.ty) {
-                _ if v.is_null() => {
+        if present == 0 && decl.nillable && decl.min_occurs > 0 {
+            self.open(decl);
+            self.out.push_str(" xsi:nil=\"true\"/>");
+            return Ok(());
+        }
+        for v in (0..len).filter_map(at) {
+            match (v.form(), self.schema.get(decl.ty)) {
+                (Form::Null, _) if !decl.nillable => {}
+                (Form::Null, _) => {
                     self.open(decl);
                     self.out.push_str(" xsi:nil=\"true\"/>");
                 }
-                TypeDef::Complex(ct) => {
-                    let Val::Obj(_) = v else {
-                        return Err(fail(
-                            path,
-                            format!("expected an object, got {}", kind_of(v)),
-                        ));
-                    };
+                (Form::Obj, TypeDef::Complex(ct)) => {
                     let declared = self.open(decl);
                     self.out.push('>');
                     let mark = self.out.len();
                     for c in &ct.children {
-                        self.element(c, v.get(&c.name), path)?;
+                        self.element(c, v.member(&c.name), path)?;
                     }
                     if self.out.len() == mark {
                         // No children: write <x/> rather than <x></x>.
@@ -998,7 +983,14 @@ impl<'a> XmlWriter<'a> {
                         self.close(decl, declared);
                     }
                 }
-                TypeDef::Simple(st) => self.simple(decl, st, v, path)?,
+                (form, TypeDef::Complex(_)) => {
+                    return Err(fail(
+                        path,
+                        format!("expected an object, got {}", form.kind()),
+                    ));
+                }
+                (Form::Scalar(sv), TypeDef::Simple(st)) => self.simple(decl, st, &sv, path)?,
+                (form, TypeDef::Simple(st)) => return Err(fail(path, cannot_write(&form, st))),
             }
         }
         Ok(())
@@ -1076,22 +1068,13 @@ impl<'a> XmlWriter<'a> {
     }
 }
 
-/// The items an element is written for: values, or a compact list of integers.
-#[derive(Clone, Copy)]
-enum Items<'v, 'a> {
-    Vals(&'v [Val<'a>]),
-    Ints(&'v [i64]),
-}
-
-fn kind_of(v: &Val<'_>) -> &'static str {
-    match v {
-        Val::Null => "null",
-        Val::Bool(_) => "a boolean",
-        Val::Int(_) | Val::Num(_) => "a number",
-        Val::Str(_) => "a string",
-        Val::List(_) | Val::Ints(_) => "a list",
-        Val::Obj(_) => "an object",
-    }
+/// "A list cannot be written as a date", and the like.
+pub(crate) fn cannot_write(form: &Form<'_>, st: &SimpleType) -> String {
+    format!(
+        "{} cannot be written as {}",
+        form.kind(),
+        st.kind.describe()
+    )
 }
 
 /// Whether the integer `i` is the text of a value of `st` just as it is (what
@@ -1106,7 +1089,7 @@ fn int_as_is(i: i64, st: &SimpleType) -> bool {
 
 /// Formats a JSON value as the text of a simple XSD type.
 pub fn json_to_simple<'v>(v: &'v Val<'_>, st: &SimpleType) -> Result<Cow<'v, str>, String> {
-    let bad = || format!("{} cannot be written as {}", kind_of(v), st.kind.describe());
+    let bad = || cannot_write(&Form::Scalar(v.view()), st);
     match st.kind {
         SimpleKind::String
         | SimpleKind::Other
@@ -1195,6 +1178,7 @@ pub fn escape_into(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::Doc;
     use serde_json::Value;
 
     /// [`super::json_to_simple`] of a `serde_json` value.
@@ -1598,7 +1582,7 @@ mod tests {
         let write = |v: Val<'_>| {
             let mut w = XmlWriter::new(&schema, "urn:x", "ns0", String::new());
             let obj = Val::Obj(vec![("item", v)]);
-            w.element(&decl, Some(&obj), &mut String::new())
+            w.element(&decl, Some(Doc::Call(&obj)), &mut String::new())
                 .map(|()| w.out)
         };
         let compact = write(Val::Ints(vec![5, -6, 2147483647])).unwrap();
@@ -1618,7 +1602,11 @@ mod tests {
         // Where one value is allowed, a list is refused.
         let mut w = XmlWriter::new(&schema, "urn:x", "ns0", String::new());
         let e = w
-            .element(&decl, Some(&Val::Ints(vec![1])), &mut String::new())
+            .element(
+                &decl,
+                Some(Doc::Call(&Val::Ints(vec![1]))),
+                &mut String::new(),
+            )
             .unwrap_err();
         assert_eq!(e.reason, "a list where the schema allows one value");
     }
@@ -1628,14 +1616,14 @@ mod tests {
         let (schema, decl) = array_schema();
         let mut w = XmlWriter::new(&schema, "urn:x", "ns0", String::new());
         let v = serde_json::json!({"item": 5, "extra": "ignored"});
-        w.element(&decl, Some(&Val::borrowed(&v)), &mut String::new())
+        w.element(&decl, Some(Doc::Json(&v)), &mut String::new())
             .unwrap();
         assert_eq!(w.out, "<productIds><item>5</item></productIds>");
         let mut w = XmlWriter::new(&schema, "urn:x", "ns0", String::new());
         let e = w
             .element(
                 &decl,
-                Some(&Val::borrowed(&serde_json::json!({"item": ["x"]}))),
+                Some(Doc::Json(&serde_json::json!({"item": ["x"]}))),
                 &mut String::new(),
             )
             .unwrap_err();

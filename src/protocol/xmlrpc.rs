@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use base64::Engine;
 
-use crate::call::Val;
+use crate::call::{Form, Tree, Val};
 use crate::protocol::xml::{
     self, Node, ReadError, ShapeError, XmlReader, escape_into, json_to_simple,
 };
@@ -743,10 +743,10 @@ impl<'a> ValueWriter<'a> {
 
     /// Writes an operation's result: the response element's content, unwrapped when it has
     /// one child (`<return>`), as a `<value>`.
-    pub(crate) fn result(
+    pub(crate) fn result<'t, T: Tree<'t>>(
         &mut self,
         output: &ElementDecl,
-        value: &Val<'_>,
+        value: T,
     ) -> Result<(), ShapeError> {
         let mut path = output.name.clone();
         if let TypeDef::Complex(ct) = self.schema.get(output.ty)
@@ -755,7 +755,7 @@ impl<'a> ValueWriter<'a> {
             let child = &ct.children[0];
             path.push('/');
             path.push_str(&child.name);
-            return match value.get(&child.name) {
+            return match value.member(&child.name) {
                 Some(v) => self.element(child, v, &mut path),
                 None => {
                     self.out.push_str("<value><nil/></value>");
@@ -767,30 +767,25 @@ impl<'a> ValueWriter<'a> {
     }
 
     /// Writes the `<value>` for element `decl` holding `v`.
-    fn element(
+    fn element<'t, T: Tree<'t>>(
         &mut self,
         decl: &ElementDecl,
-        v: &Val<'_>,
+        v: T,
         path: &mut String,
     ) -> Result<(), ShapeError> {
         if decl.is_repeated() {
             self.out.push_str("<value><array><data>");
-            match v {
-                Val::List(items) => {
-                    for item in items {
+            match v.form() {
+                Form::List(n) => {
+                    for item in (0..n).filter_map(|i| v.item(i)) {
                         if item.is_null() && !decl.nillable {
                             continue;
                         }
                         self.single(decl, item, path)?;
                     }
                 }
-                Val::Ints(items) => {
-                    for i in items {
-                        self.single(decl, &Val::Int(*i), path)?;
-                    }
-                }
-                Val::Null => {}
-                single => self.single(decl, single, path)?,
+                Form::Null => {}
+                _ => self.single(decl, v, path)?,
             }
             self.out.push_str("</data></array></value>");
             return Ok(());
@@ -798,37 +793,51 @@ impl<'a> ValueWriter<'a> {
         self.single(decl, v, path)
     }
 
-    fn single(
+    /// What [`ValueWriter::element`] writes for a null.
+    fn null(&mut self, decl: &ElementDecl) {
+        self.out.push_str(if decl.is_repeated() {
+            "<value><array><data></data></array></value>"
+        } else {
+            "<value><nil/></value>"
+        });
+    }
+
+    fn single<'t, T: Tree<'t>>(
         &mut self,
         decl: &ElementDecl,
-        v: &Val<'_>,
+        v: T,
         path: &mut String,
     ) -> Result<(), ShapeError> {
         let fail = |path: &str, reason: String| ShapeError {
             path: path.to_string(),
             reason,
         };
-        if v.is_null() {
+        let form = v.form();
+        if let Form::Null = form {
             self.out.push_str("<value><nil/></value>");
             return Ok(());
         }
         match self.schema.get(decl.ty) {
             TypeDef::Complex(ct) => {
                 if let Some(child) = wrapper_child(self.schema, decl) {
-                    let inner = match v {
-                        Val::Obj(_) => v.get(&child.name).unwrap_or(&Val::Null),
+                    return match form {
+                        Form::Obj => match v.member(&child.name) {
+                            Some(inner) => self.element(child, inner, path),
+                            None => {
+                                self.null(child);
+                                Ok(())
+                            }
+                        },
                         // Already a list: the backend's answer skipped the wrapper.
-                        list @ (Val::List(_) | Val::Ints(_)) => list,
-                        other => {
-                            return Err(fail(
-                                path,
-                                format!("expected a list, got {}", other.to_json()),
-                            ));
-                        }
+                        Form::List(_) => self.element(child, v, path),
+                        Form::Scalar(other) => Err(fail(
+                            path,
+                            format!("expected a list, got {}", other.to_json()),
+                        )),
+                        Form::Null => unreachable!("written as nil above"),
                     };
-                    return self.element(child, inner, path);
                 }
-                if !matches!(v, Val::Obj(_)) {
+                if !matches!(form, Form::Obj) {
                     return Err(fail(path, "expected an object".into()));
                 }
                 self.out.push_str("<value><struct>");
@@ -836,12 +845,13 @@ impl<'a> ValueWriter<'a> {
                     let mark = path.len();
                     path.push('/');
                     path.push_str(&c.name);
-                    match v.get(&c.name) {
-                        Some(Val::Null) if !c.nillable && c.is_required() && !c.is_repeated() => {
+                    let required = c.is_required() && !c.is_repeated();
+                    match v.member(&c.name) {
+                        Some(cv) if cv.is_null() && !c.nillable && required => {
                             return Err(fail(path, "required but null".into()));
                         }
                         // A null for an optional element that cannot be nil: left out.
-                        Some(Val::Null) if !c.nillable => {}
+                        Some(cv) if cv.is_null() && !c.nillable => {}
                         Some(cv) => {
                             self.out.push_str("<member><name>");
                             escape_into(&mut self.out, &c.name);
@@ -849,7 +859,7 @@ impl<'a> ValueWriter<'a> {
                             self.element(c, cv, path)?;
                             self.out.push_str("</member>");
                         }
-                        None if c.is_required() && !c.is_repeated() => {
+                        None if required => {
                             return Err(fail(path, "required but missing".into()));
                         }
                         None => {}
@@ -860,7 +870,10 @@ impl<'a> ValueWriter<'a> {
                 Ok(())
             }
             TypeDef::Simple(st) => {
-                let text = json_to_simple(v, st).map_err(|r| fail(path, r))?;
+                let Form::Scalar(v) = form else {
+                    return Err(fail(path, xml::cannot_write(&form, st)));
+                };
+                let text = json_to_simple(&v, st).map_err(|r| fail(path, r))?;
                 match st.kind {
                     SimpleKind::Integer { .. } => self.integer(&text),
                     SimpleKind::Boolean => {
