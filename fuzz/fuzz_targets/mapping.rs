@@ -1,11 +1,12 @@
 //! Mapping templates: any JSON as a template (compiled or refused), evaluated against any JSON
 //! document (and against the same document read as a call value, which must give the same
-//! result); URL path templates and query strings rendered from it.
+//! result, and read as it is evaluated, as the writers read it, which must hold the same
+//! values); URL path templates and query strings rendered from it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use soapbridge::call::Val;
+use soapbridge::call::{Form, Tree, Val};
 use soapbridge::mapping::{Doc, PathTemplate, Scope, Template, render_query};
 
 fuzz_target!(|data: &[u8]| {
@@ -26,6 +27,10 @@ fuzz_target!(|data: &[u8]| {
                 let by_val = t.eval(&Scope::new(Doc::Call(&val), Doc::Call(&val)));
                 assert_eq!(by_val, by_value, "{text}");
             }
+            // What a writer reads from the result as it is evaluated is the evaluated result.
+            let lazy = t.read_with(&scope, |l| holds(l, by_value.as_ref().unwrap()));
+            assert!(lazy.is_none_or(|same| same), "{template} over {doc}");
+            assert_eq!(lazy.is_some(), by_value.is_some());
             let _ = render_query(&[("q".to_string(), t)], &scope);
         }
         return;
@@ -50,3 +55,22 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 });
+
+/// Whether the tree holds `v`: the same form, scalars equal, a list's present items the same
+/// in order, and each of an object's members present and the same.
+fn holds<'t, T: Tree<'t>>(t: T, v: &Value) -> bool {
+    match (t.form(), v) {
+        (Form::Null, Value::Null) => true,
+        (Form::Scalar(s), v @ (Value::Bool(_) | Value::Number(_) | Value::String(_))) => {
+            s.to_json() == *v
+        }
+        (Form::List(n), Value::Array(items)) => {
+            let present: Vec<T> = (0..n).filter_map(|i| t.item(i)).collect();
+            present.len() == items.len() && present.into_iter().zip(items).all(|(t, v)| holds(t, v))
+        }
+        (Form::Obj, Value::Object(m)) => m
+            .iter()
+            .all(|(k, v)| t.member(k).is_some_and(|t| holds(t, v))),
+        _ => false,
+    }
+}
