@@ -86,8 +86,8 @@ impl Pipeline {
     /// A decoded call of `svc`'s operation `operation`: the profile's signature check (which
     /// consumes its parameters), then the operation, whose result is handed to `encode`
     /// while the backend's answer it borrows from is alive (with a size hint: see
-    /// [`Route::answer`](crate::route::Route::answer)). The result still needs
-    /// [`Service::finish`].
+    /// [`Route::answer`](crate::route::Route::answer)). The encoder wraps the result in the
+    /// profile's stamp ([`Service::stamp`]).
     pub(crate) async fn execute<R>(
         &self,
         svc: &Service,
