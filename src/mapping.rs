@@ -215,6 +215,15 @@ impl PathExpr {
         walk_val(self.start(scope)?, &self.segs)
     }
 
+    /// The value at the path, borrowed where it stands, or built into `keep` when the path
+    /// passes through a list.
+    fn eval_kept<'s>(&self, scope: &Scope<'s>, keep: &'s Keep<'s>) -> Option<Doc<'s>> {
+        match self.eval_ref(scope) {
+            Some(d) => Some(d),
+            None => Some(Doc::Call(keep.alloc(self.eval_val(scope)?))),
+        }
+    }
+
     /// The value at the path without copying it, when the path does not pass through a list.
     fn eval_ref<'a>(&self, scope: &Scope<'a>) -> Option<Doc<'a>> {
         let mut at = self.start(scope)?;
@@ -445,10 +454,7 @@ fn eval_val<'s>(n: &'s Node, scope: &Scope<'s>, keep: &'s Keep<'s>) -> Option<Va
         )),
         Node::Each(src, map) => {
             // Borrow the list where the path allows it; otherwise build it.
-            let list = match src.eval_ref(scope) {
-                Some(d) => d,
-                None => Doc::Call(keep.alloc(src.eval_val(scope)?)),
-            };
+            let list = src.eval_kept(scope, keep)?;
             let each = |item: Doc<'s>| eval_val(map, &scope.with_item(item), keep);
             Some(match list.len() {
                 Some(n) => gather((0..n).filter_map(|i| each(list.element(i)?))),
@@ -526,23 +532,15 @@ enum Walk<'s> {
 impl<'s> Walk<'s> {
     /// The node as a writer will read it; `None` when it is absent (as [`eval_val`] says).
     fn of(n: &'s Node, scope: Scope<'s>, keep: &'s Keep<'s>) -> Option<Walk<'s>> {
-        let kept = |v: Val<'s>| Walk::Doc(Doc::Call(keep.alloc(v)));
         match n {
             Node::Object(members) => Some(Walk::Obj(members, scope, keep)),
             Node::Array(items) => Some(Walk::Arr(items, scope, keep)),
             Node::Each(src, map) => {
-                let list = match src.eval_ref(&scope) {
-                    Some(d) => d,
-                    None => Doc::Call(keep.alloc(src.eval_val(&scope)?)),
-                };
-                Some(Walk::Each(list, map, scope, keep))
+                Some(Walk::Each(src.eval_kept(&scope, keep)?, map, scope, keep))
             }
-            Node::Path(p) => match p.eval_ref(&scope) {
-                Some(d) => Some(Walk::Doc(d)),
-                None => p.eval_val(&scope).map(kept),
-            },
+            Node::Path(p) => p.eval_kept(&scope, keep).map(Walk::Doc),
             Node::Literal(v) => Some(Walk::Doc(Doc::Json(v))),
-            other => eval_val(other, &scope, keep).map(kept),
+            other => eval_val(other, &scope, keep).map(|v| Walk::Doc(Doc::Call(keep.alloc(v)))),
         }
     }
 }
@@ -559,6 +557,10 @@ impl<'s> Tree<'s> for Lazy<'s> {
                 None => 1,
             }),
         }
+    }
+
+    fn is_null(self) -> bool {
+        matches!(self.0, Walk::Doc(d) if d.is_null())
     }
 
     fn member(self, key: &str) -> Option<Self> {
