@@ -135,6 +135,18 @@ impl<'a> Val<'a> {
         matches!(self, Val::Null)
     }
 
+    /// What it is, for messages: "a string", "a list".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Val::Null => "null",
+            Val::Bool(_) => "a boolean",
+            Val::Int(_) | Val::Num(_) => "a number",
+            Val::Str(_) => "a string",
+            Val::List(_) | Val::Ints(_) => "a list",
+            Val::Obj(_) => "an object",
+        }
+    }
+
     /// The member `key` of an object.
     pub fn get(&self, key: &str) -> Option<&Val<'a>> {
         match self {
@@ -286,11 +298,9 @@ impl Form<'_> {
     pub fn kind(&self) -> &'static str {
         match self {
             Form::Null => "null",
-            Form::Scalar(Val::Bool(_)) => "a boolean",
-            Form::Scalar(Val::Int(_) | Val::Num(_)) => "a number",
-            Form::Scalar(Val::Str(_)) => "a string",
-            Form::Scalar(Val::Obj(_)) | Form::Obj => "an object",
-            Form::Scalar(_) | Form::List(_) => "a list",
+            Form::Scalar(v) => v.kind(),
+            Form::List(_) => "a list",
+            Form::Obj => "an object",
         }
     }
 }

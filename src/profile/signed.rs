@@ -305,8 +305,6 @@ fn take_string(params: &mut Val<'_>, key: &str) -> String {
     }
 }
 
-/// `dd/MM/yyyy HH:mm:ss`, the service's response time, written digit by digit: `format!` with
-/// six padded arguments was a few thousand instructions on every call.
 /// The members a signed service's successful response carries besides the result's, and the
 /// element they go in.
 pub(crate) struct Stamp<'p> {
@@ -372,6 +370,8 @@ impl<'p, 't: 'p, T: Tree<'t>> Tree<'p> for Stamped<'p, T> {
 /// The members every response carries, before the operation's own.
 const STAMP: [&str; 3] = ["ackCode", "responseTime", "timeElapsed"];
 
+/// `dd/MM/yyyy HH:mm:ss`, the service's response time, written digit by digit: `format!` with
+/// six padded arguments was a few thousand instructions on every call.
 fn response_time(now: &chrono::DateTime<FixedOffset>) -> String {
     let year = now.year();
     if !(0..=9999).contains(&year) {

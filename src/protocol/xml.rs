@@ -990,7 +990,9 @@ impl<'a> XmlWriter<'a> {
                     ));
                 }
                 (Form::Scalar(sv), TypeDef::Simple(st)) => self.simple(decl, st, &sv, path)?,
-                (form, TypeDef::Simple(st)) => return Err(fail(path, cannot_write(&form, st))),
+                (form, TypeDef::Simple(st)) => {
+                    return Err(fail(path, cannot_write(form.kind(), st)));
+                }
             }
         }
         Ok(())
@@ -1069,12 +1071,8 @@ impl<'a> XmlWriter<'a> {
 }
 
 /// "A list cannot be written as a date", and the like.
-pub(crate) fn cannot_write(form: &Form<'_>, st: &SimpleType) -> String {
-    format!(
-        "{} cannot be written as {}",
-        form.kind(),
-        st.kind.describe()
-    )
+pub(crate) fn cannot_write(kind: &str, st: &SimpleType) -> String {
+    format!("{kind} cannot be written as {}", st.kind.describe())
 }
 
 /// Whether the integer `i` is the text of a value of `st` just as it is (what
@@ -1089,7 +1087,7 @@ fn int_as_is(i: i64, st: &SimpleType) -> bool {
 
 /// Formats a JSON value as the text of a simple XSD type.
 pub fn json_to_simple<'v>(v: &'v Val<'_>, st: &SimpleType) -> Result<Cow<'v, str>, String> {
-    let bad = || cannot_write(&Form::Scalar(v.view()), st);
+    let bad = || cannot_write(v.kind(), st);
     match st.kind {
         SimpleKind::String
         | SimpleKind::Other

@@ -871,7 +871,7 @@ impl<'a> ValueWriter<'a> {
             }
             TypeDef::Simple(st) => {
                 let Form::Scalar(v) = form else {
-                    return Err(fail(path, xml::cannot_write(&form, st)));
+                    return Err(fail(path, xml::cannot_write(form.kind(), st)));
                 };
                 let text = json_to_simple(&v, st).map_err(|r| fail(path, r))?;
                 match st.kind {
