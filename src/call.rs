@@ -73,6 +73,7 @@ impl<'a> Val<'a> {
 
     /// Appends an item to a list (a compact list of integers becomes a `List` when an item
     /// that is not an integer comes). Nothing happens to a value that is not a list.
+    #[inline(always)]
     pub(crate) fn push_item(&mut self, item: Val<'a>) {
         match (self, item) {
             (Val::Ints(items), Val::Int(i)) => items.push(i),
@@ -91,6 +92,7 @@ impl<'a> Val<'a> {
     }
 
     /// The number of items of a list.
+    #[inline(always)]
     pub fn list_len(&self) -> Option<usize> {
         match self {
             Val::List(items) => Some(items.len()),

@@ -700,6 +700,11 @@ fn write_some(v: Option<Val<'_>>, out: &mut Vec<u8>) -> bool {
     v.map(|v| write_val(&v, out)).is_some()
 }
 
+/// An integer as JSON writes it (`itoa`, as serde_json does, without its serializer).
+fn write_int(n: i64, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
 fn write_str(s: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
@@ -721,10 +726,7 @@ fn write_val(v: &Val<'_>, out: &mut Vec<u8>) {
     match v {
         Val::Null => out.extend_from_slice(b"null"),
         Val::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Val::Int(i) => {
-            // serde_json writes integers with `itoa`, without the formatting machinery.
-            let _ = serde_json::to_writer(&mut *out, i);
-        }
+        Val::Int(i) => write_int(*i, out),
         Val::Num(t) => match <serde_json::Number as std::str::FromStr>::from_str(t) {
             Ok(n) => {
                 let _ = serde_json::to_writer(&mut *out, &n);
@@ -750,15 +752,15 @@ fn write_val(v: &Val<'_>, out: &mut Vec<u8>) {
             if let Some(first) = items.first() {
                 reserve_ints(*first, items.len(), out);
             }
-            write_list(
-                items.iter().map(|n| {
-                    move |out: &mut Vec<u8>| {
-                        let _ = serde_json::to_writer(&mut *out, n);
-                        true
-                    }
-                }),
-                out,
-            );
+            // Every item is written: no item to leave out, nothing to take back.
+            out.push(b'[');
+            for (i, n) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_int(*n, out);
+            }
+            out.push(b']');
         }
         Val::Obj(members) => {
             let mut sorted: Vec<&(&str, Val<'_>)> = members.iter().collect();

@@ -412,53 +412,59 @@ impl<'i> XmlReader<'i> {
         name: &[u8],
         mut item: impl FnMut(&'i str, usize) -> Result<(), ReadError>,
     ) -> Result<(), ReadError> {
+        self.scan_with(name, plain_text, |text, end| item(text, end).map(|()| true))
+    }
+
+    /// As [`XmlReader::scan_items`], for items of an integer type: each item's digits are read
+    /// as they are scanned, and `item` is given the value and where its item ends. The scan
+    /// stops in front of the first item that is not plain digits (at most 18, with an optional
+    /// sign, nothing around them) or that `item` does not take (`Ok(false)`), and leaves it to
+    /// `scan_items` or the events, which read it (or say what is wrong with it) as before.
+    pub(crate) fn scan_integers(
+        &mut self,
+        name: &[u8],
+        item: impl FnMut(i64, usize) -> Result<bool, ReadError>,
+    ) -> Result<(), ReadError> {
+        self.scan_with(name, plain_digits, item)
+    }
+
+    /// The scan of plain list items: `text` reads an item's content from where it starts (its
+    /// value and where it ends, or `None` when it is not plain); `item` takes it or not.
+    fn scan_with<T>(
+        &mut self,
+        name: &[u8],
+        text: impl Fn(&'i str, usize) -> Option<(T, usize)>,
+        mut item: impl FnMut(T, usize) -> Result<bool, ReadError>,
+    ) -> Result<(), ReadError> {
         if !self.scan || self.depth() >= self.max_depth {
             return Ok(());
         }
         let input = self.input;
         let bytes = input.as_bytes();
-        let tag = |at: usize, end: bool| -> Option<usize> {
-            let rest = bytes.get(at..)?;
-            let rest = if end {
-                rest.strip_prefix(b"</")?
-            } else {
-                rest.strip_prefix(b"<")?
-            };
-            let rest = rest.strip_prefix(name)?;
-            rest.starts_with(b">")
-                .then_some(at + name.len() + if end { 3 } else { 2 })
-        };
         let start = self.position();
         let mut at = start;
         loop {
             let mut p = at;
-            while bytes
-                .get(p)
-                .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-            {
+            while matches!(bytes.get(p), Some(b' ' | b'\t' | b'\n' | b'\r')) {
                 p += 1;
             }
-            let Some(text_start) = tag(p, false) else {
+            let Some(text_start) = open_tag(bytes, p, name) else {
                 break;
             };
-            // The text up to the next `<`; a reference or a control character (a carriage
-            // return included, which needs normalising) leaves it to the event reader.
-            let Some(len) = bytes[text_start..]
-                .iter()
-                .position(|&b| b == b'<' || b == b'&' || (b < 0x20 && !matches!(b, b'\t' | b'\n')))
-            else {
+            let Some((value, text_end)) = text(input, text_start) else {
                 break;
             };
-            let text = &input[text_start..text_start + len];
-            let Some(end) = tag(text_start + len, true) else {
+            let Some(end) = close_tag(bytes, text_end, name) else {
                 break;
             };
             // quick-xml drops a byte order mark at the start of what it reads, so it is not
             // restarted in front of one (U+FEFF there is text, which the events refuse).
-            if bytes[end..].starts_with("\u{FEFF}".as_bytes()) {
+            if bytes.get(end) == Some(&0xEF) && bytes[end..].starts_with("\u{FEFF}".as_bytes()) {
                 break;
             }
-            item(text, end)?;
+            if !item(value, end)? {
+                break;
+            }
             at = end;
         }
         if at > start {
@@ -583,6 +589,85 @@ pub(crate) fn decode_value<'i>(
     }
 }
 
+/// The bytes that end a list item's text as [`XmlReader::scan_items`] reads it: `<`, and
+/// what it leaves to the event reader (`&`, control characters but tab and line feed: a
+/// reference, or a carriage return, which needs normalising).
+const ENDS_PLAIN_TEXT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b != b'\t' as usize && b != b'\n' as usize;
+        b += 1;
+    }
+    t[b'<' as usize] = true;
+    t[b'&' as usize] = true;
+    t
+};
+
+/// An item's text from `start` up to the next `<`, when nothing in it needs the event reader.
+#[inline(always)]
+fn plain_text(input: &str, start: usize) -> Option<(&str, usize)> {
+    let len = input.as_bytes()[start..]
+        .iter()
+        .position(|&b| ENDS_PLAIN_TEXT[usize::from(b)])?;
+    let end = start + len;
+    (input.as_bytes()[end] == b'<').then(|| (&input[start..end], end))
+}
+
+/// An integer's digits from `start` up to a `<`: an optional sign and 1 to 18 digits (so that
+/// it fits i64), as `str::parse::<i64>` reads them.
+#[inline(always)]
+fn plain_digits(input: &str, start: usize) -> Option<(i64, usize)> {
+    let b = input.as_bytes();
+    let (negative, first) = match b.get(start) {
+        Some(b'-') => (true, start + 1),
+        Some(b'+') => (false, start + 1),
+        _ => (false, start),
+    };
+    let mut at = first;
+    let mut n: i64 = 0;
+    while let Some(&c) = b.get(at) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if at - first == 18 {
+            return None;
+        }
+        n = n * 10 + i64::from(d);
+        at += 1;
+    }
+    (at > first && b.get(at) == Some(&b'<')).then_some((if negative { -n } else { n }, at))
+}
+
+/// `<name>` at `at`: where it ends.
+#[inline(always)]
+fn open_tag(bytes: &[u8], at: usize, name: &[u8]) -> Option<usize> {
+    let end = at + name.len() + 2;
+    let tag = bytes.get(at..end)?;
+    (tag[0] == b'<' && tag[tag.len() - 1] == b'>' && same(&tag[1..tag.len() - 1], name))
+        .then_some(end)
+}
+
+/// `</name>` at `at`: where it ends.
+#[inline(always)]
+fn close_tag(bytes: &[u8], at: usize, name: &[u8]) -> Option<usize> {
+    let end = at + name.len() + 3;
+    let tag = bytes.get(at..end)?;
+    (tag[0] == b'<'
+        && tag[1] == b'/'
+        && tag[tag.len() - 1] == b'>'
+        && same(&tag[2..tag.len() - 1], name))
+    .then_some(end)
+}
+
+/// Two short byte strings are the same (compared in a loop: list items' names are short,
+/// and a call to `memcmp` per tag costs more than the comparison).
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// Decodes the children of a complex element into a JSON object, up to its end tag.
 pub(crate) fn decode_complex<'i>(
     r: &mut XmlReader<'i>,
@@ -649,7 +734,28 @@ pub(crate) fn decode_complex<'i>(
                     let (count, list, first_end) = &mut seen[idx];
                     let list = &mut members[*list as usize].1;
                     let input_len = r.input.len();
-                    r.scan_items(s.name().into_inner(), |text, end| {
+                    let name = s.name().into_inner();
+                    if let SimpleKind::Integer { min, max } = &st.kind
+                        && st.enumeration.is_empty()
+                    {
+                        // Lists of ids: digits read as they are scanned. An item out of the
+                        // type's range is left to the general reading, which says so.
+                        r.scan_integers(name, |n, end| {
+                            if !(*min..=*max).contains(&i128::from(n)) {
+                                return Ok(false);
+                            }
+                            *count += 1;
+                            if child.max_occurs.is_some_and(|m| *count > m) {
+                                return Err(ReadError::RepeatedElement { path: path.clone() });
+                            }
+                            match list {
+                                Val::Ints(ints) if ints.len() != 1 => ints.push(n),
+                                _ => append(list, Val::Int(n), end, *first_end, input_len),
+                            }
+                            Ok(true)
+                        })?;
+                    }
+                    r.scan_items(name, |text, end| {
                         *count += 1;
                         if child.max_occurs.is_some_and(|m| *count > m) {
                             return Err(ReadError::RepeatedElement { path: path.clone() });
@@ -691,6 +797,16 @@ pub(crate) fn decode_complex<'i>(
     Ok(members)
 }
 
+/// Adds an item that ended at `now` to a list whose first item ended at `first_end`: at the
+/// second item, the list gets its room for the rest ([`list_estimate`]).
+#[inline(always)]
+fn append<'i>(list: &mut Val<'i>, v: Val<'i>, now: usize, first_end: usize, input_len: usize) {
+    if list.list_len() == Some(1) {
+        list.reserve_items(list_estimate(now, first_end, input_len));
+    }
+    list.push_item(v);
+}
+
 /// How many more items (this one included) a list whose second item just ended is likely to
 /// have, judged from that item's size (white space included) and what is left of the input.
 /// A large list is then allocated once, at about its size, instead of growing by doubling
@@ -699,15 +815,6 @@ pub(crate) fn decode_complex<'i>(
 /// short item followed by other content reserves no more than doubling could (a 32-byte
 /// `Val` for each 16 bytes left); a list that stays well short of its room is shrunk when
 /// its parent element ends.
-/// Adds an item that ended at `now` to a list whose first item ended at `first_end`: at the
-/// second item, the list gets its room for the rest ([`list_estimate`]).
-fn append<'i>(list: &mut Val<'i>, v: Val<'i>, now: usize, first_end: usize, input_len: usize) {
-    if list.list_len() == Some(1) {
-        list.reserve_items(list_estimate(now, first_end, input_len));
-    }
-    list.push_item(v);
-}
-
 fn list_estimate(now: usize, first_end: usize, input_len: usize) -> usize {
     let per = now.saturating_sub(first_end).max(16);
     let more = input_len.saturating_sub(now) / per;
@@ -1422,7 +1529,18 @@ mod tests {
         max_occurs: Option<u32>,
         max_depth: usize,
     ) -> (Result<Value, ReadError>, bool) {
+        decode_both_as(xml, max_occurs, max_depth, int())
+    }
+
+    /// [`decode_both`] with items of another simple type.
+    fn decode_both_as(
+        xml: &str,
+        max_occurs: Option<u32>,
+        max_depth: usize,
+        item_kind: SimpleKind,
+    ) -> (Result<Value, ReadError>, bool) {
         let (mut schema, decl) = array_schema();
+        schema.types[0] = TypeDef::Simple(simple(item_kind));
         if let TypeDef::Complex(ct) = &mut schema.types[1] {
             ct.children[0].max_occurs = max_occurs;
         }
@@ -1521,6 +1639,66 @@ mod tests {
         assert!(matches!(v, Err(ReadError::RepeatedElement { .. })), "{v:?}");
         let (v, _) = decode_both(three, None, 1);
         assert!(matches!(v, Err(ReadError::TooDeep { .. })), "{v:?}");
+    }
+
+    #[test]
+    fn integer_items_read_as_they_are_scanned_have_the_values_and_refusals_of_text() {
+        let long = || SimpleKind::builtin("long").unwrap();
+        let unbounded = || SimpleKind::builtin("integer").unwrap();
+        let number = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+        for (kind, items, expected) in [
+            (
+                int(),
+                "<item>+7</item><item>-0</item><item>007</item><item>-2147483648</item>",
+                json!([7, 0, 7, -2_147_483_648i64]),
+            ),
+            (
+                long(),
+                "<item>123456789012345678</item><item>999999999999999999</item>\
+                 <item>9223372036854775807</item><item>-9223372036854775808</item>",
+                json!([
+                    123_456_789_012_345_678i64,
+                    999_999_999_999_999_999i64,
+                    i64::MAX,
+                    i64::MIN
+                ]),
+            ),
+            (
+                unbounded(),
+                "<item>99999999999999999999</item><item>5</item>",
+                json!([number("99999999999999999999"), 5]),
+            ),
+        ] {
+            let xml = format!("<productIds><item>1</item>{items}</productIds>");
+            let mut all = vec![json!(1)];
+            all.extend(expected.as_array().unwrap().iter().cloned());
+            let (v, scanned) = decode_both_as(&xml, None, 16, kind);
+            assert_eq!(v, Ok(json!({ "item": all })), "{xml}");
+            assert!(scanned, "{xml}");
+        }
+        // Not plain digits, or out of the type's range: read as text, refused with its words.
+        for (kind, item, expected) in [
+            (int(), "2147483648", "an integer between"),
+            (int(), "-2147483649", "an integer between"),
+            (long(), "9223372036854775808", "an integer between"),
+            (int(), "-", "an integer (t)"),
+            (int(), "+-1", "an integer (t)"),
+            (int(), "1-", "an integer (t)"),
+            (int(), "1.0", "an integer (t)"),
+            (int(), "\u{FF11}", "an integer (t)"),
+        ] {
+            let xml =
+                format!("<productIds><item>1</item><item>2</item><item>{item}</item></productIds>");
+            match decode_both_as(&xml, None, 16, kind).0 {
+                Err(ReadError::InvalidValue {
+                    value, expected: e, ..
+                }) => {
+                    assert_eq!(value, item, "{xml}");
+                    assert!(e.starts_with(expected), "{xml}: {e}");
+                }
+                other => panic!("{xml}: {other:?}"),
+            }
+        }
     }
 
     #[test]
