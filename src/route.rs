@@ -66,7 +66,9 @@ impl Route {
         let body = match &p.body {
             Some(t) if as_value => t.eval(&scope).map_or(Body::None, Body::Json),
             Some(t) => {
-                let mut text = Vec::new();
+                // Room for a small request at once (it grew by doubling from nothing); a
+                // long list reserves its own room as it is written.
+                let mut text = Vec::with_capacity(512);
                 if t.write_json(&scope, &mut text) {
                     Body::Raw(text.into())
                 } else {

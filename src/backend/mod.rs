@@ -341,26 +341,25 @@ impl Backend {
                 limit: self.max_url_bytes,
             });
         }
+        // Header values known when the bridge is built are not parsed (nor copied) per call.
+        const JSON: HeaderValue = HeaderValue::from_static("application/json");
+        const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
+        const AGENT: HeaderValue =
+            HeaderValue::from_static(concat!("soapbridge/", env!("CARGO_PKG_VERSION")));
         let (body, content_type) = match &req.body {
             Body::Json(v) => (
                 Bytes::from(serde_json::to_vec(v).map_err(|e| Error::Internal(e.to_string()))?),
-                Some("application/json"),
+                Some(JSON),
             ),
-            Body::Raw(b) => (b.clone(), Some("application/json")),
-            Body::Form(f) => (
-                Bytes::from(f.clone()),
-                Some("application/x-www-form-urlencoded"),
-            ),
+            Body::Raw(b) => (b.clone(), Some(JSON)),
+            Body::Form(f) => (Bytes::from(f.clone()), Some(FORM)),
             Body::None => (Bytes::new(), None),
         };
         let mut builder = Request::builder()
             .method(req.method.clone())
             .uri(&uri)
-            .header(http::header::ACCEPT, "application/json")
-            .header(
-                http::header::USER_AGENT,
-                concat!("soapbridge/", env!("CARGO_PKG_VERSION")),
-            );
+            .header(http::header::ACCEPT, JSON)
+            .header(http::header::USER_AGENT, AGENT);
         if let Some(ct) = content_type {
             builder = builder.header(http::header::CONTENT_TYPE, ct);
         }
