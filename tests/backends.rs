@@ -348,34 +348,53 @@ async fn five_thousand_records_go_in_batches_with_an_outcome_each() {
     eprintln!("5,000-record upload: {:?}", started.elapsed());
 }
 
-/// A backend that accepts the first `ok` POSTs (201 {"inserted": n}) and then answers 503.
-async fn failing_after(ok: usize) -> String {
-    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// A JSON backend on a free port whose answer to each request `answer` gives from its path:
+/// (status, extra header, body).
+async fn json_backend(
+    answer: impl Fn(&str) -> (u16, Option<(&'static str, String)>, String)
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(soapbridge::server::serve(
         listener,
         move |req: http::Request<soapbridge::server::Body>| {
-            let seen = seen.clone();
+            let (status, header, body) = answer(req.uri().path());
             async move {
-                let (status, body) = if req.uri().path() == "/api/o/token/" {
-                    (200, r#"{"access_token":"t","expires_in":3600}"#.to_string())
-                } else if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < ok {
-                    (201, r#"{"inserted":2,"updated":0}"#.to_string())
-                } else {
-                    (503, r#"{"detail":"maintenance"}"#.to_string())
-                };
-                Response::builder()
+                let mut r = Response::builder()
                     .status(StatusCode::from_u16(status).unwrap())
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body)))
-                    .unwrap()
+                    .header("content-type", "application/json");
+                if let Some((name, value)) = header {
+                    r = r.header(name, value);
+                }
+                r.body(Full::new(Bytes::from(body))).unwrap()
             }
         },
         Default::default(),
         std::future::pending(),
     ));
     format!("http://{addr}")
+}
+
+const TOKEN: &str = "/api/o/token/";
+
+/// A backend that accepts the first `ok` POSTs (201 {"inserted": n}) and then answers 503.
+async fn failing_after(ok: usize) -> String {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    json_backend(move |path| {
+        let (status, body) = if path == TOKEN {
+            (200, r#"{"access_token":"t","expires_in":3600}"#)
+        } else if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < ok {
+            (201, r#"{"inserted":2,"updated":0}"#)
+        } else {
+            (503, r#"{"detail":"maintenance"}"#)
+        };
+        (status, None, body.to_string())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -501,4 +520,48 @@ mappings = "typed"
         r.text_of("code").as_deref(),
         Some("Basic YnJpZGdlOmJyaWRnZS1zZWNyZXQ=|static-key-1")
     );
+}
+
+/// A backend that answers every POST 201 with a header of `padding` bytes.
+async fn padded_head(padding: usize) -> String {
+    json_backend(move |path| {
+        let (status, body) = if path == TOKEN {
+            (200, r#"{"access_token":"t","expires_in":3600}"#)
+        } else {
+            (201, r#"{"inserted":1,"updated":0}"#)
+        };
+        (
+            status,
+            Some(("x-padding", "p".repeat(padding))),
+            body.to_string(),
+        )
+    })
+    .await
+}
+
+/// A backend's answer is read through a bounded buffer (32 KiB), like a request: a head that
+/// fits is read as any other; a larger one is the backend's failure, said as such, not a hang.
+#[tokio::test]
+async fn a_backend_answer_head_must_fit_the_read_buffer() {
+    let records = record("2024-06-01", "1", "P0001", "1");
+    let call = inv_call("uploadInventory", &format!("<records>{records}</records>"));
+    let b = Bridge::with_config(&demo_with(
+        "http://127.0.0.1:9",
+        &padded_head(24 * 1024).await,
+    ))
+    .await;
+    let r = soap(&b.url(INV), INV_USER, call.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.text_of("ok").as_deref(), Some("1"), "{}", r.body);
+
+    let b = Bridge::with_config(&demo_with(
+        "http://127.0.0.1:9",
+        &padded_head(40 * 1024).await,
+    ))
+    .await;
+    let r = soap(&b.url(INV), INV_USER, call).await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.text_of("code").as_deref(), Some("BACKEND_UNAVAILABLE"));
+    assert_eq!(r.text_of("party").as_deref(), Some("backend"));
+    r.assert_has("message head is too large");
 }

@@ -166,6 +166,9 @@ impl Backend {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
+            // As for requests: an answer is read in pieces of at most this, and its head must
+            // fit in it (a larger one is the backend's failure).
+            .http1_max_buf_size(crate::server::READ_BUFFER_MAX)
             .build(connector);
         Backend {
             name: plan.name.clone(),

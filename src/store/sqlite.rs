@@ -102,6 +102,14 @@ fn connect(path: &str) -> Result<Connection> {
     c.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(err)?;
     c.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    // The planner does not look at bound values: otherwise a statement whose plan could
+    // depend on one (the stock workers' claim, `next_at <= ?3`) is compiled again every time
+    // a new value is bound, that is on every poll of an idle bridge.
+    c.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(err)?;
     Ok(c)
 }
 
@@ -210,4 +218,42 @@ fn migrate(c: &mut Connection) -> Result<()> {
         .map_err(err)?;
     }
     tx.commit().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stock workers claim with a new `now` on every poll: the statement must be compiled
+    /// once, not again for each value (which an idle bridge would pay several times a second).
+    #[test]
+    fn the_claim_is_not_compiled_again_for_each_time_it_is_run_at() {
+        let dir = std::env::temp_dir().join(format!("soapbridge-qpsg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("claim.db");
+        let _ = std::fs::remove_file(&path);
+        let mut c = connect(path.to_str().unwrap()).unwrap();
+        migrate(&mut c).unwrap();
+        let sql = super::super::Statements::new(&super::super::Dialect {
+            schema_prefix: String::new(),
+            lock: "",
+            numbered: '?',
+        })
+        .claim;
+        for now in [1_700_000_000_000i64, 1_700_000_000_100, 1_700_000_000_200] {
+            let mut st = c.prepare_cached(&sql).unwrap();
+            let rows = st
+                .query_map(rusqlite::params!["owner", now + 1000, now, 10], |_| Ok(()))
+                .unwrap()
+                .count();
+            assert_eq!(rows, 0);
+            assert_eq!(
+                st.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "the claim was compiled again for now = {now}"
+            );
+        }
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
