@@ -539,7 +539,7 @@ async fn padded_head(padding: usize) -> String {
     .await
 }
 
-/// A backend's answer is read through a bounded buffer (32 KiB), like a request: a head that
+/// A backend's answer is read through a bounded buffer (64 KiB), like a request: a head that
 /// fits is read as any other; a larger one is the backend's failure, said as such, not a hang.
 #[tokio::test]
 async fn a_backend_answer_head_must_fit_the_read_buffer() {
@@ -547,7 +547,7 @@ async fn a_backend_answer_head_must_fit_the_read_buffer() {
     let call = inv_call("uploadInventory", &format!("<records>{records}</records>"));
     let b = Bridge::with_config(&demo_with(
         "http://127.0.0.1:9",
-        &padded_head(24 * 1024).await,
+        &padded_head(48 * 1024).await,
     ))
     .await;
     let r = soap(&b.url(INV), INV_USER, call.clone()).await;
@@ -556,7 +556,7 @@ async fn a_backend_answer_head_must_fit_the_read_buffer() {
 
     let b = Bridge::with_config(&demo_with(
         "http://127.0.0.1:9",
-        &padded_head(40 * 1024).await,
+        &padded_head(80 * 1024).await,
     ))
     .await;
     let r = soap(&b.url(INV), INV_USER, call).await;

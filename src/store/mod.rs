@@ -375,6 +375,17 @@ struct Dialect {
     numbered: char,
 }
 
+impl Dialect {
+    /// SQLite's: no schema, no row locks, `?n` parameters.
+    fn sqlite() -> Dialect {
+        Dialect {
+            schema_prefix: String::new(),
+            lock: "",
+            numbered: '?',
+        }
+    }
+}
+
 impl Statements {
     fn new(d: &Dialect) -> Statements {
         let sql = |text: &str| {
@@ -499,12 +510,7 @@ impl Store {
     pub async fn open(url: &str, schema: &str) -> Result<Store> {
         let (db, dialect) = if let Some(path) = url.strip_prefix("sqlite:") {
             let db = sqlite::Sqlite::open(path).await?;
-            let dialect = Dialect {
-                schema_prefix: String::new(),
-                lock: "",
-                numbered: '?',
-            };
-            (Db::Sqlite(db), dialect)
+            (Db::Sqlite(db), Dialect::sqlite())
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let db = postgres::Postgres::open(url, schema).await?;
             let dialect = Dialect {

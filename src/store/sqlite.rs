@@ -234,12 +234,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let mut c = connect(path.to_str().unwrap()).unwrap();
         migrate(&mut c).unwrap();
-        let sql = super::super::Statements::new(&super::super::Dialect {
-            schema_prefix: String::new(),
-            lock: "",
-            numbered: '?',
-        })
-        .claim;
+        let sql = super::super::Statements::new(&super::super::Dialect::sqlite()).claim;
         for now in [1_700_000_000_000i64, 1_700_000_000_100, 1_700_000_000_200] {
             let mut st = c.prepare_cached(&sql).unwrap();
             let rows = st
