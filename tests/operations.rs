@@ -490,6 +490,33 @@ async fn at_debug_backend_json_is_logged_without_card_data_or_secrets() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The served process has transparent huge pages off (prctl), whatever the system's setting:
+/// otherwise each 2 MiB page the allocator's arenas touch is resident whole, and the process's
+/// memory no longer follows the messages in flight (BENCHMARKS.md).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_served_process_keeps_no_transparent_huge_pages() {
+    let backend = echo_backend().await;
+    let dir = std::env::temp_dir().join(format!("soapbridge-thp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bridge.toml");
+    let port = free_port();
+    let wsdl = std::fs::canonicalize("tests/wsdl/typed.wsdl").unwrap();
+    let config = format!(
+        "{}\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+        typed_config(&backend, "").replace("../tests/wsdl/typed.wsdl", wsdl.to_str().unwrap())
+    );
+    std::fs::write(&file, config).unwrap();
+    let served = Served::start(&file, port).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", served.child.id())).unwrap();
+    // The kernel reports the process's flag from Linux 5.0 on; older kernels say nothing.
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
+    assert_eq!(served.get("/healthz").await.status, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn sighup_reloads_the_file_and_a_bad_file_keeps_the_one_in_force() {
     let backend = echo_backend().await;
