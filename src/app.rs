@@ -370,7 +370,7 @@ impl App {
         };
         let mut resp = crate::telemetry::with_request_id(id.clone(), call.instrument(span)).await;
         if let Ok(v) = HeaderValue::from_str(&id) {
-            resp.headers_mut().insert("x-request-id", v);
+            resp.headers_mut().insert(crate::telemetry::X_REQUEST_ID, v);
         }
         resp
     }
@@ -649,7 +649,7 @@ impl Shared {
 fn request_id<B>(req: &Request<B>) -> Arc<str> {
     let given = req
         .headers()
-        .get("x-request-id")
+        .get(crate::telemetry::X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));

@@ -24,10 +24,14 @@ pub enum Lang {
 
 impl Lang {
     pub fn parse(s: &str) -> Option<Lang> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "tr" | "tr-tr" | "turkish" => Some(Lang::Tr),
-            "en" | "en-us" | "en-gb" | "english" => Some(Lang::En),
-            _ => None,
+        let s = s.trim();
+        let is = |names: &[&str]| names.iter().any(|n| s.eq_ignore_ascii_case(n));
+        if is(&["tr", "tr-tr", "turkish"]) {
+            Some(Lang::Tr)
+        } else if is(&["en", "en-us", "en-gb", "english"]) {
+            Some(Lang::En)
+        } else {
+            None
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -441,6 +445,23 @@ fn describe_window(secs: u64, lang: Lang) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_language_is_read_in_any_case_and_spelling() {
+        for (s, l) in [
+            ("tr", Some(Lang::Tr)),
+            (" TR-tr ", Some(Lang::Tr)),
+            ("Turkish", Some(Lang::Tr)),
+            ("en", Some(Lang::En)),
+            ("EN-GB", Some(Lang::En)),
+            ("english", Some(Lang::En)),
+            ("de", None),
+            ("", None),
+            ("tr-", None),
+        ] {
+            assert_eq!(Lang::parse(s), l, "{s:?}");
+        }
+    }
 
     #[test]
     fn expired_time_message_names_the_time_and_the_window_in_both_languages() {

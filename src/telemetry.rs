@@ -7,8 +7,8 @@
 //! service or operation is `-`. Telemetry outlives configuration reloads.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -45,6 +45,9 @@ pub(crate) async fn with_request_id<F: std::future::Future>(
     };
     REQUEST.scope(context, f).await
 }
+
+/// The header that carries a request's id, from the client, to the backend and back.
+pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// The id of the request being answered, if any (background work has none).
 pub(crate) fn request_id() -> Option<std::sync::Arc<str>> {
@@ -224,6 +227,18 @@ pub(crate) fn intern(s: &str) -> &'static str {
     leaked
 }
 
+type OpKey = (&'static str, &'static str, &'static str);
+
+/// What is kept of one (door, service, operation): its names (interned), the handles of its
+/// success counter and its latency histogram in the Prometheus families, and its last minute.
+#[derive(Debug)]
+struct OpStats {
+    names: (&'static str, &'static str),
+    successes: Counter,
+    seconds: Histogram,
+    window: Mutex<Window>,
+}
+
 /// Last-minute traffic of one operation: 60 one-second slots.
 #[derive(Debug)]
 struct Window {
@@ -367,7 +382,8 @@ pub(crate) struct Telemetry {
     stock_batches: Family<StateLabels, Gauge>,
     stock_queue_depth: Gauge,
     stock_oldest_pending_seconds: Gauge,
-    windows: Mutex<HashMap<(&'static str, &'static str, &'static str), Window>>,
+    /// Each (door, service, operation) called so far: its metric handles and its last minute.
+    ops: RwLock<HashMap<OpKey, Arc<OpStats>>>,
     failures: Mutex<VecDeque<Failed>>,
     backends: Mutex<BTreeMap<&'static str, BackendHealth>>,
     reloads: Counter,
@@ -493,7 +509,7 @@ impl Telemetry {
             stock_batches,
             stock_queue_depth,
             stock_oldest_pending_seconds,
-            windows: Mutex::default(),
+            ops: RwLock::default(),
             failures: Mutex::default(),
             backends: Mutex::default(),
             reloads,
@@ -510,31 +526,29 @@ impl Telemetry {
         if !self.enabled {
             return;
         }
-        let (service, operation) = (intern(c.service), intern(c.operation));
-        self.calls
-            .get_or_create(&CallLabels {
-                door: c.door,
-                service,
-                operation,
-                outcome: c.outcome.as_str(),
-                code: c.code,
-            })
-            .inc();
-        self.call_seconds
-            .get_or_create(&OpLabels {
-                door: c.door,
-                service,
-                operation,
-            })
-            .observe(c.elapsed.as_secs_f64());
-        let now = chrono::Utc::now();
+        let op = self.op_stats(c.door, c.service, c.operation);
+        let (service, operation) = op.names;
         let failed = c.outcome != Outcome::Success;
-        self.windows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((c.door, service, operation))
-            .or_insert_with(Window::new)
-            .add(now.timestamp(), c.elapsed.as_secs_f64() * 1000.0, failed);
+        if failed || !c.code.is_empty() {
+            self.calls
+                .get_or_create(&CallLabels {
+                    door: c.door,
+                    service,
+                    operation,
+                    outcome: c.outcome.as_str(),
+                    code: c.code,
+                })
+                .inc();
+        } else {
+            op.successes.inc();
+        }
+        op.seconds.observe(c.elapsed.as_secs_f64());
+        let now = chrono::Utc::now();
+        op.window.lock().unwrap_or_else(|p| p.into_inner()).add(
+            now.timestamp(),
+            c.elapsed.as_secs_f64() * 1000.0,
+            failed,
+        );
         if failed {
             let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             if f.len() == KEEP_FAILURES {
@@ -550,6 +564,48 @@ impl Telemetry {
                 status: c.status,
             });
         }
+    }
+
+    /// The statistics of one (door, service, operation), made on its first call: after that,
+    /// a call is one shared lookup, with no label set hashed and no name interned again.
+    fn op_stats(&self, door: &'static str, service: &str, operation: &str) -> Arc<OpStats> {
+        {
+            let ops = self.ops.read().unwrap_or_else(|p| p.into_inner());
+            // The map's keys are `'static`; a shared map can be read with shorter-lived ones.
+            let ops: &HashMap<(&str, &str, &str), Arc<OpStats>> = &ops;
+            if let Some(op) = ops.get(&(door, service, operation)) {
+                return op.clone();
+            }
+        }
+        let (service, operation) = (intern(service), intern(operation));
+        let stats = Arc::new(OpStats {
+            names: (service, operation),
+            successes: self
+                .calls
+                .get_or_create(&CallLabels {
+                    door,
+                    service,
+                    operation,
+                    outcome: Outcome::Success.as_str(),
+                    code: "",
+                })
+                .clone(),
+            seconds: self
+                .call_seconds
+                .get_or_create(&OpLabels {
+                    door,
+                    service,
+                    operation,
+                })
+                .clone(),
+            window: Mutex::new(Window::new()),
+        });
+        self.ops
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((door, service, operation))
+            .or_insert(stats)
+            .clone()
     }
 
     /// One exchange with a backend; `error` is the failure's code.
@@ -683,11 +739,11 @@ impl Telemetry {
     /// Every operation's last minute, busiest first.
     pub(crate) fn traffic(&self) -> Vec<Traffic> {
         let now = chrono::Utc::now().timestamp();
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<Traffic> = windows
+        let ops = self.ops.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Traffic> = ops
             .iter()
-            .map(|((door, service, operation), w)| {
-                let s = w.sum(now);
+            .map(|((door, service, operation), op)| {
+                let s = op.window.lock().unwrap_or_else(|p| p.into_inner()).sum(now);
                 Traffic {
                     door,
                     service,

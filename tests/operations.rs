@@ -414,6 +414,25 @@ impl Drop for Served {
     }
 }
 
+/// A fresh directory for a served bridge's configuration (`name` tells tests apart), the file's
+/// path in it and a free port to listen on.
+fn config_place(name: &str) -> (std::path::PathBuf, std::path::PathBuf, u16) {
+    let dir = std::env::temp_dir().join(format!("soapbridge-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bridge.toml");
+    (dir, file, free_port())
+}
+
+/// The typed service's configuration (with `extra` in it) for the binary, listening on `port`,
+/// with `tail` after the `[server]` table.
+fn served_config(backend: &str, port: u16, extra: &str, tail: &str) -> String {
+    let wsdl = std::fs::canonicalize("tests/wsdl/typed.wsdl").unwrap();
+    format!(
+        "{}\n[server]\nlisten = \"127.0.0.1:{port}\"\n{tail}",
+        typed_config(backend, extra).replace("../tests/wsdl/typed.wsdl", wsdl.to_str().unwrap())
+    )
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -497,16 +516,8 @@ async fn at_debug_backend_json_is_logged_without_card_data_or_secrets() {
 #[tokio::test]
 async fn the_served_process_keeps_no_transparent_huge_pages() {
     let backend = echo_backend().await;
-    let dir = std::env::temp_dir().join(format!("soapbridge-thp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bridge.toml");
-    let port = free_port();
-    let wsdl = std::fs::canonicalize("tests/wsdl/typed.wsdl").unwrap();
-    let config = format!(
-        "{}\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
-        typed_config(&backend, "").replace("../tests/wsdl/typed.wsdl", wsdl.to_str().unwrap())
-    );
-    std::fs::write(&file, config).unwrap();
+    let (dir, file, port) = config_place("thp");
+    std::fs::write(&file, served_config(&backend, port, "", "")).unwrap();
     let served = Served::start(&file, port).await;
     let status = std::fs::read_to_string(format!("/proc/{}/status", served.child.id())).unwrap();
     // The kernel reports the process's flag from Linux 5.0 on; older kernels say nothing.
@@ -520,18 +531,8 @@ async fn the_served_process_keeps_no_transparent_huge_pages() {
 #[tokio::test]
 async fn sighup_reloads_the_file_and_a_bad_file_keeps_the_one_in_force() {
     let backend = echo_backend().await;
-    let dir = std::env::temp_dir().join(format!("soapbridge-hup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bridge.toml");
-    let port = free_port();
-    let wsdl = std::fs::canonicalize("tests/wsdl/typed.wsdl").unwrap();
-    let text = |extra: &str| {
-        format!(
-            "{}\n[server]\nlisten = \"127.0.0.1:{port}\"\n{OPS}",
-            typed_config(&backend, extra)
-                .replace("../tests/wsdl/typed.wsdl", wsdl.to_str().unwrap())
-        )
-    };
+    let (dir, file, port) = config_place("hup");
+    let text = |extra: &str| served_config(&backend, port, extra, OPS);
     std::fs::write(&file, text("")).unwrap();
     let served = Served::start(&file, port).await;
     let call = || async {

@@ -358,24 +358,31 @@ impl Backend {
             Body::Form(f) => (Bytes::from(f.clone()), Some(FORM)),
             Body::None => (Bytes::new(), None),
         };
-        let mut builder = Request::builder()
-            .method(req.method.clone())
-            .uri(&uri)
-            .header(http::header::ACCEPT, JSON)
-            .header(http::header::USER_AGENT, AGENT);
+        // Made in place rather than through `http::request::Builder`, which moves the whole
+        // request head on every header it adds.
+        let uri = http::Uri::try_from(uri)
+            // The URL is not quoted: it is the backend's address, not the caller's business.
+            .map_err(|e| Error::Internal(format!("cannot build the backend request: {e}")))?;
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = req.method.clone();
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.reserve(5 + self.headers.len() + req.headers.len());
+        headers.append(http::header::ACCEPT, JSON);
+        headers.append(http::header::USER_AGENT, AGENT);
         if let Some(ct) = content_type {
-            builder = builder.header(http::header::CONTENT_TYPE, ct);
+            headers.append(http::header::CONTENT_TYPE, ct);
         }
         for (k, v) in self.headers.iter().chain(&req.headers) {
-            builder = builder.header(k, v);
+            headers.append(k.clone(), v.clone());
         }
         if let Some(a) = &creds.authorization {
-            builder = builder.header(http::header::AUTHORIZATION, a);
+            headers.append(http::header::AUTHORIZATION, a.clone());
         }
         if let Some(id) = crate::telemetry::request_id()
             && let Ok(v) = HeaderValue::from_str(&id)
         {
-            builder = builder.header("x-request-id", v);
+            headers.append(crate::telemetry::X_REQUEST_ID, v);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
             let sent = match &req.body {
@@ -388,10 +395,6 @@ impl Backend {
             };
             tracing::debug!(backend = %self.name, method = %req.method, path = %req.path_and_query, body = %sent, "to backend");
         }
-        let request = builder
-            .body(Full::new(body))
-            // The URL is not quoted: it is the backend's address, not the caller's business.
-            .map_err(|e| Error::Internal(format!("cannot build the backend request: {e}")))?;
         let response =
             self.client
                 .request(request)

@@ -118,8 +118,13 @@ async fn call(
     hint: SoapVersion,
     started: Instant,
 ) -> Resp {
-    let ct = header_str(&req, http::header::CONTENT_TYPE).map(str::to_string);
-    let action = soap::soap_action(header_str(&req, "soapaction"), ct.as_deref());
+    // Kept past the request (its body is read below); a header value shares the bytes it was
+    // read into, so keeping it copies nothing.
+    const SOAP_ACTION: http::HeaderName = http::HeaderName::from_static("soapaction");
+    let ct_value = req.headers().get(http::header::CONTENT_TYPE).cloned();
+    let action_value = req.headers().get(SOAP_ACTION).cloned();
+    let ct = ct_value.as_ref().and_then(|v| v.to_str().ok());
+    let action = soap::soap_action(action_value.as_ref().and_then(|v| v.to_str().ok()), ct);
 
     // Who is calling, before any work is done for them.
     let role_user = match svc.authenticate(req.headers()) {
@@ -136,7 +141,7 @@ async fn call(
         Ok(b) => b,
         Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
     };
-    let text = match crate::protocol::xml::decode_body(&body, ct.as_deref()) {
+    let text = match crate::protocol::xml::decode_body(&body, ct) {
         Ok(t) => t,
         Err(e) => {
             return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e.into(), None);
@@ -145,7 +150,7 @@ async fn call(
     let (version, decoded) = soap::decode(
         &svc.desc,
         &text,
-        action.as_deref(),
+        action,
         svc.read_options(p.max_depth()),
         hint,
     );

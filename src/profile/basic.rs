@@ -32,8 +32,22 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// The (user, password) of an `Authorization: Basic ...` header.
-pub(crate) fn credentials(authorization: Option<&[u8]>) -> Result<(String, String), Error> {
+/// What an `Authorization: Basic ...` header gives: `user:password`, decoded, and where the
+/// first colon is.
+pub(crate) struct Given(String, usize);
+
+impl Given {
+    pub(crate) fn user(&self) -> &str {
+        &self.0[..self.1]
+    }
+
+    fn password(&self) -> &str {
+        &self.0[self.1 + 1..]
+    }
+}
+
+/// The user and password of an `Authorization: Basic ...` header.
+pub(crate) fn credentials(authorization: Option<&[u8]>) -> Result<Given, Error> {
     let header = authorization.ok_or(Error::Unauthorized)?;
     let header = std::str::from_utf8(header).map_err(|_| Error::Unauthorized)?;
     let (scheme, b64) = header.trim().split_once(' ').ok_or(Error::Unauthorized)?;
@@ -44,8 +58,8 @@ pub(crate) fn credentials(authorization: Option<&[u8]>) -> Result<(String, Strin
         .decode(b64.trim())
         .map_err(|_| Error::Unauthorized)?;
     let decoded = String::from_utf8(decoded).map_err(|_| Error::Unauthorized)?;
-    let (user, pass) = decoded.split_once(':').ok_or(Error::Unauthorized)?;
-    Ok((user.to_string(), pass.to_string()))
+    let colon = decoded.find(':').ok_or(Error::Unauthorized)?;
+    Ok(Given(decoded, colon))
 }
 
 /// Checks the header against `(user, password)` pairs; returns the user's index. Every pair
@@ -55,8 +69,11 @@ pub(crate) fn check<'a>(
     authorization: Option<&[u8]>,
     users: impl Iterator<Item = (&'a Credential, &'a Credential)>,
 ) -> Result<usize, Error> {
-    let (user, pass) = credentials(authorization)?;
-    let (user, pass) = (Credential::new(&user), Credential::new(&pass));
+    let given = credentials(authorization)?;
+    let (user, pass) = (
+        Credential::new(given.user()),
+        Credential::new(given.password()),
+    );
     let mut found = None;
     for (i, (u, p)) in users.enumerate() {
         let ok: bool = (u.matches(&user) & p.matches(&pass)).into();

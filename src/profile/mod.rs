@@ -13,7 +13,9 @@ pub(crate) use basic::BasicProfile;
 
 /// The user name of an HTTP Basic `Authorization` value (for a recording: never the password).
 pub(crate) fn basic_user(authorization: &[u8]) -> Option<String> {
-    basic::credentials(Some(authorization)).ok().map(|(u, _)| u)
+    basic::credentials(Some(authorization))
+        .ok()
+        .map(|g| g.user().to_string())
 }
 
 /// An HTTP Basic `Authorization` value for `user` and `password` (to check credentials given

@@ -166,14 +166,14 @@ impl SignedProfile {
         role_user: &str,
         now_ms: i64,
     ) -> Result<(), Error> {
-        let api_key = take_string(params, "apiKey").trim().to_string();
-        let sign_given = take_string(params, "sign").trim().to_string();
+        let (api_key, sign_given) = (take_string(params, "apiKey"), take_string(params, "sign"));
+        let (api_key, sign_given) = (api_key.trim(), sign_given.trim());
         let time = params.take("time").and_then(|v| v.as_i64());
         params.take("lang");
         let time = time.ok_or_else(|| crate::protocol::xml::ReadError::MissingElement {
             path: "time".into(),
         })?;
-        let account = self.by_key.get(&api_key).map(|i| &self.accounts[*i]);
+        let account = self.by_key.get(api_key).map(|i| &self.accounts[*i]);
         // The window is checked first: it needs no secret, and an old or replayed message is
         // told apart from a forged one.
         if !account.is_some_and(|a| a.any_time) {
@@ -193,7 +193,7 @@ impl SignedProfile {
         let account = account.ok_or(Error::ApiKeyUnknown)?;
         let expected = sign_digest(&account.api_key, &account.secret, time);
         // Digest against digest: 16 bytes each, compared in constant time.
-        let given = hex_digest(&sign_given);
+        let given = hex_digest(sign_given);
         let same = subtle::ConstantTimeEq::ct_eq(&expected[..], &given.unwrap_or_default()[..]);
         if !bool::from(same & subtle::Choice::from(u8::from(given.is_some()))) {
             return Err(Error::SignatureInvalid);
@@ -297,11 +297,11 @@ pub(crate) struct FailureText {
     pub view: String,
 }
 
-fn take_string(params: &mut Val<'_>, key: &str) -> String {
+fn take_string<'a>(params: &mut Val<'a>, key: &str) -> Cow<'a, str> {
     match params.take(key) {
-        Some(Val::Str(s)) => s.into_owned(),
-        Some(Val::Null) | None => String::new(),
-        Some(other) => other.to_json().to_string(),
+        Some(Val::Str(s)) => s,
+        Some(Val::Null) | None => Cow::Borrowed(""),
+        Some(other) => Cow::Owned(other.to_json().to_string()),
     }
 }
 

@@ -36,7 +36,12 @@ impl SoapVersion {
     /// (or without) reading its envelope.
     pub fn from_content_type(ct: Option<&str>) -> SoapVersion {
         match ct {
-            Some(ct) if ct.to_ascii_lowercase().contains("application/soap+xml") => {
+            Some(ct)
+                if ct
+                    .as_bytes()
+                    .windows(b"application/soap+xml".len())
+                    .any(|w| w.eq_ignore_ascii_case(b"application/soap+xml")) =>
+            {
                 SoapVersion::V12
             }
             _ => SoapVersion::V11,
@@ -46,16 +51,16 @@ impl SoapVersion {
 
 /// The SOAPAction of a request: the header (1.1) or the `action` parameter of the
 /// Content-Type (1.2), without quotes.
-pub fn soap_action(header: Option<&str>, content_type: Option<&str>) -> Option<String> {
+pub fn soap_action<'a>(header: Option<&'a str>, content_type: Option<&'a str>) -> Option<&'a str> {
     if let Some(h) = header {
-        return Some(h.trim().trim_matches('"').to_string());
+        return Some(h.trim().trim_matches('"'));
     }
     let ct = content_type?;
     ct.split(';').skip(1).find_map(|p| {
         let (k, v) = p.split_once('=')?;
         k.trim()
             .eq_ignore_ascii_case("action")
-            .then(|| v.trim().trim_matches('"').to_string())
+            .then(|| v.trim().trim_matches('"'))
     })
 }
 
@@ -493,6 +498,29 @@ fn detail(out: &mut String, f: &Fault<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_follows_the_content_type_in_any_case() {
+        for (ct, v) in [
+            (
+                Some("application/soap+xml; charset=utf-8"),
+                SoapVersion::V12,
+            ),
+            (
+                Some("Application/SOAP+XML;action=\"urn:x\""),
+                SoapVersion::V12,
+            ),
+            (
+                Some("multipart/related; type=\"application/soap+xml\""),
+                SoapVersion::V12,
+            ),
+            (Some("text/xml; charset=utf-8"), SoapVersion::V11),
+            (Some("application/soap"), SoapVersion::V11),
+            (None, SoapVersion::V11),
+        ] {
+            assert_eq!(SoapVersion::from_content_type(ct), v, "{ct:?}");
+        }
+    }
 
     #[test]
     fn fill_elements_handles_prefixes_and_escapes() {
