@@ -132,7 +132,11 @@ pub enum Error {
     // ---- the backend's fault --------------------------------------------------------------
     #[error("backend refused the call ({}): {}", .0.status, .0.message)]
     BackendRefused(Refusal),
-    #[error("backend '{backend}' is unreachable: {}", chain(cause.as_ref()))]
+    #[error(
+        "backend '{backend}' {}: {}",
+        if *sent { "failed after the request may have reached it" } else { "is unreachable" },
+        chain(cause.as_ref())
+    )]
     BackendUnavailable {
         backend: String,
         /// Whether the request may have reached the backend (the connection was made).
@@ -517,6 +521,11 @@ mod tests {
             cause: "connection reset".into(),
         };
         assert_eq!(cut.retry(), Retry::IfIdempotent);
+        // The request may have been acted on: not worded as if it never arrived.
+        assert_eq!(
+            cut.to_string(),
+            "backend 'b' failed after the request may have reached it: connection reset"
+        );
         let slow = Error::BackendTimeout {
             backend: "b".into(),
             timeout_ms: 10,

@@ -564,4 +564,5 @@ async fn a_backend_answer_head_must_fit_the_read_buffer() {
     assert_eq!(r.text_of("code").as_deref(), Some("BACKEND_UNAVAILABLE"));
     assert_eq!(r.text_of("party").as_deref(), Some("backend"));
     r.assert_has("message head is too large");
+    r.assert_has("failed after the request may have reached it");
 }
