@@ -98,9 +98,10 @@ impl Pipeline {
     ) -> Result<R, Error> {
         if let Some(p) = &svc.profile {
             let user = role_user.ok_or(Error::Unauthorized)?;
-            p.admit(user, self.clock.now_ms())?;
+            let now_ms = self.clock.now_ms();
+            p.admit(user, now_ms)?;
             if let Some(signed) = p.signed()
-                && let Err(e) = signed.verify(&mut params, user, self.clock.now_ms()).await
+                && let Err(e) = signed.verify(&mut params, user, now_ms).await
             {
                 if e.is_call_failure() {
                     self.telemetry.signature_refused(e.code());

@@ -362,6 +362,17 @@ pub(crate) struct BackendHealth {
     pub last_error: &'static str,
 }
 
+/// One backend's latency histogram and last call, made once per backend name and kept by its
+/// client ([`Telemetry::backend`]): after that, a call is timed and recorded with no label set
+/// hashed and no name interned. The histogram's series is made on the first call, so that a
+/// backend that was never called has none, as before.
+#[derive(Debug)]
+pub(crate) struct BackendStats {
+    name: &'static str,
+    seconds: std::sync::OnceLock<Histogram>,
+    last: Mutex<Option<BackendHealth>>,
+}
+
 /// The failures the operator page keeps.
 const KEEP_FAILURES: usize = 50;
 
@@ -383,9 +394,10 @@ pub(crate) struct Telemetry {
     stock_queue_depth: Gauge,
     stock_oldest_pending_seconds: Gauge,
     /// Each (door, service, operation) called so far: its metric handles and its last minute.
-    ops: RwLock<HashMap<OpKey, Arc<OpStats>>>,
+    /// Looked up on every call (foldhash: the keys are names the configuration gives).
+    ops: RwLock<HashMap<OpKey, Arc<OpStats>, foldhash::fast::RandomState>>,
     failures: Mutex<VecDeque<Failed>>,
-    backends: Mutex<BTreeMap<&'static str, BackendHealth>>,
+    backends: Mutex<BTreeMap<&'static str, Arc<BackendStats>>>,
     reloads: Counter,
     reload_failures: Counter,
     enabled: bool,
@@ -572,7 +584,7 @@ impl Telemetry {
         {
             let ops = self.ops.read().unwrap_or_else(|p| p.into_inner());
             // The map's keys are `'static`; a shared map can be read with shorter-lived ones.
-            let ops: &HashMap<(&str, &str, &str), Arc<OpStats>> = &ops;
+            let ops: &HashMap<(&str, &str, &str), Arc<OpStats>, _> = &ops;
             if let Some(op) = ops.get(&(door, service, operation)) {
                 return op.clone();
             }
@@ -608,35 +620,56 @@ impl Telemetry {
             .clone()
     }
 
+    /// The handles of the backend `name` (the same ones for every client of that name, across
+    /// reloads).
+    pub(crate) fn backend(&self, name: &str) -> Arc<BackendStats> {
+        let name = intern(name);
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name)
+            .or_insert_with(|| {
+                Arc::new(BackendStats {
+                    name,
+                    seconds: std::sync::OnceLock::new(),
+                    last: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
     /// One exchange with a backend; `error` is the failure's code.
     pub(crate) fn backend_call(
         &self,
-        backend: &str,
+        backend: &BackendStats,
         elapsed: Duration,
         error: Option<&'static str>,
     ) {
-        let backend = intern(backend);
         if self.enabled {
-            self.backend_seconds
-                .get_or_create(&BackendLabels { backend })
+            backend
+                .seconds
+                .get_or_init(|| {
+                    self.backend_seconds
+                        .get_or_create(&BackendLabels {
+                            backend: backend.name,
+                        })
+                        .clone()
+                })
                 .observe(elapsed.as_secs_f64());
             if let Some(kind) = error {
                 self.backend_errors
-                    .get_or_create(&BackendErrorLabels { backend, kind })
+                    .get_or_create(&BackendErrorLabels {
+                        backend: backend.name,
+                        kind,
+                    })
                     .inc();
             }
         }
         // Readiness and the operator page read each backend's last call, metrics or not.
-        self.backends
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                backend,
-                BackendHealth {
-                    at_ms: chrono::Utc::now().timestamp_millis(),
-                    last_error: error.unwrap_or(""),
-                },
-            );
+        *backend.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(BackendHealth {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            last_error: error.unwrap_or(""),
+        });
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -776,7 +809,12 @@ impl Telemetry {
         self.backends
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .iter()
+            .filter_map(|(name, b)| {
+                let last = b.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                last.map(|h| (*name, h))
+            })
+            .collect()
     }
 }
 
@@ -822,6 +860,36 @@ mod tests {
             ("BACKEND_TIMEOUT", "r-1")
         );
         assert!(std::ptr::eq(intern("S"), intern(&String::from("S"))));
+    }
+
+    #[test]
+    fn a_backend_shows_once_it_is_called_and_its_handles_are_shared() {
+        let t = Telemetry::new(true);
+        let first = t.backend("erp");
+        // A client made again (a reload) gets the same handles.
+        let again = t.backend(&String::from("erp"));
+        assert!(Arc::ptr_eq(&first, &again));
+        // Made but never called: not in readiness, no latency series.
+        assert!(t.backend_health().is_empty());
+        assert!(!t.encode().contains("backend=\"erp\""));
+        t.backend_call(&first, Duration::from_millis(2), None);
+        t.backend_call(&again, Duration::from_millis(4), Some("BACKEND_TIMEOUT"));
+        let health = t.backend_health();
+        assert_eq!(health.len(), 1);
+        assert_eq!(health["erp"].last_error, "BACKEND_TIMEOUT");
+        let text = t.encode();
+        assert!(
+            text.contains("soapbridge_backend_call_duration_seconds_count{backend=\"erp\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "soapbridge_backend_errors_total{backend=\"erp\",kind=\"BACKEND_TIMEOUT\"} 1"
+            ),
+            "{text}"
+        );
+        t.backend_call(&first, Duration::from_millis(1), None);
+        assert_eq!(t.backend_health()["erp"].last_error, "");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub(crate) struct Backend {
     /// The time credentials expire by.
     pub clock: crate::clock::Clock,
     pub(crate) telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
+    /// This backend's metrics handles and last call (made once, not looked up per call).
+    stats: std::sync::Arc<crate::telemetry::BackendStats>,
     guard: resilience::Guard,
 }
 
@@ -183,6 +185,7 @@ impl Backend {
             vars: plan.vars.clone(),
             guard: resilience::Guard::new(&plan.name, &plan.resilience, clock.clone()),
             clock,
+            stats: telemetry.backend(&plan.name),
             telemetry,
         }
     }
@@ -317,7 +320,7 @@ impl Backend {
             .filter(|e| e.party() != crate::error::Party::Caller)
             .map(Error::code);
         self.telemetry
-            .backend_call(&self.name, started.elapsed(), failed);
+            .backend_call(&self.stats, started.elapsed(), failed);
         result
     }
 

@@ -19,10 +19,12 @@ use crate::server::{Resp, header_str, text_response};
 use crate::service::Service;
 use crate::telemetry::{Calls, Outcome};
 
-/// The services, by path.
+/// The services, by path (looked up on every call: foldhash rather than SipHash; the keys
+/// are the configuration's, and a lookup inserts nothing).
 #[derive(Debug, Default)]
 pub(crate) struct SoapDoor {
-    services: std::collections::HashMap<String, std::sync::Arc<Service>>,
+    services:
+        std::collections::HashMap<String, std::sync::Arc<Service>, foldhash::fast::RandomState>,
 }
 
 impl SoapDoor {

@@ -11,13 +11,19 @@ use subtle::ConstantTimeEq;
 
 use crate::error::Error;
 
-/// A configured user name or password, kept as its SHA-256 digest.
+/// A configured user name or password, kept as its SHA-256 digest (in 64-bit words: compared
+/// word by word, without branching on any, it takes a quarter of the steps of byte by byte).
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Credential([u8; 32]);
+pub(crate) struct Credential([u64; 4]);
 
 impl Credential {
     pub(crate) fn new(text: &str) -> Self {
-        Credential(Sha256::digest(text.as_bytes()).into())
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        let mut words = [0u64; 4];
+        for (w, bytes) in words.iter_mut().zip(digest.chunks_exact(8)) {
+            *w = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+        }
+        Credential(words)
     }
 
     /// Whether `given` is this credential, in time independent of both values.

@@ -508,10 +508,11 @@ pub fn decode_body<'b>(
     body: &'b [u8],
     content_type: Option<&str>,
 ) -> Result<Cow<'b, str>, ReadError> {
+    // Borrowed from the header or the declaration: nothing is copied to find the encoding.
     let label = if body.starts_with(&[0xFF, 0xFE]) {
-        Some("utf-16le".to_string())
+        Some("utf-16le")
     } else if body.starts_with(&[0xFE, 0xFF]) {
-        Some("utf-16be".to_string())
+        Some("utf-16be")
     } else {
         content_type
             .and_then(|ct| {
@@ -519,14 +520,16 @@ pub fn decode_body<'b>(
                     let (k, v) = p.split_once('=')?;
                     k.trim()
                         .eq_ignore_ascii_case("charset")
-                        .then(|| v.trim().trim_matches('"').to_string())
+                        .then(|| v.trim().trim_matches('"'))
                 })
             })
             .or_else(|| declared_encoding(body))
     };
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let encoding = match label.as_deref() {
+    let encoding = match label {
         None => encoding_rs::UTF_8,
+        // What nearly every client sends, known without the table of labels.
+        Some(l) if l.eq_ignore_ascii_case("utf-8") => encoding_rs::UTF_8,
         Some(l) => encoding_rs::Encoding::for_label(l.as_bytes())
             .ok_or_else(|| ReadError::BadEncoding(format!("unknown character encoding '{l}'")))?,
     };
@@ -546,7 +549,7 @@ pub fn decode_body<'b>(
 }
 
 /// The `encoding` of an XML declaration at the start of an ASCII-compatible body.
-fn declared_encoding(body: &[u8]) -> Option<String> {
+fn declared_encoding(body: &[u8]) -> Option<&str> {
     let head = &body[..body.len().min(200)];
     let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
     if !head.starts_with(b"<?xml") {
@@ -558,7 +561,7 @@ fn declared_encoding(body: &[u8]) -> Option<String> {
     let rest = rest.trim_start().strip_prefix('=')?.trim_start();
     let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
     let value = &rest[1..];
-    Some(value[..value.find(quote)?].to_string())
+    Some(&value[..value.find(quote)?])
 }
 
 pub fn local_name(e: &BytesStart<'_>) -> String {
@@ -1030,31 +1033,26 @@ impl<'a> XmlWriter<'a> {
         value: Option<T>,
         path: &mut String,
     ) -> Result<(), ShapeError> {
-        let fail = |path: &str, reason: String| ShapeError {
-            path: path.to_string(),
-            reason,
-        };
-        // The values to write: none, one, or a list's items (absent items are left out).
-        let (list, len) = match value.map(|v| (v, v.form())) {
-            None => (None, 0),
-            Some((v, Form::List(n))) if decl.is_repeated() => (Some(v), n),
+        // The values to write: none, one, or a list's items (absent items are left out). One
+        // value keeps the form read here: a lazy result evaluates its template on each read.
+        let (list, len, one) = match value.map(|v| (v, v.form())) {
+            None => (None, 0, None),
+            Some((v, Form::List(n))) if decl.is_repeated() => (Some(v), n, None),
             Some((_, Form::List(_))) => {
                 return Err(fail(
                     path,
                     "a list where the schema allows one value".into(),
                 ));
             }
-            Some(_) => (None, 1),
+            Some((v, form)) => (None, 1, Some((v, form))),
         };
-        let at = |i: usize| match list {
-            Some(l) => l.item(i),
-            None => value,
+        let items = || (0..len).filter_map(|i| list.and_then(|l| l.item(i)));
+        let (present, non_null) = match &one {
+            Some((_, form)) => (1, u32::from(!matches!(form, Form::Null))),
+            None => items().fold((0u32, 0u32), |(p, n), v| {
+                (p + 1, n + u32::from(!v.is_null()))
+            }),
         };
-        let (mut present, mut non_null) = (0u32, 0u32);
-        for v in (0..len).filter_map(at) {
-            present += 1;
-            non_null += u32::from(!v.is_null());
-        }
         if !decl.nillable && non_null < decl.min_occurs {
             // (A required nillable element is written as nil below.)
             return Err(fail(path, "required but missing".into()));
@@ -1072,38 +1070,50 @@ impl<'a> XmlWriter<'a> {
             self.out.push_str(" xsi:nil=\"true\"/>");
             return Ok(());
         }
-        for v in (0..len).filter_map(at) {
-            match (v.form(), self.schema.get(decl.ty)) {
-                (Form::Null, _) if !decl.nillable => {}
-                (Form::Null, _) => {
-                    self.open(decl);
-                    self.out.push_str(" xsi:nil=\"true\"/>");
+        match one {
+            Some((v, form)) => self.value(decl, v, form, path),
+            None => items().try_for_each(|v| self.value(decl, v, v.form(), path)),
+        }
+    }
+
+    /// The element `decl` holding `v`, whose form is `form`.
+    fn value<'t, T: Tree<'t>>(
+        &mut self,
+        decl: &ElementDecl,
+        v: T,
+        form: Form<'t>,
+        path: &mut String,
+    ) -> Result<(), ShapeError> {
+        match (form, self.schema.get(decl.ty)) {
+            (Form::Null, _) if !decl.nillable => {}
+            (Form::Null, _) => {
+                self.open(decl);
+                self.out.push_str(" xsi:nil=\"true\"/>");
+            }
+            (Form::Obj, TypeDef::Complex(ct)) => {
+                let declared = self.open(decl);
+                self.out.push('>');
+                let mark = self.out.len();
+                for c in &ct.children {
+                    self.element(c, v.member(&c.name), path)?;
                 }
-                (Form::Obj, TypeDef::Complex(ct)) => {
-                    let declared = self.open(decl);
-                    self.out.push('>');
-                    let mark = self.out.len();
-                    for c in &ct.children {
-                        self.element(c, v.member(&c.name), path)?;
-                    }
-                    if self.out.len() == mark {
-                        // No children: write <x/> rather than <x></x>.
-                        self.out.pop();
-                        self.out.push_str("/>");
-                    } else {
-                        self.close(decl, declared);
-                    }
+                if self.out.len() == mark {
+                    // No children: write <x/> rather than <x></x>.
+                    self.out.pop();
+                    self.out.push_str("/>");
+                } else {
+                    self.close(decl, declared);
                 }
-                (form, TypeDef::Complex(_)) => {
-                    return Err(fail(
-                        path,
-                        format!("expected an object, got {}", form.kind()),
-                    ));
-                }
-                (Form::Scalar(sv), TypeDef::Simple(st)) => self.simple(decl, st, &sv, path)?,
-                (form, TypeDef::Simple(st)) => {
-                    return Err(fail(path, cannot_write(form.kind(), st)));
-                }
+            }
+            (form, TypeDef::Complex(_)) => {
+                return Err(fail(
+                    path,
+                    format!("expected an object, got {}", form.kind()),
+                ));
+            }
+            (Form::Scalar(sv), TypeDef::Simple(st)) => self.simple(decl, st, &sv, path)?,
+            (form, TypeDef::Simple(st)) => {
+                return Err(fail(path, cannot_write(form.kind(), st)));
             }
         }
         Ok(())
@@ -1178,6 +1188,14 @@ impl<'a> XmlWriter<'a> {
         }
         self.out.push_str(&decl.name);
         self.out.push('>');
+    }
+}
+
+/// What the writer says when the value at `path` does not fit the schema.
+fn fail(path: &str, reason: String) -> ShapeError {
+    ShapeError {
+        path: path.to_string(),
+        reason,
     }
 }
 
@@ -1860,5 +1878,30 @@ mod tests {
             Err(ReadError::BadEncoding(_))
         ));
         assert_eq!(decode_body(b"\xEF\xBB\xBF<a/>", None).unwrap(), "<a/>");
+    }
+
+    #[test]
+    fn utf8_is_known_by_any_of_its_labels() {
+        for ct in [
+            "text/xml; charset=utf-8",
+            "text/xml; charset=\"UTF-8\"",
+            "text/xml;charset=utf8",
+            "text/xml; charset=unicode-1-1-utf-8",
+        ] {
+            assert_eq!(
+                decode_body("<a>ş</a>".as_bytes(), Some(ct)).unwrap(),
+                "<a>ş</a>",
+                "{ct}"
+            );
+            assert!(
+                matches!(
+                    decode_body(b"<a>\xFE</a>", Some(ct)),
+                    Err(ReadError::BadEncoding(_))
+                ),
+                "{ct}"
+            );
+        }
+        let declared = "<?xml version=\"1.0\" encoding=\"Utf-8\"?><a>ş</a>";
+        assert_eq!(decode_body(declared.as_bytes(), None).unwrap(), declared);
     }
 }
