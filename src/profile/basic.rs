@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use crate::error::Error;
 
 /// A configured user name or password, kept as its SHA-256 digest (in 64-bit words: compared
-/// word by word, without branching on any, it takes a quarter of the steps of byte by byte).
+/// word by word, without branching on any, it takes an eighth of the steps of byte by byte).
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Credential([u64; 4]);
 
