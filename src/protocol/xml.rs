@@ -988,6 +988,16 @@ pub struct ShapeError {
     pub reason: String,
 }
 
+impl ShapeError {
+    /// The value at `path` does not fit, for `reason`.
+    pub(crate) fn at(path: &str, reason: String) -> ShapeError {
+        ShapeError {
+            path: path.to_string(),
+            reason,
+        }
+    }
+}
+
 /// Writes JSON as XML following a schema. Elements qualified with `root_ns` use `prefix`;
 /// other namespaces are declared where they are used.
 pub(crate) struct XmlWriter<'a> {
@@ -1039,7 +1049,7 @@ impl<'a> XmlWriter<'a> {
             None => (None, 0, None),
             Some((v, Form::List(n))) if decl.is_repeated() => (Some(v), n, None),
             Some((_, Form::List(_))) => {
-                return Err(fail(
+                return Err(ShapeError::at(
                     path,
                     "a list where the schema allows one value".into(),
                 ));
@@ -1055,12 +1065,12 @@ impl<'a> XmlWriter<'a> {
         };
         if !decl.nillable && non_null < decl.min_occurs {
             // (A required nillable element is written as nil below.)
-            return Err(fail(path, "required but missing".into()));
+            return Err(ShapeError::at(path, "required but missing".into()));
         }
         if let Some(max) = decl.max_occurs
             && present > max
         {
-            return Err(fail(
+            return Err(ShapeError::at(
                 path,
                 format!("{present} values where at most {max} are allowed"),
             ));
@@ -1106,14 +1116,14 @@ impl<'a> XmlWriter<'a> {
                 }
             }
             (form, TypeDef::Complex(_)) => {
-                return Err(fail(
+                return Err(ShapeError::at(
                     path,
                     format!("expected an object, got {}", form.kind()),
                 ));
             }
             (Form::Scalar(sv), TypeDef::Simple(st)) => self.simple(decl, st, &sv, path)?,
             (form, TypeDef::Simple(st)) => {
-                return Err(fail(path, cannot_write(form.kind(), st)));
+                return Err(ShapeError::at(path, cannot_write(form.kind(), st)));
             }
         }
         Ok(())
@@ -1135,10 +1145,7 @@ impl<'a> XmlWriter<'a> {
                 self.out.push_str(itoa::Buffer::new().format(*i));
             }
             v => {
-                let text = json_to_simple(v, st).map_err(|reason| ShapeError {
-                    path: path.to_string(),
-                    reason,
-                })?;
+                let text = json_to_simple(v, st).map_err(|reason| ShapeError::at(path, reason))?;
                 escape_into(&mut self.out, &text);
             }
         }
@@ -1188,14 +1195,6 @@ impl<'a> XmlWriter<'a> {
         }
         self.out.push_str(&decl.name);
         self.out.push('>');
-    }
-}
-
-/// What the writer says when the value at `path` does not fit the schema.
-fn fail(path: &str, reason: String) -> ShapeError {
-    ShapeError {
-        path: path.to_string(),
-        reason,
     }
 }
 

@@ -808,10 +808,6 @@ impl<'a> ValueWriter<'a> {
         v: T,
         path: &mut String,
     ) -> Result<(), ShapeError> {
-        let fail = |path: &str, reason: String| ShapeError {
-            path: path.to_string(),
-            reason,
-        };
         let form = v.form();
         if let Form::Null = form {
             self.out.push_str("<value><nil/></value>");
@@ -830,7 +826,7 @@ impl<'a> ValueWriter<'a> {
                         },
                         // Already a list: the backend's answer skipped the wrapper.
                         Form::List(_) => self.element(child, v, path),
-                        Form::Scalar(other) => Err(fail(
+                        Form::Scalar(other) => Err(ShapeError::at(
                             path,
                             format!("expected a list, got {}", other.to_json()),
                         )),
@@ -838,7 +834,7 @@ impl<'a> ValueWriter<'a> {
                     };
                 }
                 if !matches!(form, Form::Obj) {
-                    return Err(fail(path, "expected an object".into()));
+                    return Err(ShapeError::at(path, "expected an object".into()));
                 }
                 self.out.push_str("<value><struct>");
                 for c in &ct.children {
@@ -848,7 +844,7 @@ impl<'a> ValueWriter<'a> {
                     let required = c.is_required() && !c.is_repeated();
                     match v.member(&c.name) {
                         Some(cv) if cv.is_null() && !c.nillable && required => {
-                            return Err(fail(path, "required but null".into()));
+                            return Err(ShapeError::at(path, "required but null".into()));
                         }
                         // A null for an optional element that cannot be nil: left out.
                         Some(cv) if cv.is_null() && !c.nillable => {}
@@ -860,7 +856,7 @@ impl<'a> ValueWriter<'a> {
                             self.out.push_str("</member>");
                         }
                         None if required => {
-                            return Err(fail(path, "required but missing".into()));
+                            return Err(ShapeError::at(path, "required but missing".into()));
                         }
                         None => {}
                     }
@@ -871,9 +867,9 @@ impl<'a> ValueWriter<'a> {
             }
             TypeDef::Simple(st) => {
                 let Form::Scalar(v) = form else {
-                    return Err(fail(path, xml::cannot_write(form.kind(), st)));
+                    return Err(ShapeError::at(path, xml::cannot_write(form.kind(), st)));
                 };
-                let text = json_to_simple(&v, st).map_err(|r| fail(path, r))?;
+                let text = json_to_simple(&v, st).map_err(|r| ShapeError::at(path, r))?;
                 match st.kind {
                     SimpleKind::Integer { .. } => self.integer(&text),
                     SimpleKind::Boolean => {
@@ -890,7 +886,7 @@ impl<'a> ValueWriter<'a> {
                     }
                     SimpleKind::DateTime | SimpleKind::Date => {
                         let iso = xsd_to_iso(&text).ok_or_else(|| {
-                            fail(path, format!("'{text}' is not an XSD date or dateTime"))
+                            ShapeError::at(path, format!("'{text}' is not an XSD date or dateTime"))
                         })?;
                         self.out.push_str("<value><dateTime.iso8601>");
                         self.out.push_str(&iso);
