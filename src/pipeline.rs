@@ -15,6 +15,7 @@ use crate::config::{Limits, StockCall};
 use crate::error::Error;
 use crate::mapping::{Doc, Lazy, Scope};
 use crate::protocol::xml::ReadError;
+use crate::route::Shaped;
 use crate::server::{Body, WholeBody};
 use crate::service::{Operation, Service};
 use crate::stock::StockSync;
@@ -77,6 +78,12 @@ impl Pipeline {
             })
     }
 
+    /// When the request started at `started` must be answered by: its time limit, which also
+    /// bounds an answer sent while it is written.
+    pub(crate) fn request_deadline(&self, started: Instant) -> Instant {
+        started + self.limits.request_timeout
+    }
+
     /// When a door that works through many items (winstrom documents) stops starting new ones,
     /// so that what it did still reaches the client: at 80% of the request's time limit.
     pub(crate) fn record_deadline(&self, started: Instant) -> Instant {
@@ -92,10 +99,32 @@ impl Pipeline {
         &self,
         svc: &Service,
         operation: usize,
-        mut params: Val<'_>,
+        params: Val<'_>,
         role_user: Option<&str>,
         encode: impl FnOnce(Lazy<'_>, usize) -> R + Send,
     ) -> Result<R, Error> {
+        match self
+            .execute_detaching(svc, operation, params, role_user, encode, None)
+            .await?
+        {
+            Shaped::Now(r) => Ok(r),
+            Shaped::Detached(_) => Err(Error::Internal(
+                "an answer was handed back that was not asked for".into(),
+            )),
+        }
+    }
+
+    /// [`Pipeline::execute`], except that a single backend answer of `detach_from` bytes or
+    /// more is handed back unshaped ([`Route::answer`](crate::route::Route::answer)).
+    pub(crate) async fn execute_detaching<R>(
+        &self,
+        svc: &Service,
+        operation: usize,
+        mut params: Val<'_>,
+        role_user: Option<&str>,
+        encode: impl FnOnce(Lazy<'_>, usize) -> R + Send,
+        detach_from: Option<usize>,
+    ) -> Result<Shaped<R>, Error> {
         if let Some(p) = &svc.profile {
             let user = role_user.ok_or(Error::Unauthorized)?;
             let now_ms = self.clock.now_ms();
@@ -110,8 +139,10 @@ impl Pipeline {
             }
         }
         match &svc.operations[operation] {
-            Operation::Backend(route) => Box::pin(route.answer(&params, encode)).await,
-            Operation::Stock(call) => Box::pin(self.stock(call, &params, encode)).await,
+            Operation::Backend(route) => Box::pin(route.answer(&params, encode, detach_from)).await,
+            Operation::Stock(call) => Box::pin(self.stock(call, &params, encode))
+                .await
+                .map(Shaped::Now),
         }
     }
 

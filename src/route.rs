@@ -12,7 +12,44 @@ use crate::backend::{Answer, Backend, BackendRequest, Body, Creds};
 use crate::call::Val;
 use crate::config::{BatchPlan, PagesPlan, RoutePlan};
 use crate::error::{Error, FieldError, Refusal};
-use crate::mapping::{Doc, Lazy, Scope, Template, render_query};
+use crate::mapping::{Doc, Lazy, Root, Scope, Template, render_query};
+
+/// What the backend answered: one answer as it came, or pages or batches gathered.
+enum Fetched {
+    One(Answer),
+    Gathered(Value, Option<Value>),
+}
+
+/// An operation's result, handed to its encoder ([`Route::answer`]), or a large answer handed
+/// back to be shaped elsewhere.
+pub(crate) enum Shaped<R> {
+    Now(R),
+    Detached(Detached),
+}
+
+/// A backend's large answer with what its shaping reads, owned, so that it can be shaped on
+/// another thread, away from the request's borrows ([`Route::answer`]). The call's
+/// parameters (`$input` of the response mapping) are kept as JSON.
+#[derive(Debug)]
+pub(crate) struct Detached {
+    route: Route,
+    input: Value,
+    answer: Answer,
+}
+
+impl Detached {
+    /// Hands the result to `encode`, as [`Route::answer`] would have.
+    pub(crate) fn answer<R>(self, encode: impl FnOnce(Lazy<'_>, usize) -> R) -> Result<R, Error> {
+        let Detached {
+            route,
+            input,
+            answer,
+        } = self;
+        route.shape_one(answer, Doc::Json(&input), |t, scope, size| {
+            t.read_with(scope, |tree| encode(tree, size))
+        })
+    }
+}
 
 /// The backend call an operation maps to: its compiled plan, bound to the backend's client.
 #[derive(Debug, Clone)]
@@ -106,15 +143,39 @@ impl Route {
     /// over the backend's answer read in place: a large answer is copied neither into a
     /// result of its own strings nor into a result tree. With it goes the size in bytes of the
     /// answer it was read from (0 when not known): a hint for the size of what is written.
+    ///
+    /// With `detach_from`, a single answer of at least that many bytes is not shaped here: it
+    /// is handed back as a [`Detached`], which owns what its shaping reads, so that the caller
+    /// can shape and send it elsewhere (the SOAP door writes it on a blocking thread while it
+    /// is sent).
     pub(crate) async fn answer<R>(
         &self,
         input: &Val<'_>,
         encode: impl FnOnce(Lazy<'_>, usize) -> R,
-    ) -> Result<R, Error> {
-        self.call(input, |t, scope, size| {
-            t.read_with(scope, |tree| encode(tree, size))
-        })
-        .await
+        detach_from: Option<usize>,
+    ) -> Result<Shaped<R>, Error> {
+        match self.fetch(input).await? {
+            Fetched::One(Answer::Text { status, body })
+                if detach_from.is_some_and(|n| body.len() >= n) =>
+            {
+                // The call's parameters go along only when the response mapping reads them.
+                let input = if self.plan.response.uses(Root::Input) {
+                    input.to_json()
+                } else {
+                    Value::Null
+                };
+                Ok(Shaped::Detached(Detached {
+                    route: self.clone(),
+                    input,
+                    answer: Answer::Text { status, body },
+                }))
+            }
+            fetched => self
+                .shape(fetched, input, |t, scope, size| {
+                    t.read_with(scope, |tree| encode(tree, size))
+                })
+                .map(Shaped::Now),
+        }
     }
 
     /// Calls the backend and applies `shape` to the response template, the scope of its
@@ -124,32 +185,62 @@ impl Route {
         input: &Val<'_>,
         shape: impl FnOnce(&Template, &Scope<'_>, usize) -> Option<R>,
     ) -> Result<R, Error> {
-        let (answer, batch) = match (&self.plan.batch, &self.plan.pages) {
+        let fetched = self.fetch(input).await?;
+        self.shape(fetched, input, shape)
+    }
+
+    fn shape<R>(
+        &self,
+        fetched: Fetched,
+        input: &Val<'_>,
+        shape: impl FnOnce(&Template, &Scope<'_>, usize) -> Option<R>,
+    ) -> Result<R, Error> {
+        match fetched {
+            Fetched::One(answer) => self.shape_one(answer, Doc::Call(input), shape),
+            Fetched::Gathered(answer, batch) => {
+                let scope = self.answer_scope(Doc::Json(&answer), Doc::Call(input), batch.as_ref());
+                self.shaped(shape(&self.plan.response, &scope, 0))
+            }
+        }
+    }
+
+    /// Calls the backend: one answer, or every page or batch gathered into one `Value` (with
+    /// the batches' outcomes).
+    async fn fetch(&self, input: &Val<'_>) -> Result<Fetched, Error> {
+        Ok(match (&self.plan.batch, &self.plan.pages) {
             (Some(b), _) => {
                 let (a, outcomes) = self.send_batches(b, input).await?;
-                (a, Some(outcomes))
+                Fetched::Gathered(a, Some(outcomes))
             }
             (None, Some(p)) => {
                 let first = self.backend.send(|c| self.render(input, c, false)).await?;
-                (self.gather_pages(p, input, first).await?, None)
+                Fetched::Gathered(self.gather_pages(p, input, first).await?, None)
             }
-            (None, None) => {
-                // One answer, only read by the response mapping: read in place, borrowing
-                // its text, rather than built as a `Value` of owned keys and strings.
-                let answer = self
-                    .backend
+            (None, None) => Fetched::One(
+                self.backend
                     .send_raw(|c| self.render(input, c, false))
-                    .await?;
-                if let Answer::Text { body, .. } = &answer
-                    && let Some(doc) = Val::from_json_slice(body)
-                {
-                    let scope = self.answer_scope(Doc::Call(&doc), input, None);
-                    return self.shaped(shape(&self.plan.response, &scope, body.len()));
-                }
-                (answer.into_json(&self.backend)?, None)
-            }
-        };
-        let scope = self.answer_scope(Doc::Json(&answer), input, batch.as_ref());
+                    .await?,
+            ),
+        })
+    }
+
+    /// Applies `shape` to one answer. It is read in place, borrowing its text, rather than
+    /// built as a `Value` of owned keys and strings (unless it has a key written with escapes,
+    /// or is not JSON, which `Value` then says).
+    fn shape_one<R>(
+        &self,
+        answer: Answer,
+        input: Doc<'_>,
+        shape: impl FnOnce(&Template, &Scope<'_>, usize) -> Option<R>,
+    ) -> Result<R, Error> {
+        if let Answer::Text { body, .. } = &answer
+            && let Some(doc) = Val::from_json_slice(body)
+        {
+            let scope = self.answer_scope(Doc::Call(&doc), input, None);
+            return self.shaped(shape(&self.plan.response, &scope, body.len()));
+        }
+        let answer = answer.into_json(&self.backend)?;
+        let scope = self.answer_scope(Doc::Json(&answer), input, None);
         self.shaped(shape(&self.plan.response, &scope, 0))
     }
 
@@ -157,10 +248,10 @@ impl Route {
     fn answer_scope<'a>(
         &'a self,
         answer: Doc<'a>,
-        input: &'a Val<'a>,
+        input: Doc<'a>,
         batch: Option<&'a Value>,
     ) -> Scope<'a> {
-        let mut scope = Scope::new(answer, Doc::Call(input));
+        let mut scope = Scope::new(answer, input);
         scope.vars = Some(&self.backend.vars);
         scope.batch = batch;
         scope

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -107,14 +107,16 @@ pub(crate) const READ_BUFFER_MAX: usize = 64 * 1024;
 
 /// Serves HTTP/1.1 with `handler` until `shutdown` completes, then stops accepting and waits
 /// (up to the grace period) for open requests to be answered.
-pub async fn serve<F, Fut>(
+pub async fn serve<F, Fut, B>(
     listener: TcpListener,
     handler: F,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) where
     F: Fn(Request<Body>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -182,8 +184,110 @@ pub async fn serve<F, Fut>(
     }
 }
 
-/// An answer: the bridge writes whole bodies.
-pub type Resp = Response<Full<Bytes>>;
+/// An answer.
+pub type Resp = Response<OutBody>;
+
+/// An answer's body: whole, as almost every answer is, or written while it is sent (a large
+/// SOAP answer: [`OutBody::streamed`]).
+#[derive(Debug, Default)]
+pub struct OutBody(Out);
+
+#[derive(Debug, Default)]
+enum Out {
+    #[default]
+    Empty,
+    Whole(Bytes),
+    Streamed {
+        /// What was written before the answer's head was sent.
+        first: Option<Bytes>,
+        rx: tokio::sync::mpsc::Receiver<Piece>,
+        /// The writer said that its last piece was sent.
+        done: bool,
+    },
+}
+
+/// A piece of a streamed answer, from its writer.
+#[derive(Debug)]
+pub enum Piece {
+    /// More of the answer.
+    More(Bytes),
+    /// Its last piece: the answer is complete.
+    Last(Bytes),
+    /// The answer cannot be completed (why, for the log): the connection is closed without
+    /// ending the body, so the client sees a broken answer rather than a short one.
+    Broken(String),
+}
+
+impl OutBody {
+    /// A body of `first` and then what the writer sends to `rx`, up to its [`Piece::Last`].
+    /// A writer that goes away without sending it breaks the answer (never a short one).
+    pub fn streamed(first: Bytes, rx: tokio::sync::mpsc::Receiver<Piece>) -> OutBody {
+        OutBody(Out::Streamed {
+            first: Some(first),
+            rx,
+            done: false,
+        })
+    }
+}
+
+impl From<Bytes> for OutBody {
+    fn from(b: Bytes) -> OutBody {
+        OutBody(Out::Whole(b))
+    }
+}
+
+impl http_body::Body for OutBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match &mut self.0 {
+            Out::Empty => Poll::Ready(None),
+            Out::Whole(_) => match std::mem::take(&mut self.0) {
+                Out::Whole(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                _ => unreachable!("matched above"),
+            },
+            Out::Streamed { done: true, .. } => Poll::Ready(None),
+            Out::Streamed {
+                first: first @ Some(_),
+                ..
+            } => Poll::Ready(first.take().map(|b| Ok(Frame::data(b)))),
+            Out::Streamed { rx, done, .. } => match rx.poll_recv(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Piece::More(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                Poll::Ready(Some(Piece::Last(b))) => {
+                    *done = true;
+                    Poll::Ready(Some(Ok(Frame::data(b))))
+                }
+                Poll::Ready(Some(Piece::Broken(why))) => {
+                    *done = true;
+                    Poll::Ready(Some(Err(std::io::Error::other(why))))
+                }
+                Poll::Ready(None) => {
+                    *done = true;
+                    Poll::Ready(Some(Err(std::io::Error::other(
+                        "the answer's writer stopped before its end",
+                    ))))
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.0, Out::Empty | Out::Streamed { done: true, .. })
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Out::Empty => SizeHint::with_exact(0),
+            Out::Whole(b) => SizeHint::with_exact(b.len() as u64),
+            Out::Streamed { .. } => SizeHint::default(),
+        }
+    }
+}
 
 /// A request header as text, when it is text.
 pub fn header_str<B>(req: &Request<B>, name: impl http::header::AsHeaderName) -> Option<&str> {
@@ -195,7 +299,7 @@ pub fn text_response(status: http::StatusCode, ct: &str, body: impl Into<Bytes>)
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, ct)
-        .body(Full::new(body.into()))
+        .body(OutBody::from(body.into()))
         .expect("valid response")
 }
 
@@ -289,7 +393,7 @@ impl http_body::Body for Body {
 impl BodyHandle {
     /// After the handler's answer: reads away what it left of the body (within `drain`), or
     /// marks the answer `Connection: close` when that cannot be done.
-    async fn settle(self, resp: &mut Response<Full<Bytes>>, drain: Drain) {
+    async fn settle<B>(self, resp: &mut Response<B>, drain: Drain) {
         let (rest, polled) = {
             let mut st = self.shared.lock().unwrap_or_else(|p| p.into_inner());
             if st.ended {
@@ -449,7 +553,11 @@ mod tests {
         assert_eq!(&got[..], b"<a>1</a>");
         // More than the limit, declared or sent, is refused.
         assert!(matches!(
-            read_whole(Full::new(Bytes::from_static(b"0123456789")), 9).await,
+            read_whole(
+                http_body_util::Full::new(Bytes::from_static(b"0123456789")),
+                9
+            )
+            .await,
             Err(WholeBody::TooLarge)
         ));
         assert!(matches!(

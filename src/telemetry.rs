@@ -27,7 +27,7 @@ tokio::task_local! {
 /// Who and what a log line written while answering a request belongs to. Kept beside the
 /// request's task rather than in a `tracing` span, so that logging it costs nothing per poll:
 /// the span exists only for an exporter that wants it (OpenTelemetry).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RequestContext {
     id: std::sync::Arc<str>,
     /// The authenticated caller, once known.
@@ -44,6 +44,20 @@ pub(crate) async fn with_request_id<F: std::future::Future>(
         user: std::sync::OnceLock::new(),
     };
     REQUEST.scope(context, f).await
+}
+
+/// The request being answered, if any, to carry to a thread that works for it
+/// ([`within_request`]).
+pub(crate) fn current_request() -> Option<RequestContext> {
+    REQUEST.try_with(Clone::clone).ok()
+}
+
+/// Runs `f` (on a thread of its own) as the work of `request`.
+pub(crate) fn within_request<R>(request: Option<RequestContext>, f: impl FnOnce() -> R) -> R {
+    match request {
+        Some(c) => REQUEST.sync_scope(c, f),
+        None => f(),
+    }
 }
 
 /// The header that carries a request's id, from the client, to the backend and back.

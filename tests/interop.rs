@@ -1,7 +1,8 @@
 //! Interop: real third-party clients drive the bridge with no customisation.
 //!
 //! - zeep (a SOAP client) loads the served WSDLs and calls every operation
-//!   (`tests/interop/zeep_client.py`); it comes from `pip install -r tests/requirements.txt`
+//!   (`tests/interop/zeep_client.py`), and reads a large answer streamed to it
+//!   (`tests/interop/zeep_large.py`); it comes from `pip install -r tests/requirements.txt`
 //!   (the README's test command and `.ci/run` do this).
 //! - Python's standard `xmlrpc.client` calls every operation over XML-RPC through
 //!   `ServerProxy`, with multicall and faults (`tests/interop/xmlrpc_client.py`).
@@ -25,15 +26,27 @@ fn python_has(module: &str) -> bool {
 
 /// Runs a client script against a fresh demo bridge; its stdout must contain `expect`.
 async fn run_client(module: &str, script: &'static str, expect: &str) {
+    run_client_against(&Bridge::demo().await, module, script, &[], expect).await;
+}
+
+/// Runs a client script (with `args` after the bridge's URL) against `bridge`; its stdout
+/// must contain `expect`.
+async fn run_client_against(
+    bridge: &Bridge,
+    module: &str,
+    script: &'static str,
+    args: &[&str],
+    expect: &str,
+) {
     assert!(
         python_has(module),
         "python3 with {module} is required: python3 -m pip install -r tests/requirements.txt"
     );
-    let bridge = Bridge::demo().await;
-    let base = format!("http://{}", bridge.addr);
+    let mut argv = vec![script.to_string(), format!("http://{}", bridge.addr)];
+    argv.extend(args.iter().map(|a| a.to_string()));
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")
-            .args([script, &base])
+            .args(&argv)
             .output()
             .expect("python3 runs")
     })
@@ -56,6 +69,38 @@ async fn zeep_calls_every_operation_from_the_served_wsdl() {
         "zeep interop: 9 calls OK",
     )
     .await;
+}
+
+/// zeep reads an answer large enough that the bridge sends it while it writes it (chunked,
+/// without a length): every product comes back, in order, typed by the WSDL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zeep_reads_a_large_answer_sent_while_it_is_written() {
+    let bridge = bridge_answering(vec![option_features(4000, None)]).await;
+    run_client_against(
+        &bridge,
+        "zeep",
+        "tests/interop/zeep_large.py",
+        &["4000"],
+        "zeep large answer: 4000 products OK",
+    )
+    .await;
+    let r = soap(
+        &bridge.url(OPTION_PATH),
+        USER,
+        envelope(
+            "getOptionFeaturesInfo",
+            "<productIds><item>1</item></productIds>",
+            "en",
+            now_ms(),
+        ),
+    )
+    .await;
+    r.assert_success();
+    assert_eq!(
+        r.header("transfer-encoding"),
+        Some("chunked"),
+        "the answer was streamed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

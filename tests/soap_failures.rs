@@ -599,3 +599,179 @@ async fn legacy_turkish_encodings_are_accepted_and_bad_bytes_refused() {
     let r = soap(&url, USER, bad).await;
     assert_fault11(&r, 500, "env:Client", "BAD_ENCODING");
 }
+
+/// The products of a getOptionFeaturesInfo answer, as written.
+fn products_of(xml: &str) -> &str {
+    let start = xml.find("<products>").expect("products") + "<products>".len();
+    &xml[start..xml.find("</products>").expect("end of products")]
+}
+
+/// A large answer is written while it is sent (in pieces, without a length), and arrives
+/// whole: the same XML, product for product, as a small answer written at once.
+#[tokio::test]
+async fn a_large_answer_is_sent_while_it_is_written_and_arrives_whole() {
+    let large =
+        option_features(4000, None).replace(r#""title":"Ürün 3999 <&>""#, r#""title":null"#);
+    assert!(large.len() > 512 * 1024, "{} bytes", large.len());
+    assert!(large.contains(r#""title":null"#));
+    let b = bridge_answering(vec![option_features(3, None), large]).await;
+    let url = b.url(OPTION_PATH);
+    let call = || {
+        soap(
+            &url,
+            USER,
+            envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
+        )
+    };
+    let small = call().await;
+    small.assert_success();
+    assert!(small.header("content-length").is_some());
+    let r = call().await;
+    r.assert_success();
+    assert_eq!(
+        r.header("content-length"),
+        None,
+        "a streamed answer has no length"
+    );
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.header("content-type"), small.header("content-type"));
+    assert_eq!(r.text_of("productCount").as_deref(), Some("4000"));
+    let products = products_of(&r.body);
+    assert_eq!(products.matches("<product>").count(), 4000);
+    assert!(
+        products.starts_with(products_of(&small.body)),
+        "{}",
+        &products[..2000]
+    );
+    assert!(
+        products.contains("<productId>4999</productId><productTitle>587300354</productTitle>"),
+        "the last product's title is the call's first product id: {}",
+        &products[products.len() - 600..]
+    );
+    for i in [0, 1999, 3998] {
+        let id = 1000 + i;
+        assert!(
+            products.contains(&format!("<product><productId>{id}</productId><productTitle>Ürün {i} &lt;&amp;&gt;</productTitle><optionFeatures><optionFeature><optionId>1</optionId><optionName>Kalın yazı</optionName><duration>7</duration><price>0.01</price><paid>false</paid><expireDate xsi:nil=\"true\"/></optionFeature>")),
+            "product {id}"
+        );
+    }
+    assert!(
+        r.body
+            .ends_with("</return></ns0:getOptionFeaturesInfoResponse></env:Body></env:Envelope>"),
+        "{}",
+        &r.body[r.body.len() - 300..]
+    );
+}
+
+/// A large answer that its schema cannot carry is a fault when that shows before its first
+/// piece is sent: the client gets the same fault as for a small answer.
+#[tokio::test]
+async fn a_large_answer_that_does_not_fit_at_its_start_is_a_fault() {
+    let b = bridge_answering(vec![option_features(4000, Some(2))]).await;
+    let r = soap(
+        &b.url(OPTION_PATH),
+        USER,
+        envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
+    )
+    .await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(
+        r.text_of("code").as_deref(),
+        Some("BACKEND_BAD_RESPONSE"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("products/product/productTitle"),
+        "{}",
+        r.body
+    );
+    assert!(r.header("content-length").is_some());
+}
+
+/// Sends one SOAP call on a connection of its own and reads until the bridge closes it (or
+/// `limit` bytes): what a client that does not trust the framing would see.
+async fn raw_call(b: &Bridge, envelope: &str, limit: usize) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = b
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST {OPTION_PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        basic(USER),
+        envelope.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(envelope.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while got.len() < limit {
+        match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the bridge neither ended nor closed the answer within 30 s"),
+        }
+    }
+    got
+}
+
+/// A value deep in a large answer that its schema cannot carry, found after the answer began:
+/// the connection is closed before the answer's end, so the client sees a broken answer,
+/// never a short one that looks complete; the bridge goes on answering. So does it after a
+/// client that goes away in the middle of a large answer.
+#[tokio::test]
+async fn a_large_answer_that_breaks_after_it_began_is_never_cut_short_silently() {
+    let b = bridge_answering(vec![
+        option_features(4000, Some(3990)),
+        option_features(4000, None),
+        option_features(2, None),
+    ])
+    .await;
+    let got = raw_call(
+        &b,
+        &envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
+        usize::MAX,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+    );
+    assert!(
+        text.contains("<productId>4500</productId>"),
+        "the answer had begun"
+    );
+    assert!(
+        !text.contains("</env:Envelope>"),
+        "the envelope is not closed"
+    );
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "the chunked body is not ended"
+    );
+    // A client that reads the head and goes away.
+    let got = raw_call(
+        &b,
+        &envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
+        1,
+    )
+    .await;
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let r = soap(
+        &b.url(OPTION_PATH),
+        USER,
+        envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
+    )
+    .await;
+    r.assert_success();
+    assert_eq!(r.text_of("productCount").as_deref(), Some("2"));
+}

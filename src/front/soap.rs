@@ -3,7 +3,10 @@
 //! ([`Pipeline::execute`]), result -> envelope. Errors of a decoded call go to the wire in
 //! [`respond_error`]; faults are written only by [`fault_response`].
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use crate::server::Body as Incoming;
 use http::{HeaderValue, Method, Request, StatusCode};
@@ -15,7 +18,8 @@ use crate::mapping::Lazy;
 use crate::pipeline::Pipeline;
 use crate::profile::signed::Stamped;
 use crate::protocol::soap::{self, FaultKind, SoapError, SoapVersion};
-use crate::server::{Resp, header_str, text_response};
+use crate::route::{Detached, Shaped};
+use crate::server::{OutBody, Piece, Resp, header_str, text_response};
 use crate::service::Service;
 use crate::telemetry::{Calls, Outcome};
 
@@ -23,12 +27,11 @@ use crate::telemetry::{Calls, Outcome};
 /// are the configuration's, and a lookup inserts nothing).
 #[derive(Debug, Default)]
 pub(crate) struct SoapDoor {
-    services:
-        std::collections::HashMap<String, std::sync::Arc<Service>, foldhash::fast::RandomState>,
+    services: std::collections::HashMap<String, Arc<Service>, foldhash::fast::RandomState>,
 }
 
 impl SoapDoor {
-    pub(crate) fn new(services: &[std::sync::Arc<Service>]) -> SoapDoor {
+    pub(crate) fn new(services: &[Arc<Service>]) -> SoapDoor {
         SoapDoor {
             services: services
                 .iter()
@@ -38,15 +41,15 @@ impl SoapDoor {
     }
 
     /// The service at `path` (without a trailing '/').
-    pub(crate) fn service(&self, path: &str) -> Option<&Service> {
-        self.services.get(path).map(|s| s.as_ref())
+    pub(crate) fn service(&self, path: &str) -> Option<&Arc<Service>> {
+        self.services.get(path)
     }
 }
 
 /// Answers one request to a SOAP service's path.
 pub(crate) async fn handle(
     p: &Pipeline,
-    svc: &Service,
+    svc: &Arc<Service>,
     req: Request<Incoming>,
     started: Instant,
 ) -> Resp {
@@ -115,7 +118,7 @@ fn describe(svc: &Service, query: Option<&str>) -> Resp {
 
 async fn call(
     p: &Pipeline,
-    svc: &Service,
+    svc: &Arc<Service>,
     req: Request<Incoming>,
     hint: SoapVersion,
     started: Instant,
@@ -165,7 +168,9 @@ async fn call(
     let operation = call.operation;
     let shadow = svc.shadow.as_ref().filter(|s| s.wants(operation)).cloned();
     let headers = shadow.as_ref().and(req_headers);
-    let resp = answer(p, svc, call, version, role_user.as_deref(), started).await;
+    // Shadow mode compares whole answers: a shadowed call's answer is not streamed.
+    let stream = shadow.is_none();
+    let resp = answer(p, svc, call, version, role_user.as_deref(), started, stream).await;
     match (shadow, headers) {
         (Some(s), Some(headers)) => shadowed(&s, svc, operation, headers, body, resp).await,
         _ => resp,
@@ -184,7 +189,7 @@ async fn shadowed(
 ) -> Resp {
     use http_body_util::BodyExt as _;
     let (parts, body) = resp.into_parts();
-    // A `Full` body is one chunk, already here.
+    // A whole body (a shadowed call's answer is never streamed) is one chunk, already here.
     let answer = body
         .collect()
         .await
@@ -197,17 +202,27 @@ async fn shadowed(
         status: parts.status.as_u16(),
         answer: answer.clone(),
     });
-    http::Response::from_parts(parts, http_body_util::Full::new(answer))
+    http::Response::from_parts(parts, OutBody::from(answer))
 }
+
+/// A backend answer of this many bytes of JSON or more is written while it is sent, on a
+/// blocking thread, instead of whole on the request's task: the answer's text in memory is then
+/// a few pieces of [`PIECE`] bytes rather than all of it (BENCHMARKS.md, 10 MB answers).
+const STREAM_FROM: usize = 512 * 1024;
+/// The size of the pieces a streamed answer is sent in.
+const PIECE: usize = 128 * 1024;
+/// How many pieces may wait for the client before the writer waits for it.
+const PIECES_WAITING: usize = 4;
 
 /// Runs a decoded call and writes its answer (or its failure).
 async fn answer(
     p: &Pipeline,
-    svc: &Service,
+    svc: &Arc<Service>,
     call: soap::SoapCall<'_>,
     version: SoapVersion,
     role_user: Option<&str>,
     started: Instant,
+    stream: bool,
 ) -> Resp {
     let lang = svc.lang(&call.params);
     let op = call.operation;
@@ -225,21 +240,166 @@ async fn answer(
             answer_bytes,
         )
     };
-    let encoded = match p.execute(svc, op, call.params, role_user, encode).await {
-        Ok(encoded) => encoded,
-        Err(e) => return respond_error(svc, op, version, e, lang, started),
+    let detach_from = stream.then_some(STREAM_FROM);
+    let detaching = p.execute_detaching(svc, op, call.params, role_user, encode, detach_from);
+    match detaching.await {
+        Ok(Shaped::Now(Ok(xml))) => success(svc, op, version, OutBody::from(Bytes::from(xml))),
+        Ok(Shaped::Now(Err(shape))) => {
+            let e = svc.answer_misfit(op, &shape);
+            respond_error(svc, op, version, e, lang, started)
+        }
+        Ok(Shaped::Detached(d)) => streamed(p, svc, op, version, d, lang, started).await,
+        Err(e) => respond_error(svc, op, version, e, lang, started),
+    }
+}
+
+/// A successful call's answer.
+fn success(svc: &Service, op: usize, version: SoapVersion, body: OutBody) -> Resp {
+    let mut r = http::Response::new(body);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(version.content_type()),
+    );
+    let name = &svc.desc.operations[op].name;
+    Calls::one("soap", &svc.name, name, Outcome::Success, "").attach(&mut r);
+    r
+}
+
+/// How a streamed answer's writer began: with all of it (it was shorter than a piece), its
+/// first piece, or a failure before anything was sent (the call's answer is then a fault as
+/// usual).
+enum Began {
+    Whole(String),
+    Piece(Bytes),
+    Failed(Error),
+    Misfit(crate::protocol::xml::ShapeError),
+}
+
+/// Writes a large answer on a blocking thread while it is sent. The answer's head goes out
+/// with its first piece, so that a failure found before then is still a fault; one found
+/// later (a value deep in the answer that its schema cannot carry) breaks the connection, so
+/// that the client sees a broken answer rather than a short one, and is logged.
+async fn streamed(
+    p: &Pipeline,
+    svc: &Arc<Service>,
+    op: usize,
+    version: SoapVersion,
+    answer: Detached,
+    lang: Lang,
+    started: Instant,
+) -> Resp {
+    let deadline = p.request_deadline(started);
+    let (began_tx, began) = tokio::sync::oneshot::channel();
+    let (tx, rx) = tokio::sync::mpsc::channel(PIECES_WAITING);
+    let context = crate::telemetry::current_request();
+    let writer = svc.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::telemetry::within_request(context, || {
+            write_streamed(
+                &writer, op, version, answer, started, deadline, began_tx, &tx,
+            );
+        });
+    });
+    let failed = match began.await {
+        Ok(Began::Whole(xml)) => return success(svc, op, version, OutBody::from(Bytes::from(xml))),
+        Ok(Began::Piece(first)) => return success(svc, op, version, OutBody::streamed(first, rx)),
+        Ok(Began::Failed(e)) => e,
+        Ok(Began::Misfit(shape)) => svc.answer_misfit(op, &shape),
+        Err(_) => Error::Internal("the answer's writer stopped before it began".into()),
     };
-    match encoded {
-        Ok(xml) => {
-            let mut r = text_response(StatusCode::OK, version.content_type(), xml);
-            let op = &svc.desc.operations[call.operation].name;
-            Calls::one("soap", &svc.name, op, Outcome::Success, "").attach(&mut r);
-            r
+    respond_error(svc, op, version, failed, lang, started)
+}
+
+/// The blocking half of [`streamed`]: shapes the answer and writes its envelope, handing
+/// each piece on. A client that stops reading (or reads too slowly to be done by `deadline`)
+/// gets nothing more; the answer is still written to its end, without being kept.
+#[allow(clippy::too_many_arguments)]
+fn write_streamed(
+    svc: &Service,
+    op: usize,
+    version: SoapVersion,
+    answer: Detached,
+    started: Instant,
+    deadline: Instant,
+    began: tokio::sync::oneshot::Sender<Began>,
+    tx: &tokio::sync::mpsc::Sender<Piece>,
+) {
+    let rt = tokio::runtime::Handle::current();
+    let mut began = Some(began);
+    let mut reading = true;
+    let mut flush = |out: &mut String| {
+        let text = std::mem::replace(out, String::with_capacity(PIECE + PIECE / 8));
+        if !reading {
+            return;
         }
-        Err(shape) => {
-            let e = svc.answer_misfit(call.operation, &shape);
-            respond_error(svc, call.operation, version, e, lang, started)
+        reading = match began.take() {
+            Some(b) => b.send(Began::Piece(Bytes::from(text))).is_ok(),
+            None => send_piece(&rt, tx, Piece::More(Bytes::from(text)), deadline),
+        };
+    };
+    let written = answer.answer(|result, _| {
+        let stamp = svc.stamp(started);
+        soap::encode_response_flushing(
+            &svc.desc,
+            op,
+            version,
+            (&svc.env_prefix, &svc.body_prefix),
+            Stamped::new(stamp.as_ref(), result),
+            &mut flush,
+            PIECE,
+        )
+    });
+    let broken = match (began, written) {
+        (Some(b), Ok(Ok(xml))) => {
+            let _ = b.send(Began::Whole(xml));
+            return;
         }
+        (Some(b), Ok(Err(shape))) => {
+            let _ = b.send(Began::Misfit(shape));
+            return;
+        }
+        (Some(b), Err(e)) => {
+            let _ = b.send(Began::Failed(e));
+            return;
+        }
+        (None, Ok(Ok(rest))) => {
+            if reading && !send_piece(&rt, tx, Piece::Last(Bytes::from(rest)), deadline) {
+                tracing::warn!(
+                    service = %svc.name,
+                    "a streamed answer was not read to its end within the request's time"
+                );
+            }
+            return;
+        }
+        (None, Ok(Err(shape))) => svc.answer_misfit(op, &shape),
+        (None, Err(e)) => e,
+    };
+    // After its head was sent, a failure can only break the answer.
+    tracing::warn!(
+        service = %svc.name,
+        operation = %svc.desc.operations[op].name,
+        code = broken.code(),
+        "a streamed answer failed after it began; the connection is closed"
+    );
+    if reading {
+        let _ = send_piece(&rt, tx, Piece::Broken(broken.code().to_string()), deadline);
+    }
+}
+
+/// Hands a piece to the answer's body, waiting (until `deadline`) while the client has not
+/// read the ones before it; `false` when it is not wanted any more.
+fn send_piece(
+    rt: &tokio::runtime::Handle,
+    tx: &tokio::sync::mpsc::Sender<Piece>,
+    piece: Piece,
+    deadline: Instant,
+) -> bool {
+    match tx.try_send(piece) {
+        Ok(()) => true,
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+        Err(tokio::sync::mpsc::error::TrySendError::Full(piece)) => rt
+            .block_on(tokio::time::timeout_at(deadline.into(), tx.send(piece)))
+            .is_ok_and(|sent| sent.is_ok()),
     }
 }
 

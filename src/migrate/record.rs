@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use super::{Case, HttpClient, hop_by_hop};
 use crate::protocol::compare;
-use crate::server::{Body, ServeOptions, read_whole};
+use crate::server::{Body, OutBody, Resp, ServeOptions, read_whole};
 
 /// Why recording could not start.
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +79,12 @@ pub async fn record(
     Ok(())
 }
 
-fn answer(status: StatusCode, text: String) -> Response<Full<Bytes>> {
+fn answer(status: StatusCode, text: String) -> Resp {
     crate::server::text_response(status, "text/plain; charset=utf-8", text)
 }
 
 impl Recorder {
-    async fn pass(&self, req: Request<Body>) -> Response<Full<Bytes>> {
+    async fn pass(&self, req: Request<Body>) -> Resp {
         let (parts, body) = req.into_parts();
         let body = match read_whole(body, self.max_body).await {
             Ok(b) => b,
@@ -159,7 +159,7 @@ impl Recorder {
                 back = back.header(k, v);
             }
         }
-        back.body(Full::new(rbody)).unwrap_or_default()
+        back.body(OutBody::from(rbody)).unwrap_or_default()
     }
 
     /// Writes one call: its request and answer files (redacted) and its case.

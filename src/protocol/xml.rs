@@ -998,6 +998,9 @@ impl ShapeError {
     }
 }
 
+/// What takes an answer's text away as it is written ([`XmlWriter::flushing`]).
+pub(crate) type Flush<'a> = dyn FnMut(&mut String) + 'a;
+
 /// Writes JSON as XML following a schema. Elements qualified with `root_ns` use `prefix`;
 /// other namespaces are declared where they are used.
 pub(crate) struct XmlWriter<'a> {
@@ -1007,6 +1010,11 @@ pub(crate) struct XmlWriter<'a> {
     prefix: &'a str,
     /// The root namespace is declared on the first element that uses it.
     root_declared: bool,
+    /// Where the text goes once it is this long, for an answer sent while it is written
+    /// ([`XmlWriter::flushing`]).
+    flush: Option<(&'a mut Flush<'a>, usize)>,
+    /// How much of the text the flush took away.
+    flushed: usize,
 }
 
 impl<'a> XmlWriter<'a> {
@@ -1017,6 +1025,29 @@ impl<'a> XmlWriter<'a> {
             root_ns,
             prefix,
             root_declared: false,
+            flush: None,
+            flushed: 0,
+        }
+    }
+
+    /// Hands the text to `flush` whenever it has reached `at` bytes, between the items of a
+    /// list (the only place a long text grows without end); `flush` takes it away.
+    pub(crate) fn flushing(mut self, flush: &'a mut Flush<'a>, at: usize) -> Self {
+        self.flush = Some((flush, at));
+        self
+    }
+
+    /// How much text was written, including what was flushed.
+    fn written(&self) -> usize {
+        self.flushed + self.out.len()
+    }
+
+    fn maybe_flush(&mut self) {
+        if let Some((flush, at)) = &mut self.flush
+            && self.out.len() >= *at
+        {
+            self.flushed += self.out.len();
+            flush(&mut self.out);
         }
     }
 
@@ -1082,7 +1113,11 @@ impl<'a> XmlWriter<'a> {
         }
         match one {
             Some((v, form)) => self.value(decl, v, form, path),
-            None => items().try_for_each(|v| self.value(decl, v, v.form(), path)),
+            None => items().try_for_each(|v| {
+                self.value(decl, v, v.form(), path)?;
+                self.maybe_flush();
+                Ok(())
+            }),
         }
     }
 
@@ -1103,12 +1138,13 @@ impl<'a> XmlWriter<'a> {
             (Form::Obj, TypeDef::Complex(ct)) => {
                 let declared = self.open(decl);
                 self.out.push('>');
-                let mark = self.out.len();
+                let mark = self.written();
                 for c in &ct.children {
                     self.element(c, v.member(&c.name), path)?;
                 }
-                if self.out.len() == mark {
-                    // No children: write <x/> rather than <x></x>.
+                if self.written() == mark {
+                    // No children: write <x/> rather than <x></x> (nothing was flushed since
+                    // the '>': a flush follows a written item).
                     self.out.pop();
                     self.out.push_str("/>");
                 } else {
@@ -1806,6 +1842,86 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.reason, "a list where the schema allows one value");
+    }
+
+    /// A writer that flushes as it goes writes the same text, in pieces that end between
+    /// list items (also of nested lists), and still writes an object without children as
+    /// `<x/>` when a flush came just before it.
+    #[test]
+    fn writer_flushing_writes_the_same_text_in_pieces_between_items() {
+        let el = |name: &str, ty: usize, max: Option<u32>| ElementDecl {
+            name: name.into(),
+            namespace: None,
+            min_occurs: 0,
+            max_occurs: max,
+            nillable: false,
+            ty,
+        };
+        let schema = Schema {
+            types: vec![
+                TypeDef::Simple(simple(int())),
+                TypeDef::Complex(ComplexType {
+                    name: "Tags".into(),
+                    children: vec![el("tag", 0, None)],
+                    unordered: false,
+                }),
+                TypeDef::Complex(ComplexType {
+                    name: "Product".into(),
+                    children: vec![el("id", 0, Some(1)), el("tags", 1, Some(1))],
+                    unordered: false,
+                }),
+                TypeDef::Complex(ComplexType {
+                    name: "Products".into(),
+                    children: vec![el("product", 2, None)],
+                    unordered: false,
+                }),
+            ],
+        };
+        let decl = el("products", 3, Some(1));
+        let v = serde_json::json!({"product": [
+            {"id": 1, "tags": {"tag": [10, 11, 12]}},
+            {},
+            {"id": 2},
+            {"tags": {}},
+            {},
+            {"id": 3, "tags": {"tag": [30]}},
+        ]});
+        let mut whole = XmlWriter::new(&schema, "urn:x", "ns0", String::new());
+        whole
+            .element(&decl, Some(Doc::Json(&v)), &mut String::new())
+            .unwrap();
+        assert!(
+            whole.out.contains(
+                "<product/><product><id>2</id></product><product><tags/></product><product/>"
+            ),
+            "{}",
+            whole.out
+        );
+        for at in [1, 7, 40, 100_000] {
+            let mut pieces: Vec<String> = Vec::new();
+            let mut flush = |out: &mut String| pieces.push(std::mem::take(out));
+            let mut w =
+                XmlWriter::new(&schema, "urn:x", "ns0", String::new()).flushing(&mut flush, at);
+            w.element(&decl, Some(Doc::Json(&v)), &mut String::new())
+                .unwrap();
+            let rest = std::mem::take(&mut w.out);
+            drop(w);
+            assert_eq!(pieces.concat() + &rest, whole.out, "flushing at {at}");
+            for p in &pieces {
+                assert!(
+                    p.len() >= at,
+                    "a piece of {} bytes, flushing at {at}",
+                    p.len()
+                );
+                assert!(
+                    ["</tag>", "</product>", "<product/>"]
+                        .iter()
+                        .any(|end| p.ends_with(end)),
+                    "a piece ends between items: {p}"
+                );
+            }
+            assert_eq!(pieces.is_empty(), at == 100_000, "flushing at {at}");
+        }
     }
 
     #[test]

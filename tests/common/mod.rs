@@ -716,3 +716,49 @@ where
     ));
     format!("http://{addr}")
 }
+
+/// A product-options answer (as the backend's `option-features` gives it) of `n` products;
+/// product `bad` (if any) has a title that no `xsd:string` can carry.
+pub fn option_features(n: usize, bad: Option<usize>) -> String {
+    let products: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let title = if Some(i) == bad {
+                serde_json::json!({"not": "a title"})
+            } else {
+                serde_json::Value::from(format!("Ürün {i} <&>"))
+            };
+            serde_json::json!({
+                "product_id": 1000 + i,
+                "title": title,
+                "options": [
+                    {"option_id": 1, "name": "Kalın yazı", "duration_days": 7, "price": 0.01,
+                     "paid": false, "expires_at": null},
+                    {"option_id": 2, "name": "Vitrin", "duration_days": 30, "price": 12.5,
+                     "paid": true, "expires_at": "2027-01-31T00:00:00+03:00"}
+                ]
+            })
+        })
+        .collect();
+    serde_json::json!({"product_count": n, "products": products}).to_string()
+}
+
+/// A bridge on the demo configuration whose product-options backend answers each call with
+/// the next of `answers`. A product without a title is given the call's first product id (the
+/// response mapping reads the call's parameters too).
+pub async fn bridge_answering(answers: Vec<String>) -> Bridge {
+    let answers = std::sync::Arc::new(answers);
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = json_backend(move |_, _| {
+        let (answers, calls) = (answers.clone(), calls.clone());
+        async move {
+            let i = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (200, answers[i.min(answers.len() - 1)].clone())
+        }
+    })
+    .await;
+    let config = demo_with_backend_url("options", &url).replace(
+        r#"productTitle = "@.title""#,
+        r#"productTitle = { "$first" = ["@.title", "$input.productIds.item[0]"] }"#,
+    );
+    Bridge::with_config(&config).await
+}

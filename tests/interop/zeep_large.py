@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Interop test: zeep reads a large answer that the bridge sends while it writes it.
+
+    python3 tests/interop/zeep_large.py http://127.0.0.1:8080 N
+
+Expects a bridge whose product-options backend answers getOptionFeaturesInfo with N generated
+products (product i: id 1000 + i, title "Ürün i <&>", two options), large enough that the bridge
+streams the answer (chunked, without a Content-Length). zeep loads the WSDL from the bridge
+and calls the operation as any client would; every product must come back, in order, typed.
+Exits 0 and prints "zeep large answer: N products OK" when every check passes.
+"""
+
+import sys
+import traceback
+
+import requests
+import zeep
+from zeep.transports import Transport
+
+from zeep_client import API_KEY, OPTION_SERVICE, ROLE_PASSWORD, ROLE_USER, SECRET, Calls, \
+    Signer, check_close, check_success, check_type, options_of, products_of
+
+
+def run(base_url, n):
+    session = requests.Session()
+    session.auth = (ROLE_USER, ROLE_PASSWORD)
+    client = zeep.Client(
+        wsdl=f"{base_url}/listingapi/ws/{OPTION_SERVICE}?wsdl", transport=Transport(session=session)
+    )
+    label = "getOptionFeaturesInfo (large)"
+    r = Calls()(label, client.service.getOptionFeaturesInfo,
+                **Signer(API_KEY, SECRET).fresh(), productIds={"item": [587300354]}, lang="en")
+    check_success(label, r)
+    assert r.productCount == n, f"{label}: productCount {r.productCount!r} != {n}"
+    products = products_of(label, r)
+    assert len(products) == n, f"{label}: {len(products)} products, expected {n}"
+    for i, p in enumerate(products):
+        check_type(f"{label}: productId", p.productId, int)
+        assert p.productId == 1000 + i, f"{label}: product {i} has id {p.productId!r}"
+        assert p.productTitle == f"Ürün {i} <&>", f"{label}: product {i}: {p.productTitle!r}"
+        options = options_of(label, p)
+        assert len(options) == 2, f"{label}: product {i}: {options}"
+        check_close(f"{label}: product {i} price", options[1].price, 12.5)
+    return len(products)
+
+
+def main(argv):
+    if len(argv) != 3:
+        print(f"usage: {argv[0]} BASE_URL N", file=sys.stderr)
+        return 2
+    try:
+        n = run(argv[1].rstrip("/"), int(argv[2]))
+    except AssertionError as e:
+        print(f"zeep large answer FAILED: {e}", file=sys.stderr)
+        return 1
+    except Exception:
+        print("zeep large answer FAILED with an exception:", file=sys.stderr)
+        traceback.print_exc()
+        return 1
+    print(f"zeep large answer: {n} products OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
