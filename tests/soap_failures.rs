@@ -692,6 +692,11 @@ async fn a_large_answer_that_does_not_fit_at_its_start_is_a_fault() {
 /// Sends one SOAP call on a connection of its own and reads until the bridge closes it (or
 /// `limit` bytes): what a client that does not trust the framing would see.
 async fn raw_call(b: &Bridge, envelope: &str, limit: usize) -> Vec<u8> {
+    raw_call_in(b, "HTTP/1.1", envelope, limit).await
+}
+
+/// [`raw_call`] in the HTTP version `version` ("HTTP/1.0").
+async fn raw_call_in(b: &Bridge, version: &str, envelope: &str, limit: usize) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = b
         .url("")
@@ -700,7 +705,7 @@ async fn raw_call(b: &Bridge, envelope: &str, limit: usize) -> Vec<u8> {
         .to_string();
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
-        "POST {OPTION_PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        "POST {OPTION_PATH} {version}\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
         basic(USER),
         envelope.len()
     );
@@ -725,6 +730,7 @@ async fn raw_call(b: &Bridge, envelope: &str, limit: usize) -> Vec<u8> {
 #[tokio::test]
 async fn a_large_answer_that_breaks_after_it_began_is_never_cut_short_silently() {
     let b = bridge_answering(vec![
+        option_features(4000, Some(3990)),
         option_features(4000, Some(3990)),
         option_features(4000, None),
         option_features(2, None),
@@ -758,6 +764,22 @@ async fn a_large_answer_that_breaks_after_it_began_is_never_cut_short_silently()
         !text.ends_with("0\r\n\r\n"),
         "the chunked body is not ended"
     );
+    // An HTTP/1.0 client cannot tell a broken answer from an ended one (no chunked framing):
+    // its answer is written whole, so the misfit is a fault.
+    let got = raw_call_in(
+        &b,
+        "HTTP/1.0",
+        &envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
+        usize::MAX,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.0 500 "),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    assert!(text.contains("BACKEND_BAD_RESPONSE"));
     // A client that reads the head and goes away.
     let got = raw_call(
         &b,

@@ -140,6 +140,9 @@ async fn call(
         }
     };
 
+    // An HTTP/1.0 client has no chunked framing: an answer sent while it is written would end
+    // where the connection closes, so a broken one would look whole. Its answers are whole.
+    let can_stream = req.version() >= http::Version::HTTP_11;
     // Kept for shadow mode only (the legacy service gets the same credentials and type).
     let req_headers = svc.shadow.as_ref().map(|_| req.headers().clone());
     let body = match p.read_body(req.into_body()).await {
@@ -169,7 +172,7 @@ async fn call(
     let shadow = svc.shadow.as_ref().filter(|s| s.wants(operation)).cloned();
     let headers = shadow.as_ref().and(req_headers);
     // Shadow mode compares whole answers: a shadowed call's answer is not streamed.
-    let stream = shadow.is_none();
+    let stream = can_stream && shadow.is_none();
     let resp = answer(p, svc, call, version, role_user.as_deref(), started, stream).await;
     match (shadow, headers) {
         (Some(s), Some(headers)) => shadowed(&s, svc, operation, headers, body, resp).await,
