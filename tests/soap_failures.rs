@@ -692,18 +692,27 @@ async fn a_large_answer_that_does_not_fit_at_its_start_is_a_fault() {
 /// Sends one SOAP call on a connection of its own and reads until the bridge closes it (or
 /// `limit` bytes): what a client that does not trust the framing would see.
 async fn raw_call(b: &Bridge, envelope: &str, limit: usize) -> Vec<u8> {
-    raw_call_in(b, "HTTP/1.1", envelope, limit).await
+    raw_call_in(b, "HTTP/1.1", envelope, limit, Duration::ZERO).await
 }
 
-/// [`raw_call`] in the HTTP version `version` ("HTTP/1.0").
-async fn raw_call_in(b: &Bridge, version: &str, envelope: &str, limit: usize) -> Vec<u8> {
+/// [`raw_call`] in the HTTP version `version` ("HTTP/1.0"), with a receive buffer of 16 KiB,
+/// reading nothing more for `pause` once the first bytes came.
+async fn raw_call_in(
+    b: &Bridge,
+    version: &str,
+    envelope: &str,
+    limit: usize,
+    pause: Duration,
+) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = b
         .url("")
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut s = socket.connect(addr.parse().unwrap()).await.unwrap();
     let head = format!(
         "POST {OPTION_PATH} {version}\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
         basic(USER),
@@ -716,11 +725,55 @@ async fn raw_call_in(b: &Bridge, version: &str, envelope: &str, limit: usize) ->
     while got.len() < limit {
         match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Ok(Ok(n)) => {
+                if got.is_empty() {
+                    tokio::time::sleep(pause).await;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
             Err(_) => panic!("the bridge neither ended nor closed the answer within 30 s"),
         }
     }
     got
+}
+
+/// A client that stops reading a large answer: the bridge stops writing it at the request's
+/// time limit (letting go of what it held), and when the client reads on, the answer is
+/// broken off, not ended.
+#[tokio::test]
+async fn a_large_answer_not_read_in_time_is_broken_off() {
+    let b = bridge_answering_in(
+        vec![option_features(30_000, None), option_features(2, None)],
+        &[("request_timeout_ms = 60000", "request_timeout_ms = 6000")],
+    )
+    .await;
+    let env = envelope("getOptionFeaturesInfo", IDS, "en", now_ms());
+    let got = raw_call_in(&b, "HTTP/1.1", &env, usize::MAX, Duration::from_secs(7)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    assert!(
+        text.contains("<productId>1000</productId>"),
+        "the answer had begun"
+    );
+    assert!(
+        !text.contains("</env:Envelope>"),
+        "the envelope is not closed"
+    );
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "the chunked body is not ended"
+    );
+    let r = soap(
+        &b.url(OPTION_PATH),
+        USER,
+        envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
+    )
+    .await;
+    r.assert_success();
 }
 
 /// A value deep in a large answer that its schema cannot carry, found after the answer began:
@@ -766,13 +819,8 @@ async fn a_large_answer_that_breaks_after_it_began_is_never_cut_short_silently()
     );
     // An HTTP/1.0 client cannot tell a broken answer from an ended one (no chunked framing):
     // its answer is written whole, so the misfit is a fault.
-    let got = raw_call_in(
-        &b,
-        "HTTP/1.0",
-        &envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
-        usize::MAX,
-    )
-    .await;
+    let env = envelope("getOptionFeaturesInfo", IDS, "en", now_ms());
+    let got = raw_call_in(&b, "HTTP/1.0", &env, usize::MAX, Duration::ZERO).await;
     let text = String::from_utf8_lossy(&got);
     assert!(
         text.starts_with("HTTP/1.0 500 "),

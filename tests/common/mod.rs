@@ -746,6 +746,11 @@ pub fn option_features(n: usize, bad: Option<usize>) -> String {
 /// the next of `answers`. A product without a title is given the call's first product id (the
 /// response mapping reads the call's parameters too).
 pub async fn bridge_answering(answers: Vec<String>) -> Bridge {
+    bridge_answering_in(answers, &[]).await
+}
+
+/// [`bridge_answering`] on the demo configuration with each `(from, to)` of `edits` replaced.
+pub async fn bridge_answering_in(answers: Vec<String>, edits: &[(&str, &str)]) -> Bridge {
     let answers = std::sync::Arc::new(answers);
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let url = json_backend(move |_, _| {
@@ -756,9 +761,16 @@ pub async fn bridge_answering(answers: Vec<String>) -> Bridge {
         }
     })
     .await;
-    let config = demo_with_backend_url("options", &url).replace(
+    let mut config = demo_with_backend_url("options", &url).replace(
         r#"productTitle = "@.title""#,
         r#"productTitle = { "$first" = ["@.title", "$input.productIds.item[0]"] }"#,
     );
+    for (from, to) in edits {
+        assert!(
+            config.contains(from),
+            "the demo configuration has no {from}"
+        );
+        config = config.replace(from, to);
+    }
     Bridge::with_config(&config).await
 }
