@@ -600,6 +600,12 @@ async fn legacy_turkish_encodings_are_accepted_and_bad_bytes_refused() {
     assert_fault11(&r, 500, "env:Client", "BAD_ENCODING");
 }
 
+/// A getOptionFeaturesInfo call, signed now.
+async fn features(b: &Bridge) -> Reply {
+    let env = envelope("getOptionFeaturesInfo", IDS, "en", now_ms());
+    soap(&b.url(OPTION_PATH), USER, env).await
+}
+
 /// The products of a getOptionFeaturesInfo answer, as written.
 fn products_of(xml: &str) -> &str {
     let start = xml.find("<products>").expect("products") + "<products>".len();
@@ -615,18 +621,10 @@ async fn a_large_answer_is_sent_while_it_is_written_and_arrives_whole() {
     assert!(large.len() > 512 * 1024, "{} bytes", large.len());
     assert!(large.contains(r#""title":null"#));
     let b = bridge_answering(vec![option_features(3, None), large]).await;
-    let url = b.url(OPTION_PATH);
-    let call = || {
-        soap(
-            &url,
-            USER,
-            envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
-        )
-    };
-    let small = call().await;
+    let small = features(&b).await;
     small.assert_success();
     assert!(small.header("content-length").is_some());
-    let r = call().await;
+    let r = features(&b).await;
     r.assert_success();
     assert_eq!(
         r.header("content-length"),
@@ -668,12 +666,7 @@ async fn a_large_answer_is_sent_while_it_is_written_and_arrives_whole() {
 #[tokio::test]
 async fn a_large_answer_that_does_not_fit_at_its_start_is_a_fault() {
     let b = bridge_answering(vec![option_features(4000, Some(2))]).await;
-    let r = soap(
-        &b.url(OPTION_PATH),
-        USER,
-        envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
-    )
-    .await;
+    let r = features(&b).await;
     assert_eq!(r.status, 500, "{}", r.body);
     assert_eq!(
         r.text_of("code").as_deref(),
@@ -737,6 +730,23 @@ async fn raw_call_in(
     got
 }
 
+/// A streamed answer (as read off the connection) that had begun, with the product `id`, and
+/// was broken off: its envelope is not closed and its chunked body is not ended.
+fn assert_broken_off(text: &str, id: usize) {
+    assert!(
+        text.contains(&format!("<productId>{id}</productId>")),
+        "the answer had begun"
+    );
+    assert!(
+        !text.contains("</env:Envelope>"),
+        "the envelope is not closed"
+    );
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "the chunked body is not ended"
+    );
+}
+
 /// A client that stops reading a large answer: the bridge stops writing it at the request's
 /// time limit (letting go of what it held), and when the client reads on, the answer is
 /// broken off, not ended.
@@ -755,24 +765,8 @@ async fn a_large_answer_not_read_in_time_is_broken_off() {
         "{}",
         &text[..200.min(text.len())]
     );
-    assert!(
-        text.contains("<productId>1000</productId>"),
-        "the answer had begun"
-    );
-    assert!(
-        !text.contains("</env:Envelope>"),
-        "the envelope is not closed"
-    );
-    assert!(
-        !text.ends_with("0\r\n\r\n"),
-        "the chunked body is not ended"
-    );
-    let r = soap(
-        &b.url(OPTION_PATH),
-        USER,
-        envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
-    )
-    .await;
+    assert_broken_off(&text, 1000);
+    let r = features(&b).await;
     r.assert_success();
 }
 
@@ -805,18 +799,7 @@ async fn a_large_answer_that_breaks_after_it_began_is_never_cut_short_silently()
         text.to_ascii_lowercase()
             .contains("transfer-encoding: chunked")
     );
-    assert!(
-        text.contains("<productId>4500</productId>"),
-        "the answer had begun"
-    );
-    assert!(
-        !text.contains("</env:Envelope>"),
-        "the envelope is not closed"
-    );
-    assert!(
-        !text.ends_with("0\r\n\r\n"),
-        "the chunked body is not ended"
-    );
+    assert_broken_off(&text, 4500);
     // An HTTP/1.0 client cannot tell a broken answer from an ended one (no chunked framing):
     // its answer is written whole, so the misfit is a fault.
     let env = envelope("getOptionFeaturesInfo", IDS, "en", now_ms());
@@ -836,12 +819,7 @@ async fn a_large_answer_that_breaks_after_it_began_is_never_cut_short_silently()
     )
     .await;
     assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
-    let r = soap(
-        &b.url(OPTION_PATH),
-        USER,
-        envelope("getOptionFeaturesInfo", IDS, "en", now_ms()),
-    )
-    .await;
+    let r = features(&b).await;
     r.assert_success();
     assert_eq!(r.text_of("productCount").as_deref(), Some("2"));
 }

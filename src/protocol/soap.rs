@@ -365,14 +365,8 @@ pub fn encode_response<'t, T: Tree<'t>>(
 ) -> Result<String, xml::ShapeError> {
     // An element's name is written twice where JSON has its key once: room for twice the JSON.
     let out = String::with_capacity(1024 + 2 * answer_bytes);
-    let envelope = Envelope {
-        desc,
-        operation,
-        version,
-        env_prefix,
-        body_prefix,
-    };
-    envelope.write(out, value, |w| w)
+    let prefixes = (env_prefix, body_prefix);
+    write_envelope(desc, operation, version, prefixes, out, value, None)
 }
 
 /// [`encode_response`] for an answer sent while it is written: whenever the text has reached
@@ -382,48 +376,43 @@ pub fn encode_response_flushing<'t, T: Tree<'t>>(
     desc: &ServiceDescription,
     operation: usize,
     version: SoapVersion,
-    (env_prefix, body_prefix): (&str, &str),
+    prefixes: (&str, &str),
     value: T,
     flush: &mut dyn FnMut(&mut String),
     at: usize,
 ) -> Result<String, xml::ShapeError> {
-    let envelope = Envelope {
+    let out = String::with_capacity(at + at / 8);
+    write_envelope(
         desc,
         operation,
         version,
-        env_prefix,
-        body_prefix,
-    };
-    envelope.write(String::with_capacity(at + at / 8), value, |w| {
-        w.flushing(flush, at)
-    })
+        prefixes,
+        out,
+        value,
+        Some((flush, at)),
+    )
 }
 
-/// What a response envelope is written from.
-struct Envelope<'d> {
-    desc: &'d ServiceDescription,
+fn write_envelope<'t, 'f, T: Tree<'t>>(
+    desc: &'f ServiceDescription,
     operation: usize,
     version: SoapVersion,
-    env_prefix: &'d str,
-    body_prefix: &'d str,
-}
-
-impl Envelope<'_> {
-    fn write<'t, 'w, T: Tree<'t>>(
-        &'w self,
-        mut out: String,
-        value: T,
-        setup: impl FnOnce(XmlWriter<'w>) -> XmlWriter<'w>,
-    ) -> Result<String, xml::ShapeError> {
-        let decl = &self.desc.operations[self.operation].output;
-        let ns = decl.namespace.as_deref().unwrap_or("");
-        envelope_open(&mut out, self.version, self.env_prefix);
-        let mut w = setup(XmlWriter::new(&self.desc.schema, ns, self.body_prefix, out));
-        w.element(decl, Some(value), &mut String::new())?;
-        let mut out = w.out;
-        envelope_close(&mut out, self.env_prefix);
-        Ok(out)
+    (env_prefix, body_prefix): (&str, &'f str),
+    mut out: String,
+    value: T,
+    flush: Option<(&'f mut xml::Flush<'f>, usize)>,
+) -> Result<String, xml::ShapeError> {
+    let decl = &desc.operations[operation].output;
+    let ns = decl.namespace.as_deref().unwrap_or("");
+    envelope_open(&mut out, version, env_prefix);
+    let mut w = XmlWriter::new(&desc.schema, ns, body_prefix, out);
+    if let Some((flush, at)) = flush {
+        w = w.flushing(flush, at);
     }
+    w.element(decl, Some(value), &mut String::new())?;
+    let mut out = w.out;
+    envelope_close(&mut out, env_prefix);
+    Ok(out)
 }
 
 fn envelope_open(out: &mut String, version: SoapVersion, p: &str) {
