@@ -18,6 +18,7 @@ use crate::mapping::Lazy;
 use crate::pipeline::Pipeline;
 use crate::profile::signed::Stamped;
 use crate::protocol::soap::{self, FaultKind, SoapError, SoapVersion};
+use crate::protocol::xml::ShapeError;
 use crate::route::{Detached, Shaped};
 use crate::server::{OutBody, Piece, Resp, header_str, text_response};
 use crate::service::Service;
@@ -229,9 +230,38 @@ async fn answer(
 ) -> Resp {
     let lang = svc.lang(&call.params);
     let op = call.operation;
-    // The envelope is written from the result while the backend's answer it borrows from is
-    // alive, so a large answer is never copied into a result of its own.
-    let encode = |result: Lazy<'_>, answer_bytes: usize| {
+    let encode = whole(svc, op, version, started);
+    let detach_from = stream.then_some(STREAM_FROM);
+    let detaching = p.execute_detaching(svc, op, call.params, role_user, encode, detach_from);
+    let ctx = (svc.as_ref(), op, version, lang, started);
+    match detaching.await {
+        Ok(Shaped::Now(written)) => answered(ctx, Ok(written)),
+        Ok(Shaped::Detached(d)) => match STREAMING.try_acquire() {
+            Ok(slot) => streamed(p, svc, ctx, d, slot).await,
+            // As many answers as may be are being streamed: this one is written whole, here.
+            Err(_) => answered(ctx, d.answer(whole(svc, op, version, started))),
+        },
+        Err(e) => answered(ctx, Err(e)),
+    }
+}
+
+/// Answers streamed at once at most, each holding a thread of tokio's blocking pool (shared
+/// with DNS lookups and others) until it is written or its time is up; more are written whole.
+static STREAMING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
+
+/// What an answer is written for: the service, the operation, the SOAP version, the caller's
+/// language and when the call started.
+type AnswerCtx<'s> = (&'s Service, usize, SoapVersion, Lang, Instant);
+
+/// The encoder of a whole answer. The envelope is written from the result while the backend's
+/// answer it borrows from is alive, so a large answer is never copied into a result of its own.
+fn whole(
+    svc: &Service,
+    op: usize,
+    version: SoapVersion,
+    started: Instant,
+) -> impl FnOnce(Lazy<'_>, usize) -> Result<String, ShapeError> + Send + '_ {
+    move |result: Lazy<'_>, answer_bytes: usize| {
         let stamp = svc.stamp(started);
         soap::encode_response(
             &svc.desc,
@@ -242,18 +272,20 @@ async fn answer(
             Stamped::new(stamp.as_ref(), result),
             answer_bytes,
         )
-    };
-    let detach_from = stream.then_some(STREAM_FROM);
-    let detaching = p.execute_detaching(svc, op, call.params, role_user, encode, detach_from);
-    match detaching.await {
-        Ok(Shaped::Now(Ok(xml))) => success(svc, op, version, OutBody::from(Bytes::from(xml))),
-        Ok(Shaped::Now(Err(shape))) => {
-            let e = svc.answer_misfit(op, &shape);
-            respond_error(svc, op, version, e, lang, started)
-        }
-        Ok(Shaped::Detached(d)) => streamed(p, svc, op, version, d, lang, started).await,
-        Err(e) => respond_error(svc, op, version, e, lang, started),
     }
+}
+
+/// The answer to a call whose result was written whole (or that failed).
+fn answered(
+    (svc, op, version, lang, started): AnswerCtx<'_>,
+    written: Result<Result<String, ShapeError>, Error>,
+) -> Resp {
+    let e = match written {
+        Ok(Ok(xml)) => return success(svc, op, version, OutBody::from(Bytes::from(xml))),
+        Ok(Err(shape)) => svc.answer_misfit(op, &shape),
+        Err(e) => e,
+    };
+    respond_error(svc, op, version, e, lang, started)
 }
 
 /// A successful call's answer.
@@ -268,14 +300,12 @@ fn success(svc: &Service, op: usize, version: SoapVersion, body: OutBody) -> Res
     r
 }
 
-/// How a streamed answer's writer began: with all of it (it was shorter than a piece), its
-/// first piece, or a failure before anything was sent (the call's answer is then a fault as
-/// usual).
+/// How a streamed answer's writer began: with its first piece, or having ended before one was
+/// sent: with all of the answer (it was shorter than a piece), or failed (the call's answer is
+/// then a fault as usual).
 enum Began {
-    Whole(String),
     Piece(Bytes),
-    Failed(Error),
-    Misfit(crate::protocol::xml::ShapeError),
+    Ended(Result<Result<String, ShapeError>, Error>),
 }
 
 /// Writes a large answer on a blocking thread while it is sent. The answer's head goes out
@@ -285,12 +315,11 @@ enum Began {
 async fn streamed(
     p: &Pipeline,
     svc: &Arc<Service>,
-    op: usize,
-    version: SoapVersion,
+    ctx: AnswerCtx<'_>,
     answer: Detached,
-    lang: Lang,
-    started: Instant,
+    slot: tokio::sync::SemaphorePermit<'static>,
 ) -> Resp {
+    let (_, op, version, _, started) = ctx;
     let deadline = p.request_deadline(started);
     let (began_tx, began) = tokio::sync::oneshot::channel();
     let (tx, rx) = tokio::sync::mpsc::channel(PIECES_WAITING);
@@ -302,15 +331,16 @@ async fn streamed(
                 &writer, op, version, answer, started, deadline, began_tx, &tx,
             );
         });
+        drop(slot);
     });
-    let failed = match began.await {
-        Ok(Began::Whole(xml)) => return success(svc, op, version, OutBody::from(Bytes::from(xml))),
-        Ok(Began::Piece(first)) => return success(svc, op, version, OutBody::streamed(first, rx)),
-        Ok(Began::Failed(e)) => e,
-        Ok(Began::Misfit(shape)) => svc.answer_misfit(op, &shape),
-        Err(_) => Error::Internal("the answer's writer stopped before it began".into()),
-    };
-    respond_error(svc, op, version, failed, lang, started)
+    match began.await {
+        Ok(Began::Piece(first)) => success(svc, op, version, OutBody::streamed(first, rx)),
+        Ok(Began::Ended(written)) => answered(ctx, written),
+        Err(_) => answered(
+            ctx,
+            Err(Error::Internal("the answer's writer stopped".into())),
+        ),
+    }
 }
 
 /// The blocking half of [`streamed`]: shapes the answer and writes its envelope, handing
@@ -353,16 +383,8 @@ fn write_streamed(
         )
     });
     let broken = match (began, written) {
-        (Some(b), Ok(Ok(xml))) => {
-            let _ = b.send(Began::Whole(xml));
-            return;
-        }
-        (Some(b), Ok(Err(shape))) => {
-            let _ = b.send(Began::Misfit(shape));
-            return;
-        }
-        (Some(b), Err(e)) => {
-            let _ = b.send(Began::Failed(e));
+        (Some(b), written) => {
+            let _ = b.send(Began::Ended(written));
             return;
         }
         (None, Ok(Ok(rest))) => {
