@@ -78,6 +78,12 @@ impl Pipeline {
             })
     }
 
+    /// From what size of a backend's JSON answer a SOAP answer is sent while it is written
+    /// (`server.stream_answers_from_bytes`); `None`: never.
+    pub(crate) fn stream_answers_from(&self) -> Option<usize> {
+        self.limits.stream_answers_from
+    }
+
     /// When the request started at `started` must be answered by: its time limit, which also
     /// bounds an answer sent while it is written.
     pub(crate) fn request_deadline(&self, started: Instant) -> Instant {

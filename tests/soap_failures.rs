@@ -613,14 +613,15 @@ fn products_of(xml: &str) -> &str {
 }
 
 /// A large answer is written while it is sent (in pieces, without a length), and arrives
-/// whole: the same XML, product for product, as a small answer written at once.
+/// whole: the same XML, product for product, as a small answer written at once, and as the
+/// same answer written whole when streaming is off (`stream_answers_from_bytes = 0`).
 #[tokio::test]
 async fn a_large_answer_is_sent_while_it_is_written_and_arrives_whole() {
     let large =
         option_features(4000, None).replace(r#""title":"Ürün 3999 <&>""#, r#""title":null"#);
     assert!(large.len() > 512 * 1024, "{} bytes", large.len());
     assert!(large.contains(r#""title":null"#));
-    let b = bridge_answering(vec![option_features(3, None), large]).await;
+    let b = bridge_answering(vec![option_features(3, None), large.clone()]).await;
     let small = features(&b).await;
     small.assert_success();
     assert!(small.header("content-length").is_some());
@@ -659,6 +660,20 @@ async fn a_large_answer_is_sent_while_it_is_written_and_arrives_whole() {
         "{}",
         &r.body[r.body.len() - 300..]
     );
+    // With streaming off, the same answer is written whole first, with its length.
+    let whole = bridge_answering_in(
+        vec![large],
+        &[(
+            "stream_answers_from_bytes = 524288",
+            "stream_answers_from_bytes = 0",
+        )],
+    )
+    .await;
+    let w = features(&whole).await;
+    w.assert_success();
+    assert_eq!(w.header("transfer-encoding"), None);
+    assert!(w.header("content-length").is_some());
+    assert_eq!(products_of(&w.body), products);
 }
 
 /// A large answer that its schema cannot carry is a fault when that shows before its first

@@ -259,6 +259,11 @@ impl Compiler<'_> {
                     s.request_timeout_ms,
                     d::REQUEST_TIMEOUT,
                 ),
+                stream_answers_from: Some(
+                    s.stream_answers_from_bytes
+                        .unwrap_or(d::STREAM_ANSWERS_FROM_BYTES),
+                )
+                .filter(|&n| n > 0),
             },
             header_timeout: self.duration(
                 None,

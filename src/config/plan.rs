@@ -65,6 +65,9 @@ pub struct Limits {
     pub max_depth: usize,
     pub body_timeout: Duration,
     pub request_timeout: Duration,
+    /// The size of a backend's JSON answer from which a SOAP answer is sent while it is
+    /// written; `None`: never.
+    pub stream_answers_from: Option<usize>,
 }
 
 #[derive(Debug, Clone)]

@@ -83,6 +83,9 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// Count calls for `/metrics` and the operator page (on by default).
     pub metrics: Option<bool>,
+    /// A SOAP answer whose backend JSON has this many bytes or more is sent while it is
+    /// written (chunked); 0: every answer is written whole first.
+    pub stream_answers_from_bytes: Option<usize>,
 }
 
 /// Where to read a backend's error answers (4xx/5xx bodies). Each entry is a template

@@ -209,10 +209,6 @@ async fn shadowed(
     http::Response::from_parts(parts, OutBody::from(answer))
 }
 
-/// A backend answer of this many bytes of JSON or more is written while it is sent, on a
-/// blocking thread, instead of whole on the request's task: the answer's text in memory is then
-/// a few pieces of [`PIECE`] bytes rather than all of it (BENCHMARKS.md, 10 MB answers).
-const STREAM_FROM: usize = 512 * 1024;
 /// The size of the pieces a streamed answer is sent in.
 const PIECE: usize = 128 * 1024;
 /// How many pieces may wait for the client before the writer waits for it.
@@ -231,7 +227,11 @@ async fn answer(
     let lang = svc.lang(&call.params);
     let op = call.operation;
     let encode = whole(svc, op, version, started);
-    let detach_from = stream.then_some(STREAM_FROM);
+    // A backend answer of `server.stream_answers_from_bytes` of JSON or more is written while
+    // it is sent, on a blocking thread, instead of whole on the request's task: the answer's
+    // text in memory is then a few pieces of [`PIECE`] bytes rather than all of it
+    // (BENCHMARKS.md, 10 MB answers).
+    let detach_from = p.stream_answers_from().filter(|_| stream);
     let detaching = p.execute_detaching(svc, op, call.params, role_user, encode, detach_from);
     let ctx = (svc.as_ref(), op, version, lang, started);
     match detaching.await {
