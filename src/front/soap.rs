@@ -359,15 +359,18 @@ fn write_streamed(
 ) {
     let rt = tokio::runtime::Handle::current();
     let mut began = Some(began);
-    let mut reading = true;
+    let mut gone = None;
     let mut flush = |out: &mut String| {
         let text = std::mem::replace(out, String::with_capacity(PIECE + PIECE / 8));
-        if !reading {
+        if gone.is_some() {
             return;
         }
-        reading = match began.take() {
-            Some(b) => b.send(Began::Piece(Bytes::from(text))).is_ok(),
-            None => send_piece(&rt, tx, Piece::More(Bytes::from(text)), deadline),
+        gone = match began.take() {
+            Some(b) => b
+                .send(Began::Piece(Bytes::from(text)))
+                .err()
+                .map(|_| Gone::Closed),
+            None => send_piece(&rt, tx, Piece::More(Bytes::from(text)), deadline).err(),
         };
     };
     let written = answer.answer(|result, _| {
@@ -388,10 +391,14 @@ fn write_streamed(
             return;
         }
         (None, Ok(Ok(rest))) => {
-            if reading && !send_piece(&rt, tx, Piece::Last(Bytes::from(rest)), deadline) {
+            if gone.is_none() {
+                gone = send_piece(&rt, tx, Piece::Last(Bytes::from(rest)), deadline).err();
+            }
+            if gone == Some(Gone::Late) {
                 tracing::warn!(
                     service = %svc.name,
-                    "a streamed answer was not read to its end within the request's time"
+                    operation = %svc.desc.operations[op].name,
+                    "a streamed answer was not read within the request's time; the rest was not sent"
                 );
             }
             return;
@@ -406,25 +413,38 @@ fn write_streamed(
         code = broken.code(),
         "a streamed answer failed after it began; the connection is closed"
     );
-    if reading {
+    if gone.is_none() {
         let _ = send_piece(&rt, tx, Piece::Broken(broken.code().to_string()), deadline);
     }
 }
 
+/// Why a streamed answer's pieces stopped going out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    /// The client went away (or its connection broke).
+    Closed,
+    /// The client did not read them before the request's time was up.
+    Late,
+}
+
 /// Hands a piece to the answer's body, waiting (until `deadline`) while the client has not
-/// read the ones before it; `false` when it is not wanted any more.
+/// read the ones before it.
 fn send_piece(
     rt: &tokio::runtime::Handle,
     tx: &tokio::sync::mpsc::Sender<Piece>,
     piece: Piece,
     deadline: Instant,
-) -> bool {
+) -> Result<(), Gone> {
     match tx.try_send(piece) {
-        Ok(()) => true,
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
-        Err(tokio::sync::mpsc::error::TrySendError::Full(piece)) => rt
-            .block_on(tokio::time::timeout_at(deadline.into(), tx.send(piece)))
-            .is_ok_and(|sent| sent.is_ok()),
+        Ok(()) => Ok(()),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(Gone::Closed),
+        Err(tokio::sync::mpsc::error::TrySendError::Full(piece)) => {
+            match rt.block_on(tokio::time::timeout_at(deadline.into(), tx.send(piece))) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Gone::Closed),
+                Err(_) => Err(Gone::Late),
+            }
+        }
     }
 }
 
