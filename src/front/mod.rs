@@ -3,5 +3,6 @@
 //! protocol. Each door chooses, in one place, how an `Error` goes to its wire.
 
 pub(crate) mod soap;
+pub(crate) mod stream;
 pub(crate) mod winstrom;
 pub(crate) mod xmlrpc;

@@ -18,9 +18,11 @@ use crate::mapping::Lazy;
 use crate::pipeline::Pipeline;
 use crate::profile::signed::Stamped;
 use crate::protocol::soap::{self, FaultKind, SoapError, SoapVersion};
-use crate::protocol::xml::ShapeError;
-use crate::route::{Detached, Shaped};
-use crate::server::{OutBody, Piece, Resp, header_str, text_response};
+use crate::protocol::xml::{Flush, ShapeError};
+use crate::route::Shaped;
+
+use super::stream::{self, Began};
+use crate::server::{OutBody, Resp, header_str, text_response};
 use crate::service::Service;
 use crate::telemetry::{Calls, Outcome};
 
@@ -209,11 +211,6 @@ async fn shadowed(
     http::Response::from_parts(parts, OutBody::from(answer))
 }
 
-/// The size of the pieces a streamed answer is sent in.
-const PIECE: usize = 128 * 1024;
-/// How many pieces may wait for the client before the writer waits for it.
-const PIECES_WAITING: usize = 4;
-
 /// Runs a decoded call and writes its answer (or its failure).
 async fn answer(
     p: &Pipeline,
@@ -236,18 +233,19 @@ async fn answer(
     let ctx = (svc.as_ref(), op, version, lang, started);
     match detaching.await {
         Ok(Shaped::Now(written)) => answered(ctx, Ok(written)),
-        Ok(Shaped::Detached(d)) => match STREAMING.try_acquire() {
-            Ok(slot) => streamed(p, svc, ctx, d, slot).await,
-            // As many answers as may be are being streamed: this one is written whole, here.
-            Err(_) => answered(ctx, d.answer(whole(svc, op, version, started))),
-        },
+        Ok(Shaped::Detached(d)) => {
+            let what = format!("{}.{}", svc.name, svc.desc.operations[op].name);
+            let deadline = p.request_deadline(started);
+            match stream::stream(d, deadline, what, streaming(svc, op, version, started)).await {
+                Ok(Began::Streaming(body)) => success(svc, op, version, body),
+                Ok(Began::Ended(written)) => answered(ctx, written.map(Ok)),
+                // As many answers as may be are being streamed: this one is written whole.
+                Err(d) => answered(ctx, d.answer(whole(svc, op, version, started))),
+            }
+        }
         Err(e) => answered(ctx, Err(e)),
     }
 }
-
-/// Answers streamed at once at most, each holding a thread of tokio's blocking pool (shared
-/// with DNS lookups and others) until it is written or its time is up; more are written whole.
-static STREAMING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
 
 /// What an answer is written for: the service, the operation, the SOAP version, the caller's
 /// language and when the call started.
@@ -275,6 +273,29 @@ fn whole(
     }
 }
 
+/// The writer of an answer sent while it is written ([`stream::stream`]).
+fn streaming(
+    svc: &Arc<Service>,
+    op: usize,
+    version: SoapVersion,
+    started: Instant,
+) -> impl stream::Writer {
+    let svc = svc.clone();
+    move |result: Lazy<'_>, flush: &mut Flush<'_>, at: usize| {
+        let stamp = svc.stamp(started);
+        soap::encode_response_flushing(
+            &svc.desc,
+            op,
+            version,
+            (&svc.env_prefix, &svc.body_prefix),
+            Stamped::new(stamp.as_ref(), result),
+            flush,
+            at,
+        )
+        .map_err(|shape| svc.answer_misfit(op, &shape))
+    }
+}
+
 /// The answer to a call whose result was written whole (or that failed).
 fn answered(
     (svc, op, version, lang, started): AnswerCtx<'_>,
@@ -298,154 +319,6 @@ fn success(svc: &Service, op: usize, version: SoapVersion, body: OutBody) -> Res
     let name = &svc.desc.operations[op].name;
     Calls::one("soap", &svc.name, name, Outcome::Success, "").attach(&mut r);
     r
-}
-
-/// How a streamed answer's writer began: with its first piece, or having ended before one was
-/// sent: with all of the answer (it was shorter than a piece), or failed (the call's answer is
-/// then a fault as usual).
-enum Began {
-    Piece(Bytes),
-    Ended(Result<Result<String, ShapeError>, Error>),
-}
-
-/// Writes a large answer on a blocking thread while it is sent. The answer's head goes out
-/// with its first piece, so that a failure found before then is still a fault; one found
-/// later (a value deep in the answer that its schema cannot carry) breaks the connection, so
-/// that the client sees a broken answer rather than a short one, and is logged.
-async fn streamed(
-    p: &Pipeline,
-    svc: &Arc<Service>,
-    ctx: AnswerCtx<'_>,
-    answer: Detached,
-    slot: tokio::sync::SemaphorePermit<'static>,
-) -> Resp {
-    let (_, op, version, _, started) = ctx;
-    let deadline = p.request_deadline(started);
-    let (began_tx, began) = tokio::sync::oneshot::channel();
-    let (tx, rx) = tokio::sync::mpsc::channel(PIECES_WAITING);
-    let context = crate::telemetry::current_request();
-    let writer = svc.clone();
-    tokio::task::spawn_blocking(move || {
-        crate::telemetry::within_request(context, || {
-            write_streamed(
-                &writer, op, version, answer, started, deadline, began_tx, &tx,
-            );
-        });
-        drop(slot);
-    });
-    match began.await {
-        Ok(Began::Piece(first)) => success(svc, op, version, OutBody::streamed(first, rx)),
-        Ok(Began::Ended(written)) => answered(ctx, written),
-        Err(_) => answered(
-            ctx,
-            Err(Error::Internal("the answer's writer stopped".into())),
-        ),
-    }
-}
-
-/// The blocking half of [`streamed`]: shapes the answer and writes its envelope, handing
-/// each piece on. A client that stops reading (or reads too slowly to be done by `deadline`)
-/// gets nothing more; the answer is still written to its end, without being kept.
-#[allow(clippy::too_many_arguments)]
-fn write_streamed(
-    svc: &Service,
-    op: usize,
-    version: SoapVersion,
-    answer: Detached,
-    started: Instant,
-    deadline: Instant,
-    began: tokio::sync::oneshot::Sender<Began>,
-    tx: &tokio::sync::mpsc::Sender<Piece>,
-) {
-    let rt = tokio::runtime::Handle::current();
-    let mut began = Some(began);
-    let mut gone = None;
-    let mut flush = |out: &mut String| {
-        let text = std::mem::replace(out, String::with_capacity(PIECE + PIECE / 8));
-        if gone.is_some() {
-            return;
-        }
-        gone = match began.take() {
-            Some(b) => b
-                .send(Began::Piece(Bytes::from(text)))
-                .err()
-                .map(|_| Gone::Closed),
-            None => send_piece(&rt, tx, Piece::More(Bytes::from(text)), deadline).err(),
-        };
-    };
-    let written = answer.answer(|result, _| {
-        let stamp = svc.stamp(started);
-        soap::encode_response_flushing(
-            &svc.desc,
-            op,
-            version,
-            (&svc.env_prefix, &svc.body_prefix),
-            Stamped::new(stamp.as_ref(), result),
-            &mut flush,
-            PIECE,
-        )
-    });
-    let broken = match (began, written) {
-        (Some(b), written) => {
-            let _ = b.send(Began::Ended(written));
-            return;
-        }
-        (None, Ok(Ok(rest))) => {
-            if gone.is_none() {
-                gone = send_piece(&rt, tx, Piece::Last(Bytes::from(rest)), deadline).err();
-            }
-            if gone == Some(Gone::Late) {
-                tracing::warn!(
-                    service = %svc.name,
-                    operation = %svc.desc.operations[op].name,
-                    "a streamed answer was not read within the request's time; the rest was not sent"
-                );
-            }
-            return;
-        }
-        (None, Ok(Err(shape))) => svc.answer_misfit(op, &shape),
-        (None, Err(e)) => e,
-    };
-    // After its head was sent, a failure can only break the answer.
-    tracing::warn!(
-        service = %svc.name,
-        operation = %svc.desc.operations[op].name,
-        code = broken.code(),
-        "a streamed answer failed after it began; the connection is closed"
-    );
-    if gone.is_none() {
-        let _ = send_piece(&rt, tx, Piece::Broken(broken.code().to_string()), deadline);
-    }
-}
-
-/// Why a streamed answer's pieces stopped going out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gone {
-    /// The client went away (or its connection broke).
-    Closed,
-    /// The client did not read them before the request's time was up.
-    Late,
-}
-
-/// Hands a piece to the answer's body, waiting (until `deadline`) while the client has not
-/// read the ones before it.
-fn send_piece(
-    rt: &tokio::runtime::Handle,
-    tx: &tokio::sync::mpsc::Sender<Piece>,
-    piece: Piece,
-    deadline: Instant,
-) -> Result<(), Gone> {
-    match tx.try_send(piece) {
-        Ok(()) => Ok(()),
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(Gone::Closed),
-        Err(tokio::sync::mpsc::error::TrySendError::Full(piece)) => {
-            match rt.block_on(tokio::time::timeout_at(deadline.into(), tx.send(piece))) {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(Gone::Closed),
-                Err(_) => Err(Gone::Late),
-            }
-        }
-    }
 }
 
 /// The one place an error of a decoded call goes to the wire: failures of the call become

@@ -1,0 +1,172 @@
+//! Answers sent while they are written: a large backend answer, handed back by the pipeline as
+//! a [`Detached`], is shaped and written on a thread of tokio's blocking pool, and its text goes
+//! to the client in pieces ([`OutBody::streamed`]) as it is written. A door gives the writer of
+//! its message; this module runs it, hands its pieces on, and says how it began.
+//!
+//! The answer's head goes out with its first piece, so a failure before then is answered as
+//! the door answers any failure. A failure after it can only break the answer: the connection
+//! is closed without ending the body, never a short body that looks whole.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::error::Error;
+use crate::mapping::Lazy;
+use crate::protocol::xml::Flush;
+use crate::route::Detached;
+use crate::server::{OutBody, Piece};
+
+/// The size of the pieces a streamed answer is sent in.
+const PIECE: usize = 128 * 1024;
+/// How many pieces may wait for the client before the writer waits for it.
+const PIECES_WAITING: usize = 4;
+
+/// Answers streamed at once at most, each holding a thread of tokio's blocking pool (shared
+/// with DNS lookups and others) until it is written or its time is up; more are written whole
+/// by their door.
+static STREAMING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
+
+/// How a streamed answer began: its body, from its first piece on, or having ended before a
+/// piece was sent: with all of the message (it was shorter than a piece), or failed.
+pub(crate) enum Began {
+    Streaming(OutBody),
+    Ended(Result<String, Error>),
+}
+
+/// What a streamed answer is written by: given the result, `flush` (which takes the text away
+/// whenever it has reached `at` bytes) and `at`, it writes the whole message and returns what
+/// was not flushed.
+pub(crate) trait Writer:
+    for<'t> FnOnce(Lazy<'t>, &mut Flush<'_>, usize) -> Result<String, Error> + Send + 'static
+{
+}
+
+impl<W> Writer for W where
+    W: for<'t> FnOnce(Lazy<'t>, &mut Flush<'_>, usize) -> Result<String, Error> + Send + 'static
+{
+}
+
+/// What the writer's thread says first: its first piece, or how the message ended before one.
+enum First {
+    Piece(Bytes),
+    Ended(Result<String, Error>),
+}
+
+/// Shapes `answer` and writes it with `write` on a blocking thread, sending its pieces until
+/// `deadline`; `what` names the call in log lines ("service.operation"). `Err(answer)` when as
+/// many answers as may be are being streamed: the door writes this one whole.
+pub(crate) async fn stream(
+    answer: Detached,
+    deadline: Instant,
+    what: String,
+    write: impl Writer,
+) -> Result<Began, Detached> {
+    let Ok(slot) = STREAMING.try_acquire() else {
+        return Err(answer);
+    };
+    let (first_tx, first) = tokio::sync::oneshot::channel();
+    let (tx, rx) = tokio::sync::mpsc::channel(PIECES_WAITING);
+    let context = crate::telemetry::current_request();
+    tokio::task::spawn_blocking(move || {
+        crate::telemetry::within_request(context, || {
+            write_pieces(answer, deadline, &what, write, first_tx, &tx);
+        });
+        drop(slot);
+    });
+    Ok(match first.await {
+        Ok(First::Piece(piece)) => Began::Streaming(OutBody::streamed(piece, rx)),
+        Ok(First::Ended(written)) => Began::Ended(written),
+        Err(_) => Began::Ended(Err(Error::Internal("the answer's writer stopped".into()))),
+    })
+}
+
+/// The blocking half of [`stream`]: shapes the answer and writes it, handing each piece on. A
+/// client that stops reading (or reads too slowly to be done by `deadline`) gets nothing more;
+/// the message is still written to its end, without being kept.
+fn write_pieces(
+    answer: Detached,
+    deadline: Instant,
+    what: &str,
+    write: impl Writer,
+    first: tokio::sync::oneshot::Sender<First>,
+    tx: &tokio::sync::mpsc::Sender<Piece>,
+) {
+    let rt = tokio::runtime::Handle::current();
+    let mut first = Some(first);
+    let mut gone = None;
+    let mut flush = |out: &mut String| {
+        let text = std::mem::replace(out, String::with_capacity(PIECE + PIECE / 8));
+        if gone.is_some() {
+            return;
+        }
+        gone = match first.take() {
+            Some(f) => f
+                .send(First::Piece(Bytes::from(text)))
+                .err()
+                .map(|_| Gone::Closed),
+            None => send_piece(&rt, tx, Piece::More(Bytes::from(text)), deadline).err(),
+        };
+    };
+    let written = answer
+        .answer(|result, _| write(result, &mut flush, PIECE))
+        .and_then(|w| w);
+    let broken = match (first, written) {
+        (Some(f), written) => {
+            let _ = f.send(First::Ended(written));
+            return;
+        }
+        (None, Ok(rest)) => {
+            if gone.is_none() {
+                gone = send_piece(&rt, tx, Piece::Last(Bytes::from(rest)), deadline).err();
+            }
+            if gone == Some(Gone::Late) {
+                tracing::warn!(
+                    call = what,
+                    "a streamed answer was not read within the request's time; the rest was not sent"
+                );
+            }
+            return;
+        }
+        (None, Err(e)) => e,
+    };
+    // After its head was sent, a failure can only break the answer.
+    tracing::warn!(
+        call = what,
+        code = broken.code(),
+        "a streamed answer failed after it began; the connection is closed"
+    );
+    if gone.is_none() {
+        let _ = send_piece(&rt, tx, Piece::Broken(broken.code().to_string()), deadline);
+    }
+}
+
+/// Why a streamed answer's pieces stopped going out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    /// The client went away (or its connection broke).
+    Closed,
+    /// The client did not read them before the request's time was up.
+    Late,
+}
+
+/// Hands a piece to the answer's body, waiting (until `deadline`) while the client has not
+/// read the ones before it.
+fn send_piece(
+    rt: &tokio::runtime::Handle,
+    tx: &tokio::sync::mpsc::Sender<Piece>,
+    piece: Piece,
+    deadline: Instant,
+) -> Result<(), Gone> {
+    match tx.try_send(piece) {
+        Ok(()) => Ok(()),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(Gone::Closed),
+        Err(tokio::sync::mpsc::error::TrySendError::Full(piece)) => {
+            match rt.block_on(tokio::time::timeout_at(deadline.into(), tx.send(piece))) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Gone::Closed),
+                Err(_) => Err(Gone::Late),
+            }
+        }
+    }
+}
