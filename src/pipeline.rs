@@ -100,29 +100,9 @@ impl Pipeline {
     /// consumes its parameters), then the operation, whose result is handed to `encode`
     /// while the backend's answer it borrows from is alive (with a size hint: see
     /// [`Route::answer`](crate::route::Route::answer)). The encoder wraps the result in the
-    /// profile's stamp ([`Service::stamp`]).
+    /// profile's stamp ([`Service::stamp`]). A single backend answer of `detach_from` bytes or
+    /// more is handed back unshaped instead, to be sent while it is written (`front::stream`).
     pub(crate) async fn execute<R>(
-        &self,
-        svc: &Service,
-        operation: usize,
-        params: Val<'_>,
-        role_user: Option<&str>,
-        encode: impl FnOnce(Lazy<'_>, usize) -> R + Send,
-    ) -> Result<R, Error> {
-        match self
-            .execute_detaching(svc, operation, params, role_user, encode, None)
-            .await?
-        {
-            Shaped::Now(r) => Ok(r),
-            Shaped::Detached(_) => Err(Error::Internal(
-                "an answer was handed back that was not asked for".into(),
-            )),
-        }
-    }
-
-    /// [`Pipeline::execute`], except that a single backend answer of `detach_from` bytes or
-    /// more is handed back unshaped ([`Route::answer`](crate::route::Route::answer)).
-    pub(crate) async fn execute_detaching<R>(
         &self,
         svc: &Service,
         operation: usize,

@@ -5,7 +5,8 @@
 //!   (`tests/interop/zeep_large.py`); it comes from `pip install -r tests/requirements.txt`
 //!   (the README's test command and `.ci/run` do this).
 //! - Python's standard `xmlrpc.client` calls every operation over XML-RPC through
-//!   `ServerProxy`, with multicall and faults (`tests/interop/xmlrpc_client.py`).
+//!   `ServerProxy`, with multicall and faults (`tests/interop/xmlrpc_client.py`), and reads a
+//!   large result streamed to it (`tests/interop/xmlrpc_large.py`).
 //! - python-abraflexi (the Python client of ABRA Flexi integrations) reads with order, limit
 //!   and detail, reads properties, creates, updates, calls an action, filters, logs in with a
 //!   session and deletes through the winstrom door (`tests/interop/abraflexi_client.py`).
@@ -107,6 +108,20 @@ async fn zeep_reads_a_large_answer_sent_while_it_is_written() {
         Some("chunked"),
         "the answer was streamed"
     );
+}
+
+/// Python's `xmlrpc.client` reads a large result sent while it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_xmlrpc_client_reads_a_large_result_sent_while_it_is_written() {
+    let bridge = bridge_answering(vec![option_features(4000, None)]).await;
+    run_client_against(
+        &bridge,
+        "xmlrpc.client",
+        "tests/interop/xmlrpc_large.py",
+        &["4000"],
+        "xmlrpc large result: 4000 products OK",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -296,3 +296,70 @@ async fn missing_and_unknown_members_name_their_path() {
     .await;
     r.assert_has("<name>code</name><value><string>Işık</string></value>");
 }
+
+/// A large result is sent while it is written, as for SOAP (chunked, without a length): the
+/// same `methodResponse` as when it is written whole with streaming off. Inside a multicall it
+/// is written whole.
+#[tokio::test]
+async fn a_large_result_is_sent_while_it_is_written() {
+    let large = option_features(4000, None);
+    let b = bridge_answering(vec![large.clone()]).await;
+    let call = std::fs::read_to_string("fixtures/xmlrpc/option/getOptionFeaturesInfo.xml").unwrap();
+    let post = |b: &Bridge, body: String| {
+        let url = b.url("/RPC2");
+        let auth = basic(FIXTURE_USER);
+        async move {
+            request(
+                "POST",
+                &url,
+                &[("content-type", "text/xml"), ("authorization", &auth)],
+                body,
+            )
+            .await
+        }
+    };
+    let r = post(&b, call.clone()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        None,
+        "{}",
+        &r.body[..300.min(r.body.len())]
+    );
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.body.matches("<name>productId</name>").count(), 4000);
+    assert!(r.body.contains("<value><int>4999</int></value>"));
+    assert!(r.body.ends_with("</param></params></methodResponse>"));
+    // Times differ between calls: compare from the first product on.
+    let products = |xml: &str| {
+        let at = xml.find("<name>productCount</name>").expect("productCount");
+        xml[at..].to_string()
+    };
+    let whole = bridge_answering_in(
+        vec![large],
+        &[(
+            "stream_answers_from_bytes = 524288",
+            "stream_answers_from_bytes = 0",
+        )],
+    )
+    .await;
+    let w = post(&whole, call.clone()).await;
+    assert!(w.header("content-length").is_some());
+    assert_eq!(products(&w.body), products(&r.body));
+    // Inside a multicall, written whole.
+    let params = call
+        .split_once("<params>")
+        .and_then(|(_, rest)| rest.split_once("</params>"))
+        .map(|(p, _)| p.replace("<param>", "").replace("</param>", ""))
+        .unwrap();
+    let multicall = format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>system.multicall</methodName><params><param><value><array><data><value><struct><member><name>methodName</name><value><string>IndividualProductOptionService.getOptionFeaturesInfo</string></value></member><member><name>params</name><value><array><data>{params}</data></array></value></member></struct></value></data></array></value></param></params></methodCall>"
+    );
+    let m = post(&b, multicall).await;
+    assert!(
+        m.header("content-length").is_some(),
+        "{}",
+        &m.body[..300.min(m.body.len())]
+    );
+    assert_eq!(m.body.matches("<name>productId</name>").count(), 4000);
+}

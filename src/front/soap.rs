@@ -229,7 +229,7 @@ async fn answer(
     // text in memory is then a few pieces of [`PIECE`] bytes rather than all of it
     // (BENCHMARKS.md, 10 MB answers).
     let detach_from = p.stream_answers_from().filter(|_| stream);
-    let detaching = p.execute_detaching(svc, op, call.params, role_user, encode, detach_from);
+    let detaching = p.execute(svc, op, call.params, role_user, encode, detach_from);
     let ctx = (svc.as_ref(), op, version, lang, started);
     match detaching.await {
         Ok(Shaped::Now(written)) => answered(ctx, Ok(written)),

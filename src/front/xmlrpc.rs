@@ -7,7 +7,10 @@
 //! result written typed by the output schema. Every failure is a fault with HTTP 200; its code
 //! and text are chosen only in [`fault_of`].
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use crate::server::Body as Incoming;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -19,14 +22,18 @@ use crate::error::{Error, Lang};
 use crate::mapping::Lazy;
 use crate::pipeline::Pipeline;
 use crate::profile::signed::Stamped;
+use crate::protocol::xml::{Flush, ShapeError};
 use crate::protocol::xmlrpc::{
     self, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, MethodCall,
     PARSE_ERROR, ValueWriter, XVal,
 };
+use crate::route::Shaped;
 use crate::schema::Schema;
-use crate::server::{Resp, header_str, text_response};
+use crate::server::{OutBody, Resp, header_str, text_response};
 use crate::service::Service;
 use crate::telemetry::{CallInfo, Calls, Outcome};
+
+use super::stream::{self, Began};
 
 const CONTENT_TYPE: &str = "text/xml; charset=utf-8";
 /// Calls in one `system.multicall` at most.
@@ -44,11 +51,11 @@ pub(crate) struct XmlRpcDoor {
     pub path: String,
     i8: I8Policy,
     /// Sorted by path, as `system.listMethods` lists them.
-    services: Vec<std::sync::Arc<Service>>,
+    services: Vec<Arc<Service>>,
 }
 
 impl XmlRpcDoor {
-    pub(crate) fn new(plan: &XmlRpcPlan, services: &[std::sync::Arc<Service>]) -> XmlRpcDoor {
+    pub(crate) fn new(plan: &XmlRpcPlan, services: &[Arc<Service>]) -> XmlRpcDoor {
         XmlRpcDoor {
             path: plan.path.clone(),
             i8: plan.i8,
@@ -56,11 +63,8 @@ impl XmlRpcDoor {
         }
     }
 
-    fn service_named(&self, name: &str) -> Option<&Service> {
-        self.services
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| s.as_ref())
+    fn service_named(&self, name: &str) -> Option<&Arc<Service>> {
+        self.services.iter().find(|s| s.name == name)
     }
 }
 
@@ -108,14 +112,19 @@ pub(crate) async fn handle(
             Ok::<_, Error>((xml, calls))
         })
         .await;
-    let (xml, calls) = match answer {
+    let (body, calls) = match answer {
         Ok(Ok(done)) => done,
         Ok(Err(e)) | Err(e) => {
             let (code, text) = fault_of(None, &e, Lang::En);
-            (xmlrpc::fault(code, &text), vec![info("-", "-", Err(&e))])
+            let fault = OutBody::from(Bytes::from(xmlrpc::fault(code, &text)));
+            (fault, vec![info("-", "-", Err(&e))])
         }
     };
-    let mut r = text_response(StatusCode::OK, CONTENT_TYPE, xml);
+    let mut r = http::Response::new(body);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(CONTENT_TYPE),
+    );
     Calls(calls).attach(&mut r);
     r
 }
@@ -135,8 +144,26 @@ fn info(service: &str, operation: &str, result: Result<(), &Error>) -> CallInfo 
     }
 }
 
-/// A method's answer: a `<value>`, or a fault's code and text.
-type Answer = Result<String, (i32, String)>;
+/// A method's answer: its result, or a fault's code and text.
+type Answer = Result<Reply, (i32, String)>;
+
+/// A method's result: a `<value>`, or (for a large one, outside a multicall) the whole
+/// `methodResponse`, sent while it is written ([`stream`]) or written whole by its writer.
+enum Reply {
+    Value(String),
+    Message(OutBody),
+}
+
+/// The `<value>` of a result inside a multicall, where results are never streamed.
+fn value_in_multicall(a: Answer) -> Result<String, (i32, String)> {
+    match a? {
+        Reply::Value(v) => Ok(v),
+        Reply::Message(_) => Err((
+            INTERNAL_ERROR,
+            "a result that cannot be part of a multicall".into(),
+        )),
+    }
+}
 
 async fn dispatch(
     app: Ctx<'_>,
@@ -145,41 +172,52 @@ async fn dispatch(
     i8_ok: bool,
     started: Instant,
     calls_made: &mut Vec<CallInfo>,
-) -> String {
+) -> OutBody {
+    let whole = |xml: String| OutBody::from(Bytes::from(xml));
     if call.name != "system.multicall" {
+        let on_its_own = One {
+            i8_ok,
+            started,
+            may_stream: true,
+        };
         return match one(
             app,
             headers,
             &call.name,
             call.params,
-            i8_ok,
-            started,
+            on_its_own,
             calls_made,
         )
         .await
         {
-            Ok(v) => xmlrpc::response(&v),
-            Err((code, text)) => xmlrpc::fault(code, &text),
+            Ok(Reply::Value(v)) => whole(xmlrpc::response(&v)),
+            Ok(Reply::Message(body)) => body,
+            Err((code, text)) => whole(xmlrpc::fault(code, &text)),
         };
     }
     let calls = match <[XVal<'_>; 1]>::try_from(call.params) {
         Ok([XVal::Array(calls)]) if calls.len() > MAX_MULTICALL => {
-            return xmlrpc::fault(
+            return whole(xmlrpc::fault(
                 INVALID_PARAMS,
                 &format!(
                     "system.multicall takes at most {MAX_MULTICALL} calls; send more requests"
                 ),
-            );
+            ));
         }
         Ok([XVal::Array(calls)]) => calls,
         _ => {
-            return xmlrpc::fault(
+            return whole(xmlrpc::fault(
                 INVALID_PARAMS,
                 "system.multicall takes one parameter: an array of structs {methodName, params}",
-            );
+            ));
         }
     };
     // Each call is answered on its own, in order: [result] or a fault struct.
+    let in_multicall = One {
+        i8_ok,
+        started,
+        may_stream: false,
+    };
     let mut answers = Vec::with_capacity(calls.len());
     for (i, c) in calls.into_iter().enumerate() {
         answers.push(match multicall_entry(c) {
@@ -188,12 +226,12 @@ async fn dispatch(
                 "system.multicall cannot be called inside system.multicall".to_string(),
             )),
             Ok((name, params)) => {
-                one(app, headers, &name, params, i8_ok, started, calls_made).await
+                value_in_multicall(one(app, headers, &name, params, in_multicall, calls_made).await)
             }
             Err(reason) => Err((INVALID_REQUEST, format!("multicall entry {i}: {reason}"))),
         });
     }
-    xmlrpc::multicall_response(answers)
+    whole(xmlrpc::multicall_response(answers))
 }
 
 fn multicall_entry(c: XVal<'_>) -> Result<(String, Vec<XVal<'_>>), String> {
@@ -215,16 +253,25 @@ fn multicall_entry(c: XVal<'_>) -> Result<(String, Vec<XVal<'_>>), String> {
     Ok((name.ok_or("no methodName")?, params))
 }
 
+/// How a method is called: whether integers beyond `i4` may be `i8`, when the request started,
+/// and whether its result may be streamed (not inside a multicall).
+#[derive(Clone, Copy)]
+struct One {
+    i8_ok: bool,
+    started: Instant,
+    may_stream: bool,
+}
+
 /// One method call (outside or inside a multicall); its record goes to `calls_made`.
 async fn one(
     app: Ctx<'_>,
     headers: &HeaderMap,
     name: &str,
     params: Vec<XVal<'_>>,
-    i8_ok: bool,
-    started: Instant,
+    how: One,
     calls_made: &mut Vec<CallInfo>,
 ) -> Answer {
+    let i8_ok = how.i8_ok;
     if let Some(system) = name
         .strip_prefix("system.")
         .filter(|_| SYSTEM_METHODS.contains(&name))
@@ -251,7 +298,7 @@ async fn one(
                 })
                 .collect();
             names.extend(SYSTEM_METHODS.iter().map(|s| s.to_string()));
-            Ok(plain(&Value::from(names)))
+            Ok(Reply::Value(plain(&Value::from(names))))
         }
         "system.methodSignature" | "system.methodHelp" => {
             let target = match params.as_slice() {
@@ -264,20 +311,20 @@ async fn one(
                 }
             };
             if SYSTEM_METHODS.contains(&target.as_str()) {
-                return Ok(if name == "system.methodHelp" {
+                return Ok(Reply::Value(if name == "system.methodHelp" {
                     plain(&Value::from(system_help(&target)))
                 } else {
                     // Signatures of introspection methods vary; the convention is "undef".
                     plain(&Value::from("undef"))
-                });
+                }));
             }
             let (svc, op) = find(app, &target).map_err(|e| fault_of(None, &e, Lang::En))?;
             let o = &svc.desc.operations[op];
-            Ok(if name == "system.methodHelp" {
+            Ok(Reply::Value(if name == "system.methodHelp" {
                 plain(&Value::from(xmlrpc::help(&svc.desc.schema, o)))
             } else {
                 plain(&Value::from(vec![xmlrpc::signature(&svc.desc.schema, o)]))
-            })
+            }))
         }
         _ => {
             let (svc, op) = find(app, name).map_err(|e| {
@@ -285,7 +332,7 @@ async fn one(
                 fault_of(None, &e, Lang::En)
             })?;
             let operation = &svc.desc.operations[op].name;
-            match call(app, headers, svc, op, params, i8_ok, started).await {
+            match call(app, headers, svc, op, params, how).await {
                 Ok(v) => {
                     calls_made.push(info(&svc.name, operation, Ok(())));
                     Ok(v)
@@ -313,7 +360,7 @@ fn system_help(name: &str) -> &'static str {
 }
 
 /// The service and operation a method name refers to.
-fn find<'a>(app: Ctx<'a>, name: &str) -> Result<(&'a Service, usize), Error> {
+fn find<'a>(app: Ctx<'a>, name: &str) -> Result<(&'a Arc<Service>, usize), Error> {
     let unknown = || Error::UnknownMethod {
         name: name.to_string(),
         hint: "methods are <service>.<operation>; system.listMethods lists them".into(),
@@ -340,33 +387,77 @@ fn find<'a>(app: Ctx<'a>, name: &str) -> Result<(&'a Service, usize), Error> {
     Ok((svc, op))
 }
 
-/// Runs one operation through the shared pipeline.
+/// Runs one operation through the shared pipeline. A backend answer of
+/// `server.stream_answers_from_bytes` or more is sent while it is written, when `how` allows.
 async fn call(
     app: Ctx<'_>,
     headers: &HeaderMap,
-    svc: &Service,
+    svc: &Arc<Service>,
     op: usize,
     params: Vec<XVal<'_>>,
-    i8_ok: bool,
-    started: Instant,
-) -> Result<String, (Error, Lang)> {
+    how: One,
+) -> Result<Reply, (Error, Lang)> {
+    let One {
+        i8_ok,
+        started,
+        may_stream,
+    } = how;
     let default_lang = svc.lang(&crate::call::Val::Null);
     let role_user = svc.authenticate(headers).map_err(|e| (e, default_lang))?;
     let operation = &svc.desc.operations[op];
     let params = xmlrpc::params_to_call(params, &svc.desc.schema, operation)
         .map_err(|e| (e.into(), default_lang))?;
     let lang = svc.lang(&params);
-    let encode = |result: Lazy<'_>, _| {
+    let encode = value_writer(svc, op, i8_ok, started);
+    let detach_from = app.p.stream_answers_from().filter(|_| may_stream);
+    let detaching = app
+        .p
+        .execute(svc, op, params, role_user.as_deref(), encode, detach_from);
+    let misfit = |shape| (svc.answer_misfit(op, &shape), lang);
+    let d = match detaching.await.map_err(|e| (e, lang))? {
+        Shaped::Now(v) => return v.map(Reply::Value).map_err(misfit),
+        Shaped::Detached(d) => d,
+    };
+    let what = format!("{}.{}", svc.name, operation.name);
+    let deadline = app.p.request_deadline(started);
+    let writer = svc.clone();
+    let write = move |result: Lazy<'_>, flush: &mut Flush<'_>, at: usize| {
+        let stamp = writer.stamp(started);
+        let output = &writer.desc.operations[op].output;
+        let result = Stamped::new(stamp.as_ref(), result);
+        xmlrpc::response_flushing(&writer.desc.schema, i8_ok, output, result, flush, at)
+            .map_err(|shape| writer.answer_misfit(op, &shape))
+    };
+    match stream::stream(d, deadline, what, write).await {
+        Ok(Began::Streaming(body)) => Ok(Reply::Message(body)),
+        Ok(Began::Ended(written)) => written
+            .map(|xml| Reply::Message(OutBody::from(Bytes::from(xml))))
+            .map_err(|e| (e, lang)),
+        // As many answers as may be are being streamed: this one is written whole.
+        Err(d) => d
+            .answer(value_writer(svc, op, i8_ok, started))
+            .map_err(|e| (e, lang))?
+            .map(Reply::Value)
+            .map_err(misfit),
+    }
+}
+
+/// The encoder of an operation's result as a whole `<value>`.
+fn value_writer(
+    svc: &Service,
+    op: usize,
+    i8_ok: bool,
+    started: Instant,
+) -> impl FnOnce(Lazy<'_>, usize) -> Result<String, ShapeError> + Send + '_ {
+    move |result: Lazy<'_>, _| {
         let mut w = ValueWriter::new(&svc.desc.schema, i8_ok);
         let stamp = svc.stamp(started);
-        w.result(&operation.output, Stamped::new(stamp.as_ref(), result))
-            .map(|()| w.out)
-    };
-    app.p
-        .execute(svc, op, params, role_user.as_deref(), encode)
-        .await
-        .map_err(|e| (e, lang))?
-        .map_err(|shape| (svc.answer_misfit(op, &shape), lang))
+        w.result(
+            &svc.desc.operations[op].output,
+            Stamped::new(stamp.as_ref(), result),
+        )
+        .map(|()| w.out)
+    }
 }
 
 /// The one place an error becomes an XML-RPC fault: failures of the call of a service with a

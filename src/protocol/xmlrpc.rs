@@ -16,7 +16,7 @@ use base64::Engine;
 
 use crate::call::{Form, Tree, Val};
 use crate::protocol::xml::{
-    self, Node, ReadError, ShapeError, XmlReader, escape_into, json_to_simple,
+    self, Flush, Node, ReadError, ShapeError, XmlReader, escape_into, json_to_simple,
 };
 use crate::schema::{ComplexType, ElementDecl, Operation, Schema, SimpleKind, TypeDef};
 
@@ -681,10 +681,34 @@ fn xsd_to_iso(t: &str) -> Option<String> {
 /// Writes `<methodResponse>` around one value's XML.
 pub fn response(value_xml: &str) -> String {
     let mut out = String::with_capacity(value_xml.len() + 120);
-    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><methodResponse><params><param>");
+    out.push_str(RESPONSE_OPEN);
     out.push_str(value_xml);
-    out.push_str("</param></params></methodResponse>");
+    out.push_str(RESPONSE_CLOSE);
     out
+}
+
+const RESPONSE_OPEN: &str =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><methodResponse><params><param>";
+const RESPONSE_CLOSE: &str = "</param></params></methodResponse>";
+
+/// A `methodResponse` holding an operation's result ([`ValueWriter::result`]), written for an
+/// answer sent while it is written: whenever the text has reached `at` bytes (between the items
+/// of an array), `flush` takes it away. What is returned is the rest.
+pub(crate) fn response_flushing<'t, T: Tree<'t>>(
+    schema: &Schema,
+    i8_ok: bool,
+    output: &ElementDecl,
+    value: T,
+    flush: &mut Flush<'_>,
+    at: usize,
+) -> Result<String, ShapeError> {
+    let mut w = ValueWriter::new(schema, i8_ok);
+    w.out = String::with_capacity(at + at / 8);
+    w.out.push_str(RESPONSE_OPEN);
+    let mut w = w.flushing(flush, at);
+    w.result(output, value)?;
+    w.out.push_str(RESPONSE_CLOSE);
+    Ok(w.out)
 }
 
 /// A fault's `<value>`: a struct with exactly `faultCode` and `faultString`.
@@ -730,6 +754,8 @@ pub(crate) struct ValueWriter<'a> {
     schema: &'a Schema,
     /// Integers beyond `i4` may be written as `i8` (else as strings).
     i8_ok: bool,
+    /// Where the text goes once it is this long ([`response_flushing`]).
+    flush: Option<(&'a mut Flush<'a>, usize)>,
 }
 
 impl<'a> ValueWriter<'a> {
@@ -738,7 +764,14 @@ impl<'a> ValueWriter<'a> {
             out: String::with_capacity(512),
             schema,
             i8_ok,
+            flush: None,
         }
+    }
+
+    /// Hands the text to `flush` whenever it has reached `at` bytes, between array items.
+    fn flushing(mut self, flush: &'a mut Flush<'a>, at: usize) -> Self {
+        self.flush = Some((flush, at));
+        self
     }
 
     /// Writes an operation's result: the response element's content, unwrapped when it has
@@ -782,6 +815,11 @@ impl<'a> ValueWriter<'a> {
                             continue;
                         }
                         self.single(decl, item, path)?;
+                        if let Some((flush, at)) = &mut self.flush
+                            && self.out.len() >= *at
+                        {
+                            flush(&mut self.out);
+                        }
                     }
                 }
                 Form::Null => {}

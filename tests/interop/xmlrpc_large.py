@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Interop test: Python's xmlrpc.client reads a large result that the bridge sends while it
+writes it (chunked, without a Content-Length).
+
+    python3 tests/interop/xmlrpc_large.py http://127.0.0.1:8080 N
+
+Expects a bridge whose product-options backend answers getOptionFeaturesInfo with N generated
+products (product i: id 1000 + i, title "Ürün i <&>", two options). ServerProxy is used as is;
+every product must come back, in order, typed. Exits 0 and prints
+"xmlrpc large result: N products OK" when every check passes.
+"""
+
+import sys
+import traceback
+import xmlrpc.client
+
+from xmlrpc_client import Signer
+
+
+def run(base, n):
+    server = xmlrpc.client.ServerProxy(base.replace("http://", "http://demo:demo-role-pass@") + "/RPC2")
+    r = server.IndividualProductOptionService.getOptionFeaturesInfo(*Signer()(), [587300354], "en")
+    assert r["ackCode"] == "success", r
+    assert r["productCount"] == n, r["productCount"]
+    products = r["products"]
+    assert len(products) == n, len(products)
+    for i, p in enumerate(products):
+        assert p["productId"] == 1000 + i, (i, p["productId"])
+        assert p["productTitle"] == f"Ürün {i} <&>", (i, p["productTitle"])
+        assert len(p["optionFeatures"]) == 2, (i, p["optionFeatures"])
+        assert p["optionFeatures"][1]["price"] == 12.5, (i, p["optionFeatures"][1])
+    return n
+
+
+def main(argv):
+    if len(argv) != 3:
+        print(f"usage: {argv[0]} BASE_URL N", file=sys.stderr)
+        return 2
+    try:
+        n = run(argv[1].rstrip("/"), int(argv[2]))
+    except Exception:
+        print("xmlrpc large result FAILED:", file=sys.stderr)
+        traceback.print_exc()
+        return 1
+    print(f"xmlrpc large result: {n} products OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
