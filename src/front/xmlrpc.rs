@@ -96,6 +96,9 @@ pub(crate) async fn handle(
     let python = header_str(&req, http::header::USER_AGENT)
         .is_some_and(|ua| ua.starts_with("Python-xmlrpc"));
     let ct = header_str(&req, http::header::CONTENT_TYPE).map(str::to_string);
+    // An HTTP/1.0 client has no chunked framing: a result sent while it is written would end
+    // where the connection closes, so a broken one would look whole. Its results are whole.
+    let may_stream = req.version() >= http::Version::HTTP_11;
     let (parts, body) = req.into_parts();
     let answer = p
         .within_request_time(async {
@@ -108,7 +111,12 @@ pub(crate) async fn handle(
                 I8Policy::Auto => call.uses_i8 || python,
             };
             let mut calls = Vec::new();
-            let xml = dispatch(app, &parts.headers, call, i8_ok, started, &mut calls).await;
+            let how = One {
+                i8_ok,
+                started,
+                may_stream,
+            };
+            let xml = dispatch(app, &parts.headers, call, how, &mut calls).await;
             Ok::<_, Error>((xml, calls))
         })
         .await;
@@ -169,27 +177,12 @@ async fn dispatch(
     app: Ctx<'_>,
     headers: &HeaderMap,
     call: MethodCall<'_>,
-    i8_ok: bool,
-    started: Instant,
+    how: One,
     calls_made: &mut Vec<CallInfo>,
 ) -> OutBody {
     let whole = |xml: String| OutBody::from(Bytes::from(xml));
     if call.name != "system.multicall" {
-        let on_its_own = One {
-            i8_ok,
-            started,
-            may_stream: true,
-        };
-        return match one(
-            app,
-            headers,
-            &call.name,
-            call.params,
-            on_its_own,
-            calls_made,
-        )
-        .await
-        {
+        return match one(app, headers, &call.name, call.params, how, calls_made).await {
             Ok(Reply::Value(v)) => whole(xmlrpc::response(&v)),
             Ok(Reply::Message(body)) => body,
             Err((code, text)) => whole(xmlrpc::fault(code, &text)),
@@ -214,9 +207,8 @@ async fn dispatch(
     };
     // Each call is answered on its own, in order: [result] or a fault struct.
     let in_multicall = One {
-        i8_ok,
-        started,
         may_stream: false,
+        ..how
     };
     let mut answers = Vec::with_capacity(calls.len());
     for (i, c) in calls.into_iter().enumerate() {
