@@ -661,14 +661,7 @@ async fn a_large_answer_is_sent_while_it_is_written_and_arrives_whole() {
         &r.body[r.body.len() - 300..]
     );
     // With streaming off, the same answer is written whole first, with its length.
-    let whole = bridge_answering_in(
-        vec![large],
-        &[(
-            "stream_answers_from_bytes = 524288",
-            "stream_answers_from_bytes = 0",
-        )],
-    )
-    .await;
+    let whole = bridge_answering_whole(vec![large]).await;
     let w = features(&whole).await;
     w.assert_success();
     assert_eq!(w.header("transfer-encoding"), None);

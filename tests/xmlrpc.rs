@@ -335,14 +335,7 @@ async fn a_large_result_is_sent_while_it_is_written() {
         let at = xml.find("<name>productCount</name>").expect("productCount");
         xml[at..].to_string()
     };
-    let whole = bridge_answering_in(
-        vec![large],
-        &[(
-            "stream_answers_from_bytes = 524288",
-            "stream_answers_from_bytes = 0",
-        )],
-    )
-    .await;
+    let whole = bridge_answering_whole(vec![large]).await;
     let w = post(&whole, call.clone()).await;
     assert!(w.header("content-length").is_some());
     assert_eq!(products(&w.body), products(&r.body));

@@ -749,6 +749,15 @@ pub async fn bridge_answering(answers: Vec<String>) -> Bridge {
     bridge_answering_in(answers, &[]).await
 }
 
+/// [`bridge_answering`] with streaming off: every answer is written whole before it is sent.
+pub async fn bridge_answering_whole(answers: Vec<String>) -> Bridge {
+    let off = (
+        "stream_answers_from_bytes = 524288",
+        "stream_answers_from_bytes = 0",
+    );
+    bridge_answering_in(answers, &[off]).await
+}
+
 /// [`bridge_answering`] on the demo configuration with each `(from, to)` of `edits` replaced.
 pub async fn bridge_answering_in(answers: Vec<String>, edits: &[(&str, &str)]) -> Bridge {
     let answers = std::sync::Arc::new(answers);

@@ -11,9 +11,9 @@ every product must come back, in order, typed. Exits 0 and prints
 """
 
 import sys
-import traceback
 import xmlrpc.client
 
+from large_answer import main_of
 from xmlrpc_client import Signer
 
 
@@ -32,19 +32,5 @@ def run(base, n):
     return n
 
 
-def main(argv):
-    if len(argv) != 3:
-        print(f"usage: {argv[0]} BASE_URL N", file=sys.stderr)
-        return 2
-    try:
-        n = run(argv[1].rstrip("/"), int(argv[2]))
-    except Exception:
-        print("xmlrpc large result FAILED:", file=sys.stderr)
-        traceback.print_exc()
-        return 1
-    print(f"xmlrpc large result: {n} products OK")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main_of(sys.argv, run, "xmlrpc large result"))

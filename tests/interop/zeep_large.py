@@ -13,12 +13,12 @@ Exits 0 and prints "zeep large answer: N products OK" when every check passes.
 """
 
 import sys
-import traceback
 
 import requests
 import zeep
 from zeep.transports import Transport
 
+from large_answer import main_of
 from zeep_client import API_KEY, OPTION_SERVICE, ROLE_PASSWORD, ROLE_USER, SECRET, Calls, \
     Signer, check_close, check_success, check_type, options_of, products_of
 
@@ -57,22 +57,5 @@ def run(base_url, n):
     return len(products)
 
 
-def main(argv):
-    if len(argv) != 3:
-        print(f"usage: {argv[0]} BASE_URL N", file=sys.stderr)
-        return 2
-    try:
-        n = run(argv[1].rstrip("/"), int(argv[2]))
-    except AssertionError as e:
-        print(f"zeep large answer FAILED: {e}", file=sys.stderr)
-        return 1
-    except Exception:
-        print("zeep large answer FAILED with an exception:", file=sys.stderr)
-        traceback.print_exc()
-        return 1
-    print(f"zeep large answer: {n} products OK")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main_of(sys.argv, run, "zeep large answer"))
