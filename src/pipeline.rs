@@ -84,6 +84,11 @@ impl Pipeline {
         self.limits.stream_answers_from
     }
 
+    /// The bridge's metrics, for a door's work that outlives the request (`front::stream`).
+    pub(crate) fn telemetry(&self) -> &Arc<crate::telemetry::Telemetry> {
+        &self.telemetry
+    }
+
     /// When the request started at `started` must be answered by: its time limit, which also
     /// bounds an answer sent while it is written.
     pub(crate) fn request_deadline(&self, started: Instant) -> Instant {

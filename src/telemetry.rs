@@ -207,6 +207,11 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndLabels {
+    end: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -401,6 +406,7 @@ pub(crate) struct Telemetry {
     retries: Family<BackendLabels, Counter>,
     breaker_openings: Family<BackendLabels, Counter>,
     signature_refusals: Family<ReasonLabels, Counter>,
+    streamed_answers: Family<EndLabels, Counter>,
     shadow: Family<ShadowLabels, Counter>,
     /// Open client connections.
     pub connections: Gauge,
@@ -478,6 +484,12 @@ impl Telemetry {
             "Signed calls refused, by reason",
             signature_refusals.clone(),
         );
+        let streamed_answers = Family::<EndLabels, Counter>::default();
+        registry.register(
+            "streamed_answers",
+            "Answers sent while they were written, by how they ended",
+            streamed_answers.clone(),
+        );
         let shadow = Family::<ShadowLabels, Counter>::default();
         registry.register(
             "shadow_calls",
@@ -530,6 +542,7 @@ impl Telemetry {
             retries,
             breaker_openings,
             signature_refusals,
+            streamed_answers,
             shadow,
             connections,
             stock_batches,
@@ -734,6 +747,14 @@ impl Telemetry {
     pub(crate) fn signature_refused(&self, reason: &'static str) {
         self.signature_refusals
             .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// An answer sent while it was written ended: `complete`, `broken` (it failed after it
+    /// began), `late` (not read within the request's time) or `closed` (the client went away).
+    pub(crate) fn streamed_answer(&self, end: &'static str) {
+        self.streamed_answers
+            .get_or_create(&EndLabels { end })
             .inc();
     }
 

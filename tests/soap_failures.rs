@@ -667,6 +667,8 @@ async fn a_large_answer_is_sent_while_it_is_written_and_arrives_whole() {
     assert_eq!(w.header("transfer-encoding"), None);
     assert!(w.header("content-length").is_some());
     assert_eq!(products_of(&w.body), products);
+    assert_streamed(&b, "complete", 1.0).await;
+    assert_streamed(&whole, "complete", 0.0).await;
 }
 
 /// A large answer that its schema cannot carry is a fault when that shows before its first
@@ -738,6 +740,26 @@ async fn raw_call_in(
     got
 }
 
+/// Waits (up to 5 s: the count is made by the writer's thread, once it is done) until the
+/// bridge's metrics count `n` streamed answers that ended as `end`.
+async fn assert_streamed(b: &Bridge, end: &str, n: f64) {
+    let series = format!("soapbridge_streamed_answers_total{{end=\"{end}\"}} ");
+    let mut seen = 0.0;
+    for _ in 0..50 {
+        let m = request("GET", &b.url("/metrics"), &[], "").await;
+        seen = m
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0.0, |v| v.trim().parse().unwrap());
+        if seen == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{series}: {seen}, expected {n}");
+}
+
 /// A streamed answer (as read off the connection) that had begun, with the product `id`, and
 /// was broken off: its envelope is not closed and its chunked body is not ended.
 fn assert_broken_off(text: &str, id: usize) {
@@ -774,6 +796,7 @@ async fn a_large_answer_not_read_in_time_is_broken_off() {
         &text[..200.min(text.len())]
     );
     assert_broken_off(&text, 1000);
+    assert_streamed(&b, "late", 1.0).await;
     let r = features(&b).await;
     r.assert_success();
 }
@@ -808,6 +831,7 @@ async fn a_large_answer_that_breaks_after_it_began_is_never_cut_short_silently()
             .contains("transfer-encoding: chunked")
     );
     assert_broken_off(&text, 4500);
+    assert_streamed(&b, "broken", 1.0).await;
     // An HTTP/1.0 client cannot tell a broken answer from an ended one (no chunked framing):
     // its answer is written whole, so the misfit is a fault.
     let env = envelope("getOptionFeaturesInfo", IDS, "en", now_ms());

@@ -235,8 +235,8 @@ async fn answer(
         Ok(Shaped::Now(written)) => answered(ctx, Ok(written)),
         Ok(Shaped::Detached(d)) => {
             let what = format!("{}.{}", svc.name, svc.desc.operations[op].name);
-            let deadline = p.request_deadline(started);
-            match stream::stream(d, deadline, what, streaming(svc, op, version, started)).await {
+            let write = streaming(svc, op, version, started);
+            match stream::stream(p, started, d, what, write).await {
                 Ok(Began::Streaming(body)) => success(svc, op, version, body),
                 Ok(Began::Ended(written)) => answered(ctx, written.map(Ok)),
                 // As many answers as may be are being streamed: this one is written whole.

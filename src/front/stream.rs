@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use crate::error::Error;
 use crate::mapping::Lazy;
+use crate::pipeline::Pipeline;
 use crate::protocol::xml::Flush;
 use crate::route::Detached;
 use crate::server::{OutBody, Piece};
@@ -54,11 +55,13 @@ enum First {
 }
 
 /// Shapes `answer` and writes it with `write` on a blocking thread, sending its pieces until
-/// `deadline`; `what` names the call in log lines ("service.operation"). `Err(answer)` when as
-/// many answers as may be are being streamed: the door writes this one whole.
+/// the request's time is up; `what` names the call in log lines ("service.operation"). How a
+/// streamed answer ended is counted (`soapbridge_streamed_answers_total`). `Err(answer)` when
+/// as many answers as may be are being streamed: the door writes this one whole.
 pub(crate) async fn stream(
+    p: &Pipeline,
+    started: Instant,
     answer: Detached,
-    deadline: Instant,
     what: String,
     write: impl Writer,
 ) -> Result<Began, Detached> {
@@ -68,10 +71,15 @@ pub(crate) async fn stream(
     let (first_tx, first) = tokio::sync::oneshot::channel();
     let (tx, rx) = tokio::sync::mpsc::channel(PIECES_WAITING);
     let context = crate::telemetry::current_request();
+    let deadline = p.request_deadline(started);
+    let telemetry = p.telemetry().clone();
     tokio::task::spawn_blocking(move || {
-        crate::telemetry::within_request(context, || {
-            write_pieces(answer, deadline, &what, write, first_tx, &tx);
+        let end = crate::telemetry::within_request(context, || {
+            write_pieces(answer, deadline, &what, write, first_tx, &tx)
         });
+        if let Some(end) = end {
+            telemetry.streamed_answer(end);
+        }
         drop(slot);
     });
     Ok(match first.await {
@@ -83,7 +91,8 @@ pub(crate) async fn stream(
 
 /// The blocking half of [`stream`]: shapes the answer and writes it, handing each piece on. A
 /// client that stops reading (or reads too slowly to be done by `deadline`) gets nothing more;
-/// the message is still written to its end, without being kept.
+/// the message is still written to its end, without being kept. Says how a streamed answer
+/// ended (`None`: it ended before its first piece, and its door answers it whole).
 fn write_pieces(
     answer: Detached,
     deadline: Instant,
@@ -91,7 +100,7 @@ fn write_pieces(
     write: impl Writer,
     first: tokio::sync::oneshot::Sender<First>,
     tx: &tokio::sync::mpsc::Sender<Piece>,
-) {
+) -> Option<&'static str> {
     let rt = tokio::runtime::Handle::current();
     let mut first = Some(first);
     let mut gone = None;
@@ -114,19 +123,23 @@ fn write_pieces(
     let broken = match (first, written) {
         (Some(f), written) => {
             let _ = f.send(First::Ended(written));
-            return;
+            return None;
         }
         (None, Ok(rest)) => {
             if gone.is_none() {
                 gone = send_piece(&rt, tx, Piece::Last(Bytes::from(rest)), deadline).err();
             }
-            if gone == Some(Gone::Late) {
-                tracing::warn!(
-                    call = what,
-                    "a streamed answer was not read within the request's time; the rest was not sent"
-                );
-            }
-            return;
+            return Some(match gone {
+                None => "complete",
+                Some(Gone::Closed) => "closed",
+                Some(Gone::Late) => {
+                    tracing::warn!(
+                        call = what,
+                        "a streamed answer was not read within the request's time; the rest was not sent"
+                    );
+                    "late"
+                }
+            });
         }
         (None, Err(e)) => e,
     };
@@ -139,6 +152,7 @@ fn write_pieces(
     if gone.is_none() {
         let _ = send_piece(&rt, tx, Piece::Broken(broken.code().to_string()), deadline);
     }
+    Some("broken")
 }
 
 /// Why a streamed answer's pieces stopped going out.

@@ -411,7 +411,6 @@ async fn call(
         Shaped::Detached(d) => d,
     };
     let what = format!("{}.{}", svc.name, operation.name);
-    let deadline = app.p.request_deadline(started);
     let writer = svc.clone();
     let write = move |result: Lazy<'_>, flush: &mut Flush<'_>, at: usize| {
         let stamp = writer.stamp(started);
@@ -420,7 +419,7 @@ async fn call(
         xmlrpc::response_flushing(&writer.desc.schema, i8_ok, output, result, flush, at)
             .map_err(|shape| writer.answer_misfit(op, &shape))
     };
-    match stream::stream(d, deadline, what, write).await {
+    match stream::stream(app.p, started, d, what, write).await {
         Ok(Began::Streaming(body)) => Ok(Reply::Message(body)),
         Ok(Began::Ended(written)) => written
             .map(|xml| Reply::Message(OutBody::from(Bytes::from(xml))))
