@@ -105,10 +105,12 @@ fn write_pieces(
     let mut first = Some(first);
     let mut gone = None;
     let mut flush = |out: &mut String| {
-        let text = std::mem::replace(out, String::with_capacity(PIECE + PIECE / 8));
         if gone.is_some() {
+            // No one reads it any more: the text is let go as it is written.
+            out.clear();
             return;
         }
+        let text = std::mem::replace(out, String::with_capacity(PIECE + PIECE / 8));
         gone = match first.take() {
             Some(f) => f
                 .send(First::Piece(Bytes::from(text)))
