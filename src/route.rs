@@ -146,7 +146,7 @@ impl Route {
     ///
     /// With `detach_from`, a single answer of at least that many bytes is not shaped here: it
     /// is handed back as a [`Detached`], which owns what its shaping reads, so that the caller
-    /// can shape and send it elsewhere (the SOAP door writes it on a blocking thread while it
+    /// can shape and send it elsewhere (`front::stream` writes it on a blocking thread while it
     /// is sent).
     pub(crate) async fn answer<R>(
         &self,
