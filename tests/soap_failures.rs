@@ -698,8 +698,8 @@ async fn raw_call(b: &Bridge, envelope: &str, limit: usize) -> Vec<u8> {
     raw_call_in(b, "HTTP/1.1", envelope, limit, Duration::ZERO).await
 }
 
-/// [`raw_call`] in the HTTP version `version` ("HTTP/1.0"), with a receive buffer of 16 KiB,
-/// reading nothing more for `pause` once the first bytes came.
+/// [`raw_call`] in the HTTP version `version` ("HTTP/1.0"), reading nothing more for `pause`
+/// once the first bytes came.
 async fn raw_call_in(
     b: &Bridge,
     version: &str,
@@ -707,37 +707,12 @@ async fn raw_call_in(
     limit: usize,
     pause: Duration,
 ) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = b
-        .url("")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(16 * 1024).unwrap();
-    let mut s = socket.connect(addr.parse().unwrap()).await.unwrap();
-    let head = format!(
-        "POST {OPTION_PATH} {version}\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
-        basic(USER),
-        envelope.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(envelope.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    while got.len() < limit {
-        match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => {
-                if got.is_empty() {
-                    tokio::time::sleep(pause).await;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
-            Err(_) => panic!("the bridge neither ended nor closed the answer within 30 s"),
-        }
-    }
-    got
+    let head = [
+        ("Content-Type", "text/xml; charset=utf-8"),
+        ("SOAPAction", "\"\""),
+    ];
+    let read = RawRead { limit, pause };
+    raw_post(b, OPTION_PATH, version, USER, &head, envelope, read).await
 }
 
 /// Waits (up to 5 s: the count is made by the writer's thread, once it is done) until the

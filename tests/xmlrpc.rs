@@ -349,24 +349,13 @@ async fn a_large_result_is_sent_while_it_is_written() {
         "<?xml version=\"1.0\"?><methodCall><methodName>system.multicall</methodName><params><param><value><array><data><value><struct><member><name>methodName</name><value><string>IndividualProductOptionService.getOptionFeaturesInfo</string></value></member><member><name>params</name><value><array><data>{params}</data></array></value></member></struct></value></data></array></value></param></params></methodCall>"
     );
     // An HTTP/1.0 client (no chunked framing) gets the result written whole, with its length.
-    let old = {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let addr = b.url("").trim_start_matches("http://").to_string();
-        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let head = format!(
-            "POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
-            basic(FIXTURE_USER),
-            call.len()
-        );
-        s.write_all(head.as_bytes()).await.unwrap();
-        s.write_all(call.as_bytes()).await.unwrap();
-        let mut got = Vec::new();
-        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut got))
-            .await
-            .unwrap()
-            .unwrap();
-        String::from_utf8(got).unwrap()
+    let head = [("Content-Type", "text/xml")];
+    let read = RawRead {
+        limit: usize::MAX,
+        pause: Duration::ZERO,
     };
+    let old = raw_post(&b, "/RPC2", "HTTP/1.0", FIXTURE_USER, &head, &call, read).await;
+    let old = String::from_utf8(old).unwrap();
     assert!(old.starts_with("HTTP/1.0 200 OK\r\n"), "{}", &old[..200]);
     assert!(old.to_ascii_lowercase().contains("\r\ncontent-length: "));
     assert!(old.ends_with("</param></params></methodResponse>"));

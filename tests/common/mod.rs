@@ -783,3 +783,56 @@ pub async fn bridge_answering_in(answers: Vec<String>, edits: &[(&str, &str)]) -
     }
     Bridge::with_config(&config).await
 }
+
+/// How [`raw_post`] reads the answer: up to `limit` bytes (or until the bridge closes the
+/// connection), reading nothing more for `pause` once the first bytes came.
+#[derive(Clone, Copy)]
+pub struct RawRead {
+    pub limit: usize,
+    pub pause: Duration,
+}
+
+/// POSTs `body` to `path` on a connection of its own, in the HTTP version `version`
+/// ("HTTP/1.0"), with HTTP Basic `user`, the `headers` and a receive buffer of 16 KiB, and
+/// returns the bytes read off the connection: what a client that does not trust the framing
+/// would see.
+pub async fn raw_post(
+    b: &Bridge,
+    path: &str,
+    version: &str,
+    user: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    read: RawRead,
+) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut s = socket.connect(b.addr).await.unwrap();
+    let mut head = format!("POST {path} {version}\r\nHost: {}\r\n", b.addr);
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Authorization: {}\r\nContent-Length: {}\r\n\r\n",
+        basic(user),
+        body.len()
+    ));
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while got.len() < read.limit {
+        match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                if got.is_empty() {
+                    tokio::time::sleep(read.pause).await;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            Err(_) => panic!("the bridge neither ended nor closed the answer within 30 s"),
+        }
+    }
+    got
+}
