@@ -19,8 +19,12 @@ const CALLS: [&str; 4] = [
     "calculateOptionsPrice",
 ];
 
+/// A fresh directory of its own for each call (tests run at once: two calls with the same
+/// name must not share one, or one removes what the other is writing).
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("soapbridge-{name}-{}", std::process::id()));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("soapbridge-{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
