@@ -11,7 +11,14 @@
 //!   and detail, reads properties, creates, updates, calls an action, filters, logs in with a
 //!   session and deletes through the winstrom door (`tests/interop/abraflexi_client.py`).
 //!
-//! These tests are required: without Python (or zeep) they fail and say what to install.
+//! - suds (suds-community), the older Python SOAP client, does the same with its own WSDL reader
+//!   (`tests/interop/suds_client.py`).
+//! - PHP's SoapClient (ext-soap), in WSDL mode, calls the option and payment services and reads
+//!   a large streamed answer (`tests/interop/php_client.php`); Debian's php-cli and php-soap
+//!   come from `tests/setup.sh`.
+//!
+//! These tests are required: without Python (or zeep), or PHP with ext-soap, they fail and say
+//! what to install.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 mod common;
@@ -30,8 +37,8 @@ async fn run_client(module: &str, script: &'static str, expect: &str) {
     run_client_against(&Bridge::demo().await, module, script, &[], expect).await;
 }
 
-/// Runs a client script (with `args` after the bridge's URL) against `bridge`; its stdout
-/// must contain `expect`.
+/// Runs a Python client script (with `args` after the bridge's URL) against `bridge`; its
+/// stdout must contain `expect`.
 async fn run_client_against(
     bridge: &Bridge,
     module: &str,
@@ -43,13 +50,37 @@ async fn run_client_against(
         python_has(module),
         "python3 with {module} is required: python3 -m pip install -r tests/requirements.txt"
     );
+    run_program(bridge, "python3", script, args, expect).await;
+}
+
+/// Runs a PHP client script (with `args` after the bridge's URL) against `bridge`; its stdout
+/// must contain `expect`.
+async fn run_php_against(bridge: &Bridge, script: &'static str, args: &[&str], expect: &str) {
+    let has_soap = std::process::Command::new("php")
+        .args(["-r", "exit(class_exists('SoapClient') ? 0 : 1);"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        has_soap,
+        "PHP with ext-soap is required: bash tests/setup.sh (Debian's php-cli and php-soap)"
+    );
+    run_program(bridge, "php", script, args, expect).await;
+}
+
+async fn run_program(
+    bridge: &Bridge,
+    program: &'static str,
+    script: &'static str,
+    args: &[&str],
+    expect: &str,
+) {
     let mut argv = vec![script.to_string(), format!("http://{}", bridge.addr)];
     argv.extend(args.iter().map(|a| a.to_string()));
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
+        std::process::Command::new(program)
             .args(&argv)
             .output()
-            .expect("python3 runs")
+            .expect("the client runs")
     })
     .await
     .unwrap();
@@ -60,6 +91,41 @@ async fn run_client_against(
         "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains(expect), "stdout:\n{stdout}");
+}
+
+/// PHP's SoapClient, in WSDL mode with HTTP Basic as its only set-up, calls the option and
+/// payment services over SOAP 1.1 and 1.2: typed answers, a business failure, a voucher paid
+/// once, an expired signature in Turkish, a fault for an operation the service lacks, and 401
+/// for a wrong password (`tests/interop/php_client.php`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_soapclient_calls_the_option_and_payment_services_from_the_served_wsdl() {
+    run_php_against(
+        &Bridge::demo().await,
+        "tests/interop/php_client.php",
+        &[],
+        "php soapclient: 9 calls OK",
+    )
+    .await;
+}
+
+/// PHP's SoapClient reads an answer the bridge sends while it writes it (chunked), every
+/// product in order and typed, and fails on one the bridge breaks off after it began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_soapclient_reads_a_large_answer_sent_while_it_is_written() {
+    let bridge = bridge_answering(vec![
+        option_features(4000, None),
+        option_features(4000, Some(3990)),
+    ])
+    .await;
+    run_php_against(
+        &bridge,
+        "tests/interop/php_client.php",
+        &["large", "4000"],
+        "php large answer: 4000 products OK",
+    )
+    .await;
+    assert_streamed(&bridge, "complete", 1.0).await;
+    assert_streamed(&bridge, "broken", 1.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,6 +174,33 @@ async fn zeep_reads_a_large_answer_sent_while_it_is_written() {
         Some("chunked"),
         "the answer was streamed"
     );
+}
+
+/// suds (suds-community) loads the served WSDLs and calls the option and payment services:
+/// typed answers, business failures, and a fault it raises as `WebFault`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suds_calls_the_option_and_payment_services_from_the_served_wsdl() {
+    run_client(
+        "suds",
+        "tests/interop/suds_client.py",
+        "suds interop: 6 calls OK",
+    )
+    .await;
+}
+
+/// suds reads an answer the bridge sends while it writes it: every product, in order, typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suds_reads_a_large_answer_sent_while_it_is_written() {
+    let bridge = bridge_answering(vec![option_features(4000, None)]).await;
+    run_client_against(
+        &bridge,
+        "suds",
+        "tests/interop/suds_client.py",
+        &["large", "4000"],
+        "suds large answer: 4000 products OK",
+    )
+    .await;
+    assert_streamed(&bridge, "complete", 1.0).await;
 }
 
 /// Python's `xmlrpc.client` reads a large result sent while it is written.

@@ -836,3 +836,23 @@ pub async fn raw_post(
     }
     got
 }
+
+/// Waits (up to 5 s: the count is made by the writer's thread, once it is done) until the
+/// bridge's metrics count `n` streamed answers that ended as `end`.
+pub async fn assert_streamed(b: &Bridge, end: &str, n: f64) {
+    let series = format!("soapbridge_streamed_answers_total{{end=\"{end}\"}} ");
+    let mut seen = 0.0;
+    for _ in 0..50 {
+        let m = request("GET", &b.url("/metrics"), &[], "").await;
+        seen = m
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0.0, |v| v.trim().parse().unwrap());
+        if seen == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{series}: {seen}, expected {n}");
+}
