@@ -16,9 +16,11 @@
 //! - PHP's SoapClient (ext-soap), in WSDL mode, calls the option and payment services and reads
 //!   a large streamed answer (`tests/interop/php_client.php`); Debian's php-cli and php-soap
 //!   come from `tests/setup.sh`.
+//! - Perl's SOAP::Lite, without a WSDL, as Perl integrations call it, does the same
+//!   (`tests/interop/soaplite_client.pl`); Debian's libsoap-lite-perl comes from `tests/setup.sh`.
 //!
-//! These tests are required: without Python (or zeep), or PHP with ext-soap, they fail and say
-//! what to install.
+//! These tests are required: without Python (with zeep and suds), PHP with ext-soap or Perl with
+//! SOAP::Lite, they fail and say what to install.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // a test (or benchmark) may unwrap and print
 
 mod common;
@@ -53,18 +55,37 @@ async fn run_client_against(
     run_program(bridge, "python3", script, args, expect).await;
 }
 
+/// Fails, saying what to install, unless `program` with `probe` succeeds.
+fn require(program: &str, probe: &[&str], what: &str) {
+    let ok = std::process::Command::new(program)
+        .args(probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(ok, "{what} is required: bash tests/setup.sh installs it");
+}
+
 /// Runs a PHP client script (with `args` after the bridge's URL) against `bridge`; its stdout
 /// must contain `expect`.
 async fn run_php_against(bridge: &Bridge, script: &'static str, args: &[&str], expect: &str) {
-    let has_soap = std::process::Command::new("php")
-        .args(["-r", "exit(class_exists('SoapClient') ? 0 : 1);"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        has_soap,
-        "PHP with ext-soap is required: bash tests/setup.sh (Debian's php-cli and php-soap)"
+    let probe = ["-r", "exit(class_exists('SoapClient') ? 0 : 1);"];
+    require(
+        "php",
+        &probe,
+        "PHP with ext-soap (Debian's php-cli and php-soap)",
     );
     run_program(bridge, "php", script, args, expect).await;
+}
+
+/// Runs a Perl client script (with `args` after the bridge's URL) against `bridge`; its
+/// stdout must contain `expect`.
+async fn run_perl_against(bridge: &Bridge, script: &'static str, args: &[&str], expect: &str) {
+    let probe = ["-MSOAP::Lite", "-e", "1"];
+    require(
+        "perl",
+        &probe,
+        "Perl with SOAP::Lite (Debian's libsoap-lite-perl)",
+    );
+    run_program(bridge, "perl", script, args, expect).await;
 }
 
 async fn run_program(
@@ -201,6 +222,40 @@ async fn suds_reads_a_large_answer_sent_while_it_is_written() {
     )
     .await;
     assert_streamed(&bridge, "complete", 1.0).await;
+}
+
+/// Perl's SOAP::Lite, without the WSDL and with its own defaults (an encodingStyle, an
+/// xsi:type on every scalar), calls the option service: typed values, business failures, a
+/// Client fault for an operation the service lacks, and 401 for a wrong password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soap_lite_calls_the_option_service_without_the_wsdl() {
+    run_perl_against(
+        &Bridge::demo().await,
+        "tests/interop/soaplite_client.pl",
+        &[],
+        "soap-lite interop: 7 calls OK",
+    )
+    .await;
+}
+
+/// SOAP::Lite reads an answer sent while it is written, and does not take one broken off
+/// after it began for an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soap_lite_reads_a_large_answer_sent_while_it_is_written() {
+    let bridge = bridge_answering(vec![
+        option_features(4000, None),
+        option_features(4000, Some(3990)),
+    ])
+    .await;
+    run_perl_against(
+        &bridge,
+        "tests/interop/soaplite_client.pl",
+        &["large", "4000"],
+        "soap-lite large answer: 4000 products OK",
+    )
+    .await;
+    assert_streamed(&bridge, "complete", 1.0).await;
+    assert_streamed(&bridge, "broken", 1.0).await;
 }
 
 /// Python's `xmlrpc.client` reads a large result sent while it is written.
