@@ -57,6 +57,8 @@ struct Shared {
     /// Flexi login sessions, kept across reloads.
     sessions: Arc<crate::front::winstrom::Sessions>,
     serve: ServeOptions,
+    /// Bytes of large request bodies held at once, across generations.
+    body_budget: Option<Arc<crate::server::BodyBudget>>,
     /// The plan's parts a reload cannot change, to warn when a new file changes them.
     fixed: Fixed,
     /// Where the configuration is read again on a reload.
@@ -82,6 +84,7 @@ impl std::fmt::Debug for SourceSlot {
 struct Fixed {
     listen: std::net::SocketAddr,
     max_connections: usize,
+    body_budget: Option<usize>,
     header_timeout: std::time::Duration,
     store: Option<(String, String)>,
     stock: Option<String>,
@@ -92,6 +95,7 @@ impl Fixed {
         Fixed {
             listen: plan.server.listen,
             max_connections: plan.server.max_connections,
+            body_budget: plan.server.body_budget,
             header_timeout: plan.server.header_timeout,
             store: plan
                 .store
@@ -185,6 +189,9 @@ impl App {
                 },
                 connections: None,
             },
+            body_budget: server
+                .body_budget
+                .map(|n| Arc::new(crate::server::BodyBudget::new(n))),
             fixed: Fixed::of(&plan),
             source: SourceSlot::default(),
             reloading: tokio::sync::Mutex::new(()),
@@ -205,7 +212,7 @@ impl App {
         let fixed = Fixed::of(&plan);
         if fixed != self.shared.fixed {
             tracing::warn!(
-                "the listen address, connection limit, header timeout, [store] and [stock] take effect at restart only; the rest of the new configuration is in force"
+                "the listen address, connection limit, bytes of bodies in flight, header timeout, [store] and [stock] take effect at restart only; the rest of the new configuration is in force"
             );
         }
         let generation = self.shared.generation(plan);
@@ -610,6 +617,7 @@ impl Shared {
         Generation {
             pipeline: Pipeline::new(
                 plan.server.limits,
+                self.body_budget.clone(),
                 self.clock.clone(),
                 self.stock.clone(),
                 self.telemetry.clone(),

@@ -170,6 +170,10 @@ pub enum Error {
     },
 
     // ---- ours ------------------------------------------------------------------------------
+    #[error(
+        "the bridge holds as many large request bodies as it may at once ({limit} bytes, server.max_body_bytes_in_flight); send the call again shortly"
+    )]
+    BodiesInFlight { limit: usize },
     #[error("the request took longer than the limit of {limit_ms} ms")]
     RequestTimeout { limit_ms: u64 },
     #[error("internal error: {0}")]
@@ -242,7 +246,7 @@ impl Error {
             | BackendSessionExpired { .. }
             | BackendCircuitOpen { .. }
             | BackendBusy { .. } => Party::Backend,
-            RequestTimeout { .. } | Internal(_) | Store(_) => Party::Bridge,
+            BodiesInFlight { .. } | RequestTimeout { .. } | Internal(_) | Store(_) => Party::Bridge,
             _ => Party::Caller,
         }
     }
@@ -278,6 +282,7 @@ impl Error {
             BackendBusy { .. } => "BACKEND_BUSY",
             RateLimited { .. } => "RATE_LIMITED",
             RequestTimeout { .. } => "REQUEST_TIMEOUT",
+            BodiesInFlight { .. } => "BRIDGE_BUSY",
             Internal(_) => "INTERNAL",
             Store(_) => "STORE_UNAVAILABLE",
         }
@@ -295,7 +300,10 @@ impl Error {
             // Credentials are renewed and the call repeated by the backend client itself.
             BackendSessionExpired { .. } => Retry::Never,
             // Nothing was sent; but sending again at once would meet the same state.
-            BackendCircuitOpen { .. } | BackendBusy { .. } | RateLimited { .. } => Retry::Never,
+            BackendCircuitOpen { .. }
+            | BackendBusy { .. }
+            | RateLimited { .. }
+            | BodiesInFlight { .. } => Retry::Never,
             BackendRefused(r) if matches!(r.status, 408 | 429) => Retry::IfIdempotent,
             Store(_) | RequestTimeout { .. } => Retry::IfIdempotent,
             _ => Retry::Never,
@@ -344,6 +352,7 @@ impl Error {
             Store(_) => 3007,
             BackendCircuitOpen { .. } => 3008,
             BackendBusy { .. } => 3009,
+            BodiesInFlight { .. } => 3010,
             _ => return None,
         })
     }

@@ -16,13 +16,15 @@ use crate::error::Error;
 use crate::mapping::{Doc, Lazy, Scope};
 use crate::protocol::xml::ReadError;
 use crate::route::Shaped;
-use crate::server::{Body, WholeBody};
+use crate::server::{Body, BodyBudget, Held, WholeBody};
 use crate::service::{Operation, Service};
 use crate::stock::StockSync;
 
 #[derive(Debug)]
 pub(crate) struct Pipeline {
     limits: Limits,
+    /// Shared by every generation: the bound is the process's.
+    body_budget: Option<Arc<BodyBudget>>,
     clock: Clock,
     stock: Option<Arc<StockSync>>,
     telemetry: Arc<crate::telemetry::Telemetry>,
@@ -31,12 +33,14 @@ pub(crate) struct Pipeline {
 impl Pipeline {
     pub(crate) fn new(
         limits: Limits,
+        body_budget: Option<Arc<BodyBudget>>,
         clock: Clock,
         stock: Option<Arc<StockSync>>,
         telemetry: Arc<crate::telemetry::Telemetry>,
     ) -> Pipeline {
         Pipeline {
             limits,
+            body_budget,
             clock,
             stock,
             telemetry,
@@ -48,22 +52,40 @@ impl Pipeline {
         self.limits.max_depth
     }
 
-    /// Reads a request body within the size and time limits.
-    pub(crate) async fn read_body(&self, body: Body) -> Result<Bytes, Error> {
+    /// Reads a request body within the size and time limits, and the bytes of large bodies
+    /// in flight (`server.max_body_bytes_in_flight`): a body of declared length waits, within
+    /// the time its client has to send it, for its length to be free before it is read. What
+    /// the body holds of that budget is given back when the [`Held`] is dropped: the door
+    /// keeps it until the call is answered, since what is decoded from the body lives as long.
+    pub(crate) async fn read_body(&self, body: Body) -> Result<(Bytes, Held), Error> {
         let limit = self.limits.max_body;
-        match tokio::time::timeout(
-            self.limits.body_timeout,
-            crate::server::read_whole(body, limit),
-        )
-        .await
+        let deadline = tokio::time::Instant::now() + self.limits.body_timeout;
+        let busy = Error::BodiesInFlight {
+            limit: self.body_budget.as_ref().map_or(0, |b| b.limit()),
+        };
+        let mut held = Held::default();
+        let declared = http_body::Body::size_hint(&body)
+            .exact()
+            .filter(|&n| n <= limit as u64);
+        if let (Some(b), Some(n)) = (self.body_budget.as_deref(), declared)
+            && !tokio::time::timeout_at(deadline, b.take(&mut held, n as usize, true))
+                .await
+                .unwrap_or(false)
         {
+            return Err(busy);
+        }
+        let budget = self.body_budget.as_deref().map(|b| (b, &mut held));
+        let read = crate::server::read_whole(body, limit, budget);
+        let body = match tokio::time::timeout_at(deadline, read).await {
             Err(_) => Err(Error::BodyTimeout),
             Ok(Ok(b)) => Ok(b),
             Ok(Err(WholeBody::TooLarge)) => Err(Error::BodyTooLarge { limit }),
+            Ok(Err(WholeBody::Busy)) => Err(busy),
             Ok(Err(WholeBody::Failed(e))) => {
                 Err(ReadError::MalformedXml(format!("reading the body failed: {e}")).into())
             }
-        }
+        }?;
+        Ok((body, held))
     }
 
     /// Runs `f` within the whole-request time limit.

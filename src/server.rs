@@ -444,6 +444,8 @@ pub(crate) enum WholeBody {
     TooLarge,
     /// The connection failed while the body was read.
     Failed(String),
+    /// The [`BodyBudget`] had no room for it.
+    Busy,
 }
 
 impl std::fmt::Display for WholeBody {
@@ -451,6 +453,84 @@ impl std::fmt::Display for WholeBody {
         match self {
             WholeBody::TooLarge => f.write_str("length limit exceeded"),
             WholeBody::Failed(e) => f.write_str(e),
+            WholeBody::Busy => f.write_str("no room among the request bodies in flight"),
+        }
+    }
+}
+
+/// Bodies up to this size are read outside the [`BodyBudget`]: every connection may hold this
+/// much in its read buffer anyway ([`READ_BUFFER_MAX`]), so `max_connections` bounds them, and
+/// a small call never waits behind large ones.
+pub(crate) const FREE_BODY_BYTES: usize = READ_BUFFER_MAX;
+
+/// The bytes of request bodies longer than [`FREE_BODY_BYTES`] that the bridge reads and holds
+/// at once, across all requests and doors (`server.max_body_bytes_in_flight`). A body takes
+/// its length from the budget before it is read (its declared length) or as it arrives
+/// (chunked), and gives it back when the call that holds it is answered ([`Held`]). Counted in
+/// KiB, so that any size fits a permit count.
+#[derive(Debug)]
+pub(crate) struct BodyBudget {
+    kib: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+}
+
+/// What one body took from the [`BodyBudget`]; given back when dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Held(Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl Held {
+    fn kib(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.num_permits())
+    }
+}
+
+impl BodyBudget {
+    pub(crate) fn new(limit: usize) -> BodyBudget {
+        let kib = limit
+            .div_ceil(1024)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        BodyBudget {
+            kib: Arc::new(tokio::sync::Semaphore::new(kib)),
+            limit,
+        }
+    }
+
+    /// The configured bound, in bytes.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Takes into `held` what a body of `bytes` in all needs beyond what it holds: waiting
+    /// for it when `wait`, or only if it is there now. False when it was not given.
+    pub(crate) async fn take(&self, held: &mut Held, bytes: usize, wait: bool) -> bool {
+        if bytes <= FREE_BODY_BYTES {
+            return true;
+        }
+        let Some(more) = bytes
+            .div_ceil(1024)
+            .checked_sub(held.kib())
+            .filter(|&n| n > 0)
+        else {
+            return true;
+        };
+        let Ok(more) = u32::try_from(more) else {
+            return false;
+        };
+        let got = if wait {
+            self.kib.clone().acquire_many_owned(more).await.ok()
+        } else {
+            self.kib.clone().try_acquire_many_owned(more).ok()
+        };
+        match (got, &mut held.0) {
+            (None, _) => false,
+            (Some(p), Some(h)) => {
+                h.merge(p);
+                true
+            }
+            (Some(p), h) => {
+                *h = Some(p);
+                true
+            }
         }
     }
 }
@@ -459,7 +539,16 @@ impl std::fmt::Display for WholeBody {
 /// it came (no copy); a longer one is gathered into a buffer sized from its declared length,
 /// and each frame is let go as soon as it is copied, so that a large message is held once
 /// rather than as its frames plus a joined copy at twice the capacity.
-pub(crate) async fn read_whole<B>(mut body: B, limit: usize) -> Result<Bytes, WholeBody>
+///
+/// With a budget, a body longer than [`FREE_BODY_BYTES`] takes what it grows to from it as it
+/// arrives, without waiting (a body that waited while holding part of the budget could hold up
+/// another that does the same): [`WholeBody::Busy`] when the budget has no room. A body whose
+/// length is declared takes it all before it is read ([`crate::pipeline::Pipeline::read_body`]).
+pub(crate) async fn read_whole<B>(
+    mut body: B,
+    limit: usize,
+    mut budget: Option<(&BodyBudget, &mut Held)>,
+) -> Result<Bytes, WholeBody>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -478,6 +567,11 @@ where
         let total = first.as_ref().map_or(0, Bytes::len) + joined.len() + data.len();
         if total > limit {
             return Err(WholeBody::TooLarge);
+        }
+        if let Some((b, held)) = budget.as_mut()
+            && !b.take(held, total, false).await
+        {
+            return Err(WholeBody::Busy);
         }
         match first.take() {
             None if joined.is_empty() => first = Some(data),
@@ -544,10 +638,10 @@ mod tests {
     async fn a_whole_body_is_read_into_one_buffer_within_the_limit() {
         // One frame is kept as it came.
         let one: &'static [u8] = b"<a>1</a>";
-        let got = read_whole(frames(&[one]), 100).await.unwrap();
+        let got = read_whole(frames(&[one]), 100, None).await.unwrap();
         assert_eq!(got.as_ptr(), one.as_ptr());
         // Several are joined, in order.
-        let got = read_whole(frames(&[b"<a>", b"1", b"</a>"]), 100)
+        let got = read_whole(frames(&[b"<a>", b"1", b"</a>"]), 100, None)
             .await
             .unwrap();
         assert_eq!(&got[..], b"<a>1</a>");
@@ -555,13 +649,14 @@ mod tests {
         assert!(matches!(
             read_whole(
                 http_body_util::Full::new(Bytes::from_static(b"0123456789")),
-                9
+                9,
+                None
             )
             .await,
             Err(WholeBody::TooLarge)
         ));
         assert!(matches!(
-            read_whole(frames(&[b"01234", b"56789"]), 9).await,
+            read_whole(frames(&[b"01234", b"56789"]), 9, None).await,
             Err(WholeBody::TooLarge)
         ));
         // A failing connection is named.
@@ -570,8 +665,40 @@ mod tests {
             Err(std::io::Error::other("connection reset")),
         ]));
         assert!(matches!(
-            read_whole(broken, 100).await,
+            read_whole(broken, 100, None).await,
             Err(WholeBody::Failed(e)) if e.contains("connection reset")
         ));
+    }
+
+    #[tokio::test]
+    async fn large_bodies_take_their_bytes_from_the_budget_and_give_them_back() {
+        let pieces = |n: usize| {
+            Frames(
+                (0..n)
+                    .map(|_| Ok(Bytes::from(vec![b'x'; 60 * 1024])))
+                    .collect(),
+            )
+        };
+        let budget = BodyBudget::new(200 * 1024);
+        // A small body is read outside the budget, even when the budget is all taken.
+        let mut all = Held::default();
+        assert!(budget.take(&mut all, 200 * 1024, false).await);
+        let mut small = Held::default();
+        let got = read_whole(frames(&[b"<a/>"]), 1 << 20, Some((&budget, &mut small))).await;
+        assert_eq!(&got.unwrap()[..], b"<a/>");
+        // A large one arriving in pieces finds no room: refused, holding nothing.
+        let mut held = Held::default();
+        let got = read_whole(pieces(2), 1 << 20, Some((&budget, &mut held))).await;
+        assert!(matches!(got, Err(WholeBody::Busy)));
+        assert_eq!(held.kib(), 0);
+        // Once the budget is given back, it is read, and holds its size until dropped.
+        drop(all);
+        let got = read_whole(pieces(2), 1 << 20, Some((&budget, &mut held))).await;
+        assert_eq!(got.unwrap().len(), 120 * 1024);
+        assert_eq!(held.kib(), 120);
+        let mut other = Held::default();
+        assert!(!budget.take(&mut other, 100 * 1024, false).await);
+        drop(held);
+        assert!(budget.take(&mut other, 100 * 1024, false).await);
     }
 }

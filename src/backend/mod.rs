@@ -409,7 +409,7 @@ impl Backend {
                     cause: Box::new(e),
                 })?;
         let http_status = response.status().as_u16();
-        let bytes = crate::server::read_whole(response.into_body(), self.max_response_bytes)
+        let bytes = crate::server::read_whole(response.into_body(), self.max_response_bytes, None)
             .await
             .map_err(|e| Error::BackendBadResponse {
                 backend: self.name.clone(),

@@ -235,17 +235,32 @@ impl Compiler<'_> {
                 "must be at least 4 (a SOAP envelope alone nests 3 levels)",
             );
         }
+        let max_body = self.at_least(
+            None,
+            "server.max_body_bytes",
+            s.max_body_bytes,
+            d::MAX_BODY_BYTES,
+            1,
+        );
+        let body_budget = Some(
+            s.max_body_bytes_in_flight
+                .unwrap_or(d::MAX_BODY_BYTES_IN_FLIGHT.max(max_body)),
+        )
+        .filter(|&n| n > 0);
+        if let Some(n) = body_budget.filter(|&n| n < max_body) {
+            self.err(
+                None,
+                "server.max_body_bytes_in_flight",
+                format!(
+                    "{n} is less than server.max_body_bytes ({max_body}): a request of the largest size accepted could never be read; make it at least that, or 0 for no bound"
+                ),
+            );
+        }
         ServerPlan {
             listen,
             public_url,
             limits: Limits {
-                max_body: self.at_least(
-                    None,
-                    "server.max_body_bytes",
-                    s.max_body_bytes,
-                    d::MAX_BODY_BYTES,
-                    1,
-                ),
+                max_body,
                 max_depth,
                 body_timeout: self.duration(
                     None,
@@ -281,6 +296,7 @@ impl Compiler<'_> {
                 d::MAX_CONNECTIONS,
                 1,
             ),
+            body_budget,
             metrics: s.metrics.unwrap_or(true),
         }
     }

@@ -12,6 +12,8 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const MAX_CONNECTIONS: usize = 10_000;
+/// Bytes of request bodies longer than 64 KiB that are held at once, across all requests.
+pub const MAX_BODY_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
 /// A SOAP answer whose backend JSON is this large or larger is sent while it is written.
 pub const STREAM_ANSWERS_FROM_BYTES: usize = 512 * 1024;
 /// The unread rest of a request body read away before answering, at most.

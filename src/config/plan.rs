@@ -54,6 +54,9 @@ pub struct ServerPlan {
     pub header_timeout: Duration,
     pub grace: Duration,
     pub max_connections: usize,
+    /// Bytes of large request bodies held at once (`server.max_body_bytes_in_flight`);
+    /// `None`: no such bound.
+    pub body_budget: Option<usize>,
     /// Calls are counted for `/metrics` and the operator page.
     pub metrics: bool,
 }

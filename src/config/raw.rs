@@ -86,6 +86,9 @@ pub struct ServerConfig {
     /// A SOAP answer whose backend JSON has this many bytes or more is sent while it is
     /// written (chunked); 0: every answer is written whole first.
     pub stream_answers_from_bytes: Option<usize>,
+    /// Bytes of request bodies longer than 64 KiB held at once, across all requests; 0: no
+    /// bound but `max_connections` times `max_body_bytes`.
+    pub max_body_bytes_in_flight: Option<usize>,
 }
 
 /// Where to read a backend's error answers (4xx/5xx bodies). Each entry is a template

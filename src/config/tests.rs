@@ -80,6 +80,32 @@ fn unknown_keys_are_reported_with_file_and_line() {
 }
 
 #[test]
+fn the_bytes_of_bodies_in_flight_are_bounded_by_default_and_never_below_one_body() {
+    let plan = compile(&parse(SERVICE), &with_wsdl()).unwrap();
+    assert_eq!(
+        plan.server.body_budget,
+        Some(defaults::MAX_BODY_BYTES_IN_FLIGHT)
+    );
+    // A larger body limit raises the default bound with it; 0 turns it off.
+    let big = format!("[server]\nmax_body_bytes = 536870912\n{SERVICE}");
+    let plan = compile(&parse(&big), &with_wsdl()).unwrap();
+    assert_eq!(plan.server.body_budget, Some(536870912));
+    let off = format!("[server]\nmax_body_bytes_in_flight = 0\n{SERVICE}");
+    let plan = compile(&parse(&off), &with_wsdl()).unwrap();
+    assert_eq!(plan.server.body_budget, None);
+    // A bound below the largest body would refuse every such body forever: an error.
+    let low = format!(
+        "[server]\nmax_body_bytes = 2000000\nmax_body_bytes_in_flight = 1000000\n{SERVICE}"
+    );
+    let e = errors(&low, &with_wsdl());
+    assert_eq!(e[0].key, "server.max_body_bytes_in_flight", "{e:?}");
+    assert!(
+        e[0].reason.contains("less than server.max_body_bytes"),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn a_valid_configuration_compiles_from_memory_with_every_default() {
     let plan = compile(&parse(SERVICE), &with_wsdl()).unwrap();
     assert_eq!(plan.server.listen.to_string(), defaults::LISTEN);

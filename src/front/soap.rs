@@ -148,7 +148,8 @@ async fn call(
     let can_stream = req.version() >= http::Version::HTTP_11;
     // Kept for shadow mode only (the legacy service gets the same credentials and type).
     let req_headers = svc.shadow.as_ref().map(|_| req.headers().clone());
-    let body = match p.read_body(req.into_body()).await {
+    // `_held`: the body's share of the bytes of bodies in flight, until the call is answered.
+    let (body, _held) = match p.read_body(req.into_body()).await {
         Ok(b) => b,
         Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
     };
@@ -444,9 +445,9 @@ fn fault_of(version: SoapVersion, e: &Error) -> (StatusCode, FaultKind) {
         Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Error::BackendCircuitOpen { .. } | Error::BackendBusy { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        Error::BackendCircuitOpen { .. }
+        | Error::BackendBusy { .. }
+        | Error::BodiesInFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ if version == SoapVersion::V12 && kind == FaultKind::Sender => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

@@ -102,7 +102,7 @@ pub(crate) async fn handle(
     let (parts, body) = req.into_parts();
     let answer = p
         .within_request_time(async {
-            let body = p.read_body(body).await?;
+            let (body, _held) = p.read_body(body).await?;
             let text = crate::protocol::xml::decode_body(&body, ct.as_deref())?;
             let call = xmlrpc::decode_call(&text, p.max_depth())?;
             let i8_ok = match policy {

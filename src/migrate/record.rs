@@ -86,7 +86,7 @@ fn answer(status: StatusCode, text: String) -> Resp {
 impl Recorder {
     async fn pass(&self, req: Request<Body>) -> Resp {
         let (parts, body) = req.into_parts();
-        let body = match read_whole(body, self.max_body).await {
+        let body = match read_whole(body, self.max_body, None).await {
             Ok(b) => b,
             Err(e) => {
                 return answer(
@@ -138,7 +138,7 @@ impl Recorder {
             }
         };
         let (rparts, rbody) = resp.into_parts();
-        let rbody = match read_whole(rbody, self.max_body).await {
+        let rbody = match read_whole(rbody, self.max_body, None).await {
             Ok(b) => b,
             Err(e) => {
                 return answer(

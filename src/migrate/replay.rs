@@ -211,7 +211,7 @@ async fn one(
         .map_err(|_| format!("no answer within {} s", opts.timeout.as_secs()))?
         .map_err(|e| format!("cannot reach {base}: {e}"))?;
     let status = resp.status().as_u16();
-    let answer = crate::server::read_whole(resp.into_body(), opts.max_body)
+    let answer = crate::server::read_whole(resp.into_body(), opts.max_body, None)
         .await
         .map_err(|e| format!("the answer could not be read whole: {e}"))?;
     Ok((

@@ -159,7 +159,7 @@ impl Shadow {
         let legacy = async {
             let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
             let status = resp.status().as_u16();
-            let body = crate::server::read_whole(resp.into_body(), MAX_ANSWER)
+            let body = crate::server::read_whole(resp.into_body(), MAX_ANSWER, None)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok::<_, String>((status, body))

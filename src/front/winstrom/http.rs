@@ -401,7 +401,7 @@ pub(crate) async fn handle(
                 )
             }),
             (&Method::POST | &Method::PUT, _) => {
-                let body = p
+                let (body, _held) = p
                     .read_body(req.into_body())
                     .await
                     .map_err(|e| failure_of(&e))?;
@@ -526,7 +526,7 @@ async fn login(w: &WinstromDoor, p: &Pipeline, req: Request<Incoming>) -> Resp {
     };
     match (req.method(), stem) {
         (&Method::POST, "login") => {
-            let body = match p.read_body(req.into_body()).await {
+            let (body, _held) = match p.read_body(req.into_body()).await {
                 Ok(b) => b,
                 Err(e) => {
                     let m = backend_message(&e);
@@ -840,7 +840,9 @@ pub(super) fn status_of(e: &Error) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         (Party::Backend, _) => StatusCode::BAD_GATEWAY,
-        (Party::Bridge, Error::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        (Party::Bridge, Error::Store(_) | Error::BodiesInFlight { .. }) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         (Party::Bridge, _) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
