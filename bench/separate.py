@@ -5,6 +5,8 @@ and the load generator (oha) as separate processes on this machine.
     python3 bench/separate.py                 # requests and answers of 1 KB, 100 KB, 1 MB, 10 MB
     BENCH_SECS=5 BENCH_ROUNDS=3 python3 bench/separate.py 1k 100k      # large requests only
     python3 bench/separate.py answer-1k answer-10m                      # large answers only
+    python3 bench/separate.py in-flight     # 64 clients of 1 MB requests, bodies in flight bounded or not
+    python3 bench/separate.py telemetry     # the cost of metrics and logs
 
 Both paths call the same reference backend with the same product ids: the proxy is given the
 JSON body and forwards it as it is; the bridge is given the SOAP envelope (signed by the demo's
@@ -180,9 +182,9 @@ def oha(url, body_file, content_type, auth, connections, expect_status):
             "p99": r["latencyPercentiles"]["p99"], "answer_bytes": r["summary"].get("sizePerRequest") or 0}
 
 
-def start_bridge(work, backend_port, name, metrics, env):
+def start_bridge(work, backend_port, name, metrics, env, edits=()):
     """The bridge binary on the demo configuration, calling the reference backend at
-    `backend_port`; returns (process, port)."""
+    `backend_port`, with each (old, new) of `edits` replaced; returns (process, port)."""
     port = free_port()
     with open("demo/soapbridge.toml") as f:
         config = f.read()
@@ -196,6 +198,9 @@ def start_bridge(work, backend_port, name, metrics, env):
     assert get_route in config, "the demo's getOptionFeaturesInfo route changed: update the benchmark"
     config = config.replace(get_route, 'method = "POST"\npath = "/v1/products/option-features:search"\n'
                                        'body = { product_ids = "$.productIds.item" }')
+    for old, new in edits:
+        assert old in config, f"the demo configuration has no {old!r}: update the benchmark"
+        config = config.replace(old, new)
     cfg_path = os.path.join(ROOT, "demo", f".bench-{os.getpid()}-{name}.toml")
     with open(cfg_path, "w") as f:
         f.write(config)
@@ -257,14 +262,56 @@ def telemetry(work, backend_port, procs):
         print(f"{what} = {share * 100:.1f}% of off (within 5%: {'met' if share >= 0.95 else 'NOT met'})")
 
 
+def in_flight(work, backend_port, procs):
+    """`server.max_body_bytes_in_flight` under load: 1 MB requests from 64 connections (16 times
+    what the sizes above send at once) to a bridge without the bound and to one bounded at 32
+    MiB (the benchmark's `max_body_bytes`, so 32 such bodies), alternating rounds. Each bridge's
+    peak RSS is its own process's; every answer must be a 200 (a body waits for room within
+    `body_timeout_ms` rather than being refused)."""
+    key = "max_body_bytes_in_flight = 268435456"
+    bridges = {}
+    for name, bound in (("unbounded", 0), ("bounded", 32 * 1024 * 1024)):
+        proc, port = start_bridge(work, backend_port, name, True, {"SOAPBRIDGE_LOG": "warn"},
+                                  [(key, f"max_body_bytes_in_flight = {bound}")])
+        procs.append(proc)
+        bridges[name] = (proc, port, bound)
+    time.sleep(0.5)
+    now = int(time.time() * 1000)
+    body = os.path.join(work, "1m.xml")
+    with open(body, "w") as f:
+        f.write(envelope(items_for(1_000_000), now, sign(now)))
+    acc = {k: {"requests": 0, "p99": [], "cpu": 0.0, "idle": rss_mb(p.pid, "VmRSS:")}
+           for k, (p, _, _) in bridges.items()}
+    for rnd in range(ROUNDS):
+        order = ["unbounded", "bounded"] if rnd % 2 == 0 else ["bounded", "unbounded"]
+        for name in order:
+            proc, port, _ = bridges[name]
+            url = f"http://127.0.0.1:{port}/listingapi/ws/IndividualProductOptionService"
+            cpu0 = cpu_seconds(proc.pid)
+            r = oha(url, body, "text/xml; charset=utf-8", FIXTURE_AUTH, CONNECTIONS, 200)
+            a = acc[name]
+            a["requests"] += r["requests"]
+            a["p99"].append(r["p99"])
+            a["cpu"] += cpu_seconds(proc.pid) - cpu0
+    print(f"1 MB calculateOptionsPrice requests, {CONNECTIONS} connections, {ROUNDS} alternating rounds of {SECS} s")
+    print("| max_body_bytes_in_flight | answers/s (all 200) | p99 | CPU per call | idle RSS | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for name, (proc, _, bound) in bridges.items():
+        a = acc[name]
+        print(f"| {bound or '0 (no bound)'} | {a['requests'] / (SECS * ROUNDS):.0f} | {max(a['p99']) * 1000:.0f} ms | "
+              f"{a['cpu'] * 1000 / max(1, a['requests']):.1f} ms | {a['idle']:.0f} MB | {rss_mb(proc.pid, 'VmHWM:'):.0f} MB |")
+
+
 def main():
     args = sys.argv[1:]
     if args == ["telemetry"]:
         return run(telemetry_only=True)
+    if args == ["in-flight"]:
+        return run(in_flight_only=True)
     return run(sizes=args or list(SIZES) + [f"answer-{s}" for s in SIZES])
 
 
-def run(sizes=(), telemetry_only=False):
+def run(sizes=(), telemetry_only=False, in_flight_only=False):
     if shutil.which("oha") is None:
         print("== installing oha (cargo install oha --locked)", flush=True)
         subprocess.run(["cargo", "install", "oha", "--locked"], check=True)
@@ -281,6 +328,8 @@ def run(sizes=(), telemetry_only=False):
         wait_port(backend_port, backend, "the reference backend")
         if telemetry_only:
             return telemetry(work, backend_port, procs)
+        if in_flight_only:
+            return in_flight(work, backend_port, procs)
         proxy = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "proxy", "--upstream",
                                   f"http://127.0.0.1:{backend_port}", "--listen", f"127.0.0.1:{proxy_port}"],
                                  stderr=subprocess.DEVNULL)

@@ -579,6 +579,9 @@ impl App {
                     .stock(&counts, oldest.map(|t| (now - t) / 1000));
             }
         }
+        if let Some(b) = &self.shared.body_budget {
+            self.shared.telemetry.bodies_in_flight(b.held_bytes());
+        }
         text_response(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -471,6 +471,7 @@ pub(crate) const FREE_BODY_BYTES: usize = READ_BUFFER_MAX;
 #[derive(Debug)]
 pub(crate) struct BodyBudget {
     kib: Arc<tokio::sync::Semaphore>,
+    total_kib: usize,
     limit: usize,
 }
 
@@ -491,8 +492,14 @@ impl BodyBudget {
             .min(tokio::sync::Semaphore::MAX_PERMITS);
         BodyBudget {
             kib: Arc::new(tokio::sync::Semaphore::new(kib)),
+            total_kib: kib,
             limit,
         }
+    }
+
+    /// The bytes held now (in whole KiB per body).
+    pub(crate) fn held_bytes(&self) -> usize {
+        (self.total_kib - self.kib.available_permits().min(self.total_kib)) * 1024
     }
 
     /// The configured bound, in bytes.

@@ -413,6 +413,7 @@ pub(crate) struct Telemetry {
     stock_batches: Family<StateLabels, Gauge>,
     stock_queue_depth: Gauge,
     stock_oldest_pending_seconds: Gauge,
+    body_bytes_in_flight: Gauge,
     /// Each (door, service, operation) called so far: its metric handles and its last minute.
     /// Looked up on every call (foldhash: the keys are names the configuration gives).
     ops: RwLock<HashMap<OpKey, Arc<OpStats>, foldhash::fast::RandomState>>,
@@ -502,6 +503,12 @@ impl Telemetry {
             "Client connections open now",
             connections.clone(),
         );
+        let body_bytes_in_flight = Gauge::default();
+        registry.register(
+            "request_body_bytes_in_flight",
+            "Bytes of request bodies over 64 KiB held now (bounded by server.max_body_bytes_in_flight)",
+            body_bytes_in_flight.clone(),
+        );
         let stock_batches = Family::<StateLabels, Gauge>::default();
         registry.register(
             "stock_batches",
@@ -547,6 +554,7 @@ impl Telemetry {
             connections,
             stock_batches,
             stock_queue_depth,
+            body_bytes_in_flight,
             stock_oldest_pending_seconds,
             ops: RwLock::default(),
             failures: Mutex::default(),
@@ -793,6 +801,12 @@ impl Telemetry {
         self.stock_queue_depth.set(pending);
         self.stock_oldest_pending_seconds
             .set(oldest_pending_s.unwrap_or(0));
+    }
+
+    /// The bytes of large request bodies held now (set when the metrics are read).
+    pub(crate) fn bodies_in_flight(&self, bytes: usize) {
+        self.body_bytes_in_flight
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition of every metric.

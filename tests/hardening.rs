@@ -585,6 +585,15 @@ async fn large_bodies_in_flight_are_bounded_and_the_caller_is_told_to_come_back(
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    // /metrics shows what it holds, in whole KiB.
+    let held = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("soapbridge_request_body_bytes_in_flight "))
+            .map_or(-1.0, |v| v.trim().parse().unwrap())
+    };
+    let m = request("GET", &b.url("/metrics"), &[], "").await;
+    assert_eq!(held(&m.body), (large.len().div_ceil(1024) * 1024) as f64);
+
     // Another large body cannot be read: SOAP fault, 503, the bound named.
     let r = soap(&b.url(OPTION_PATH), USER, large_call(base + 1)).await;
     assert_eq!(r.status, 503, "{}", r.body);
@@ -640,6 +649,8 @@ async fn large_bodies_in_flight_are_bounded_and_the_caller_is_told_to_come_back(
 
     // The first call is answered: what its body held is given back, and the large call is read.
     holder.await.unwrap().assert_success();
+    let m = request("GET", &b.url("/metrics"), &[], "").await;
+    assert_eq!(held(&m.body), 0.0);
     let r = soap(&b.url(OPTION_PATH), USER, large_call(base + 3)).await;
     r.assert_success();
     assert_eq!(
