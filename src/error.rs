@@ -310,6 +310,19 @@ impl Error {
         }
     }
 
+    /// When the same call could be made again, in seconds, where that is known: the doors send
+    /// it as `Retry-After` with their 429 and 503 answers.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        use Error::*;
+        match self {
+            RateLimited { retry_after_s, .. } | BackendCircuitOpen { retry_after_s, .. } => {
+                Some((*retry_after_s).max(1))
+            }
+            BackendBusy { .. } | BodiesInFlight { .. } => Some(1),
+            _ => None,
+        }
+    }
+
     /// Errors that the signed profile reports inside a normal response as
     /// `ackCode=failure`, as the legacy service did; all others become protocol faults.
     pub fn is_call_failure(&self) -> bool {

@@ -560,7 +560,7 @@ async fn large_bodies_in_flight_are_bounded_and_the_caller_is_told_to_come_back(
         let first = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
         async move {
             if first {
-                tokio::time::sleep(Duration::from_secs(4)).await;
+                tokio::time::sleep(Duration::from_secs(7)).await;
             }
             let voucher = r#"{"voucher":{"code":"FT-1","amount":0.01,"payment_required":true,"product_count":44000}}"#;
             (201, voucher.to_string())
@@ -568,7 +568,11 @@ async fn large_bodies_in_flight_are_bounded_and_the_caller_is_told_to_come_back(
     })
     .await;
     let config = demo_with_backend_url("options", &url)
-        .replace("body_timeout_ms = 30000", "body_timeout_ms = 1500")
+        .replace("body_timeout_ms = 30000", "body_timeout_ms = 1200")
+        .replace(
+            "timeout_ms = 5000               # connect + send + whole answer",
+            "timeout_ms = 15000",
+        )
         .replace(
             "max_body_bytes_in_flight = 268435456",
             "max_body_bytes_in_flight = 1572864",
@@ -578,7 +582,7 @@ async fn large_bodies_in_flight_are_bounded_and_the_caller_is_told_to_come_back(
     let large = large_call(base);
     assert!(large.len() > 960_000 && large.len() < 1_048_576);
 
-    // A large call whose backend takes 4 s: about 1,000 KiB of the 1,536 held meanwhile.
+    // A large call whose backend takes 7 s: about 1,000 KiB of the 1,536 held meanwhile.
     let holder = {
         let (url, body) = (b.url(OPTION_PATH), large.clone());
         tokio::spawn(async move { soap(&url, USER, body).await })
@@ -600,6 +604,7 @@ async fn large_bodies_in_flight_are_bounded_and_the_caller_is_told_to_come_back(
     assert!(r.body.contains("BRIDGE_BUSY"), "{}", r.body);
     assert!(r.body.contains("max_body_bytes_in_flight"), "{}", r.body);
     assert!(r.body.contains(":Server</faultcode>"), "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("1"));
 
     // XML-RPC says the same as its fault (HTTP 200, faultCode 3010).
     let padding = "x".repeat(700_000);
@@ -615,6 +620,17 @@ async fn large_bodies_in_flight_are_bounded_and_the_caller_is_told_to_come_back(
         &r.body[..r.body.len().min(600)]
     );
     assert!(r.body.contains("max_body_bytes_in_flight"), "{}", r.body);
+
+    // winstrom says it as Flexi does: success=false, 503, with when to come back.
+    let doc = format!(
+        r#"{{"winstrom":{{"cenik":[{{"kod":"BIG","nazev":"{}"}}]}}}}"#,
+        "x".repeat(700_000)
+    );
+    let r = flexi_post(&b, "/c/demo/cenik.json", doc).await;
+    assert_eq!(r.status, 503, "{}", &r.body[..r.body.len().min(600)]);
+    assert_eq!(json_of(&r)["winstrom"]["success"], "false", "{}", r.body);
+    assert!(r.body.contains("max_body_bytes_in_flight"), "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("1"));
 
     // Nor a chunked one, which is refused as soon as it outgrows what small bodies may hold.
     let mut chunked = TcpStream::connect(b.addr).await.unwrap();
@@ -635,6 +651,10 @@ async fn large_bodies_in_flight_are_bounded_and_the_caller_is_told_to_come_back(
     let answer = read_response(&mut chunked).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("BRIDGE_BUSY"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1\r\n"),
+        "{answer}"
+    );
 
     // A small call does not wait behind the large ones.
     let small = envelope(

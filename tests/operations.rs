@@ -749,6 +749,7 @@ async fn the_breaker_fails_fast_while_a_backend_is_down_and_probes_it_back() {
     assert_eq!(r.status, 503, "{}", r.body);
     r.assert_has("<sb:code>BACKEND_CIRCUIT_OPEN</sb:code>");
     r.assert_has("calls are not sent to it for 30 s more");
+    assert_eq!(r.header("retry-after"), Some("30"), "when to come back");
     assert_eq!(backend.seen.load(Ordering::SeqCst), 3);
     let r = request("GET", &b.url("/readyz"), &[], "").await;
     assert_eq!(
@@ -865,6 +866,12 @@ async fn a_caller_over_its_rate_limit_gets_the_profiles_failure() {
     assert_eq!(r.status, 429, "{}", r.body);
     r.assert_has("<sb:code>RATE_LIMITED</sb:code>");
     r.assert_has("try again in");
+    let after: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&after), "{after}");
 }
 
 const OPS: &str =

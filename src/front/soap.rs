@@ -423,6 +423,10 @@ fn fault_response(
         r.headers_mut()
             .insert(http::header::ALLOW, HeaderValue::from_static("GET, POST"));
     }
+    if let Some(s) = e.retry_after_s() {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(s));
+    }
     Calls::one("soap", ctx.service, ctx.operation, Outcome::Fault, e.code()).attach(&mut r);
     r
 }

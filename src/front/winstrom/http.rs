@@ -26,6 +26,8 @@ pub(super) struct Failure {
     pub(super) message: String,
     /// For a 405: the methods the URL takes (default: all of them).
     pub(super) allow: Option<&'static str>,
+    /// For a 429 or 503: when to try again, in seconds, where known.
+    pub(super) retry_after_s: Option<u64>,
 }
 
 /// A failure the door finds itself; its code follows from its status.
@@ -42,6 +44,7 @@ pub(super) fn failure(status: StatusCode, message: impl Into<String>) -> Failure
         code,
         message: message.into(),
         allow: None,
+        retry_after_s: None,
     }
 }
 
@@ -87,6 +90,10 @@ fn fail_response(f: Failure, to: &Answer<'_>, challenge: Option<String>) -> Resp
             http::header::ALLOW,
             HeaderValue::from_static(f.allow.unwrap_or("GET, POST, PUT, DELETE")),
         );
+    }
+    if let Some(s) = f.retry_after_s {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(s));
     }
     r
 }
@@ -855,6 +862,7 @@ pub(super) fn failure_of(e: &Error) -> Failure {
         code: e.code(),
         message: backend_message(e),
         allow: None,
+        retry_after_s: e.retry_after_s(),
     }
 }
 
