@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::mapping::{Doc, Lazy, Scope};
 use crate::protocol::xml::ReadError;
 use crate::route::Shaped;
-use crate::server::{Body, BodyBudget, Held, WholeBody};
+use crate::server::{Body, BodyBudget, FREE_BODY_BYTES, Held, WholeBody};
 use crate::service::{Operation, Service};
 use crate::stock::StockSync;
 
@@ -64,9 +64,10 @@ impl Pipeline {
             limit: self.body_budget.as_ref().map_or(0, |b| b.limit()),
         };
         let mut held = Held::default();
+        // Only a large body of declared length waits (a small one never takes from the budget).
         let declared = http_body::Body::size_hint(&body)
             .exact()
-            .filter(|&n| n <= limit as u64);
+            .filter(|&n| n <= limit as u64 && n > FREE_BODY_BYTES as u64);
         if let (Some(b), Some(n)) = (self.body_budget.as_deref(), declared)
             && !tokio::time::timeout_at(deadline, b.take(&mut held, n as usize, true))
                 .await
