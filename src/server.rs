@@ -513,11 +513,13 @@ impl BodyBudget {
         if bytes <= FREE_BODY_BYTES {
             return true;
         }
-        let Some(more) = bytes
-            .div_ceil(1024)
-            .checked_sub(held.kib())
-            .filter(|&n| n > 0)
-        else {
+        let kib = bytes.div_ceil(1024);
+        if kib > self.total_kib {
+            // More than the whole budget (a reload raised `max_body_bytes` past it, which
+            // takes effect at restart): waiting would not help.
+            return false;
+        }
+        let Some(more) = kib.checked_sub(held.kib()).filter(|&n| n > 0) else {
             return true;
         };
         let Ok(more) = u32::try_from(more) else {
@@ -707,5 +709,12 @@ mod tests {
         assert!(!budget.take(&mut other, 100 * 1024, false).await);
         drop(held);
         assert!(budget.take(&mut other, 100 * 1024, false).await);
+        // More than the whole budget is refused at once, even to a body willing to wait.
+        let mut huge = Held::default();
+        let at_once = tokio::time::timeout(
+            Duration::from_secs(5),
+            budget.take(&mut huge, 201 * 1024, true),
+        );
+        assert_eq!(at_once.await, Ok(false));
     }
 }
