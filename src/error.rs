@@ -83,6 +83,13 @@ pub enum Error {
     BodyTooLarge { limit: usize },
     #[error("request body was not received in time")]
     BodyTimeout,
+    #[error("Content-Encoding '{0}' is not taken; send the body as it is, or as gzip or deflate")]
+    UnsupportedContentEncoding(String),
+    #[error("the {coding} request body cannot be decompressed: {reason}")]
+    BadContentEncoding {
+        coding: &'static str,
+        reason: String,
+    },
     /// An XML message that cannot be read or does not fit its schema.
     #[error(transparent)]
     Read(ReadError),
@@ -257,6 +264,8 @@ impl Error {
         match self {
             BodyTooLarge { .. } => "BODY_TOO_LARGE",
             BodyTimeout => "BODY_TIMEOUT",
+            UnsupportedContentEncoding(_) => "UNSUPPORTED_CONTENT_ENCODING",
+            BadContentEncoding { .. } => "BAD_CONTENT_ENCODING",
             Read(e) => e.code(),
             Soap(e) => e.code(),
             XmlRpc(e) => e.code(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use serde_json::Value;
 
 use crate::call::Val;
@@ -16,7 +17,7 @@ use crate::error::Error;
 use crate::mapping::{Doc, Lazy, Scope};
 use crate::protocol::xml::ReadError;
 use crate::route::Shaped;
-use crate::server::{Body, BodyBudget, FREE_BODY_BYTES, Held, WholeBody};
+use crate::server::{Body, BodyBudget, Coding, FREE_BODY_BYTES, Held, WholeBody};
 use crate::service::{Operation, Service};
 use crate::stock::StockSync;
 
@@ -57,10 +58,19 @@ impl Pipeline {
     /// the time its client has to send it, for its length to be free before it is read. What
     /// the body holds of that budget is given back when the [`Held`] is dropped: the door
     /// keeps it until the call is answered, since what is decoded from the body lives as long.
-    pub(crate) async fn read_body(&self, body: Body) -> Result<(Bytes, Held), Error> {
+    ///
+    /// A body sent compressed (`Content-Encoding: gzip` or `deflate`, as PHP's SoapClient
+    /// sends with `compression`) is given decompressed; `max_body_bytes` bounds both what is
+    /// read and what it decompresses to, and the budget holds the larger.
+    pub(crate) async fn read_body(
+        &self,
+        body: Body,
+        encoding: Option<&HeaderValue>,
+    ) -> Result<(Bytes, Held), Error> {
         let limit = self.limits.max_body;
+        let coding = Coding::of(encoding).map_err(Error::UnsupportedContentEncoding)?;
         let deadline = tokio::time::Instant::now() + self.limits.body_timeout;
-        let busy = Error::BodiesInFlight {
+        let busy = || Error::BodiesInFlight {
             limit: self.body_budget.as_ref().map_or(0, |b| b.limit()),
         };
         let mut held = Held::default();
@@ -73,7 +83,7 @@ impl Pipeline {
                 .await
                 .unwrap_or(false)
         {
-            return Err(busy);
+            return Err(busy());
         }
         let budget = self.body_budget.as_deref().map(|b| (b, &mut held));
         let read = crate::server::read_whole(body, limit, budget);
@@ -81,11 +91,31 @@ impl Pipeline {
             Err(_) => Err(Error::BodyTimeout),
             Ok(Ok(b)) => Ok(b),
             Ok(Err(WholeBody::TooLarge)) => Err(Error::BodyTooLarge { limit }),
-            Ok(Err(WholeBody::Busy)) => Err(busy),
+            Ok(Err(WholeBody::Busy)) => Err(busy()),
             Ok(Err(WholeBody::Failed(e))) => {
                 Err(ReadError::MalformedXml(format!("reading the body failed: {e}")).into())
             }
         }?;
+        if coding == Coding::Identity {
+            return Ok((body, held));
+        }
+        let bad = |reason: String| Error::BadContentEncoding {
+            coding: if coding == Coding::Gzip {
+                "gzip"
+            } else {
+                "deflate"
+            },
+            reason,
+        };
+        let body = coding
+            .decode(body, limit)
+            .map_err(|e| bad(e.to_string()))?
+            .ok_or(Error::BodyTooLarge { limit })?;
+        if let Some(b) = self.body_budget.as_deref()
+            && !b.take(&mut held, body.len(), false).await
+        {
+            return Err(busy());
+        }
         Ok((body, held))
     }
 

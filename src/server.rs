@@ -596,6 +596,53 @@ where
     Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
+/// How a request body is encoded for transfer (`Content-Encoding`). PHP's SoapClient sends
+/// `gzip` (or `deflate`) bodies when configured with `compression => SOAP_COMPRESSION_GZIP |
+/// <level>`; nothing else is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Coding {
+    Identity,
+    Gzip,
+    /// The zlib format, as RFC 9110 says; a raw deflate stream (which some clients send) is
+    /// taken too.
+    Deflate,
+}
+
+impl Coding {
+    /// The coding a `Content-Encoding` header names, or the name when it is not one of ours
+    /// (several codings in a row are not taken either).
+    pub(crate) fn of(header: Option<&HeaderValue>) -> Result<Coding, String> {
+        let Some(v) = header else {
+            return Ok(Coding::Identity);
+        };
+        let name = v.to_str().unwrap_or("?").trim();
+        match name.to_ascii_lowercase().as_str() {
+            "" | "identity" => Ok(Coding::Identity),
+            "gzip" | "x-gzip" => Ok(Coding::Gzip),
+            "deflate" => Ok(Coding::Deflate),
+            _ => Err(name.chars().take(64).collect()),
+        }
+    }
+
+    /// The body decoded, at most `limit` bytes of it: `Ok(None)` when it decodes to more.
+    pub(crate) fn decode(self, body: Bytes, limit: usize) -> std::io::Result<Option<Bytes>> {
+        use std::io::Read;
+        fn bounded(r: impl Read, limit: usize) -> std::io::Result<Option<Bytes>> {
+            let mut out = Vec::new();
+            r.take(limit as u64 + 1).read_to_end(&mut out)?;
+            Ok((out.len() <= limit).then(|| Bytes::from(out)))
+        }
+        match self {
+            Coding::Identity => Ok((body.len() <= limit).then_some(body)),
+            Coding::Gzip => bounded(flate2::read::MultiGzDecoder::new(&body[..]), limit),
+            Coding::Deflate => match bounded(flate2::read::ZlibDecoder::new(&body[..]), limit) {
+                Err(_) => bounded(flate2::read::DeflateDecoder::new(&body[..]), limit),
+                done => done,
+            },
+        }
+    }
+}
+
 /// Completes on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -677,6 +724,57 @@ mod tests {
             read_whole(broken, 100, None).await,
             Err(WholeBody::Failed(e)) if e.contains("connection reset")
         ));
+    }
+
+    #[test]
+    fn gzip_and_deflate_bodies_are_decoded_within_the_limit_and_others_named() {
+        use std::io::Write;
+        let text = b"<soapenv:Envelope>\xc3\x9cr\xc3\xbcn</soapenv:Envelope>".repeat(20);
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(5));
+            e.write_all(&text).unwrap();
+            Bytes::from(e.finish().unwrap())
+        };
+        let zlib = {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(5));
+            e.write_all(&text).unwrap();
+            Bytes::from(e.finish().unwrap())
+        };
+        let raw = {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(5));
+            e.write_all(&text).unwrap();
+            Bytes::from(e.finish().unwrap())
+        };
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(Coding::of(None), Ok(Coding::Identity));
+        assert_eq!(Coding::of(Some(&v("GZIP"))), Ok(Coding::Gzip));
+        assert_eq!(Coding::of(Some(&v("x-gzip"))), Ok(Coding::Gzip));
+        assert_eq!(Coding::of(Some(&v("deflate"))), Ok(Coding::Deflate));
+        assert_eq!(Coding::of(Some(&v("br"))), Err("br".to_string()));
+        assert_eq!(
+            Coding::of(Some(&v("gzip, br"))),
+            Err("gzip, br".to_string())
+        );
+        let n = text.len();
+        assert_eq!(
+            &Coding::Gzip.decode(gz.clone(), n).unwrap().unwrap()[..],
+            &text[..]
+        );
+        assert_eq!(
+            &Coding::Deflate.decode(zlib, n).unwrap().unwrap()[..],
+            &text[..]
+        );
+        assert_eq!(
+            &Coding::Deflate.decode(raw, n).unwrap().unwrap()[..],
+            &text[..]
+        );
+        // What decodes to more than the limit is refused, however small it came.
+        assert_eq!(Coding::Gzip.decode(gz, n - 1).unwrap(), None);
+        assert!(
+            Coding::Gzip
+                .decode(Bytes::from_static(b"not gzip"), n)
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -149,7 +149,8 @@ async fn call(
     // Kept for shadow mode only (the legacy service gets the same credentials and type).
     let req_headers = svc.shadow.as_ref().map(|_| req.headers().clone());
     // `_held`: the body's share of the bytes of bodies in flight, until the call is answered.
-    let (body, _held) = match p.read_body(req.into_body()).await {
+    let coding = req.headers().get(http::header::CONTENT_ENCODING).cloned();
+    let (body, _held) = match p.read_body(req.into_body(), coding.as_ref()).await {
         Ok(b) => b,
         Err(e) => return fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
     };
@@ -448,6 +449,7 @@ fn fault_of(version: SoapVersion, e: &Error) -> (StatusCode, FaultKind) {
         Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::UnsupportedContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::BackendCircuitOpen { .. }
         | Error::BackendBusy { .. }

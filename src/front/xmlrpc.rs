@@ -102,7 +102,8 @@ pub(crate) async fn handle(
     let (parts, body) = req.into_parts();
     let answer = p
         .within_request_time(async {
-            let (body, _held) = p.read_body(body).await?;
+            let coding = parts.headers.get(http::header::CONTENT_ENCODING);
+            let (body, _held) = p.read_body(body, coding).await?;
             let text = crate::protocol::xml::decode_body(&body, ct.as_deref())?;
             let call = xmlrpc::decode_call(&text, p.max_depth())?;
             let i8_ok = match policy {
@@ -473,7 +474,10 @@ fn fault_code(err: &Error) -> i32 {
         XmlRpc(e) => e.fault_code(),
         Read(r) if r.is_malformed() => PARSE_ERROR,
         Read(_) => INVALID_PARAMS,
-        BodyTooLarge { .. } | BodyTimeout => PARSE_ERROR,
+        BodyTooLarge { .. }
+        | BodyTimeout
+        | UnsupportedContentEncoding(_)
+        | BadContentEncoding { .. } => PARSE_ERROR,
         Soap(_) | Winstrom(_) | MethodNotAllowed(_) => INVALID_REQUEST,
         UnknownMethod { .. } | NoSuchService(_) => METHOD_NOT_FOUND,
         other => other.number().unwrap_or(INTERNAL_ERROR),

@@ -10,7 +10,8 @@
  * reference backend (the calls change its state: a voucher is paid). SoapClient loads each
  * WSDL (and the listingapi-common.xsd it imports) from the bridge in WSDL mode, with HTTP Basic
  * as its only set-up (the `login` and `password` options), and calls the option and payment
- * services over SOAP 1.1 and 1.2. The answers must come back typed as the WSDL says (int,
+ * services over SOAP 1.1 and 1.2 (the payment service's client compresses its requests with
+ * gzip, as `compression` makes it). The answers must come back typed as the WSDL says (int,
  * float, bool), a business failure as ackCode "failure" with its error code, and a call the
  * bridge refuses as a SoapFault with the bridge's code.
  *
@@ -67,8 +68,9 @@ class Signer {
     }
 }
 
-function client($base, $service, $version = SOAP_1_1) {
+function client($base, $service, $version = SOAP_1_1, $compression = 0) {
     return new SoapClient("$base/listingapi/ws/$service?wsdl", [
+        'compression' => $compression,
         'login' => ROLE_USER,
         'password' => ROLE_PASSWORD,
         'soap_version' => $version,
@@ -121,7 +123,9 @@ function options_of($label, $p) {
 
 function run_calls($base) {
     $option = client($base, 'IndividualProductOptionService');
-    $payment = client($base, 'IndividualProductPaymentService');
+    // The payment service's client compresses its requests, as many PHP integrations do.
+    $payment = client($base, 'IndividualProductPaymentService', SOAP_1_1,
+        SOAP_COMPRESSION_ACCEPT | SOAP_COMPRESSION_GZIP | 5);
     $option12 = client($base, 'IndividualProductOptionService', SOAP_1_2);
     $signer = new Signer();
     $n = 0;
@@ -186,6 +190,8 @@ function run_calls($base) {
     $n++;
     check_failure($label, $r, 'TIME_EXPIRED');
     check(strpos($r->error->message, 'çok eski') !== false, "$label: message " . show($r->error->message));
+    check(stripos($payment->__getLastRequestHeaders(), 'Content-Encoding: gzip') !== false,
+        "$label: the request was not compressed: " . $payment->__getLastRequestHeaders());
 
     // SOAP 1.2: an already paid product.
     $label = 'SOAP 1.2 calculateOptionsPrice';

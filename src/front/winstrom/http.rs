@@ -408,8 +408,9 @@ pub(crate) async fn handle(
                 )
             }),
             (&Method::POST | &Method::PUT, _) => {
+                let coding = req.headers().get(http::header::CONTENT_ENCODING).cloned();
                 let (body, _held) = p
-                    .read_body(req.into_body())
+                    .read_body(req.into_body(), coding.as_ref())
                     .await
                     .map_err(|e| failure_of(&e))?;
                 let text = crate::protocol::xml::decode_body(&body, content_type.as_deref())
@@ -533,7 +534,8 @@ async fn login(w: &WinstromDoor, p: &Pipeline, req: Request<Incoming>) -> Resp {
     };
     match (req.method(), stem) {
         (&Method::POST, "login") => {
-            let (body, _held) = match p.read_body(req.into_body()).await {
+            let coding = req.headers().get(http::header::CONTENT_ENCODING).cloned();
+            let (body, _held) = match p.read_body(req.into_body(), coding.as_ref()).await {
                 Ok(b) => b,
                 Err(e) => {
                     let m = backend_message(&e);
@@ -837,6 +839,7 @@ pub(super) fn status_of(e: &Error) -> StatusCode {
         (Party::Caller, Error::BackendRefused(r)) if r.status == 404 => StatusCode::NOT_FOUND,
         (Party::Caller, Error::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
         (Party::Caller, Error::BodyTimeout) => StatusCode::REQUEST_TIMEOUT,
+        (Party::Caller, Error::UnsupportedContentEncoding(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         (Party::Caller, Error::Unauthorized) => StatusCode::UNAUTHORIZED,
         (Party::Caller, Error::RateLimited { .. }) => StatusCode::TOO_MANY_REQUESTS,
         (Party::Caller, _) => StatusCode::BAD_REQUEST,
