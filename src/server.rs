@@ -471,7 +471,6 @@ pub(crate) const FREE_BODY_BYTES: usize = READ_BUFFER_MAX;
 #[derive(Debug)]
 pub(crate) struct BodyBudget {
     kib: Arc<tokio::sync::Semaphore>,
-    total_kib: usize,
     limit: usize,
 }
 
@@ -487,19 +486,24 @@ impl Held {
 
 impl BodyBudget {
     pub(crate) fn new(limit: usize) -> BodyBudget {
-        let kib = limit
-            .div_ceil(1024)
-            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        let kib = Self::kib_of(limit);
         BodyBudget {
             kib: Arc::new(tokio::sync::Semaphore::new(kib)),
-            total_kib: kib,
             limit,
         }
     }
 
+    /// The permits that stand for `limit` bytes.
+    fn kib_of(limit: usize) -> usize {
+        limit
+            .div_ceil(1024)
+            .min(tokio::sync::Semaphore::MAX_PERMITS)
+    }
+
     /// The bytes held now (in whole KiB per body).
     pub(crate) fn held_bytes(&self) -> usize {
-        (self.total_kib - self.kib.available_permits().min(self.total_kib)) * 1024
+        let total = Self::kib_of(self.limit);
+        (total - self.kib.available_permits().min(total)) * 1024
     }
 
     /// The configured bound, in bytes.
@@ -514,7 +518,7 @@ impl BodyBudget {
             return true;
         }
         let kib = bytes.div_ceil(1024);
-        if kib > self.total_kib {
+        if kib > Self::kib_of(self.limit) {
             // More than the whole budget (a reload raised `max_body_bytes` past it, which
             // takes effect at restart): waiting would not help.
             return false;
@@ -616,11 +620,15 @@ impl Coding {
             return Ok(Coding::Identity);
         };
         let name = v.to_str().unwrap_or("?").trim();
-        match name.to_ascii_lowercase().as_str() {
-            "" | "identity" => Ok(Coding::Identity),
-            "gzip" | "x-gzip" => Ok(Coding::Gzip),
-            "deflate" => Ok(Coding::Deflate),
-            _ => Err(name.chars().take(64).collect()),
+        let is = |coding: &str| name.eq_ignore_ascii_case(coding);
+        if name.is_empty() || is("identity") {
+            Ok(Coding::Identity)
+        } else if is("gzip") || is("x-gzip") {
+            Ok(Coding::Gzip)
+        } else if is("deflate") {
+            Ok(Coding::Deflate)
+        } else {
+            Err(name.chars().take(64).collect())
         }
     }
 
