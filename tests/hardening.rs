@@ -683,13 +683,6 @@ async fn large_bodies_in_flight_are_bounded_and_the_caller_is_told_to_come_back(
 
 // ---- 9. Compressed request bodies (PHP SoapClient's `compression`) --------------------------
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(5));
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
 async fn soap_encoded(b: &Bridge, coding: &str, body: Vec<u8>) -> Reply {
     request(
         "POST",

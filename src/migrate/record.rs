@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use super::{Case, HttpClient, hop_by_hop};
 use crate::protocol::compare;
-use crate::server::{Body, OutBody, Resp, ServeOptions, read_whole};
+use crate::server::{Body, Coding, OutBody, Resp, ServeOptions, read_whole};
 
 /// Why recording could not start.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +149,27 @@ impl Recorder {
                 );
             }
         };
-        if let Err(e) = self.write(&parts, &body, rparts.status, &rbody).await {
+        // A compressed request (PHP's SoapClient with `compression`) went on as it came; it is
+        // recorded as the text it decodes to, which the replay sends plain.
+        let recorded = Coding::of(parts.headers.get(http::header::CONTENT_ENCODING))
+            .map_err(|coding| {
+                format!("the request's Content-Encoding {coding:?} is not one the bridge reads")
+            })
+            .and_then(|c| match c.decode(body.clone(), self.max_body) {
+                Ok(Some(text)) => Ok(text),
+                Ok(None) => Err(format!(
+                    "the request decompresses to more than {} bytes",
+                    self.max_body
+                )),
+                Err(e) => Err(format!(
+                    "the request's body is not what its Content-Encoding says: {e}"
+                )),
+            });
+        let written = match recorded {
+            Ok(text) => self.write(&parts, &text, rparts.status, &rbody).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             // The client still gets its answer; the operator learns what was not recorded.
             tracing::error!(error = %e, path = parts.uri.path(), "a call could not be recorded");
         }

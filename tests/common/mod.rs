@@ -226,6 +226,14 @@ pub fn text_of(xml: &str, local: &str) -> Option<String> {
     None
 }
 
+/// `bytes` gzip-compressed, as PHP's SoapClient sends a body with `compression`.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(5));
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
 pub fn basic(user: &str) -> String {
     use base64::Engine;
     format!(

@@ -126,9 +126,26 @@ impl LegacyApi {
             .uri()
             .path_and_query()
             .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-        let body = match req.into_body().collect().await {
-            Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        // A gzip body (PHP's SoapClient with `compression`), as PHP's SoapServer reads it.
+        let gzip = req
+            .headers()
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let bytes = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
             Err(e) => return fault(&format!("could not read the request: {e}")),
+        };
+        let body = if gzip {
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(&bytes[..]),
+                &mut text,
+            ) {
+                return fault(&format!("the gzip request could not be read: {e}"));
+            }
+            text
+        } else {
+            String::from_utf8_lossy(&bytes).into_owned()
         };
         let body = squeeze(&body);
         let mut canned = self.canned.lock().unwrap_or_else(|p| p.into_inner());
