@@ -16,10 +16,19 @@ use crate::config::{Limits, StockCall};
 use crate::error::Error;
 use crate::mapping::{Doc, Lazy, Scope};
 use crate::protocol::xml::ReadError;
-use crate::route::Shaped;
+use crate::route::{Rendered, Shaped};
 use crate::server::{Body, BodyBudget, Coding, FREE_BODY_BYTES, Held, WholeBody};
 use crate::service::{Operation, Service};
 use crate::stock::StockSync;
+
+/// A call between [`Pipeline::begin`] and [`Pipeline::finish`].
+pub(crate) enum Begun<'a> {
+    /// Its backend request, rendered: nothing of the call (nor of the body it was read from)
+    /// is needed any more.
+    Rendered(Rendered),
+    /// The operation and its parameters, needed further on.
+    Call(usize, Val<'a>),
+}
 
 #[derive(Debug)]
 pub(crate) struct Pipeline {
@@ -160,15 +169,32 @@ impl Pipeline {
     /// [`Route::answer`](crate::route::Route::answer)). The encoder wraps the result in the
     /// profile's stamp ([`Service::stamp`]). A single backend answer of `detach_from` bytes or
     /// more is handed back unshaped instead, to be sent while it is written (`front::stream`).
+    /// [`Pipeline::begin`] then [`Pipeline::finish`], for a door that has nothing to let go
+    /// in between.
     pub(crate) async fn execute<R>(
         &self,
         svc: &Service,
         operation: usize,
-        mut params: Val<'_>,
+        params: Val<'_>,
         role_user: Option<&str>,
         encode: impl FnOnce(Lazy<'_>, usize) -> R + Send,
         detach_from: Option<usize>,
     ) -> Result<Shaped<R>, Error> {
+        let begun = self.begin(svc, operation, params, role_user).await?;
+        self.finish(svc, begun, encode, detach_from).await
+    }
+
+    /// The first half of [`Pipeline::execute`]: the profile's checks and, for a backend call
+    /// that needs nothing more of the call once its request is rendered, that rendering
+    /// ([`Begun::Rendered`]): the door may then let the request body go before the backend
+    /// is called, which a large request's memory is most of.
+    pub(crate) async fn begin<'a>(
+        &self,
+        svc: &Service,
+        operation: usize,
+        mut params: Val<'a>,
+        role_user: Option<&str>,
+    ) -> Result<Begun<'a>, Error> {
         if let Some(p) = &svc.profile {
             let user = role_user.ok_or(Error::Unauthorized)?;
             let now_ms = self.clock.now_ms();
@@ -182,6 +208,26 @@ impl Pipeline {
                 return Err(e);
             }
         }
+        if let Operation::Backend(route) = &svc.operations[operation]
+            && let Some(rendered) = route.render_once(&params).await?
+        {
+            return Ok(Begun::Rendered(rendered));
+        }
+        Ok(Begun::Call(operation, params))
+    }
+
+    /// The second half of [`Pipeline::execute`]: the operation's result handed to `encode`.
+    pub(crate) async fn finish<R>(
+        &self,
+        svc: &Service,
+        begun: Begun<'_>,
+        encode: impl FnOnce(Lazy<'_>, usize) -> R + Send,
+        detach_from: Option<usize>,
+    ) -> Result<Shaped<R>, Error> {
+        let (operation, params) = match begun {
+            Begun::Rendered(r) => return Box::pin(r.answer(encode, detach_from)).await,
+            Begun::Call(operation, params) => (operation, params),
+        };
         match &svc.operations[operation] {
             Operation::Backend(route) => Box::pin(route.answer(&params, encode, detach_from)).await,
             Operation::Stock(call) => Box::pin(self.stock(call, &params, encode))

@@ -51,6 +51,41 @@ impl Detached {
     }
 }
 
+/// A backend request rendered in full ([`Route::render_once`]): it owns all that the rest of
+/// the call needs.
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    route: Route,
+    request: BackendRequest,
+    creds: Creds,
+}
+
+impl Rendered {
+    /// Sends the request and hands the result to `encode`, as [`Route::answer`] would have.
+    pub(crate) async fn answer<R>(
+        self,
+        encode: impl FnOnce(Lazy<'_>, usize) -> R,
+        detach_from: Option<usize>,
+    ) -> Result<Shaped<R>, Error> {
+        let Rendered {
+            route,
+            request,
+            creds,
+        } = self;
+        let answer = route.backend.send_rendered(&request, &creds).await?;
+        // The request (half a large call's size, as JSON) is not needed while the answer is.
+        drop(request);
+        static NO_INPUT: Value = Value::Null;
+        route.one(
+            answer,
+            Doc::Json(&NO_INPUT),
+            || Value::Null,
+            encode,
+            detach_from,
+        )
+    }
+}
+
 /// The backend call an operation maps to: its compiled plan, bound to the backend's client.
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
@@ -155,23 +190,67 @@ impl Route {
         detach_from: Option<usize>,
     ) -> Result<Shaped<R>, Error> {
         match self.fetch(input).await? {
-            Fetched::One(Answer::Text { status, body })
-                if detach_from.is_some_and(|n| body.len() >= n) =>
-            {
-                // The call's parameters go along only when the response mapping reads them.
-                let input = if self.plan.response.uses(Root::Input) {
-                    input.to_json()
-                } else {
-                    Value::Null
+            Fetched::One(answer) => {
+                // The call's parameters go along with a detached answer only when the
+                // response mapping reads them.
+                let input_json = || {
+                    if self.plan.response.uses(Root::Input) {
+                        input.to_json()
+                    } else {
+                        Value::Null
+                    }
                 };
-                Ok(Shaped::Detached(Detached {
-                    route: self.clone(),
-                    input,
-                    answer: Answer::Text { status, body },
-                }))
+                self.one(answer, Doc::Call(input), input_json, encode, detach_from)
             }
             fetched => self
                 .shape(fetched, input, |t, scope, size| {
+                    t.read_with(scope, |tree| encode(tree, size))
+                })
+                .map(Shaped::Now),
+        }
+    }
+
+    /// The request of a call that needs nothing more of the call once it is rendered: one
+    /// exchange (no pages, no batches), with credentials that are not renewed (which would
+    /// render it again), and a response mapping that does not read `$input`. The caller may
+    /// then let the call, and the request body it was read from, go before the backend is
+    /// called ([`Rendered::answer`]); `None` for any other route.
+    pub(crate) async fn render_once(&self, input: &Val<'_>) -> Result<Option<Rendered>, Error> {
+        let p = &self.plan;
+        if p.batch.is_some() || p.pages.is_some() || p.response.uses(Root::Input) {
+            return Ok(None);
+        }
+        let Some(creds) = self.backend.lasting_creds().await? else {
+            return Ok(None);
+        };
+        let request = self.render(input, &creds, false)?;
+        Ok(Some(Rendered {
+            route: self.clone(),
+            request,
+            creds,
+        }))
+    }
+
+    /// One answer, shaped now, or handed back unshaped (with `input_json`, what `$input`
+    /// reads) when it is `detach_from` bytes or more.
+    fn one<R>(
+        &self,
+        answer: Answer,
+        input: Doc<'_>,
+        input_json: impl FnOnce() -> Value,
+        encode: impl FnOnce(Lazy<'_>, usize) -> R,
+        detach_from: Option<usize>,
+    ) -> Result<Shaped<R>, Error> {
+        match answer {
+            Answer::Text { status, body } if detach_from.is_some_and(|n| body.len() >= n) => {
+                Ok(Shaped::Detached(Detached {
+                    route: self.clone(),
+                    input: input_json(),
+                    answer: Answer::Text { status, body },
+                }))
+            }
+            answer => self
+                .shape_one(answer, input, |t, scope, size| {
                     t.read_with(scope, |tree| encode(tree, size))
                 })
                 .map(Shaped::Now),
@@ -530,6 +609,58 @@ fn merge(into: &mut Map<String, Value>, answer: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The route of the test service's one operation, with `backend` settings and `mapping`
+    /// keys of its own.
+    fn route(backend: &str, mapping: &str) -> Route {
+        let plan = crate::config::tests::plan_of(&format!(
+            "[backends.b]\nbase_url = \"http://127.0.0.1:9\"\n{backend}\n\n\
+             [mappings.m.ping]\npath = \"/ping/{{$.x}}\"\n{mapping}\n\n\
+             [[services]]\nname = \"T\"\npath = \"/t\"\nwsdl = \"t.wsdl\"\n\
+             backend = \"b\"\nmappings = \"m\"\n"
+        ));
+        let crate::config::Action::Backend(r) = &plan.services[0].operations[0] else {
+            panic!("ping is a backend call");
+        };
+        let telemetry = Arc::new(crate::telemetry::Telemetry::new(false));
+        let backend = Backend::new(
+            &plan.backends["b"],
+            crate::clock::Clock::system(),
+            telemetry,
+        );
+        Route::new(r.clone(), Arc::new(backend))
+    }
+
+    #[tokio::test]
+    async fn a_request_is_rendered_once_only_when_nothing_else_needs_the_call() {
+        let call = Val::Obj(vec![("x", Val::Str("a1".into()))]);
+        // A plain call, with fixed credentials: rendered, and the call may go.
+        for backend in [
+            "",
+            "auth = { kind = \"basic\", user = \"u\", password = \"p\" }",
+        ] {
+            let rendered = route(backend, "").render_once(&call).await.unwrap();
+            let r = rendered.unwrap_or_else(|| panic!("{backend:?}: rendered once"));
+            assert_eq!(r.request.path_and_query, "/ping/a1");
+            assert_eq!(
+                r.creds.authorization.is_some(),
+                !backend.is_empty(),
+                "{backend:?}"
+            );
+        }
+        // The answer's mapping reads the call; every page is rendered from it; a session
+        // that expires renders the request again with the new one: the call is kept.
+        let session = "auth = { kind = \"session\", path = \"/login\", body = { u = \"x\" }, \
+                       session = \"$.id\" }";
+        for (backend, mapping) in [
+            ("", "response = { y = \"$input.x\" }"),
+            ("", "pages = { next = \"$.next\", items = \"$.items\" }"),
+            (session, ""),
+        ] {
+            let rendered = route(backend, mapping).render_once(&call).await.unwrap();
+            assert!(rendered.is_none(), "{backend:?} {mapping:?}");
+        }
+    }
 
     #[test]
     fn merged_answers_sum_numbers() {

@@ -231,6 +231,26 @@ impl Backend {
         self.send_answer(render, true).await
     }
 
+    /// The credentials a request is rendered with, when one rendering is all the call
+    /// needs: `None` when the backend renews its credentials (a session or an OAuth2 token),
+    /// whose expiry renders the request again with fresh ones ([`Backend::send_raw`]).
+    pub(crate) async fn lasting_creds(&self) -> Result<Option<Creds>, Error> {
+        if self.auth.renews() {
+            return Ok(None);
+        }
+        self.auth.current(self).await.map(Some)
+    }
+
+    /// Sends a request rendered with [`Backend::lasting_creds`], as [`Backend::send_raw`]
+    /// would have.
+    pub(crate) async fn send_rendered(
+        &self,
+        req: &BackendRequest,
+        creds: &Creds,
+    ) -> Result<Answer, Error> {
+        self.exchange_answer(req, creds, true).await
+    }
+
     async fn send_answer(
         &self,
         render: impl Fn(&Creds) -> Result<BackendRequest, Error>,

@@ -50,6 +50,12 @@ fn with_wsdl() -> Memory {
     m
 }
 
+/// The plan a configuration compiles to, with `t.wsdl` (a service of one operation, `ping`)
+/// beside it: for unit tests of what is built from a plan.
+pub(crate) fn plan_of(config: &str) -> Plan {
+    compile(&parse(config), &with_wsdl()).unwrap()
+}
+
 const SERVICE: &str = r#"
 [backends.b]
 base_url = "http://127.0.0.1:9"

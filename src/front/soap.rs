@@ -15,7 +15,7 @@ use crate::call::Doc;
 use crate::error::Party;
 use crate::error::{Error, Lang};
 use crate::mapping::Lazy;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Begun, Pipeline};
 use crate::profile::signed::Stamped;
 use crate::protocol::soap::{self, FaultKind, SoapError, SoapVersion};
 use crate::protocol::xml::{Flush, ShapeError};
@@ -174,13 +174,32 @@ async fn call(
         }
     };
     let operation = call.operation;
+    let lang = svc.lang(&call.params);
     let shadow = svc.shadow.as_ref().filter(|s| s.wants(operation)).cloned();
     let headers = shadow.as_ref().and(req_headers);
-    // Shadow mode compares whole answers: a shadowed call's answer is not streamed.
+    // Shadow mode compares whole answers: a shadowed call's answer is not streamed. The
+    // legacy service gets the request as it came (the same bytes, shared).
     let stream = can_stream && shadow.is_none();
-    let resp = answer(p, svc, call, version, role_user.as_deref(), started, stream).await;
-    match (shadow, headers) {
-        (Some(s), Some(headers)) => shadowed(&s, svc, operation, headers, body, resp).await,
+    let shadow_body = shadow.as_ref().map(|_| body.clone());
+    let begun = match p
+        .begin(svc, operation, call.params, role_user.as_deref())
+        .await
+    {
+        Ok(Begun::Rendered(r)) => {
+            // Nothing of the request is needed any more: its body, most of a large call's
+            // memory, goes before the backend is called rather than after it answers.
+            drop(text);
+            drop(body);
+            Ok(Begun::Rendered(r))
+        }
+        other => other,
+    };
+    let ctx = (svc.as_ref(), operation, version, lang, started);
+    let resp = answer(p, svc, begun, ctx, stream).await;
+    match (shadow, headers, shadow_body) {
+        (Some(s), Some(headers), Some(body)) => {
+            shadowed(&s, svc, operation, headers, body, resp).await
+        }
         _ => resp,
     }
 }
@@ -217,23 +236,22 @@ async fn shadowed(
 async fn answer(
     p: &Pipeline,
     svc: &Arc<Service>,
-    call: soap::SoapCall<'_>,
-    version: SoapVersion,
-    role_user: Option<&str>,
-    started: Instant,
+    begun: Result<Begun<'_>, Error>,
+    ctx: AnswerCtx<'_>,
     stream: bool,
 ) -> Resp {
-    let lang = svc.lang(&call.params);
-    let op = call.operation;
+    let (_, op, version, _, started) = ctx;
     let encode = whole(svc, op, version, started);
     // A backend answer of `server.stream_answers_from_bytes` of JSON or more is written while
     // it is sent, on a blocking thread, instead of whole on the request's task: the answer's
     // text in memory is then a few pieces of [`PIECE`] bytes rather than all of it
     // (BENCHMARKS.md, 10 MB answers).
     let detach_from = p.stream_answers_from().filter(|_| stream);
-    let detaching = p.execute(svc, op, call.params, role_user, encode, detach_from);
-    let ctx = (svc.as_ref(), op, version, lang, started);
-    match detaching.await {
+    let detaching = match begun {
+        Ok(begun) => p.finish(svc, begun, encode, detach_from).await,
+        Err(e) => Err(e),
+    };
+    match detaching {
         Ok(Shaped::Now(written)) => answered(ctx, Ok(written)),
         Ok(Shaped::Detached(d)) => {
             let what = format!("{}.{}", svc.name, svc.desc.operations[op].name);
