@@ -128,16 +128,18 @@ impl Pipeline {
         Ok((body, held))
     }
 
-    /// Runs `f` within the whole-request time limit.
-    pub(crate) async fn within_request_time<T>(
-        &self,
-        f: impl Future<Output = T>,
-    ) -> Result<T, Error> {
+    /// `f` within the whole-request time limit: `Err` when the time is up, which the door
+    /// answers with [`Pipeline::request_timed_out`]. (A `Timeout` as it is, not an `async fn`
+    /// around it: that would hold `f` twice, and a door's call is its largest future.)
+    pub(crate) fn within_request_time<F: Future>(&self, f: F) -> tokio::time::Timeout<F> {
         tokio::time::timeout(self.limits.request_timeout, f)
-            .await
-            .map_err(|_| Error::RequestTimeout {
-                limit_ms: self.limits.request_timeout.as_millis() as u64,
-            })
+    }
+
+    /// The error of a request that ran out of its time ([`Pipeline::within_request_time`]).
+    pub(crate) fn request_timed_out(&self) -> Error {
+        Error::RequestTimeout {
+            limit_ms: self.limits.request_timeout.as_millis() as u64,
+        }
     }
 
     /// From what size of a backend's JSON answer a SOAP answer is sent while it is written

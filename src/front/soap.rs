@@ -65,7 +65,10 @@ pub(crate) async fn handle(
             .await
         {
             Ok(r) => r,
-            Err(e) => fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None),
+            Err(_) => {
+                let e = p.request_timed_out();
+                fault_response(Ctx::service(svc), hint, &svc.env_prefix, &e, None)
+            }
         },
         ref m => fault_response(
             Ctx::service(svc),

@@ -120,10 +120,11 @@ pub(crate) async fn handle(
             let xml = dispatch(app, &parts.headers, call, how, &mut calls).await;
             Ok::<_, Error>((xml, calls))
         })
-        .await;
+        .await
+        .unwrap_or_else(|_| Err(p.request_timed_out()));
     let (body, calls) = match answer {
-        Ok(Ok(done)) => done,
-        Ok(Err(e)) | Err(e) => {
+        Ok(done) => done,
+        Err(e) => {
             let (code, text) = fault_of(None, &e, Lang::En);
             let fault = OutBody::from(Bytes::from(xmlrpc::fault(code, &text)));
             (fault, vec![info("-", "-", Err(&e))])

@@ -452,7 +452,7 @@ pub(crate) async fn handle(
             reply(status, &r, &to, code)
         }
         Ok(Err(f)) => fail_response(f, &to, None),
-        Err(e) => fail_response(failure_of(&e), &to, None),
+        Err(_) => fail_response(failure_of(&p.request_timed_out()), &to, None),
     }
 }
 
