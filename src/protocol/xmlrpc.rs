@@ -11,6 +11,7 @@
 //! written as `i4` when they fit, else as `i8` when the client reads it, else as a string.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use base64::Engine;
 
@@ -453,16 +454,23 @@ fn to_val<'s>(
         {
             return Err(ReadError::RepeatedElement { path: path.clone() }.into());
         }
-        let mut out = Vec::with_capacity(items.len());
+        // A list of integers is held as one (`Val::Ints`, 8 bytes an item, as the SOAP door
+        // reads it), and an item's place is written into the path without an allocation: a
+        // 1 MB array of ids is tens of thousands of items.
+        let room = items.len();
+        let mut out: Option<Val<'s>> = None;
         for (i, item) in items.into_iter().enumerate() {
             let mark = path.len();
-            path.push_str(&format!("[{i}]"));
+            let _ = write!(path, "[{i}]");
             if let Some(v) = one(item, decl, schema, path)? {
-                out.push(v);
+                match &mut out {
+                    Some(list) => list.push_item(v),
+                    None => out = Some(Val::list_with_room(v, room.saturating_sub(i + 1))),
+                }
             }
             path.truncate(mark);
         }
-        return Ok(Some(Val::List(out)));
+        return Ok(Some(out.unwrap_or(Val::List(Vec::new()))));
     }
     one(x, decl, schema, path)
 }
