@@ -190,8 +190,8 @@ async fn dispatch(
             Err((code, text)) => whole(xmlrpc::fault(code, &text)),
         };
     }
-    let calls = match <[XVal<'_>; 1]>::try_from(call.params) {
-        Ok([XVal::Array(calls)]) if calls.len() > MAX_MULTICALL => {
+    let calls = match <[XVal<'_>; 1]>::try_from(call.params).map(|[c]| c.into_array()) {
+        Ok(Ok(calls)) if calls.len() > MAX_MULTICALL => {
             return whole(xmlrpc::fault(
                 INVALID_PARAMS,
                 &format!(
@@ -199,7 +199,7 @@ async fn dispatch(
                 ),
             ));
         }
-        Ok([XVal::Array(calls)]) => calls,
+        Ok(Ok(calls)) => calls,
         _ => {
             return whole(xmlrpc::fault(
                 INVALID_PARAMS,
@@ -237,7 +237,9 @@ fn multicall_entry(c: XVal<'_>) -> Result<(String, Vec<XVal<'_>>), String> {
     for (k, v) in members {
         match (k.as_ref(), v) {
             ("methodName", XVal::Str(s)) => name = Some(s.trim().to_string()),
-            ("params", XVal::Array(p)) => params = p,
+            ("params", v @ (XVal::Array(_) | XVal::Ints(_))) => {
+                params = v.into_array().unwrap_or_default();
+            }
             ("methodName" | "params", _) => {
                 return Err(format!("'{k}' has the wrong type"));
             }

@@ -34,6 +34,10 @@ pub enum XVal<'i> {
     Base64(Cow<'i, str>),
     Struct(Vec<(Cow<'i, str>, XVal<'i>)>),
     Array(Vec<XVal<'i>>),
+    /// An array whose items are all integers, held as 8 bytes an item instead of an `XVal`
+    /// each (32): a 1 MB array of ids is tens of thousands of items. Read as an `Array` of
+    /// `Int`s everywhere ([`XVal::into_array`]).
+    Ints(Vec<i64>),
     Nil,
 }
 
@@ -47,8 +51,17 @@ impl XVal<'_> {
             XVal::DateTime(_) => "a dateTime.iso8601",
             XVal::Base64(_) => "base64",
             XVal::Struct(_) => "a struct",
-            XVal::Array(_) => "an array",
+            XVal::Array(_) | XVal::Ints(_) => "an array",
             XVal::Nil => "nil",
+        }
+    }
+
+    /// The items of an array (`Err` with the value when it is not one).
+    pub fn into_array(self) -> Result<Vec<Self>, Self> {
+        match self {
+            XVal::Array(items) => Ok(items),
+            XVal::Ints(ints) => Ok(ints.into_iter().map(XVal::Int).collect()),
+            other => Err(other),
         }
     }
 
@@ -329,7 +342,9 @@ fn typed_value<'i>(
             XVal::Struct(members)
         }
         "array" => {
-            let mut items = Vec::new();
+            // Integers go into a compact list until an item that is not one comes.
+            let mut ints: Vec<i64> = Vec::new();
+            let mut items: Vec<XVal<'i>> = Vec::new();
             match next_start(r, "<data>")? {
                 Some(d) if d == "data" => {}
                 Some(d) => return Err(invalid(format!("<{d}> in <array>; expected <data>"))),
@@ -339,12 +354,27 @@ fn typed_value<'i>(
                 if v != "value" {
                     return Err(invalid(format!("<{v}> in <data>; expected <value>")));
                 }
-                items.push(value(r, uses_i8)?);
+                match value(r, uses_i8)? {
+                    XVal::Int(n) if items.is_empty() => ints.push(n),
+                    v => {
+                        if items.is_empty() {
+                            items = std::mem::take(&mut ints)
+                                .into_iter()
+                                .map(XVal::Int)
+                                .collect();
+                        }
+                        items.push(v);
+                    }
+                }
             }
             if next_start(r, "the end of <array>")?.is_some() {
                 return Err(invalid("an <array> holds one <data>"));
             }
-            XVal::Array(items)
+            if items.is_empty() && !ints.is_empty() {
+                XVal::Ints(ints)
+            } else {
+                XVal::Array(items)
+            }
         }
         other => {
             return Err(invalid(format!(
@@ -444,20 +474,40 @@ fn to_val<'s>(
     path: &mut String,
 ) -> Result<Option<Val<'s>>, XmlRpcError> {
     if decl.is_repeated() {
-        let items = match x {
-            XVal::Nil => return Ok(None),
-            XVal::Array(items) => items,
-            single => vec![single],
+        return match x {
+            XVal::Nil => Ok(None),
+            XVal::Array(items) => list(items.len(), items, decl, schema, path),
+            XVal::Ints(ints) => list(
+                ints.len(),
+                ints.into_iter().map(XVal::Int),
+                decl,
+                schema,
+                path,
+            ),
+            single => list(1, [single], decl, schema, path),
         };
+    }
+    one(x, decl, schema, path)
+}
+
+/// The `len` items of a repeated element's array, each converted for `decl`.
+fn list<'s>(
+    len: usize,
+    items: impl IntoIterator<Item = XVal<'s>>,
+    decl: &'s ElementDecl,
+    schema: &'s Schema,
+    path: &mut String,
+) -> Result<Option<Val<'s>>, XmlRpcError> {
+    {
         if let Some(max) = decl.max_occurs
-            && items.len() as u32 > max
+            && len as u32 > max
         {
             return Err(ReadError::RepeatedElement { path: path.clone() }.into());
         }
         // A list of integers is held as one (`Val::Ints`, 8 bytes an item, as the SOAP door
         // reads it), and an item's place is written into the path without an allocation: a
         // 1 MB array of ids is tens of thousands of items.
-        let room = items.len();
+        let room = len;
         let mut out: Option<Val<'s>> = None;
         for (i, item) in items.into_iter().enumerate() {
             let mark = path.len();
@@ -470,9 +520,8 @@ fn to_val<'s>(
             }
             path.truncate(mark);
         }
-        return Ok(Some(out.unwrap_or(Val::List(Vec::new()))));
+        Ok(Some(out.unwrap_or(Val::List(Vec::new()))))
     }
-    one(x, decl, schema, path)
 }
 
 fn mismatch(path: &str, x: &XVal<'_>, expected: &str) -> XmlRpcError {
@@ -561,7 +610,7 @@ fn one<'s>(
                     _ => return Err(mismatch(path, &XVal::DateTime(t), st.kind.describe())),
                 },
                 XVal::Base64(t) => t,
-                other @ (XVal::Struct(_) | XVal::Array(_) | XVal::Nil) => {
+                other @ (XVal::Struct(_) | XVal::Array(_) | XVal::Ints(_) | XVal::Nil) => {
                     return Err(mismatch(path, &other, st.kind.describe()));
                 }
             };
@@ -1147,6 +1196,48 @@ mod tests {
                 XVal::Array(vec![XVal::Nil, XVal::Str("".into())]),
             ]
         );
+    }
+
+    #[test]
+    fn an_array_of_integers_is_held_compact_and_read_as_an_array() {
+        let body = |items: &str| {
+            format!(
+                "<methodCall><methodName>S.op</methodName><params><param><value><array><data>\
+                 {items}</data></array></value></param></params></methodCall>"
+            )
+        };
+        let first = |b: &str| -> String {
+            let mut c = decode_call(b, 32).unwrap();
+            format!("{:?}", c.params.remove(0))
+        };
+        let ints = body(
+            "<value><int>7</int></value><value><i4>-8</i4></value><value><i8>9000000000</i8></value>",
+        );
+        let c = decode_call(&ints, 32).unwrap();
+        let v = c.params.into_iter().next().unwrap();
+        assert_eq!(v, XVal::Ints(vec![7, -8, 9_000_000_000]));
+        assert_eq!(v.kind(), "an array");
+        assert_eq!(
+            v.into_array(),
+            Ok(vec![XVal::Int(7), XVal::Int(-8), XVal::Int(9_000_000_000)])
+        );
+        // An item that is not an integer makes it an array of values again, in order.
+        let mixed = body(
+            "<value><int>1</int></value><value><int>2</int></value><value>x</value><value><int>3</int></value>",
+        );
+        assert_eq!(
+            first(&mixed),
+            format!(
+                "{:?}",
+                XVal::Array(vec![
+                    XVal::Int(1),
+                    XVal::Int(2),
+                    XVal::Str("x".into()),
+                    XVal::Int(3)
+                ])
+            )
+        );
+        assert_eq!(first(&body("")), format!("{:?}", XVal::Array(vec![])));
     }
 
     #[test]
