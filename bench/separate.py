@@ -6,6 +6,7 @@ and the load generator (oha) as separate processes on this machine.
     BENCH_SECS=5 BENCH_ROUNDS=3 python3 bench/separate.py 1k 100k      # large requests only
     python3 bench/separate.py answer-1k answer-10m                      # large answers only
     python3 bench/separate.py in-flight     # 64 clients of 1 MB requests, bodies in flight bounded or not
+    python3 bench/separate.py xmlrpc        # 1 MB XML-RPC requests (an array of ids) on /RPC2
     python3 bench/separate.py telemetry     # the cost of metrics and logs
 
 Both paths call the same reference backend with the same product ids: the proxy is given the
@@ -302,16 +303,83 @@ def in_flight(work, backend_port, procs):
               f"{a['cpu'] * 1000 / max(1, a['requests']):.1f} ms | {a['idle']:.0f} MB | {rss_mb(proc.pid, 'VmHWM:'):.0f} MB |")
 
 
+def xmlrpc_large(work, backend_port, procs):
+    """1 MB XML-RPC requests: calculateOptionsPrice on /RPC2 with an array of ids, from 4
+    connections, to a freshly started bridge, alternating with the proxy given the same ids as
+    JSON. Every call must be a success (an XML-RPC fault is an HTTP 200: the bridge's /metrics
+    must count as many successful calls as oha sent). Peak RSS against idle + 4x the messages
+    in flight, as for the SOAP sizes."""
+    bridge, port = start_bridge(work, backend_port, "xmlrpc", True, {"SOAPBRIDGE_LOG": "warn"})
+    procs.append(bridge)
+    proxy_port = free_port()
+    proxy = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "proxy", "--upstream",
+                              f"http://127.0.0.1:{backend_port}", "--listen", f"127.0.0.1:{proxy_port}"],
+                             stderr=subprocess.DEVNULL)
+    procs.append(proxy)
+    wait_port(proxy_port, proxy, "the proxy")
+    time.sleep(0.5)
+    idle = rss_mb(bridge.pid, "VmRSS:")
+    with open("fixtures/xmlrpc/option/calculateOptionsPrice.xml") as f:
+        template = f.read()
+    two = "<value><int>587300354</int></value>\n<value><int>587300355</int></value>\n"
+    assert two in template, "the XML-RPC fixture changed: update the benchmark"
+    item = f"<value><int>{PRODUCT}</int></value>\n"
+    n = (1_000_000 - len(template) + len(two)) // len(item)
+    paths = {"bridge": os.path.join(work, "rpc-1m.xml"), "proxy": os.path.join(work, "rpc-1m.json")}
+    with open(paths["bridge"], "w") as f:
+        f.write(template.replace(two, item * n))
+    with open(paths["proxy"], "w") as f:
+        f.write(json.dumps({"product_ids": [int(PRODUCT)] * n}, separators=(",", ":")))
+    size = os.path.getsize(paths["bridge"])
+    conns = 4
+    acc = {k: {"requests": 0, "p99": [], "cpu": 0.0} for k in ("proxy", "bridge")}
+    for rnd in range(ROUNDS):
+        for which in (("proxy", "bridge") if rnd % 2 == 0 else ("bridge", "proxy")):
+            proc = bridge if which == "bridge" else proxy
+            before = counts(port) if which == "bridge" else (0, 0)
+            cpu0 = cpu_seconds(proc.pid)
+            if which == "bridge":
+                r = oha(f"http://127.0.0.1:{port}/RPC2", paths["bridge"], "text/xml", FIXTURE_AUTH, conns, 200)
+            else:
+                r = oha(f"http://127.0.0.1:{proxy_port}/v1/vouchers", paths["proxy"], "application/json", None, conns, 201)
+            acc[which]["cpu"] += cpu_seconds(proc.pid) - cpu0
+            acc[which]["requests"] += r["requests"]
+            acc[which]["p99"].append(r["p99"])
+            if which == "bridge":
+                ok, total = counts(port)[0] - before[0], counts(port)[1] - before[1]
+                # As for the SOAP sizes: every call succeeded, and oha saw all of them but those
+                # still in flight when its time ran out (at most one per connection).
+                if ok != total or not 0 <= ok - r["requests"] <= conns:
+                    sys.exit(f"XML-RPC: {total - ok} calls were not successes; oha got "
+                             f"{r['requests']} answers, the bridge answered {ok}")
+    peak = rss_mb(bridge.pid, "VmHWM:")
+    limit = idle + 4 * conns * size / 1e6
+    print(f"xmlrpc-1m: calculateOptionsPrice on /RPC2, {n} ids; XML-RPC request {size:,} B; "
+          f"{conns} connections, {ROUNDS} alternating rounds of {SECS} s")
+    print("| path | requests/s | p99 | CPU per call |")
+    print("|---|---|---|---|")
+    for k, a in acc.items():
+        print(f"| {k} | {a['requests'] / (SECS * ROUNDS):.0f} | {max(a['p99']) * 1000:.2f} ms | "
+              f"{a['cpu'] * 1000 / max(1, a['requests']):.3f} ms |")
+    ratio = acc["bridge"]["requests"] / max(1, acc["proxy"]["requests"])
+    print(f"bridge/proxy: throughput {ratio:.2f}")
+    print(f"- xmlrpc-1m: bridge peak RSS {peak:.0f} MB with {conns} calls of {size / 1e6:.1f} MB in flight "
+          f"(<= idle {idle:.0f} MB + 4x the messages in flight = {limit:.0f} MB: {'met' if peak <= limit else 'NOT met'}); "
+          f"+{peak - idle:.0f} MB over idle")
+
+
 def main():
     args = sys.argv[1:]
     if args == ["telemetry"]:
         return run(telemetry_only=True)
     if args == ["in-flight"]:
         return run(in_flight_only=True)
+    if args == ["xmlrpc"]:
+        return run(xmlrpc_only=True)
     return run(sizes=args or list(SIZES) + [f"answer-{s}" for s in SIZES])
 
 
-def run(sizes=(), telemetry_only=False, in_flight_only=False):
+def run(sizes=(), telemetry_only=False, in_flight_only=False, xmlrpc_only=False):
     if shutil.which("oha") is None:
         print("== installing oha (cargo install oha --locked)", flush=True)
         subprocess.run(["cargo", "install", "oha", "--locked"], check=True)
@@ -330,6 +398,8 @@ def run(sizes=(), telemetry_only=False, in_flight_only=False):
             return telemetry(work, backend_port, procs)
         if in_flight_only:
             return in_flight(work, backend_port, procs)
+        if xmlrpc_only:
+            return xmlrpc_large(work, backend_port, procs)
         proxy = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "proxy", "--upstream",
                                   f"http://127.0.0.1:{backend_port}", "--listen", f"127.0.0.1:{proxy_port}"],
                                  stderr=subprocess.DEVNULL)

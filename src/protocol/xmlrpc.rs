@@ -578,6 +578,15 @@ fn one<'s>(
             }
         }
         TypeDef::Simple(st) => {
+            // An int for an integer type in its range is that integer: no text made of it to
+            // be read again (an array of ids is tens of thousands of these). Out of range, or
+            // for an enumeration, the text path below says what is wrong.
+            if let (XVal::Int(i), SimpleKind::Integer { min, max }) = (&x, st.kind)
+                && st.enumeration.is_empty()
+                && (min..=max).contains(&i128::from(*i))
+            {
+                return Ok(Some(Val::Int(*i)));
+            }
             let text: Cow<'s, str> = match x {
                 XVal::Str(s) => s,
                 XVal::Bool(b) if st.kind == SimpleKind::Boolean => return Ok(Some(Val::Bool(b))),
