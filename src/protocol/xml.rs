@@ -428,6 +428,60 @@ impl<'i> XmlReader<'i> {
         self.scan_with(name, plain_digits, item)
     }
 
+    /// As [`XmlReader::scan_integers`], for items written as an integer element inside a
+    /// wrapper element: an XML-RPC array's `<value><int>7</int></value>`, `inner` one of
+    /// `inners`. Each item's value goes to `item` (which takes it or not); the scan stops in
+    /// front of the first item that is not written so plainly, and leaves it to the events.
+    pub(crate) fn scan_wrapped_integers(
+        &mut self,
+        outer: &[u8],
+        inners: &[&[u8]],
+        mut item: impl FnMut(i64) -> bool,
+    ) {
+        // Two levels below the current element, as the events would allow them.
+        if !self.scan || self.depth() + 2 > self.max_depth {
+            return;
+        }
+        let input = self.input;
+        let bytes = input.as_bytes();
+        let start = self.position();
+        let mut at = start;
+        loop {
+            let mut p = at;
+            while matches!(bytes.get(p), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                p += 1;
+            }
+            let Some(inner_at) = open_tag(bytes, p, outer) else {
+                break;
+            };
+            let Some((inner, text_start)) = inners
+                .iter()
+                .find_map(|n| open_tag(bytes, inner_at, n).map(|e| (*n, e)))
+            else {
+                break;
+            };
+            let Some((value, text_end)) = plain_digits(input, text_start) else {
+                break;
+            };
+            let Some(end) =
+                close_tag(bytes, text_end, inner).and_then(|e| close_tag(bytes, e, outer))
+            else {
+                break;
+            };
+            if bytes.get(end) == Some(&0xEF) && bytes[end..].starts_with("\u{FEFF}".as_bytes()) {
+                break;
+            }
+            if !item(value) {
+                break;
+            }
+            at = end;
+        }
+        if at > start {
+            self.inner = events(&input[at..]);
+            self.base = at;
+        }
+    }
+
     /// The scan of plain list items: `text` reads an item's content from where it starts (its
     /// value and where it ends, or `None` when it is not plain); `item` takes it or not.
     fn scan_with<T>(

@@ -350,7 +350,19 @@ fn typed_value<'i>(
                 Some(d) => return Err(invalid(format!("<{d}> in <array>; expected <data>"))),
                 None => return Err(invalid("an <array> without <data>")),
             }
-            while let Some(v) = next_start(r, "<value>")? {
+            loop {
+                // Items written plainly (`<value><int>7</int></value>`) are read as they are
+                // scanned, without events, while every item so far is an integer: a 1 MB
+                // array of ids is tens of thousands of them.
+                if items.is_empty() {
+                    r.scan_wrapped_integers(b"value", &[b"int", b"i4"], |n| {
+                        ints.push(n);
+                        true
+                    });
+                }
+                let Some(v) = next_start(r, "<value>")? else {
+                    break;
+                };
                 if v != "value" {
                     return Err(invalid(format!("<{v}> in <data>; expected <value>")));
                 }
@@ -1247,6 +1259,44 @@ mod tests {
             )
         );
         assert_eq!(first(&body("")), format!("{:?}", XVal::Array(vec![])));
+    }
+
+    #[test]
+    fn plainly_written_integer_items_read_as_the_events_would() {
+        let call = |data: &str| {
+            format!(
+                "<methodCall><methodName>S.op</methodName><params><param><value><array>\
+                 <data>{data}</data></array></value></param></params></methodCall>"
+            )
+        };
+        // Line breaks between items, a sign, white space inside an item (left to the events),
+        // and an i8 (also the events', which note it).
+        let body = call(
+            "\n<value><int>1</int></value>\n  <value><i4>+2</i4></value>\r\n\
+             <value><int> 3 </int></value><value><int>-4</int></value>\
+             <value><i8>5</i8></value><value><int>6</int></value>\n",
+        );
+        let c = decode_call(&body, 32).unwrap();
+        assert!(c.uses_i8);
+        assert_eq!(c.params, vec![XVal::Ints(vec![1, 2, 3, -4, 5, 6])]);
+        // Not an integer, or a broken item, in the middle: the events read it and say so.
+        let e = decode_call(
+            &call("<value><int>1</int></value><value><int>x</int></value>"),
+            32,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("64-bit integer"), "{e}");
+        let e = decode_call(
+            &call("<value><int>1</int></value><value><int>2</int></valu>"),
+            32,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ill-formed"), "{e}");
+        // Nesting is bounded as without the scan: methodCall, params, param, value, array,
+        // data, then value and int.
+        assert!(decode_call(&call("<value><int>1</int></value>"), 8).is_ok());
+        let e = decode_call(&call("<value><int>1</int></value>"), 7).unwrap_err();
+        assert!(e.to_string().contains("deep"), "{e}");
     }
 
     #[test]
