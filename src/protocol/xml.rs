@@ -438,48 +438,18 @@ impl<'i> XmlReader<'i> {
         inners: &[&[u8]],
         mut item: impl FnMut(i64) -> bool,
     ) {
-        // Two levels below the current element, as the events would allow them.
-        if !self.scan || self.depth() + 2 > self.max_depth {
-            return;
-        }
-        let input = self.input;
-        let bytes = input.as_bytes();
-        let start = self.position();
-        let mut at = start;
-        loop {
-            let mut p = at;
-            while matches!(bytes.get(p), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-                p += 1;
-            }
-            let Some(inner_at) = open_tag(bytes, p, outer) else {
-                break;
-            };
-            let Some((inner, text_start)) = inners
+        let read = |input: &'i str, at: usize| {
+            let bytes = input.as_bytes();
+            let inner_at = open_tag(bytes, at, outer)?;
+            let (inner, text_start) = inners
                 .iter()
-                .find_map(|n| open_tag(bytes, inner_at, n).map(|e| (*n, e)))
-            else {
-                break;
-            };
-            let Some((value, text_end)) = plain_digits(input, text_start) else {
-                break;
-            };
-            let Some(end) =
-                close_tag(bytes, text_end, inner).and_then(|e| close_tag(bytes, e, outer))
-            else {
-                break;
-            };
-            if bytes.get(end) == Some(&0xEF) && bytes[end..].starts_with("\u{FEFF}".as_bytes()) {
-                break;
-            }
-            if !item(value) {
-                break;
-            }
-            at = end;
-        }
-        if at > start {
-            self.inner = events(&input[at..]);
-            self.base = at;
-        }
+                .find_map(|n| open_tag(bytes, inner_at, n).map(|e| (*n, e)))?;
+            let (value, text_end) = plain_digits(input, text_start)?;
+            let end = close_tag(bytes, text_end, inner).and_then(|e| close_tag(bytes, e, outer))?;
+            Some((value, end))
+        };
+        // Two levels below the current element, as the events would allow them.
+        let _ = self.scan_runs(2, read, |value, _| Ok(item(value)));
     }
 
     /// The scan of plain list items: `text` reads an item's content from where it starts (its
@@ -488,9 +458,28 @@ impl<'i> XmlReader<'i> {
         &mut self,
         name: &[u8],
         text: impl Fn(&'i str, usize) -> Option<(T, usize)>,
+        item: impl FnMut(T, usize) -> Result<bool, ReadError>,
+    ) -> Result<(), ReadError> {
+        let read = |input: &'i str, at: usize| {
+            let bytes = input.as_bytes();
+            let text_start = open_tag(bytes, at, name)?;
+            let (value, text_end) = text(input, text_start)?;
+            Some((value, close_tag(bytes, text_end, name)?))
+        };
+        self.scan_runs(1, read, item)
+    }
+
+    /// Reads items from the input as long as `read` finds one where the next begins (after
+    /// white space; its value and where it ends) and `item` takes it, then restarts the events
+    /// after the last. Items nest `levels` elements deep; nothing is scanned where the events
+    /// would refuse that depth.
+    fn scan_runs<T>(
+        &mut self,
+        levels: usize,
+        read: impl Fn(&'i str, usize) -> Option<(T, usize)>,
         mut item: impl FnMut(T, usize) -> Result<bool, ReadError>,
     ) -> Result<(), ReadError> {
-        if !self.scan || self.depth() >= self.max_depth {
+        if !self.scan || self.depth() + levels > self.max_depth {
             return Ok(());
         }
         let input = self.input;
@@ -502,13 +491,7 @@ impl<'i> XmlReader<'i> {
             while matches!(bytes.get(p), Some(b' ' | b'\t' | b'\n' | b'\r')) {
                 p += 1;
             }
-            let Some(text_start) = open_tag(bytes, p, name) else {
-                break;
-            };
-            let Some((value, text_end)) = text(input, text_start) else {
-                break;
-            };
-            let Some(end) = close_tag(bytes, text_end, name) else {
+            let Some((value, end)) = read(input, p) else {
                 break;
             };
             // quick-xml drops a byte order mark at the start of what it reads, so it is not
