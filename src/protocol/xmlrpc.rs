@@ -510,30 +510,28 @@ fn list<'s>(
     schema: &'s Schema,
     path: &mut String,
 ) -> Result<Option<Val<'s>>, XmlRpcError> {
+    if let Some(max) = decl.max_occurs
+        && len as u32 > max
     {
-        if let Some(max) = decl.max_occurs
-            && len as u32 > max
-        {
-            return Err(ReadError::RepeatedElement { path: path.clone() }.into());
-        }
-        // A list of integers is held as one (`Val::Ints`, 8 bytes an item, as the SOAP door
-        // reads it), and an item's place is written into the path without an allocation: a
-        // 1 MB array of ids is tens of thousands of items.
-        let room = len;
-        let mut out: Option<Val<'s>> = None;
-        for (i, item) in items.into_iter().enumerate() {
-            let mark = path.len();
-            let _ = write!(path, "[{i}]");
-            if let Some(v) = one(item, decl, schema, path)? {
-                match &mut out {
-                    Some(list) => list.push_item(v),
-                    None => out = Some(Val::list_with_room(v, room.saturating_sub(i + 1))),
-                }
-            }
-            path.truncate(mark);
-        }
-        Ok(Some(out.unwrap_or(Val::List(Vec::new()))))
+        return Err(ReadError::RepeatedElement { path: path.clone() }.into());
     }
+    // A list of integers is held as one (`Val::Ints`, 8 bytes an item, as the SOAP door
+    // reads it), and an item's place is written into the path without an allocation: a
+    // 1 MB array of ids is tens of thousands of items.
+    let room = len;
+    let mut out: Option<Val<'s>> = None;
+    for (i, item) in items.into_iter().enumerate() {
+        let mark = path.len();
+        let _ = write!(path, "[{i}]");
+        if let Some(v) = one(item, decl, schema, path)? {
+            match &mut out {
+                Some(list) => list.push_item(v),
+                None => out = Some(Val::list_with_room(v, room.saturating_sub(i + 1))),
+            }
+        }
+        path.truncate(mark);
+    }
+    Ok(Some(out.unwrap_or(Val::List(Vec::new()))))
 }
 
 fn mismatch(path: &str, x: &XVal<'_>, expected: &str) -> XmlRpcError {
