@@ -346,7 +346,8 @@ def xmlrpc_large(work, backend_port, procs):
             acc[which]["requests"] += r["requests"]
             acc[which]["p99"].append(r["p99"])
             if which == "bridge":
-                ok, total = counts(port)[0] - before[0], counts(port)[1] - before[1]
+                after = counts(port)
+                ok, total = after[0] - before[0], after[1] - before[1]
                 # As for the SOAP sizes: every call succeeded, and oha saw all of them but those
                 # still in flight when its time ran out (at most one per connection).
                 if ok != total or not 0 <= ok - r["requests"] <= conns:

@@ -518,7 +518,6 @@ fn list<'s>(
     // A list of integers is held as one (`Val::Ints`, 8 bytes an item, as the SOAP door
     // reads it), and an item's place is written into the path without an allocation: a
     // 1 MB array of ids is tens of thousands of items.
-    let room = len;
     let mut out: Option<Val<'s>> = None;
     for (i, item) in items.into_iter().enumerate() {
         let mark = path.len();
@@ -526,7 +525,7 @@ fn list<'s>(
         if let Some(v) = one(item, decl, schema, path)? {
             match &mut out {
                 Some(list) => list.push_item(v),
-                None => out = Some(Val::list_with_room(v, room.saturating_sub(i + 1))),
+                None => out = Some(Val::list_with_room(v, len.saturating_sub(i + 1))),
             }
         }
         path.truncate(mark);
