@@ -165,28 +165,8 @@ impl Pipeline {
         started + self.limits.request_timeout.mul_f64(0.8)
     }
 
-    /// A decoded call of `svc`'s operation `operation`: the profile's signature check (which
-    /// consumes its parameters), then the operation, whose result is handed to `encode`
-    /// while the backend's answer it borrows from is alive (with a size hint: see
-    /// [`Route::answer`](crate::route::Route::answer)). The encoder wraps the result in the
-    /// profile's stamp ([`Service::stamp`]). A single backend answer of `detach_from` bytes or
-    /// more is handed back unshaped instead, to be sent while it is written (`front::stream`).
-    /// [`Pipeline::begin`] then [`Pipeline::finish`], for a door that has nothing to let go
-    /// in between.
-    pub(crate) async fn execute<R>(
-        &self,
-        svc: &Service,
-        operation: usize,
-        params: Val<'_>,
-        role_user: Option<&str>,
-        encode: impl FnOnce(Lazy<'_>, usize) -> R + Send,
-        detach_from: Option<usize>,
-    ) -> Result<Shaped<R>, Error> {
-        let begun = self.begin(svc, operation, params, role_user).await?;
-        self.finish(svc, begun, encode, detach_from).await
-    }
-
-    /// The first half of [`Pipeline::execute`]: the profile's checks and, for a backend call
+    /// The first half of a decoded call of `svc`'s operation `operation`: the profile's checks
+    /// (the signature check consumes its parameters) and, for a backend call
     /// that needs nothing more of the call once its request is rendered, that rendering
     /// ([`Begun::Rendered`]): the door may then let the request body go before the backend
     /// is called, which a large request's memory is most of.
@@ -218,7 +198,11 @@ impl Pipeline {
         Ok(Begun::Call(operation, params))
     }
 
-    /// The second half of [`Pipeline::execute`]: the operation's result handed to `encode`.
+    /// The second half: the operation, whose result is handed to `encode` while the backend's
+    /// answer it borrows from is alive (with a size hint: see
+    /// [`Route::answer`](crate::route::Route::answer)). The encoder wraps the result in the
+    /// profile's stamp ([`Service::stamp`]). A single backend answer of `detach_from` bytes or
+    /// more is handed back unshaped instead, to be sent while it is written (`front::stream`).
     pub(crate) async fn finish<R>(
         &self,
         svc: &Service,

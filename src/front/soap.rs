@@ -1,6 +1,6 @@
 //! The SOAP front door: a service's URL path. `GET ?wsdl` / `?xsd=` describe it; `POST` is a
 //! call: HTTP Basic, bounded body, envelope -> neutral call, the shared pipeline
-//! ([`Pipeline::execute`]), result -> envelope. Errors of a decoded call go to the wire in
+//! ([`Pipeline::begin`], [`Pipeline::finish`]), result -> envelope. Errors of a decoded call go to the wire in
 //! [`respond_error`]; faults are written only by [`fault_response`].
 
 use std::sync::Arc;

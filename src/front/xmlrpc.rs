@@ -3,9 +3,11 @@
 //! `system.methodHelp` and `system.multicall`.
 //!
 //! A call goes through the same pipeline as SOAP: the called service's HTTP Basic check, the
-//! parameters converted by the operation's schema into the neutral call, [`Pipeline::execute`], the
-//! result written typed by the output schema. Every failure is a fault with HTTP 200; its code
-//! and text are chosen only in [`fault_of`].
+//! parameters converted by the operation's schema into the neutral call, [`Pipeline::begin`]
+//! and [`Pipeline::finish`], the result written typed by the output schema. A call made alone
+//! lets its request body go between the two when nothing more of it is needed, as the SOAP
+//! door does. Every failure is a fault with HTTP 200; its code and text are chosen only in
+//! [`fault_of`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +22,7 @@ use crate::call::Val;
 use crate::config::{I8Policy, XmlRpcPlan};
 use crate::error::{Error, Lang};
 use crate::mapping::Lazy;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Begun, Pipeline};
 use crate::profile::signed::Stamped;
 use crate::protocol::xml::{Flush, ShapeError};
 use crate::protocol::xmlrpc::{
@@ -117,7 +119,31 @@ pub(crate) async fn handle(
                 started,
                 may_stream,
             };
-            let xml = dispatch(app, &parts.headers, call, how, &mut calls).await;
+            let headers = &parts.headers;
+            let xml = match alone(app, headers, call, &mut calls).await {
+                Alone::Not(call) => dispatch(app, headers, call, how, &mut calls).await,
+                Alone::Answered(answer) => response_of(answer),
+                Alone::Begun {
+                    svc,
+                    op,
+                    lang,
+                    begun,
+                } => {
+                    let begun = match begun {
+                        Begun::Rendered(r) => {
+                            // Nothing of the request is needed any more: its body, most of a
+                            // large call's memory, goes before the backend is called rather
+                            // than after it answers (as the SOAP door does).
+                            drop(text);
+                            drop(body);
+                            Begun::Rendered(r)
+                        }
+                        other => other,
+                    };
+                    let done = call_finish(app, svc, op, begun, lang, how).await;
+                    response_of(record(svc, op, done, &mut calls))
+                }
+            };
             Ok::<_, Error>((xml, calls))
         })
         .await
@@ -184,11 +210,7 @@ async fn dispatch(
 ) -> OutBody {
     let whole = |xml: String| OutBody::from(Bytes::from(xml));
     if call.name != "system.multicall" {
-        return match one(app, headers, &call.name, call.params, how, calls_made).await {
-            Ok(Reply::Value(v)) => whole(xmlrpc::response(&v)),
-            Ok(Reply::Message(body)) => body,
-            Err((code, text)) => whole(xmlrpc::fault(code, &text)),
-        };
+        return response_of(one(app, headers, &call.name, call.params, how, calls_made).await);
     }
     let calls = match <[XVal<'_>; 1]>::try_from(call.params).map(|[c]| c.into_array()) {
         Ok(Ok(calls)) if calls.len() > MAX_MULTICALL => {
@@ -226,6 +248,59 @@ async fn dispatch(
         });
     }
     whole(xmlrpc::multicall_response(answers))
+}
+
+/// The `methodResponse` of a call made alone: its result, or its fault.
+fn response_of(answer: Answer) -> OutBody {
+    let whole = |xml: String| OutBody::from(Bytes::from(xml));
+    match answer {
+        Ok(Reply::Value(v)) => whole(xmlrpc::response(&v)),
+        Ok(Reply::Message(body)) => body,
+        Err((code, text)) => whole(xmlrpc::fault(code, &text)),
+    }
+}
+
+/// A call made alone (not a multicall, not a system method), up to its backend request: the
+/// door can then let the request go before the backend is called, when nothing more of it is
+/// needed ([`Begun::Rendered`]).
+enum Alone<'t, 'a: 't> {
+    /// A multicall or a system method, as it came.
+    Not(MethodCall<'t>),
+    /// It failed before its backend was called.
+    Answered(Answer),
+    Begun {
+        svc: &'a Arc<Service>,
+        op: usize,
+        lang: Lang,
+        begun: Begun<'t>,
+    },
+}
+
+async fn alone<'t, 'a: 't>(
+    app: Ctx<'a>,
+    headers: &HeaderMap,
+    call: MethodCall<'t>,
+    calls_made: &mut Vec<CallInfo>,
+) -> Alone<'t, 'a> {
+    if call.name.starts_with("system.") {
+        return Alone::Not(call);
+    }
+    let (svc, op) = match find(app, &call.name) {
+        Ok(found) => found,
+        Err(e) => {
+            calls_made.push(info("-", "-", Err(&e)));
+            return Alone::Answered(Err(fault_of(None, &e, Lang::En)));
+        }
+    };
+    match call_begin(app, headers, svc, op, call.params).await {
+        Ok((begun, lang)) => Alone::Begun {
+            svc,
+            op,
+            lang,
+            begun,
+        },
+        Err(e) => Alone::Answered(record(svc, op, Err(e), calls_made)),
+    }
 }
 
 fn multicall_entry(c: XVal<'_>) -> Result<(String, Vec<XVal<'_>>), String> {
@@ -327,17 +402,32 @@ async fn one(
                 calls_made.push(info("-", "-", Err(&e)));
                 fault_of(None, &e, Lang::En)
             })?;
-            let operation = &svc.desc.operations[op].name;
-            match call(app, headers, svc, op, params, how).await {
-                Ok(v) => {
-                    calls_made.push(info(&svc.name, operation, Ok(())));
-                    Ok(v)
-                }
-                Err((e, lang)) => {
-                    calls_made.push(info(&svc.name, operation, Err(&e)));
-                    Err(fault_of(Some(svc), &e, lang))
-                }
-            }
+            let done = match call_begin(app, headers, svc, op, params).await {
+                Ok((begun, lang)) => call_finish(app, svc, op, begun, lang, how).await,
+                Err(e) => Err(e),
+            };
+            record(svc, op, done, calls_made)
+        }
+    }
+}
+
+/// A call of `svc`'s operation `op` that came to `done`: its record goes to `calls_made`, a
+/// failure becomes its fault.
+fn record(
+    svc: &Service,
+    op: usize,
+    done: Result<Reply, (Error, Lang)>,
+    calls_made: &mut Vec<CallInfo>,
+) -> Answer {
+    let operation = &svc.desc.operations[op].name;
+    match done {
+        Ok(v) => {
+            calls_made.push(info(&svc.name, operation, Ok(())));
+            Ok(v)
+        }
+        Err((e, lang)) => {
+            calls_made.push(info(&svc.name, operation, Err(&e)));
+            Err(fault_of(Some(svc), &e, lang))
         }
     }
 }
@@ -383,14 +473,36 @@ fn find<'a>(app: Ctx<'a>, name: &str) -> Result<(&'a Arc<Service>, usize), Error
     Ok((svc, op))
 }
 
-/// Runs one operation through the shared pipeline. A backend answer of
-/// `server.stream_answers_from_bytes` or more is sent while it is written, when `how` allows.
-async fn call(
+/// The first half of a call of one operation through the shared pipeline: the service's
+/// HTTP Basic check, the parameters converted by the operation's schema, then
+/// [`Pipeline::begin`]; with the caller's language.
+async fn call_begin<'t>(
     app: Ctx<'_>,
     headers: &HeaderMap,
+    svc: &'t Service,
+    op: usize,
+    params: Vec<XVal<'t>>,
+) -> Result<(Begun<'t>, Lang), (Error, Lang)> {
+    let default_lang = svc.lang(&crate::call::Val::Null);
+    let role_user = svc.authenticate(headers).map_err(|e| (e, default_lang))?;
+    let operation = &svc.desc.operations[op];
+    let params = xmlrpc::params_to_call(params, &svc.desc.schema, operation)
+        .map_err(|e| (e.into(), default_lang))?;
+    let lang = svc.lang(&params);
+    match app.p.begin(svc, op, params, role_user.as_deref()).await {
+        Ok(begun) => Ok((begun, lang)),
+        Err(e) => Err((e, lang)),
+    }
+}
+
+/// The second half: [`Pipeline::finish`] and the result written. A backend answer of
+/// `server.stream_answers_from_bytes` or more is sent while it is written, when `how` allows.
+async fn call_finish(
+    app: Ctx<'_>,
     svc: &Arc<Service>,
     op: usize,
-    params: Vec<XVal<'_>>,
+    begun: Begun<'_>,
+    lang: Lang,
     how: One,
 ) -> Result<Reply, (Error, Lang)> {
     let One {
@@ -398,17 +510,10 @@ async fn call(
         started,
         may_stream,
     } = how;
-    let default_lang = svc.lang(&crate::call::Val::Null);
-    let role_user = svc.authenticate(headers).map_err(|e| (e, default_lang))?;
     let operation = &svc.desc.operations[op];
-    let params = xmlrpc::params_to_call(params, &svc.desc.schema, operation)
-        .map_err(|e| (e.into(), default_lang))?;
-    let lang = svc.lang(&params);
     let encode = value_writer(svc, op, i8_ok, started);
     let detach_from = app.p.stream_answers_from().filter(|_| may_stream);
-    let detaching = app
-        .p
-        .execute(svc, op, params, role_user.as_deref(), encode, detach_from);
+    let detaching = app.p.finish(svc, begun, encode, detach_from);
     let misfit = |shape| (svc.answer_misfit(op, &shape), lang);
     let d = match detaching.await.map_err(|e| (e, lang))? {
         Shaped::Now(v) => return v.map(Reply::Value).map_err(misfit),
