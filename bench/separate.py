@@ -22,7 +22,8 @@ Printed per size: requests/s, p50, p99, CPU time per call and RSS of the serving
 the ratios the targets are stated in. Each large size (1 MB, 10 MB) is served by a freshly
 started bridge, whose peak RSS is checked against its own idle RSS: memory that the allocator
 kept after earlier sizes (64 connections of 100 KB) is not the large size's
-(`BENCH_FRESH=0` serves every size from one bridge).
+(`BENCH_FRESH=0` serves every size from one bridge). `BENCH_BRIDGE_THREADS=N` gives the bridge
+N worker threads (the backend and the proxy keep one per core).
 """
 import base64
 import json
@@ -42,6 +43,9 @@ SECS = int(os.environ.get("BENCH_SECS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 FRESH = os.environ.get("BENCH_FRESH", "1") != "0"
+# The bridge's worker threads (`TOKIO_WORKER_THREADS` for the bridge only; default: one per core).
+BRIDGE_THREADS = ({"TOKIO_WORKER_THREADS": os.environ["BENCH_BRIDGE_THREADS"]}
+                  if os.environ.get("BENCH_BRIDGE_THREADS") else {})
 SIZES = {"1k": 1_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
 PRODUCT = "587300354"
 NS = "https://product.option.individual.ws.listingapi.gg.com"
@@ -206,7 +210,7 @@ def start_bridge(work, backend_port, name, metrics, env, edits=()):
     with open(cfg_path, "w") as f:
         f.write(config)
     proc = subprocess.Popen(["target/release/soapbridge", "serve", "--config", cfg_path, "--listen",
-                             f"127.0.0.1:{port}"], env={**os.environ, **env},
+                             f"127.0.0.1:{port}"], env={**os.environ, **env, **BRIDGE_THREADS},
                             stderr=subprocess.DEVNULL)
     wait_port(port, proc, f"the bridge ({name})")
     os.remove(cfg_path)

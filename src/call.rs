@@ -319,6 +319,11 @@ pub trait Tree<'t>: Copy {
     fn is_null(self) -> bool {
         matches!(self.form(), Form::Null)
     }
+    /// The node as a JSON value, when it is a value read from a document (not one a template
+    /// builds): for a writer that has no typed place for a nested value and writes its text.
+    fn to_json(self) -> Option<Value> {
+        None
+    }
 }
 
 impl<'t> Tree<'t> for Doc<'t> {
@@ -344,6 +349,9 @@ impl<'t> Tree<'t> for Doc<'t> {
     }
     fn is_null(self) -> bool {
         Doc::is_null(self)
+    }
+    fn to_json(self) -> Option<Value> {
+        Some(Doc::to_json(self))
     }
 }
 

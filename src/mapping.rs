@@ -563,6 +563,13 @@ impl<'s> Tree<'s> for Lazy<'s> {
         matches!(self.0, Walk::Doc(d) if d.is_null())
     }
 
+    fn to_json(self) -> Option<Value> {
+        match self.0 {
+            Walk::Doc(d) => Some(d.to_json()),
+            _ => None,
+        }
+    }
+
     fn member(self, key: &str) -> Option<Self> {
         match self.0 {
             Walk::Doc(d) => d.member(key).map(|d| Lazy(Walk::Doc(d))),

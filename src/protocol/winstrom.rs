@@ -13,6 +13,9 @@
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};
+use std::fmt::Write as _;
+
+use crate::call::{Form, Tree, Val};
 
 use crate::protocol::xml::{self, Node, ReadError, XmlReader, escape_into};
 
@@ -477,12 +480,8 @@ pub struct Outcome {
 /// What the winstrom door answers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    /// Records of one evidence: (property, value) in the evidence's field order.
-    Rows {
-        evidence: String,
-        rows: Vec<Vec<(String, String)>>,
-        row_count: Option<u64>,
-    },
+    /// Records of one evidence, written already in the format asked for ([`write_rows`]).
+    Rows(String),
     /// The outcome of an import document.
     Import {
         success: bool,
@@ -585,6 +584,104 @@ pub fn encode_login(outcome: Result<Option<&str>, &str>, format: Format) -> Stri
 }
 
 /// Writes a reply in the format the URL asked for.
+/// A record's property as it is read from a backend row: (its Flexi name, the backend's name).
+pub type Column<'a> = (&'a str, &'a str);
+
+/// Records of `evidence` as Flexi writes them in `format` (with `rowCount` when given), each
+/// read from an item of the backend's `rows` (a list; anything else is no records) while it
+/// is written: the properties of `columns`, in their order, absent and null values left out.
+/// Nothing is built between the backend's answer and the text, so a large list is held as
+/// the answer read in place and the text being written. `size_hint`: the size of the answer
+/// the rows are read from (0 when not known), which the text is about the size of: it is
+/// given that room at once rather than grown by doubling.
+pub fn write_rows<'t, T: Tree<'t>>(
+    format: Format,
+    evidence: &str,
+    columns: &[Column<'_>],
+    rows: Option<T>,
+    row_count: Option<u64>,
+    size_hint: usize,
+) -> String {
+    let n = match rows.map(Tree::form) {
+        Some(Form::List(n)) => n,
+        _ => 0,
+    };
+    let records = (0..n).filter_map(|i| rows.and_then(|r| r.item(i)));
+    let cells = |row: T| {
+        columns
+            .iter()
+            .filter_map(move |(name, backend)| Some((*name, cell(row.member(backend)?)?)))
+    };
+    let room = size_hint.saturating_add(256);
+    match format {
+        Format::Xml => {
+            let mut out = String::with_capacity(room);
+            out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<winstrom version=\"1.0\"");
+            if let Some(count) = row_count {
+                let _ = write!(out, " rowCount=\"{count}\"");
+            }
+            out.push('>');
+            for row in records {
+                out.push('<');
+                out.push_str(evidence);
+                out.push('>');
+                for (name, text) in cells(row) {
+                    element(&mut out, name, &text);
+                }
+                out.push_str("</");
+                out.push_str(evidence);
+                out.push('>');
+            }
+            out.push_str("</winstrom>\n");
+            out
+        }
+        Format::Json => {
+            let mut out = Vec::with_capacity(room);
+            out.extend_from_slice(b"{\"winstrom\":{\"@version\":\"1.0\",");
+            if let Some(count) = row_count {
+                out.extend_from_slice(format!("\"@rowCount\":\"{count}\",").as_bytes());
+            }
+            json_string(&mut out, evidence);
+            out.extend_from_slice(b":[");
+            for (i, row) in records.enumerate() {
+                out.extend_from_slice(if i == 0 { b"{" } else { b",{" });
+                for (j, (name, text)) in cells(row).enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    json_string(&mut out, name);
+                    out.push(b':');
+                    json_string(&mut out, &text);
+                }
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"]}}");
+            // Only strings and JSON punctuation were written: the text is UTF-8.
+            String::from_utf8(out)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        }
+    }
+}
+
+/// A property's value as Flexi writes it: a string as it is, a number as its JSON text, a
+/// boolean as `true` or `false`, a nested value as its JSON text; `None` for null.
+fn cell<'t, T: Tree<'t>>(v: T) -> Option<Cow<'t, str>> {
+    match v.form() {
+        Form::Null => None,
+        Form::Scalar(Val::Str(s) | Val::Num(s)) => Some(s),
+        Form::Scalar(Val::Int(n)) => Some(Cow::Owned(n.to_string())),
+        Form::Scalar(Val::Bool(b)) => Some(Cow::Borrowed(if b { "true" } else { "false" })),
+        Form::Scalar(other) => Some(Cow::Owned(other.to_json().to_string())),
+        Form::List(_) | Form::Obj => v.to_json().map(|j| Cow::Owned(j.to_string())),
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(out, s);
+}
+
 pub fn encode(reply: &Reply, format: Format) -> String {
     match format {
         Format::Json => encode_json(reply),
@@ -639,20 +736,7 @@ fn s(v: impl ToString) -> J {
 fn encode_json(reply: &Reply) -> String {
     let mut w: Vec<(String, J)> = vec![("@version".into(), s("1.0"))];
     match reply {
-        Reply::Rows {
-            evidence,
-            rows,
-            row_count,
-        } => {
-            if let Some(n) = row_count {
-                w.push(("@rowCount".into(), s(n)));
-            }
-            let rows = rows
-                .iter()
-                .map(|r| J::O(r.iter().map(|(k, v)| (k.clone(), s(v))).collect()))
-                .collect();
-            w.push((evidence.clone(), J::A(rows)));
-        }
+        Reply::Rows(written) => return written.clone(),
         Reply::Import {
             success,
             stats,
@@ -762,27 +846,7 @@ fn encode_xml(reply: &Reply) -> String {
     let mut out =
         String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<winstrom version=\"1.0\"");
     match reply {
-        Reply::Rows {
-            evidence,
-            rows,
-            row_count,
-        } => {
-            if let Some(n) = row_count {
-                out.push_str(&format!(" rowCount=\"{n}\""));
-            }
-            out.push('>');
-            for r in rows {
-                out.push('<');
-                out.push_str(evidence);
-                out.push('>');
-                for (k, v) in r {
-                    element(&mut out, k, v);
-                }
-                out.push_str("</");
-                out.push_str(evidence);
-                out.push('>');
-            }
-        }
+        Reply::Rows(written) => return written.clone(),
         Reply::Import {
             success,
             stats,
@@ -966,5 +1030,46 @@ mod tests {
             encode(&r, Format::Xml),
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<winstrom version=\"1.0\"><success>true</success><stats><created>0</created><updated>1</updated><deleted>0</deleted><skipped>0</skipped><failed>0</failed></stats><results><result><id>123</id><request-id>123</request-id><ref>/c/demo/kusovnik/123.json</ref></result></results></winstrom>\n"
         );
+    }
+
+    #[test]
+    fn records_are_written_from_the_backend_rows_as_they_are_read() {
+        use crate::call::{Doc, Val};
+        let answer = br#"{"items": [
+            {"id": 1, "code": "A<&>\"1", "price": 12.50, "active": true, "note": null},
+            {"id": 2, "code": "tab\there", "tags": ["x", 2], "extra": "not a column"},
+            {"code": "C"}
+        ], "total": 40}"#;
+        let answer = Val::from_json_slice(answer).expect("JSON");
+        let rows = Doc::Call(&answer).member("items");
+        let columns = [
+            ("id", "id"),
+            ("kod", "code"),
+            ("cenaZakl", "price"),
+            ("aktivni", "active"),
+            ("poznam", "note"),
+            ("stitky", "tags"),
+        ];
+        // Numbers keep their text, booleans are words, null and absent values are left out,
+        // a nested value is its JSON text; members the columns do not name are not written.
+        assert_eq!(
+            write_rows(Format::Xml, "cenik", &columns, rows, Some(40), 0),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<winstrom version=\"1.0\" rowCount=\"40\">\
+             <cenik><id>1</id><kod>A&lt;&amp;&gt;&quot;1</kod><cenaZakl>12.50</cenaZakl><aktivni>true</aktivni></cenik>\
+             <cenik><id>2</id><kod>tab\there</kod><stitky>[&quot;x&quot;,2]</stitky></cenik>\
+             <cenik><kod>C</kod></cenik></winstrom>\n"
+        );
+        assert_eq!(
+            write_rows(Format::Json, "cenik", &columns[..2], rows, None, 0),
+            r#"{"winstrom":{"@version":"1.0","cenik":[{"id":"1","kod":"A<&>\"1"},{"id":"2","kod":"tab\there"},{"kod":"C"}]}}"#
+        );
+        // Rows that are not a list, or none at all: no records.
+        let not_a_list = Doc::Call(&answer).member("total");
+        for rows in [not_a_list, None] {
+            assert_eq!(
+                write_rows(Format::Json, "cenik", &columns, rows, Some(0), 0),
+                r#"{"winstrom":{"@version":"1.0","@rowCount":"0","cenik":[]}}"#
+            );
+        }
     }
 }

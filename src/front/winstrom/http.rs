@@ -9,11 +9,13 @@ use serde_json::Value;
 
 use super::session::SessionError;
 use super::{Company, Evidence, WinstromDoor};
-use crate::call::Val;
+use crate::call::{Doc, Form, Tree, Val};
 use crate::error::{Error, Party};
+use crate::mapping::Lazy;
 use crate::pipeline::Pipeline;
 use crate::protocol::winstrom::{self, Format, PathError, Record, Reply, Target};
 use crate::protocol::wql;
+use crate::route::Shaped;
 use crate::server::{Body as Incoming, Resp, text_response};
 use crate::telemetry::{Calls, Outcome};
 
@@ -60,7 +62,7 @@ pub(super) struct Answer<'a> {
 
 /// The only place answers are written: status, Flexi reply, format; and the record of the
 /// call (a 4xx or 5xx is a failure, with its code).
-fn reply(status: StatusCode, r: &Reply, to: &Answer<'_>, code: &'static str) -> Resp {
+fn reply(status: StatusCode, r: Reply, to: &Answer<'_>, code: &'static str) -> Resp {
     let outcome = if status.is_success() {
         Outcome::Success
     } else {
@@ -74,14 +76,18 @@ fn reply(status: StatusCode, r: &Reply, to: &Answer<'_>, code: &'static str) -> 
     let mut resp = text_response(
         status,
         to.format.content_type(),
-        winstrom::encode(r, to.format),
+        match r {
+            // Records are written in the format asked for while they are read.
+            Reply::Rows(written) => written,
+            other => winstrom::encode(&other, to.format),
+        },
     );
     Calls::one("winstrom", to.company, &to.operation, outcome, code).attach(&mut resp);
     resp
 }
 
 fn fail_response(f: Failure, to: &Answer<'_>, challenge: Option<String>) -> Resp {
-    let mut r = reply(f.status, &Reply::Error { message: f.message }, to, f.code);
+    let mut r = reply(f.status, Reply::Error { message: f.message }, to, f.code);
     if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
         r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
     }
@@ -449,7 +455,7 @@ pub(crate) async fn handle(
             } else {
                 "IMPORT_FAILED"
             };
-            reply(status, &r, &to, code)
+            reply(status, r, &to, code)
         }
         Ok(Err(f)) => fail_response(f, &to, None),
         Err(_) => fail_response(failure_of(&p.request_timed_out()), &to, None),
@@ -745,33 +751,44 @@ impl<'a> Ctx<'a> {
             Some(t) => self.filter_json(ev, t)?,
             None => Value::Null,
         };
-        let (rows, total) = self
-            .search(ev, &filter, q.start, q.limit, q.row_count, order)
-            .await
-            .map_err(|e| failure_of(&e))?;
-        Ok((
-            StatusCode::OK,
-            Reply::Rows {
-                evidence: ev.plan.name.clone(),
-                rows: rows.iter().map(|r| row(ev, r, &q.detail)).collect(),
-                row_count: if q.row_count {
-                    total.or(Some(rows.len() as u64))
-                } else {
-                    None
-                },
-            },
-        ))
+        let input = self.search_input(&filter, q.start, q.limit, q.row_count, order);
+        let columns = columns(ev, &q.detail);
+        let (format, evidence, row_count) = (self.format, ev.plan.name.as_str(), q.row_count);
+        // The records are written from the backend's answer read in place, as they are read:
+        // a long list is not copied into records first (BENCHMARKS.md, winstrom lists).
+        let write = |result: Lazy<'_>, size: usize| {
+            let rows = result.member("rows");
+            let count = row_count.then(|| {
+                let total = result.member("total").and_then(|t| match t.form() {
+                    Form::Scalar(Val::Int(n)) => u64::try_from(n).ok(),
+                    _ => None,
+                });
+                total.unwrap_or(match rows.map(Tree::form) {
+                    Some(Form::List(n)) => n as u64,
+                    _ => 0,
+                })
+            });
+            winstrom::write_rows(format, evidence, &columns, rows, count, size)
+        };
+        match ev.list.answer(&input, write, None).await {
+            Ok(Shaped::Now(written)) => Ok((StatusCode::OK, Reply::Rows(written))),
+            // Not asked to be detached, it never is.
+            Ok(Shaped::Detached(_)) => Err(failure_of(&Error::Internal(
+                "a list answer was handed back unwritten".into(),
+            ))),
+            Err(e) => Err(failure_of(&e)),
+        }
     }
 
-    pub(super) async fn search(
-        &self,
-        ev: &Evidence,
-        filter: &Value,
+    /// The input of an evidence's list route.
+    fn search_input<'v>(
+        &'v self,
+        filter: &'v Value,
         start: i64,
         limit: i64,
         count: bool,
-        order: &[String],
-    ) -> Result<(Vec<Value>, Option<u64>), Error> {
+        order: &'v [String],
+    ) -> Val<'v> {
         let mut members = vec![
             ("filter", Val::borrowed(filter)),
             ("start", Val::Int(start)),
@@ -783,10 +800,22 @@ impl<'a> Ctx<'a> {
             let keys = order.iter().map(|k| Val::Str(k.as_str().into())).collect();
             members.push(("order", Val::List(keys)));
         }
-        let input = self.input(members);
-        let result = ev.list.invoke(&input).await?;
-        let rows = match result.get("rows") {
-            Some(Value::Array(rows)) => rows.clone(),
+        self.input(members)
+    }
+
+    pub(super) async fn search(
+        &self,
+        ev: &Evidence,
+        filter: &Value,
+        start: i64,
+        limit: i64,
+        count: bool,
+        order: &[String],
+    ) -> Result<(Vec<Value>, Option<u64>), Error> {
+        let input = self.search_input(filter, start, limit, count, order);
+        let mut result = ev.list.invoke(&input).await?;
+        let rows = match result.get_mut("rows").map(Value::take) {
+            Some(Value::Array(rows)) => rows,
             _ => Vec::new(),
         };
         Ok((rows, result.get("total").and_then(Value::as_u64)))
@@ -814,14 +843,18 @@ impl<'a> Ctx<'a> {
             }
         };
         match result {
-            Ok(Some(r)) if !r.is_null() => Ok((
-                StatusCode::OK,
-                Reply::Rows {
-                    evidence: ev.plan.name.clone(),
-                    rows: vec![row(ev, &r, detail)],
-                    row_count: None,
-                },
-            )),
+            Ok(Some(r)) if !r.is_null() => {
+                let rows = Value::Array(vec![r]);
+                let written = winstrom::write_rows(
+                    self.format,
+                    &ev.plan.name,
+                    &columns(ev, detail),
+                    Some(Doc::Json(&rows)),
+                    None,
+                    0,
+                );
+                Ok((StatusCode::OK, Reply::Rows(written)))
+            }
             Ok(_) => Err(failure(StatusCode::NOT_FOUND, not_found(ev, id))),
             Err(Error::BackendRefused(r)) if r.status == 404 => {
                 Err(failure(StatusCode::NOT_FOUND, not_found(ev, id)))
@@ -901,9 +934,9 @@ pub(super) fn scalar(v: &Value) -> String {
     }
 }
 
-/// A backend row as Flexi properties, in the evidence's field order, those `detail` asks
-/// for; nulls left out.
-fn row(ev: &Evidence, r: &Value, detail: &Detail) -> Vec<(String, String)> {
+/// The properties of an evidence's records that `detail` asks for, in its field order: (Flexi
+/// name, the backend's name).
+fn columns<'e>(ev: &'e Evidence, detail: &Detail) -> Vec<winstrom::Column<'e>> {
     ev.plan
         .fields
         .iter()
@@ -913,10 +946,7 @@ fn row(ev: &Evidence, r: &Value, detail: &Detail) -> Vec<(String, String)> {
             Detail::Summary => ev.plan.summary.contains(&f.name),
             Detail::Custom(names) => names.contains(&f.name),
         })
-        .filter_map(|f| match r.get(&f.backend) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some((f.name.clone(), scalar(v))),
-        })
+        .map(|f| (f.name.as_str(), f.backend.as_str()))
         .collect()
 }
 
