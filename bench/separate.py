@@ -7,6 +7,7 @@ and the load generator (oha) as separate processes on this machine.
     python3 bench/separate.py answer-1k answer-10m                      # large answers only
     python3 bench/separate.py in-flight     # 64 clients of 1 MB requests, bodies in flight bounded or not
     python3 bench/separate.py xmlrpc        # 1 MB XML-RPC requests (an array of ids) on /RPC2
+    python3 bench/separate.py winstrom      # 1 MB Flexi lists (cenik.xml?limit=0) on the winstrom door
     python3 bench/separate.py telemetry     # the cost of metrics and logs
 
 Both paths call the same reference backend with the same product ids: the proxy is given the
@@ -46,6 +47,8 @@ FRESH = os.environ.get("BENCH_FRESH", "1") != "0"
 # The bridge's worker threads (`TOKIO_WORKER_THREADS` for the bridge only; default: one per core).
 BRIDGE_THREADS = ({"TOKIO_WORKER_THREADS": os.environ["BENCH_BRIDGE_THREADS"]}
                   if os.environ.get("BENCH_BRIDGE_THREADS") else {})
+# Generated price items behind the winstrom lists: about 1 MB of Flexi XML.
+WINSTROM_ITEMS = 5_000
 SIZES = {"1k": 1_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
 PRODUCT = "587300354"
 NS = "https://product.option.individual.ws.listingapi.gg.com"
@@ -169,8 +172,9 @@ def counts(bridge_port, operation="calculateOptionsPrice"):
 
 
 def oha(url, body_file, content_type, auth, connections, expect_status):
-    cmd = ["oha", "-z", f"{SECS}s", "-c", str(connections), "-m", "POST", "-T", content_type,
-           "-D", body_file, "--no-tui", "--output-format", "json", url]
+    """`body_file` POSTed as `content_type`, or (None) a GET."""
+    send = ["-m", "POST", "-T", content_type, "-D", body_file] if body_file else []
+    cmd = ["oha", "-z", f"{SECS}s", "-c", str(connections), *send, "--no-tui", "--output-format", "json", url]
     if auth:
         cmd[1:1] = ["-a", auth]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -335,32 +339,95 @@ def xmlrpc_large(work, backend_port, procs):
     with open(paths["proxy"], "w") as f:
         f.write(json.dumps({"product_ids": [int(PRODUCT)] * n}, separators=(",", ":")))
     size = os.path.getsize(paths["bridge"])
-    conns = 4
+    runs = {
+        "bridge": lambda conns: oha(f"http://127.0.0.1:{port}/RPC2", paths["bridge"], "text/xml", FIXTURE_AUTH,
+                                    conns, 200),
+        "proxy": lambda conns: oha(f"http://127.0.0.1:{proxy_port}/v1/vouchers", paths["proxy"], "application/json",
+                                   None, conns, 201),
+    }
+    alternate_large("xmlrpc-1m", f"calculateOptionsPrice on /RPC2, {n} ids; XML-RPC request {size:,} B",
+                    bridge, port, proxy, runs, "calculateOptionsPrice", size, idle)
+
+
+def winstrom_large(work, procs):
+    """About 1 MB Flexi lists: `cenik.xml?limit=0` on the winstrom door over the records of a
+    flexi reference backend given WINSTROM_ITEMS generated price items, from 4 connections, to a
+    freshly started bridge, alternating with the proxy asked the backend's search as JSON. Every
+    answer must be a 200 and a success on the bridge's /metrics. Peak RSS against idle + 4x the
+    messages in flight (the larger of the backend's JSON and the Flexi XML), as for the SOAP
+    sizes."""
+    with open("fixtures/reference/flexi.json") as f:
+        data = json.load(f)
+    items = data["tenants"]["demo"]["price_items"]
+    first = max(i["id"] for i in items) + 1
+    for k in range(WINSTROM_ITEMS):
+        items.append({"id": first + k, "code": f"GEN-{k:06d}", "name": f"Generovaná položka {k} — dubové dřevo",
+                      "purchase_price": f"{k % 997}.50", "sale_price": f"{k % 1999}.90",
+                      "ext_ids": [f"SHOP:{100000 + k}"]})
+    data_file = os.path.join(work, "flexi.json")
+    with open(data_file, "w") as f:
+        json.dump(data, f)
+    flexi_port, proxy_port = free_port(), free_port()
+    flexi = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "flexi", "--data", data_file,
+                              "--listen", f"127.0.0.1:{flexi_port}"], stderr=subprocess.DEVNULL)
+    procs.append(flexi)
+    wait_port(flexi_port, flexi, "the flexi reference backend")
+    proxy = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "proxy", "--upstream",
+                              f"http://127.0.0.1:{flexi_port}", "--listen", f"127.0.0.1:{proxy_port}"],
+                             stderr=subprocess.DEVNULL)
+    procs.append(proxy)
+    wait_port(proxy_port, proxy, "the proxy")
+    # Its flexi backend is this one (its product-options backend, unused here, run()'s).
+    bridge, port = start_bridge(work, free_port(), "winstrom", True, {"SOAPBRIDGE_LOG": "warn"},
+                                [('base_url = "http://127.0.0.1:8084"', f'base_url = "http://127.0.0.1:{flexi_port}"')])
+    procs.append(bridge)
+    time.sleep(0.5)
+    idle = rss_mb(bridge.pid, "VmRSS:")
+    user = "winstrom:winstrom-pass"
+    url = f"http://127.0.0.1:{port}/c/demo/cenik.xml?limit=0"
+    search, search_url = os.path.join(work, "search.json"), f"http://127.0.0.1:{proxy_port}/v1/demo/price-items:search"
+    with open(search, "w") as f:
+        json.dump({"filter": None, "start": 0, "limit": 0, "count": False}, f)
+    auth = {"Authorization": "Basic " + base64.b64encode(user.encode()).decode()}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=60) as r:
+        flexi_bytes = len(r.read())
+    with open(search, "rb") as f, urllib.request.urlopen(urllib.request.Request(
+            search_url, data=f.read(), headers={"Content-Type": "application/json"}), timeout=60) as r:
+        json_bytes = len(r.read())
+    runs = {
+        "bridge": lambda conns: oha(url, None, None, user, conns, 200),
+        "proxy": lambda conns: oha(search_url, search, "application/json", None, conns, 200),
+    }
+    alternate_large("winstrom-1m", f"cenik.xml?limit=0, {len(items)} records; Flexi XML answer {flexi_bytes:,} B, "
+                    f"the backend's JSON {json_bytes:,} B", bridge, port, proxy, runs, "cenik.list",
+                    max(flexi_bytes, json_bytes), idle)
+
+
+def alternate_large(name, what, bridge, port, proxy, runs, operation, size, idle, conns=4):
+    """Alternating rounds of `runs` (the bridge's and the proxy's load, given the connections)
+    with messages of `size` bytes; every call of the bridge's must be counted a success of
+    `operation` on its /metrics. Prints the figures and the memory target."""
     acc = {k: {"requests": 0, "p99": [], "cpu": 0.0} for k in ("proxy", "bridge")}
     for rnd in range(ROUNDS):
         for which in (("proxy", "bridge") if rnd % 2 == 0 else ("bridge", "proxy")):
             proc = bridge if which == "bridge" else proxy
-            before = counts(port) if which == "bridge" else (0, 0)
+            before = counts(port, operation) if which == "bridge" else (0, 0)
             cpu0 = cpu_seconds(proc.pid)
-            if which == "bridge":
-                r = oha(f"http://127.0.0.1:{port}/RPC2", paths["bridge"], "text/xml", FIXTURE_AUTH, conns, 200)
-            else:
-                r = oha(f"http://127.0.0.1:{proxy_port}/v1/vouchers", paths["proxy"], "application/json", None, conns, 201)
+            r = runs[which](conns)
             acc[which]["cpu"] += cpu_seconds(proc.pid) - cpu0
             acc[which]["requests"] += r["requests"]
             acc[which]["p99"].append(r["p99"])
             if which == "bridge":
-                after = counts(port)
+                after = counts(port, operation)
                 ok, total = after[0] - before[0], after[1] - before[1]
                 # As for the SOAP sizes: every call succeeded, and oha saw all of them but those
                 # still in flight when its time ran out (at most one per connection).
                 if ok != total or not 0 <= ok - r["requests"] <= conns:
-                    sys.exit(f"XML-RPC: {total - ok} calls were not successes; oha got "
+                    sys.exit(f"{name}: {total - ok} calls were not successes; oha got "
                              f"{r['requests']} answers, the bridge answered {ok}")
     peak = rss_mb(bridge.pid, "VmHWM:")
     limit = idle + 4 * conns * size / 1e6
-    print(f"xmlrpc-1m: calculateOptionsPrice on /RPC2, {n} ids; XML-RPC request {size:,} B; "
-          f"{conns} connections, {ROUNDS} alternating rounds of {SECS} s")
+    print(f"{name}: {what}; {conns} connections, {ROUNDS} alternating rounds of {SECS} s")
     print("| path | requests/s | p99 | CPU per call |")
     print("|---|---|---|---|")
     for k, a in acc.items():
@@ -368,7 +435,7 @@ def xmlrpc_large(work, backend_port, procs):
               f"{a['cpu'] * 1000 / max(1, a['requests']):.3f} ms |")
     ratio = acc["bridge"]["requests"] / max(1, acc["proxy"]["requests"])
     print(f"bridge/proxy: throughput {ratio:.2f}")
-    print(f"- xmlrpc-1m: bridge peak RSS {peak:.0f} MB with {conns} calls of {size / 1e6:.1f} MB in flight "
+    print(f"- {name}: bridge peak RSS {peak:.0f} MB with {conns} calls of {size / 1e6:.1f} MB in flight "
           f"(<= idle {idle:.0f} MB + 4x the messages in flight = {limit:.0f} MB: {'met' if peak <= limit else 'NOT met'}); "
           f"+{peak - idle:.0f} MB over idle")
 
@@ -381,10 +448,12 @@ def main():
         return run(in_flight_only=True)
     if args == ["xmlrpc"]:
         return run(xmlrpc_only=True)
+    if args == ["winstrom"]:
+        return run(winstrom_only=True)
     return run(sizes=args or list(SIZES) + [f"answer-{s}" for s in SIZES])
 
 
-def run(sizes=(), telemetry_only=False, in_flight_only=False, xmlrpc_only=False):
+def run(sizes=(), telemetry_only=False, in_flight_only=False, xmlrpc_only=False, winstrom_only=False):
     if shutil.which("oha") is None:
         print("== installing oha (cargo install oha --locked)", flush=True)
         subprocess.run(["cargo", "install", "oha", "--locked"], check=True)
@@ -405,6 +474,8 @@ def run(sizes=(), telemetry_only=False, in_flight_only=False, xmlrpc_only=False)
             return in_flight(work, backend_port, procs)
         if xmlrpc_only:
             return xmlrpc_large(work, backend_port, procs)
+        if winstrom_only:
+            return winstrom_large(work, procs)
         proxy = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "proxy", "--upstream",
                                   f"http://127.0.0.1:{backend_port}", "--listen", f"127.0.0.1:{proxy_port}"],
                                  stderr=subprocess.DEVNULL)
