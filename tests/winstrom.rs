@@ -183,6 +183,42 @@ async fn the_backend_gets_a_structured_filter_with_its_own_field_names() {
     assert_eq!(sent["body"], expected);
 }
 
+/// A long list is sent while it is written (chunked, without a length), and is the same text
+/// as the list written whole when that is off, in XML and in JSON.
+#[tokio::test]
+async fn a_long_list_is_sent_while_it_is_written() {
+    let items: Vec<Value> = (1..=6000)
+        .map(|i| {
+            json!({"id": i, "code": format!("K-{i}"), "name": format!("Položka <{i}> & \"spol\""),
+                   "purchase_price": "1.50", "sale_price": null, "unit": "ks"})
+        })
+        .collect();
+    let (url, _) = recording_backend(json!({"items": items, "total": 6000})).await;
+    let config = demo_with_flexi(&url, 5000);
+    let off = config.replace(
+        "stream_answers_from_bytes = 524288",
+        "stream_answers_from_bytes = 0",
+    );
+    assert_ne!(config, off);
+    let streamed = Bridge::with_config(&config).await;
+    let whole = Bridge::with_config(&off).await;
+    for ext in ["xml", "json"] {
+        let path = format!("/c/demo/cenik.{ext}?limit=0&add-row-count=true");
+        let (s, w) = (
+            get(&streamed, &path, USER).await,
+            get(&whole, &path, USER).await,
+        );
+        assert_eq!((s.status, w.status), (200, 200), "{ext}");
+        assert_eq!(s.header("content-length"), None, "{ext}");
+        assert_eq!(s.header("transfer-encoding"), Some("chunked"), "{ext}");
+        assert!(w.header("content-length").is_some(), "{ext}");
+        assert_eq!(s.body, w.body, "{ext}");
+    }
+    let s = get(&streamed, "/c/demo/cenik.xml?limit=0", USER).await;
+    assert_eq!(s.body.matches("<cenik>").count(), 6000);
+    assert!(s.body.contains("<cenik><id>6000</id><kod>K-6000</kod><nazev>Položka &lt;6000&gt; &amp; &quot;spol&quot;</nazev><nakupCena>1.50</nakupCena><mj1>ks</mj1></cenik></winstrom>"));
+}
+
 #[tokio::test]
 async fn companies_are_tenants_with_their_own_users() {
     let b = Bridge::demo().await;

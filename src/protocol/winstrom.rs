@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 use crate::call::{Form, Tree, Val};
 
-use crate::protocol::xml::{self, Node, ReadError, XmlReader, escape_into};
+use crate::protocol::xml::{self, Flush, Node, ReadError, XmlReader, escape_into};
 
 /// The answer format, from the URL's extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -593,14 +593,17 @@ pub type Column<'a> = (&'a str, &'a str);
 /// Nothing is built between the backend's answer and the text, so a large list is held as
 /// the answer read in place and the text being written. `size_hint`: the size of the answer
 /// the rows are read from (0 when not known), which the text is about the size of: it is
-/// given that room at once rather than grown by doubling.
-pub fn write_rows<'t, T: Tree<'t>>(
+/// given that room at once rather than grown by doubling. With `flush`, the text is handed to
+/// it whenever it has reached `at` bytes (between records), for an answer sent while it is
+/// written; what is returned is the rest.
+pub(crate) fn write_rows<'t, T: Tree<'t>>(
     format: Format,
     evidence: &str,
     columns: &[Column<'_>],
     rows: Option<T>,
     row_count: Option<u64>,
     size_hint: usize,
+    mut flush: Option<(&mut Flush<'_>, usize)>,
 ) -> String {
     let n = match rows.map(Tree::form) {
         Some(Form::List(n)) => n,
@@ -612,55 +615,59 @@ pub fn write_rows<'t, T: Tree<'t>>(
             .iter()
             .filter_map(move |(name, backend)| Some((*name, cell(row.member(backend)?)?)))
     };
-    let room = size_hint.saturating_add(256);
-    match format {
-        Format::Xml => {
-            let mut out = String::with_capacity(room);
-            out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<winstrom version=\"1.0\"");
-            if let Some(count) = row_count {
-                let _ = write!(out, " rowCount=\"{count}\"");
-            }
-            out.push('>');
-            for row in records {
-                out.push('<');
-                out.push_str(evidence);
-                out.push('>');
-                for (name, text) in cells(row) {
-                    element(&mut out, name, &text);
-                }
-                out.push_str("</");
-                out.push_str(evidence);
-                out.push('>');
-            }
-            out.push_str("</winstrom>\n");
-            out
+    let room = match &flush {
+        Some((_, at)) => at + at / 8,
+        None => size_hint.saturating_add(256),
+    };
+    let mut out = String::with_capacity(room);
+    // JSON strings are escaped by serde_json, through this buffer.
+    let mut scratch = Vec::new();
+    let json = format == Format::Json;
+    if json {
+        out.push_str("{\"winstrom\":{\"@version\":\"1.0\",");
+        if let Some(count) = row_count {
+            let _ = write!(out, "\"@rowCount\":\"{count}\",");
         }
-        Format::Json => {
-            let mut out = Vec::with_capacity(room);
-            out.extend_from_slice(b"{\"winstrom\":{\"@version\":\"1.0\",");
-            if let Some(count) = row_count {
-                out.extend_from_slice(format!("\"@rowCount\":\"{count}\",").as_bytes());
-            }
-            json_string(&mut out, evidence);
-            out.extend_from_slice(b":[");
-            for (i, row) in records.enumerate() {
-                out.extend_from_slice(if i == 0 { b"{" } else { b",{" });
-                for (j, (name, text)) in cells(row).enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    json_string(&mut out, name);
-                    out.push(b':');
-                    json_string(&mut out, &text);
+        json_string(&mut out, &mut scratch, evidence);
+        out.push_str(":[");
+    } else {
+        out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<winstrom version=\"1.0\"");
+        if let Some(count) = row_count {
+            let _ = write!(out, " rowCount=\"{count}\"");
+        }
+        out.push('>');
+    }
+    for (i, row) in records.enumerate() {
+        if json {
+            out.push_str(if i == 0 { "{" } else { ",{" });
+            for (j, (name, text)) in cells(row).enumerate() {
+                if j > 0 {
+                    out.push(',');
                 }
-                out.push(b'}');
+                json_string(&mut out, &mut scratch, name);
+                out.push(':');
+                json_string(&mut out, &mut scratch, &text);
             }
-            out.extend_from_slice(b"]}}");
-            // Only strings and JSON punctuation were written: the text is UTF-8.
-            String::from_utf8(out)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+            out.push('}');
+        } else {
+            out.push('<');
+            out.push_str(evidence);
+            out.push('>');
+            for (name, text) in cells(row) {
+                element(&mut out, name, &text);
+            }
+            out.push_str("</");
+            out.push_str(evidence);
+            out.push('>');
+        }
+        if let Some((f, at)) = &mut flush
+            && out.len() >= *at
+        {
+            f(&mut out);
         }
     }
+    out.push_str(if json { "]}}" } else { "</winstrom>\n" });
+    out
 }
 
 /// A property's value as Flexi writes it: a string as it is, a number as its JSON text, a
@@ -676,10 +683,12 @@ fn cell<'t, T: Tree<'t>>(v: T) -> Option<Cow<'t, str>> {
     }
 }
 
-/// `s` as a JSON string, escaped as serde_json escapes it.
-fn json_string(out: &mut Vec<u8>, s: &str) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(out, s);
+/// `s` as a JSON string, escaped by serde_json (into `scratch`, which it reuses).
+fn json_string(out: &mut String, scratch: &mut Vec<u8>, s: &str) {
+    scratch.clear();
+    // Writing to a Vec cannot fail, and serde_json writes UTF-8.
+    let _ = serde_json::to_writer(&mut *scratch, s);
+    out.push_str(std::str::from_utf8(scratch).unwrap_or_default());
 }
 
 pub fn encode(reply: &Reply, format: Format) -> String {
@@ -1053,21 +1062,40 @@ mod tests {
         // Numbers keep their text, booleans are words, null and absent values are left out,
         // a nested value is its JSON text; members the columns do not name are not written.
         assert_eq!(
-            write_rows(Format::Xml, "cenik", &columns, rows, Some(40), 0),
+            write_rows(Format::Xml, "cenik", &columns, rows, Some(40), 0, None),
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<winstrom version=\"1.0\" rowCount=\"40\">\
              <cenik><id>1</id><kod>A&lt;&amp;&gt;&quot;1</kod><cenaZakl>12.50</cenaZakl><aktivni>true</aktivni></cenik>\
              <cenik><id>2</id><kod>tab\there</kod><stitky>[&quot;x&quot;,2]</stitky></cenik>\
              <cenik><kod>C</kod></cenik></winstrom>\n"
         );
         assert_eq!(
-            write_rows(Format::Json, "cenik", &columns[..2], rows, None, 0),
+            write_rows(Format::Json, "cenik", &columns[..2], rows, None, 0, None),
             r#"{"winstrom":{"@version":"1.0","cenik":[{"id":"1","kod":"A<&>\"1"},{"id":"2","kod":"tab\there"},{"kod":"C"}]}}"#
+        );
+        // Handed away in pieces between records once the text has reached `at`: the pieces
+        // and the rest are the whole text.
+        let mut pieces: Vec<String> = Vec::new();
+        let mut flush = |out: &mut String| pieces.push(std::mem::take(out));
+        let rest = write_rows(
+            Format::Xml,
+            "cenik",
+            &columns,
+            rows,
+            Some(40),
+            0,
+            Some((&mut flush, 60)),
+        );
+        assert!(pieces.len() >= 2, "{pieces:?}");
+        assert!(pieces.iter().all(|p| p.ends_with("</cenik>")), "{pieces:?}");
+        assert_eq!(
+            pieces.concat() + &rest,
+            write_rows(Format::Xml, "cenik", &columns, rows, Some(40), 0, None)
         );
         // Rows that are not a list, or none at all: no records.
         let not_a_list = Doc::Call(&answer).member("total");
         for rows in [not_a_list, None] {
             assert_eq!(
-                write_rows(Format::Json, "cenik", &columns, rows, Some(0), 0),
+                write_rows(Format::Json, "cenik", &columns, rows, Some(0), 0, None),
                 r#"{"winstrom":{"@version":"1.0","@rowCount":"0","cenik":[]}}"#
             );
         }

@@ -11,12 +11,14 @@ use super::session::SessionError;
 use super::{Company, Evidence, WinstromDoor};
 use crate::call::{Doc, Form, Tree, Val};
 use crate::error::{Error, Party};
+use crate::front::stream::{self, Began};
 use crate::mapping::Lazy;
 use crate::pipeline::Pipeline;
 use crate::protocol::winstrom::{self, Format, PathError, Record, Reply, Target};
 use crate::protocol::wql;
+use crate::protocol::xml::Flush;
 use crate::route::Shaped;
-use crate::server::{Body as Incoming, Resp, text_response};
+use crate::server::{Body as Incoming, OutBody, Resp, text_response};
 use crate::telemetry::{Calls, Outcome};
 
 // ---- requests ------------------------------------------------------------------------------
@@ -84,6 +86,23 @@ fn reply(status: StatusCode, r: Reply, to: &Answer<'_>, code: &'static str) -> R
     );
     Calls::one("winstrom", to.company, &to.operation, outcome, code).attach(&mut resp);
     resp
+}
+
+/// A list being sent while it is written: a success, whose body may yet break (`front::stream`).
+fn sent(body: OutBody, to: &Answer<'_>) -> Resp {
+    let mut resp = http::Response::new(body);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(to.format.content_type()),
+    );
+    Calls::one("winstrom", to.company, &to.operation, Outcome::Success, "").attach(&mut resp);
+    resp
+}
+
+/// What a request comes to: a Flexi reply, or records sent while they are written.
+pub(super) enum Done {
+    Reply(Reply),
+    Sending(OutBody),
 }
 
 fn fail_response(f: Failure, to: &Answer<'_>, challenge: Option<String>) -> Resp {
@@ -375,14 +394,21 @@ pub(crate) async fn handle(
         deadline: p.record_deadline(started),
     };
     let method = req.method().clone();
+    let version = req.version();
     let target = parts.target.clone();
     let content_type =
         crate::server::header_str(&req, http::header::CONTENT_TYPE).map(str::to_string);
+    // A GET's list may be sent while it is written (not to an HTTP/1.0 client, which has no
+    // chunked framing to show a broken answer by).
+    let sending =
+        (method == Method::GET && version >= http::Version::HTTP_11).then_some((p, started));
     let work = async {
-        match (&method, &target) {
-            (&Method::GET | &Method::HEAD, Target::All) => ctx.list(ev, None, &query, &order).await,
+        let replied = match (&method, &target) {
+            (&Method::GET | &Method::HEAD, Target::All) => {
+                return ctx.list(ev, None, &query, &order, sending).await;
+            }
             (&Method::GET | &Method::HEAD, Target::Filter(f)) => {
-                ctx.list(ev, Some(f), &query, &order).await
+                return ctx.list(ev, Some(f), &query, &order, sending).await;
             }
             (&Method::GET | &Method::HEAD, Target::Id(id)) => ctx.get(ev, id, &query.detail).await,
             (&Method::GET | &Method::HEAD, Target::Properties) => {
@@ -445,11 +471,13 @@ pub(crate) async fn handle(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("Metoda {method} zde není povolena."),
             )),
-        }
+        };
+        replied.map(|(status, r)| (status, Done::Reply(r)))
     };
     let done = p.within_request_time(work).await;
     match done {
-        Ok(Ok((status, r))) => {
+        Ok(Ok((_, Done::Sending(body)))) => sent(body, &to),
+        Ok(Ok((status, Done::Reply(r)))) => {
             let code = if status.is_success() {
                 ""
             } else {
@@ -740,43 +768,58 @@ impl<'a> Ctx<'a> {
         Ok(json)
     }
 
+    /// Records of `ev`, all or those `filter` picks, as `q` asks. With `sending` (the
+    /// pipeline and when the request started), a list whose backend answer is
+    /// `server.stream_answers_from_bytes` or more is sent while it is written.
     pub(super) async fn list(
         &self,
         ev: &Evidence,
         filter: Option<&str>,
         q: &Query,
         order: &[String],
-    ) -> Result<(StatusCode, Reply), Failure> {
+        sending: Option<(&Pipeline, Instant)>,
+    ) -> Result<(StatusCode, Done), Failure> {
         let filter = match filter {
             Some(t) => self.filter_json(ev, t)?,
             None => Value::Null,
         };
         let input = self.search_input(&filter, q.start, q.limit, q.row_count, order);
-        let columns = columns(ev, &q.detail);
-        let (format, evidence, row_count) = (self.format, ev.plan.name.as_str(), q.row_count);
+        let list = ListWriter {
+            format: self.format,
+            evidence: ev.plan.name.clone(),
+            columns: columns(ev, &q.detail)
+                .into_iter()
+                .map(|(name, backend)| (name.to_string(), backend.to_string()))
+                .collect(),
+            row_count: q.row_count,
+        };
         // The records are written from the backend's answer read in place, as they are read:
         // a long list is not copied into records first (BENCHMARKS.md, winstrom lists).
-        let write = |result: Lazy<'_>, size: usize| {
-            let rows = result.member("rows");
-            let count = row_count.then(|| {
-                let total = result.member("total").and_then(|t| match t.form() {
-                    Form::Scalar(Val::Int(n)) => u64::try_from(n).ok(),
-                    _ => None,
-                });
-                total.unwrap_or(match rows.map(Tree::form) {
-                    Some(Form::List(n)) => n as u64,
-                    _ => 0,
-                })
-            });
-            winstrom::write_rows(format, evidence, &columns, rows, count, size)
+        let detach_from = sending.and_then(|(p, _)| p.stream_answers_from());
+        let ok = |written| Ok((StatusCode::OK, Done::Reply(Reply::Rows(written))));
+        let d = match ev.list.answer(&input, list.whole(), detach_from).await {
+            Ok(Shaped::Now(written)) => return ok(written),
+            Ok(Shaped::Detached(d)) => d,
+            Err(e) => return Err(failure_of(&e)),
         };
-        match ev.list.answer(&input, write, None).await {
-            Ok(Shaped::Now(written)) => Ok((StatusCode::OK, Reply::Rows(written))),
-            // Not asked to be detached, it never is.
-            Ok(Shaped::Detached(_)) => Err(failure_of(&Error::Internal(
-                "a list answer was handed back unwritten".into(),
-            ))),
-            Err(e) => Err(failure_of(&e)),
+        let whole = |d: crate::route::Detached| {
+            d.answer(list.whole())
+                .map_or_else(|e| Err(failure_of(&e)), ok)
+        };
+        // Detached only when it may be sent while it is written (`sending`).
+        let Some((p, started)) = sending else {
+            return whole(d);
+        };
+        let writer = list.clone();
+        let write = move |result: Lazy<'_>, flush: &mut Flush<'_>, at: usize| {
+            Ok(writer.write(result, 0, Some((flush, at))))
+        };
+        let what = format!("{}.list", ev.plan.name);
+        match stream::stream(p, started, d, what, write).await {
+            Ok(Began::Streaming(body)) => Ok((StatusCode::OK, Done::Sending(body))),
+            Ok(Began::Ended(written)) => written.map_or_else(|e| Err(failure_of(&e)), ok),
+            // As many answers as may be are being streamed: this one is written whole.
+            Err(d) => whole(d),
         }
     }
 
@@ -852,6 +895,7 @@ impl<'a> Ctx<'a> {
                     Some(Doc::Json(&rows)),
                     None,
                     0,
+                    None,
                 );
                 Ok((StatusCode::OK, Reply::Rows(written)))
             }
@@ -931,6 +975,57 @@ pub(super) fn scalar(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+/// How a list's records are written: from the list route's result (`rows`, and `total` for
+/// the row count), in the format asked for, with the properties asked for.
+#[derive(Clone)]
+struct ListWriter {
+    format: Format,
+    evidence: String,
+    /// (Flexi name, the backend's name) of each property written.
+    columns: Vec<(String, String)>,
+    row_count: bool,
+}
+
+impl ListWriter {
+    /// The writer of the whole list, for an answer written before it is sent.
+    fn whole(&self) -> impl FnOnce(Lazy<'_>, usize) -> String + '_ {
+        move |result, size| self.write(result, size, None)
+    }
+
+    fn write(
+        &self,
+        result: Lazy<'_>,
+        size: usize,
+        flush: Option<(&mut Flush<'_>, usize)>,
+    ) -> String {
+        let rows = result.member("rows");
+        let count = self.row_count.then(|| {
+            let total = result.member("total").and_then(|t| match t.form() {
+                Form::Scalar(Val::Int(n)) => u64::try_from(n).ok(),
+                _ => None,
+            });
+            total.unwrap_or(match rows.map(Tree::form) {
+                Some(Form::List(n)) => n as u64,
+                _ => 0,
+            })
+        });
+        let columns: Vec<winstrom::Column<'_>> = self
+            .columns
+            .iter()
+            .map(|(name, backend)| (name.as_str(), backend.as_str()))
+            .collect();
+        winstrom::write_rows(
+            self.format,
+            &self.evidence,
+            &columns,
+            rows,
+            count,
+            size,
+            flush,
+        )
     }
 }
 
