@@ -123,12 +123,12 @@ pub(crate) async fn handle(
             let xml = match alone(app, headers, call, &mut calls).await {
                 Alone::Not(call) => dispatch(app, headers, call, how, &mut calls).await,
                 Alone::Answered(answer) => response_of(answer),
-                Alone::Begun {
+                Alone::Begun(Started {
                     svc,
                     op,
                     lang,
                     begun,
-                } => {
+                }) => {
                     let begun = match begun {
                         Begun::Rendered(r) => {
                             // Nothing of the request is needed any more: its body, most of a
@@ -263,17 +263,12 @@ fn response_of(answer: Answer) -> OutBody {
 /// A call made alone (not a multicall, not a system method), up to its backend request: the
 /// door can then let the request go before the backend is called, when nothing more of it is
 /// needed ([`Begun::Rendered`]).
-enum Alone<'t, 'a: 't> {
+enum Alone<'t, 'a> {
     /// A multicall or a system method, as it came.
     Not(MethodCall<'t>),
     /// It failed before its backend was called.
     Answered(Answer),
-    Begun {
-        svc: &'a Arc<Service>,
-        op: usize,
-        lang: Lang,
-        begun: Begun<'t>,
-    },
+    Begun(Started<'t, 'a>),
 }
 
 async fn alone<'t, 'a: 't>(
@@ -285,21 +280,41 @@ async fn alone<'t, 'a: 't>(
     if call.name.starts_with("system.") {
         return Alone::Not(call);
     }
-    let (svc, op) = match find(app, &call.name) {
-        Ok(found) => found,
-        Err(e) => {
-            calls_made.push(info("-", "-", Err(&e)));
-            return Alone::Answered(Err(fault_of(None, &e, Lang::En)));
-        }
-    };
-    match call_begin(app, headers, svc, op, call.params).await {
-        Ok((begun, lang)) => Alone::Begun {
+    match start(app, headers, &call.name, call.params, calls_made).await {
+        Ok(started) => Alone::Begun(started),
+        Err(fault) => Alone::Answered(Err(fault)),
+    }
+}
+
+/// A service's method, begun: its operation and the caller's language with the pipeline's
+/// first half ([`call_begin`]).
+struct Started<'t, 'a: 't> {
+    svc: &'a Arc<Service>,
+    op: usize,
+    lang: Lang,
+    begun: Begun<'t>,
+}
+
+/// Finds the method `name` and begins its call; a failure so far is its fault (recorded).
+async fn start<'t, 'a: 't>(
+    app: Ctx<'a>,
+    headers: &HeaderMap,
+    name: &str,
+    params: Vec<XVal<'t>>,
+    calls_made: &mut Vec<CallInfo>,
+) -> Result<Started<'t, 'a>, (i32, String)> {
+    let (svc, op) = find(app, name).map_err(|e| {
+        calls_made.push(info("-", "-", Err(&e)));
+        fault_of(None, &e, Lang::En)
+    })?;
+    match call_begin(app, headers, svc, op, params).await {
+        Ok((begun, lang)) => Ok(Started {
             svc,
             op,
             lang,
             begun,
-        },
-        Err(e) => Alone::Answered(record(svc, op, Err(e), calls_made)),
+        }),
+        Err(e) => Err(failed(svc, op, e, calls_made)),
     }
 }
 
@@ -398,14 +413,13 @@ async fn one(
             }))
         }
         _ => {
-            let (svc, op) = find(app, name).map_err(|e| {
-                calls_made.push(info("-", "-", Err(&e)));
-                fault_of(None, &e, Lang::En)
-            })?;
-            let done = match call_begin(app, headers, svc, op, params).await {
-                Ok((begun, lang)) => call_finish(app, svc, op, begun, lang, how).await,
-                Err(e) => Err(e),
-            };
+            let Started {
+                svc,
+                op,
+                lang,
+                begun,
+            } = start(app, headers, name, params, calls_made).await?;
+            let done = call_finish(app, svc, op, begun, lang, how).await;
             record(svc, op, done, calls_made)
         }
     }
@@ -419,17 +433,24 @@ fn record(
     done: Result<Reply, (Error, Lang)>,
     calls_made: &mut Vec<CallInfo>,
 ) -> Answer {
-    let operation = &svc.desc.operations[op].name;
     match done {
         Ok(v) => {
-            calls_made.push(info(&svc.name, operation, Ok(())));
+            calls_made.push(info(&svc.name, &svc.desc.operations[op].name, Ok(())));
             Ok(v)
         }
-        Err((e, lang)) => {
-            calls_made.push(info(&svc.name, operation, Err(&e)));
-            Err(fault_of(Some(svc), &e, lang))
-        }
+        Err(e) => Err(failed(svc, op, e, calls_made)),
     }
+}
+
+/// A call of `svc`'s operation `op` that failed: its record goes to `calls_made`; its fault.
+fn failed(
+    svc: &Service,
+    op: usize,
+    (e, lang): (Error, Lang),
+    calls_made: &mut Vec<CallInfo>,
+) -> (i32, String) {
+    calls_made.push(info(&svc.name, &svc.desc.operations[op].name, Err(&e)));
+    fault_of(Some(svc), &e, lang)
 }
 
 fn system_help(name: &str) -> &'static str {
