@@ -531,9 +531,337 @@ impl<'de> serde::de::Visitor<'de> for ValVisitor<'_, 'de> {
     }
 }
 
+/// A visitor's methods for scalars, each of which it lets pass.
+macro_rules! scalars_pass {
+    () => {
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+    };
+}
+
+/// A list inside a JSON text (a backend's answer), read one item at a time
+/// ([`JsonList::each`]): each item a call value, read as [`Val::from_json_slice`] reads it
+/// (borrowing from the text), and let go before the next is read. A long list is then held
+/// as its text alone, never as values (which take about 2.5x the text for a list of small
+/// objects).
+pub struct JsonList<'a, 'p> {
+    text: &'a [u8],
+    path: &'p [&'p str],
+    len: usize,
+}
+
+impl std::fmt::Debug for JsonList<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonList")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, 'p> JsonList<'a, 'p> {
+    /// The list at `path` (object keys, from the top) in `text`, with the value at each path
+    /// of `beside` (also object keys), when reading them this way means what reading the whole
+    /// text would: the text is JSON, no object on a path names its key twice or writes a key
+    /// with escapes, and no item of the list has a key written with escapes. A path that stops
+    /// at a value that is not an object, or at an object without its next key, finds nothing:
+    /// an absent list has no items, and so has a value there that is not a list. `None` for any
+    /// other text, which the caller then reads whole: one that is not JSON (which the whole
+    /// read explains), and one where a path meets a list before its end (a key applied to a
+    /// list applies to each of its items, which only the whole read does).
+    pub fn find(
+        text: &'a [u8],
+        path: &'p [&'p str],
+        beside: &[&[&str]],
+    ) -> Option<(JsonList<'a, 'p>, Vec<Option<Val<'a>>>)> {
+        if beside
+            .iter()
+            .any(|b| b.starts_with(path) || path.starts_with(b))
+        {
+            return None;
+        }
+        let mut paths = Vec::with_capacity(1 + beside.len());
+        paths.push(path);
+        paths.extend_from_slice(beside);
+        let mut found = Found {
+            len: 0,
+            // Without a backslash in the text, no key has escapes: the items need only be
+            // JSON, which is checked faster.
+            check_keys: text.contains(&b'\\'),
+            values: vec![None; paths.len()],
+            scratch: Scratch::default(),
+        };
+        let live: Vec<usize> = (0..paths.len()).collect();
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let probe = Probe {
+            paths: &paths,
+            depth: 0,
+            live: &live,
+            found: &mut found,
+        };
+        serde::de::DeserializeSeed::deserialize(probe, &mut de).ok()?;
+        de.end().ok()?;
+        let Found {
+            len, mut values, ..
+        } = found;
+        values.remove(0);
+        Some((JsonList { text, path, len }, values))
+    }
+
+    /// How many items the list has (0 when there is no list).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Hands each item to `f`, in order, each read when the one before it is done with.
+    pub fn each(&self, mut f: impl FnMut(&Val<'a>)) -> Result<(), String> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        let mut de = serde_json::Deserializer::from_slice(self.text);
+        let walk = Walk {
+            path: self.path,
+            scratch: &mut Scratch::default(),
+            f: &mut f,
+        };
+        serde::de::DeserializeSeed::deserialize(walk, &mut de)
+            .map_err(|e| format!("the answer's list could not be read again: {e}"))
+    }
+}
+
+/// What [`JsonList::find`] found: the list's length, and the value at each path (the list's
+/// own first, unused).
+struct Found<'a> {
+    len: usize,
+    check_keys: bool,
+    values: Vec<Option<Val<'a>>>,
+    scratch: Scratch<'a>,
+}
+
+/// The first reading of [`JsonList::find`]: follows the paths (`live`: those that have come
+/// this far, each `depth` keys deep), checks the list's items, and takes the values beside it;
+/// everything else is checked as JSON only.
+struct Probe<'s, 'a> {
+    paths: &'s [&'s [&'s str]],
+    depth: usize,
+    live: &'s [usize],
+    found: &'s mut Found<'a>,
+}
+
+fn refuse<E: serde::de::Error>(why: &str) -> E {
+    E::custom(why)
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Probe<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        match self.live {
+            // The list's path ends here.
+            [0] if self.paths[0].len() == self.depth => d.deserialize_any(Items {
+                len: &mut self.found.len,
+                check_keys: self.found.check_keys,
+            }),
+            // A value beside the list.
+            [i] if self.paths[*i].len() == self.depth => {
+                let v = ValVisitor(&mut self.found.scratch).deserialize(d)?;
+                self.found.values[*i] = Some(v);
+                Ok(())
+            }
+            _ => d.deserialize_any(self),
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Probe<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    scalars_pass!();
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(refuse("a list on the path"))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut taken: Vec<&'de str> = Vec::new();
+        let mut first = true;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let key = match key {
+                // A number's text (serde_json's `arbitrary_precision`): a scalar.
+                Key::Borrowed(k) if first && k == NUMBER_TOKEN => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    return Ok(());
+                }
+                Key::Borrowed(k) => k,
+                Key::Owned(_) => return Err(refuse("a key with escapes on the path")),
+            };
+            first = false;
+            let live: Vec<usize> = self
+                .live
+                .iter()
+                .copied()
+                .filter(|&i| self.paths[i].get(self.depth) == Some(&key))
+                .collect();
+            if live.is_empty() {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            if taken.contains(&key) {
+                return Err(refuse("a key given twice on the path"));
+            }
+            taken.push(key);
+            map.next_value_seed(Probe {
+                paths: self.paths,
+                depth: self.depth + 1,
+                live: &live,
+                found: &mut *self.found,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The list, in the first reading: its items counted, and checked ([`Checked`]) when the text
+/// may have keys with escapes.
+struct Items<'s> {
+    len: &'s mut usize,
+    check_keys: bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for Items<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    scalars_pass!();
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // Not a list (an object, or a number's text): no items.
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.check_keys {
+            while seq.next_element_seed(Checked)?.is_some() {
+                *self.len += 1;
+            }
+        } else {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                *self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A list item, in the first reading: checked to read as a call value (no key with escapes)
+/// without being built.
+#[derive(Clone, Copy)]
+struct Checked;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Checked {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Checked {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    scalars_pass!();
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Checked)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if let Key::Owned(k) = key
+                && k != NUMBER_TOKEN
+            {
+                return Err(refuse("a key with escapes"));
+            }
+            map.next_value_seed(Checked)?;
+        }
+        Ok(())
+    }
+}
+
+/// The second reading ([`JsonList::each`]): along the path to the list, then each item read
+/// and handed on.
+struct Walk<'s, 'de, F> {
+    path: &'s [&'s str],
+    scratch: &'s mut Scratch<'de>,
+    f: &'s mut F,
+}
+
+impl<'de, F: FnMut(&Val<'de>)> serde::de::DeserializeSeed<'de> for Walk<'_, 'de, F> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, F: FnMut(&Val<'de>)> serde::de::Visitor<'de> for Walk<'_, 'de, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the list's path")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((first, rest)) = self.path.split_first() else {
+            return Err(refuse("not a list"));
+        };
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if matches!(key, Key::Borrowed(k) if k == *first) {
+                map.next_value_seed(Walk {
+                    path: rest,
+                    scratch: &mut *self.scratch,
+                    f: &mut *self.f,
+                })?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if !self.path.is_empty() {
+            return Err(refuse("a list on the path"));
+        }
+        while let Some(item) = seq.next_element_seed(ValVisitor(&mut *self.scratch))? {
+            (self.f)(&item);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn json_text_reads_as_the_value_serde_json_gives() {
@@ -575,6 +903,167 @@ mod tests {
         // Not JSON, trailing bytes, or an escaped key: None (the caller reads a Value instead).
         for bad in ["", "{", "[1] x", r#"{"a\u0062":1}"#, "NaN"] {
             assert!(Val::from_json_slice(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_list_in_a_json_text_is_read_one_item_at_a_time_as_the_whole_text_reads() {
+        let items = |text: &str, path: &[&str], beside: &[&[&str]]| {
+            let (list, values) = JsonList::find(text.as_bytes(), path, beside)?;
+            let mut read = Vec::new();
+            list.each(|v| read.push(v.to_json())).unwrap();
+            assert_eq!(read.len(), list.len(), "{text}");
+            let values: Vec<Option<Value>> = values
+                .iter()
+                .map(|v| v.as_ref().map(Val::to_json))
+                .collect();
+            Some((read, values))
+        };
+        // The items, as the whole text read as a value has them; the values beside the list
+        // wherever they stand; numbers keep their text.
+        let text = r#"{"meta":{"total":3,"x":[1,{"a\u0062":2}]},"data":{"items":[{"id":1,"p":12.50,"n":"A \"b\""},[5,6],null,{"id":18446744073709551615}],"after":"x"}}"#;
+        let whole: Value = serde_json::from_str(text).unwrap();
+        let (read, values) = items(
+            text,
+            &["data", "items"],
+            &[&["meta", "total"], &["data", "after"], &["nowhere"]],
+        )
+        .unwrap();
+        assert_eq!(Value::Array(read), whole["data"]["items"]);
+        assert_eq!(values, vec![Some(json!(3)), Some(json!("x")), None]);
+        // The whole text may be the list.
+        let (read, _) = items("[1,{\"a\":[2]}] ", &[], &[]).unwrap();
+        assert_eq!(read, vec![json!(1), json!({"a": [2]})]);
+        // No list there: no items.
+        for (text, path) in [
+            (r#"{"items":null}"#, &["items"][..]),
+            (r#"{"items":{"a":1}}"#, &["items"]),
+            (r#"{"items":12.5}"#, &["items"]),
+            (r#"{"other":[1]}"#, &["items"]),
+            (r#"{"data":"text"}"#, &["data", "items"]),
+            (r#"{"data":7}"#, &["data", "items"]),
+        ] {
+            assert_eq!(items(text, path, &[]), Some((vec![], vec![])), "{text}");
+        }
+        // What only reading the whole text would read right: not read this way.
+        for (text, path) in [
+            ("{\"items\":[1]", &["items"][..]),
+            (r#"{"items":[1]} x"#, &["items"]),
+            (r#"{"items":[1,]}"#, &["items"]),
+            (r#"{"data":[{"items":[1]}]}"#, &["data", "items"]),
+            (r#"{"items":[1],"items":[2]}"#, &["items"]),
+            (r#"{"it\u0065ms":[1]}"#, &["items"]),
+            (r#"{"items":[{"a\u0062":1}]}"#, &["items"]),
+        ] {
+            assert_eq!(items(text, path, &[]), None, "{text}");
+        }
+        // A value beside the list within it, or the list within it: not read this way.
+        assert!(items(r#"{"items":[1]}"#, &["items"], &[&["items", "n"]]).is_none());
+        assert!(items(r#"{"items":[1]}"#, &["items"], &[&[]]).is_none());
+        // A key given twice away from the paths is no matter.
+        let (read, _) = items(r#"{"a":1,"a":2,"items":[3]}"#, &["items"], &[]).unwrap();
+        assert_eq!(read, vec![json!(3)]);
+    }
+
+    /// A JSON text's tree, as generated for the property below: objects may repeat a key.
+    #[derive(Debug, Clone)]
+    enum J {
+        Null,
+        Int(i64),
+        Dec(String),
+        Str(String),
+        List(Vec<J>),
+        Obj(Vec<(String, J)>),
+    }
+
+    impl J {
+        fn text(&self) -> String {
+            match self {
+                J::Null => "null".into(),
+                J::Int(n) => n.to_string(),
+                J::Dec(d) => d.clone(),
+                J::Str(s) => serde_json::to_string(s).unwrap(),
+                J::List(items) => {
+                    let items: Vec<String> = items.iter().map(J::text).collect();
+                    format!("[{}]", items.join(","))
+                }
+                J::Obj(members) => {
+                    let members: Vec<String> = members
+                        .iter()
+                        .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), v.text()))
+                        .collect();
+                    format!("{{{}}}", members.join(","))
+                }
+            }
+        }
+
+        /// Whether the list at `path` must be found: no list on the path and no key on it given
+        /// twice (escaped keys aside).
+        fn plain_path(&self, path: &[&str]) -> bool {
+            let Some((first, rest)) = path.split_first() else {
+                return true;
+            };
+            match self {
+                J::List(_) => false,
+                J::Obj(members) => {
+                    let mut at = members.iter().filter(|(k, _)| k == first);
+                    match (at.next(), at.next()) {
+                        (Some((_, v)), None) => v.plain_path(rest),
+                        (None, _) => true,
+                        _ => false,
+                    }
+                }
+                _ => true,
+            }
+        }
+    }
+
+    fn json_tree() -> impl proptest::strategy::Strategy<Value = J> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(J::Null),
+            any::<i64>().prop_map(J::Int),
+            Just(J::Dec("12.50".into())),
+            "[a-z\"\\\\é]{0,6}".prop_map(J::Str),
+        ];
+        leaf.prop_recursive(5, 64, 6, |inner| {
+            let key = prop_oneof![Just("a"), Just("items"), Just("b"), Just("k\"q")]
+                .prop_map(str::to_string);
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(J::List),
+                proptest::collection::vec((key, inner), 0..5).prop_map(J::Obj),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, a list read one item at a time is the list the whole text has
+        /// (as `serde_json` reads it: a repeated key's last value), or it is not read so.
+        #[test]
+        fn a_list_read_item_by_item_is_the_list_of_the_whole_text(tree in json_tree()) {
+            let text = tree.text();
+            let whole: Value = serde_json::from_str(&text).unwrap();
+            for path in [&["items"][..], &["a", "items"], &[]] {
+                let mut at = Some(&whole);
+                for k in path {
+                    at = at.and_then(|v| v.get(k));
+                }
+                let expected = match at {
+                    Some(Value::Array(items)) => items.clone(),
+                    _ => vec![],
+                };
+                match JsonList::find(text.as_bytes(), path, &[]) {
+                    Some((list, _)) => {
+                        let mut read = Vec::new();
+                        list.each(|v| read.push(v.to_json())).unwrap();
+                        proptest::prop_assert_eq!(&read, &expected, "{} at {:?}", text, path);
+                    }
+                    None => proptest::prop_assert!(
+                        text.contains('\\') || !tree.plain_path(path),
+                        "{} at {:?} was not read", text, path
+                    ),
+                }
+            }
         }
     }
 

@@ -66,6 +66,18 @@ enum Node {
     Present(PathExpr),
 }
 
+/// How a member of an object template reads the answer ([`Template::member_read`]).
+#[derive(Debug, PartialEq)]
+pub enum MemberRead<'t> {
+    /// The value at a path of object keys from `$` (`rows = "$.items"`), as it is.
+    Keys(Vec<&'t str>),
+    /// The template has no such member.
+    Absent,
+    /// Anything else: another root, a list index, a value the template builds; or a template
+    /// that is not an object.
+    Built,
+}
+
 /// A compiled template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template(Node);
@@ -298,6 +310,26 @@ impl Template {
     /// written) when the template is absent for the scope.
     pub fn write_json(&self, scope: &Scope<'_>, out: &mut Vec<u8>) -> bool {
         write(&self.0, scope, out)
+    }
+
+    /// How the member `key` of an object template reads the answer ([`MemberRead`]).
+    pub fn member_read(&self, key: &str) -> MemberRead<'_> {
+        let Node::Object(members) = &self.0 else {
+            return MemberRead::Built;
+        };
+        match members.iter().find(|(k, _)| k == key) {
+            None => MemberRead::Absent,
+            Some((_, Node::Path(p))) if p.root == Root::Doc => p
+                .segs
+                .iter()
+                .map(|s| match s {
+                    Seg::Key(k) => Some(k.as_str()),
+                    Seg::Index(_) => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map_or(MemberRead::Built, MemberRead::Keys),
+            Some(_) => MemberRead::Built,
+        }
     }
 
     /// Whether any path in the template starts at `root`.
@@ -1003,6 +1035,26 @@ mod tests {
         assert_eq!(compact["second"], json!(2));
         assert_eq!(compact["each"].as_array().unwrap().len(), 300);
         assert_eq!(compact["each"][299], json!({"id": 299 * 7 - 5}));
+    }
+
+    #[test]
+    fn a_member_that_is_a_path_of_keys_says_so() {
+        let t = Template::compile(&json!({
+            "rows": "$.data.items", "all": "$", "total": {"$value": "$.total", "$default": 0},
+            "first": "$.items[0]", "asked": "$input.limit"
+        }))
+        .unwrap();
+        assert_eq!(
+            t.member_read("rows"),
+            MemberRead::Keys(vec!["data", "items"])
+        );
+        assert_eq!(t.member_read("all"), MemberRead::Keys(vec![]));
+        assert_eq!(t.member_read("none"), MemberRead::Absent);
+        for built in ["total", "first", "asked"] {
+            assert_eq!(t.member_read(built), MemberRead::Built, "{built}");
+        }
+        let not_an_object = Template::compile(&json!("$.items")).unwrap();
+        assert_eq!(not_an_object.member_read("rows"), MemberRead::Built);
     }
 
     #[test]

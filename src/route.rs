@@ -9,10 +9,10 @@ use http::Method;
 use serde_json::{Map, Value, json};
 
 use crate::backend::{Answer, Backend, BackendRequest, Body, Creds};
-use crate::call::Val;
+use crate::call::{JsonList, Val};
 use crate::config::{BatchPlan, PagesPlan, RoutePlan};
 use crate::error::{Error, FieldError, Refusal};
-use crate::mapping::{Doc, Lazy, Root, Scope, Template, render_query};
+use crate::mapping::{Doc, Lazy, MemberRead, Root, Scope, Template, render_query};
 
 /// What the backend answered: one answer as it came, or pages or batches gathered.
 enum Fetched {
@@ -48,6 +48,46 @@ impl Detached {
         route.shape_one(answer, Doc::Json(&input), |t, scope, size| {
             t.read_with(scope, |tree| encode(tree, size))
         })
+    }
+
+    /// The answer's list at the response mapping's member `list`, read one item at a time
+    /// ([`JsonList`]), with the values of the members `beside` (`None` where the mapping has
+    /// no such member or the answer no such value), handed to `read`: a long list is then held
+    /// as the answer's text alone, not also as values read from it. Done when the mapping
+    /// takes each of these members as a path of keys into the answer (`rows = "$.items"`) and
+    /// [`JsonList::find`] can read them so; `Err(self)` otherwise, to be shaped whole
+    /// ([`Detached::answer`]), as then is an answer that is not JSON (which that explains).
+    pub(crate) fn read_list<R>(
+        self,
+        list: &str,
+        beside: &[&str],
+        read: impl FnOnce(&JsonList<'_, '_>, &[Option<Val<'_>>], usize) -> R,
+    ) -> Result<R, Detached> {
+        let response = &self.route.plan.response;
+        let keys = |member: &str| match response.member_read(member) {
+            MemberRead::Keys(keys) => Some(Some(keys)),
+            MemberRead::Absent => Some(None),
+            MemberRead::Built => None,
+        };
+        let Some(Some(path)) = keys(list) else {
+            return Err(self);
+        };
+        // Each member beside the list: its path, or none (an absent member reads nothing).
+        let Some(others) = beside.iter().map(|m| keys(m)).collect::<Option<Vec<_>>>() else {
+            return Err(self);
+        };
+        let paths: Vec<&[&str]> = others.iter().flatten().map(Vec::as_slice).collect();
+        if let Answer::Text { body, .. } = &self.answer
+            && let Some((items, found)) = JsonList::find(body, &path, &paths)
+        {
+            let mut found = found.into_iter();
+            let values: Vec<Option<Val<'_>>> = others
+                .iter()
+                .map(|p| p.as_ref().and_then(|_| found.next().flatten()))
+                .collect();
+            return Ok(read(&items, &values, body.len()));
+        }
+        Err(self)
     }
 }
 

@@ -193,30 +193,50 @@ async fn a_long_list_is_sent_while_it_is_written() {
                    "purchase_price": "1.50", "sale_price": null, "unit": "ks"})
         })
         .collect();
-    let (url, _) = recording_backend(json!({"items": items, "total": 6000})).await;
-    let config = demo_with_flexi(&url, 5000);
-    let off = config.replace(
-        "stream_answers_from_bytes = 524288",
-        "stream_answers_from_bytes = 0",
-    );
-    assert_ne!(config, off);
-    let streamed = Bridge::with_config(&config).await;
-    let whole = Bridge::with_config(&off).await;
-    for ext in ["xml", "json"] {
-        let path = format!("/c/demo/cenik.{ext}?limit=0&add-row-count=true");
-        let (s, w) = (
-            get(&streamed, &path, USER).await,
-            get(&whole, &path, USER).await,
+    // With the backend's total, and without it (the row count is then the rows').
+    for (answer, count) in [
+        (json!({"items": items, "total": 6100}), 6100),
+        (json!({"items": items}), 6000),
+    ] {
+        let (url, _) = recording_backend(answer).await;
+        let config = demo_with_flexi(&url, 5000);
+        let off = config.replace(
+            "stream_answers_from_bytes = 524288",
+            "stream_answers_from_bytes = 0",
         );
-        assert_eq!((s.status, w.status), (200, 200), "{ext}");
-        assert_eq!(s.header("content-length"), None, "{ext}");
-        assert_eq!(s.header("transfer-encoding"), Some("chunked"), "{ext}");
-        assert!(w.header("content-length").is_some(), "{ext}");
-        assert_eq!(s.body, w.body, "{ext}");
+        assert_ne!(config, off);
+        // A list mapping that is not a plain path into the answer: its rows are not read one at
+        // a time, but the answer is still sent while it is written.
+        let plain = r#"response = { rows = "$.items", total = "$.total" }"#;
+        let built = config.replacen(
+            plain,
+            r#"response = { rows = { "$value" = "$.items" }, total = "$.total" }"#,
+            1,
+        );
+        assert_ne!(config, built);
+        let whole = Bridge::with_config(&off).await;
+        for streamed in [&config, &built] {
+            let streamed = Bridge::with_config(streamed).await;
+            for ext in ["xml", "json"] {
+                let path = format!("/c/demo/cenik.{ext}?limit=0&add-row-count=true");
+                let (s, w) = (
+                    get(&streamed, &path, USER).await,
+                    get(&whole, &path, USER).await,
+                );
+                assert_eq!((s.status, w.status), (200, 200), "{ext}");
+                assert_eq!(s.header("content-length"), None, "{ext}");
+                assert_eq!(s.header("transfer-encoding"), Some("chunked"), "{ext}");
+                assert!(w.header("content-length").is_some(), "{ext}");
+                assert_eq!(s.body, w.body, "{ext}");
+            }
+            let s = get(&streamed, "/c/demo/cenik.xml?limit=0", USER).await;
+            assert_eq!(s.body.matches("<cenik>").count(), 6000);
+            assert!(s.body.contains("<cenik><id>6000</id><kod>K-6000</kod><nazev>Položka &lt;6000&gt; &amp; &quot;spol&quot;</nazev><nakupCena>1.50</nakupCena><mj1>ks</mj1></cenik></winstrom>"));
+        }
+        let s = get(&whole, "/c/demo/cenik.xml?limit=0&add-row-count=true", USER).await;
+        let head = format!("<winstrom version=\"1.0\" rowCount=\"{count}\"><cenik>");
+        assert!(s.body.contains(&head), "{}", &s.body[..200]);
     }
-    let s = get(&streamed, "/c/demo/cenik.xml?limit=0", USER).await;
-    assert_eq!(s.body.matches("<cenik>").count(), 6000);
-    assert!(s.body.contains("<cenik><id>6000</id><kod>K-6000</kod><nazev>Položka &lt;6000&gt; &amp; &quot;spol&quot;</nazev><nakupCena>1.50</nakupCena><mj1>ks</mj1></cenik></winstrom>"));
 }
 
 #[tokio::test]

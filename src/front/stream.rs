@@ -65,6 +65,23 @@ pub(crate) async fn stream(
     what: String,
     write: impl Writer,
 ) -> Result<Began, Detached> {
+    let write = move |answer: Detached, flush: &mut Flush<'_>, at: usize| {
+        answer
+            .answer(|result, _| write(result, flush, at))
+            .and_then(|w| w)
+    };
+    stream_answer(p, started, answer, what, write).await
+}
+
+/// [`stream`], with a writer given the answer itself (which it shapes, as [`Detached::answer`]
+/// or otherwise) rather than its result.
+pub(crate) async fn stream_answer(
+    p: &Pipeline,
+    started: Instant,
+    answer: Detached,
+    what: String,
+    write: impl FnOnce(Detached, &mut Flush<'_>, usize) -> Result<String, Error> + Send + 'static,
+) -> Result<Began, Detached> {
     let Ok(slot) = STREAMING.try_acquire() else {
         return Err(answer);
     };
@@ -97,7 +114,7 @@ fn write_pieces(
     answer: Detached,
     deadline: Instant,
     what: &str,
-    write: impl Writer,
+    write: impl FnOnce(Detached, &mut Flush<'_>, usize) -> Result<String, Error>,
     first: tokio::sync::oneshot::Sender<First>,
     tx: &tokio::sync::mpsc::Sender<Piece>,
 ) -> Option<&'static str> {
@@ -119,9 +136,7 @@ fn write_pieces(
             None => send_piece(&rt, tx, Piece::More(Bytes::from(text)), deadline).err(),
         };
     };
-    let written = answer
-        .answer(|result, _| write(result, &mut flush, PIECE))
-        .and_then(|w| w);
+    let written = write(answer, &mut flush, PIECE);
     let broken = match (first, written) {
         (Some(f), written) => {
             let _ = f.send(First::Ended(written));

@@ -603,71 +603,116 @@ pub(crate) fn write_rows<'t, T: Tree<'t>>(
     rows: Option<T>,
     row_count: Option<u64>,
     size_hint: usize,
-    mut flush: Option<(&mut Flush<'_>, usize)>,
+    flush: Option<(&mut Flush<'_>, usize)>,
 ) -> String {
     let n = match rows.map(Tree::form) {
         Some(Form::List(n)) => n,
         _ => 0,
     };
-    let records = (0..n).filter_map(|i| rows.and_then(|r| r.item(i)));
-    let cells = |row: T| {
-        columns
-            .iter()
-            .filter_map(move |(name, backend)| Some((*name, cell(row.member(backend)?)?)))
-    };
-    let room = match &flush {
-        Some((_, at)) => at + at / 8,
-        None => size_hint.saturating_add(256),
-    };
-    let mut out = String::with_capacity(room);
-    // JSON strings are escaped by serde_json, through this buffer.
-    let mut scratch = Vec::new();
-    let json = format == Format::Json;
-    if json {
-        out.push_str("{\"winstrom\":{\"@version\":\"1.0\",");
-        if let Some(count) = row_count {
-            let _ = write!(out, "\"@rowCount\":\"{count}\",");
-        }
-        json_string(&mut out, &mut scratch, evidence);
-        out.push_str(":[");
-    } else {
-        out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<winstrom version=\"1.0\"");
-        if let Some(count) = row_count {
-            let _ = write!(out, " rowCount=\"{count}\"");
-        }
-        out.push('>');
+    let mut records = Records::begin(format, evidence, columns, row_count, size_hint, flush);
+    for row in (0..n).filter_map(|i| rows.and_then(|r| r.item(i))) {
+        records.record(row);
     }
-    for (i, row) in records.enumerate() {
-        if json {
-            out.push_str(if i == 0 { "{" } else { ",{" });
-            for (j, (name, text)) in cells(row).enumerate() {
+    records.end()
+}
+
+/// A list of records being written ([`write_rows`]), one record at a time: for rows that are
+/// read one at a time themselves.
+pub(crate) struct Records<'w, 'f> {
+    json: bool,
+    evidence: &'w str,
+    columns: &'w [Column<'w>],
+    out: String,
+    /// JSON strings are escaped by serde_json, through this buffer.
+    scratch: Vec<u8>,
+    written: usize,
+    flush: Option<(&'w mut Flush<'f>, usize)>,
+}
+
+impl<'w, 'f> Records<'w, 'f> {
+    /// The list's start; arguments as for [`write_rows`].
+    pub(crate) fn begin(
+        format: Format,
+        evidence: &'w str,
+        columns: &'w [Column<'w>],
+        row_count: Option<u64>,
+        size_hint: usize,
+        flush: Option<(&'w mut Flush<'f>, usize)>,
+    ) -> Self {
+        let room = match &flush {
+            Some((_, at)) => at + at / 8,
+            None => size_hint.saturating_add(256),
+        };
+        let mut w = Records {
+            json: format == Format::Json,
+            evidence,
+            columns,
+            out: String::with_capacity(room),
+            scratch: Vec::new(),
+            written: 0,
+            flush,
+        };
+        let out = &mut w.out;
+        if w.json {
+            out.push_str("{\"winstrom\":{\"@version\":\"1.0\",");
+            if let Some(count) = row_count {
+                let _ = write!(out, "\"@rowCount\":\"{count}\",");
+            }
+            json_string(out, &mut w.scratch, evidence);
+            out.push_str(":[");
+        } else {
+            out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<winstrom version=\"1.0\"");
+            if let Some(count) = row_count {
+                let _ = write!(out, " rowCount=\"{count}\"");
+            }
+            out.push('>');
+        }
+        w
+    }
+
+    /// A record, read from a backend row.
+    pub(crate) fn record<'t, T: Tree<'t>>(&mut self, row: T) {
+        let cells = self
+            .columns
+            .iter()
+            .filter_map(move |(name, backend)| Some((*name, cell(row.member(backend)?)?)));
+        let out = &mut self.out;
+        if self.json {
+            out.push_str(if self.written == 0 { "{" } else { ",{" });
+            for (j, (name, text)) in cells.enumerate() {
                 if j > 0 {
                     out.push(',');
                 }
-                json_string(&mut out, &mut scratch, name);
+                json_string(out, &mut self.scratch, name);
                 out.push(':');
-                json_string(&mut out, &mut scratch, &text);
+                json_string(out, &mut self.scratch, &text);
             }
             out.push('}');
         } else {
             out.push('<');
-            out.push_str(evidence);
+            out.push_str(self.evidence);
             out.push('>');
-            for (name, text) in cells(row) {
-                element(&mut out, name, &text);
+            for (name, text) in cells {
+                element(out, name, &text);
             }
             out.push_str("</");
-            out.push_str(evidence);
+            out.push_str(self.evidence);
             out.push('>');
         }
-        if let Some((f, at)) = &mut flush
+        self.written += 1;
+        if let Some((f, at)) = &mut self.flush
             && out.len() >= *at
         {
-            f(&mut out);
+            f(out);
         }
     }
-    out.push_str(if json { "]}}" } else { "</winstrom>\n" });
-    out
+
+    /// The list's end: the text not yet handed to `flush`.
+    pub(crate) fn end(mut self) -> String {
+        self.out
+            .push_str(if self.json { "]}}" } else { "</winstrom>\n" });
+        self.out
+    }
 }
 
 /// A property's value as Flexi writes it: a string as it is, a number as its JSON text, a

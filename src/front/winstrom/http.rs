@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::session::SessionError;
 use super::{Company, Evidence, WinstromDoor};
-use crate::call::{Doc, Form, Tree, Val};
+use crate::call::{Doc, Form, JsonList, Tree, Val};
 use crate::error::{Error, Party};
 use crate::front::stream::{self, Began};
 use crate::mapping::Lazy;
@@ -17,7 +17,7 @@ use crate::pipeline::Pipeline;
 use crate::protocol::winstrom::{self, Format, PathError, Record, Reply, Target};
 use crate::protocol::wql;
 use crate::protocol::xml::Flush;
-use crate::route::Shaped;
+use crate::route::{Detached, Shaped};
 use crate::server::{Body as Incoming, OutBody, Resp, text_response};
 use crate::telemetry::{Calls, Outcome};
 
@@ -802,8 +802,8 @@ impl<'a> Ctx<'a> {
             Ok(Shaped::Detached(d)) => d,
             Err(e) => return Err(failure_of(&e)),
         };
-        let whole = |d: crate::route::Detached| {
-            d.answer(list.whole())
+        let whole = |d: Detached| {
+            list.write_answer(d, None)
                 .map_or_else(|e| Err(failure_of(&e)), ok)
         };
         // Detached only when it may be sent while it is written (`sending`).
@@ -811,11 +811,11 @@ impl<'a> Ctx<'a> {
             return whole(d);
         };
         let writer = list.clone();
-        let write = move |result: Lazy<'_>, flush: &mut Flush<'_>, at: usize| {
-            Ok(writer.write(result, 0, Some((flush, at))))
+        let write = move |answer: Detached, flush: &mut Flush<'_>, at: usize| {
+            writer.write_answer(answer, Some((flush, at)))
         };
         let what = format!("{}.list", ev.plan.name);
-        match stream::stream(p, started, d, what, write).await {
+        match stream::stream_answer(p, started, d, what, write).await {
             Ok(Began::Streaming(body)) => Ok((StatusCode::OK, Done::Sending(body))),
             Ok(Began::Ended(written)) => written.map_or_else(|e| Err(failure_of(&e)), ok),
             // As many answers as may be are being streamed: this one is written whole.
@@ -1003,20 +1003,12 @@ impl ListWriter {
     ) -> String {
         let rows = result.member("rows");
         let count = self.row_count.then(|| {
-            let total = result.member("total").and_then(|t| match t.form() {
-                Form::Scalar(Val::Int(n)) => u64::try_from(n).ok(),
-                _ => None,
-            });
-            total.unwrap_or(match rows.map(Tree::form) {
+            total(result.member("total")).unwrap_or(match rows.map(Tree::form) {
                 Some(Form::List(n)) => n as u64,
                 _ => 0,
             })
         });
-        let columns: Vec<winstrom::Column<'_>> = self
-            .columns
-            .iter()
-            .map(|(name, backend)| (name.as_str(), backend.as_str()))
-            .collect();
+        let columns = self.columns();
         winstrom::write_rows(
             self.format,
             &self.evidence,
@@ -1027,6 +1019,54 @@ impl ListWriter {
             flush,
         )
     }
+
+    /// A large list (an answer handed back unshaped): its rows read from the backend's answer
+    /// one at a time, so that they are never all held as values, when the list route's
+    /// mapping takes them as a path into the answer (`rows = "$.items"`, as the demo's);
+    /// otherwise the whole answer shaped ([`Detached::read_list`]).
+    fn write_answer(
+        &self,
+        answer: Detached,
+        mut flush: Option<(&mut Flush<'_>, usize)>,
+    ) -> Result<String, Error> {
+        let columns = self.columns();
+        let read = |rows: &JsonList<'_, '_>, beside: &[Option<Val<'_>>], size: usize| {
+            let count = self
+                .row_count
+                .then(|| total(beside[0].as_ref().map(Doc::Call)).unwrap_or(rows.len() as u64));
+            let mut records = winstrom::Records::begin(
+                self.format,
+                &self.evidence,
+                &columns,
+                count,
+                size,
+                flush.take(),
+            );
+            rows.each(|row| records.record(Doc::Call(row)))
+                .map_err(Error::Internal)?;
+            Ok(records.end())
+        };
+        match answer.read_list("rows", &["total"], read) {
+            Ok(written) => written,
+            Err(answer) => answer.answer(|result, size| self.write(result, size, flush)),
+        }
+    }
+
+    /// (Flexi name, the backend's name) of each property written.
+    fn columns(&self) -> Vec<winstrom::Column<'_>> {
+        self.columns
+            .iter()
+            .map(|(name, backend)| (name.as_str(), backend.as_str()))
+            .collect()
+    }
+}
+
+/// The row count a list route's `total` gives: an integer of at least 0.
+fn total<'t, T: Tree<'t>>(total: Option<T>) -> Option<u64> {
+    total.and_then(|t| match t.form() {
+        Form::Scalar(Val::Int(n)) => u64::try_from(n).ok(),
+        _ => None,
+    })
 }
 
 /// The properties of an evidence's records that `detail` asks for, in its field order: (Flexi
