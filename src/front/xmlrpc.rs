@@ -234,7 +234,7 @@ async fn dispatch(
         may_stream: false,
         ..how
     };
-    let mut answers = Vec::with_capacity(calls.len());
+    let mut answers = xmlrpc::MulticallResponse::new();
     for (i, c) in calls.into_iter().enumerate() {
         answers.push(match multicall_entry(c) {
             Ok((name, _)) if name == "system.multicall" => Err((
@@ -247,7 +247,7 @@ async fn dispatch(
             Err(reason) => Err((INVALID_REQUEST, format!("multicall entry {i}: {reason}"))),
         });
     }
-    whole(xmlrpc::multicall_response(answers))
+    whole(answers.finish())
 }
 
 /// The `methodResponse` of a call made alone: its result, or its fault.

@@ -798,21 +798,44 @@ pub fn fault_value(code: i32, message: &str) -> String {
 }
 
 /// `system.multicall`'s answer: in order, each call's result as a one-element array, or its
-/// fault struct.
-pub fn multicall_response(answers: Vec<Result<String, (i32, String)>>) -> String {
-    let mut out = String::from("<value><array><data>");
-    for answer in answers {
+/// fault struct. It is written as each call ends, so that a result's text is not kept beside
+/// the answer's (nor the answer copied once more into its `methodResponse`).
+#[derive(Debug)]
+pub struct MulticallResponse {
+    out: String,
+}
+
+impl MulticallResponse {
+    pub fn new() -> MulticallResponse {
+        let mut out = String::with_capacity(1024);
+        out.push_str(RESPONSE_OPEN);
+        out.push_str("<value><array><data>");
+        MulticallResponse { out }
+    }
+
+    /// The next call's outcome: `[result]` (its `<value>`), or a fault struct.
+    pub fn push(&mut self, answer: Result<String, (i32, String)>) {
         match answer {
             Ok(v) => {
-                out.push_str("<value><array><data>");
-                out.push_str(&v);
-                out.push_str("</data></array></value>");
+                self.out.push_str("<value><array><data>");
+                self.out.push_str(&v);
+                self.out.push_str("</data></array></value>");
             }
-            Err((code, text)) => out.push_str(&fault_value(code, &text)),
+            Err((code, text)) => self.out.push_str(&fault_value(code, &text)),
         }
     }
-    out.push_str("</data></array></value>");
-    response(&out)
+
+    pub fn finish(mut self) -> String {
+        self.out.push_str("</data></array></value>");
+        self.out.push_str(RESPONSE_CLOSE);
+        self.out
+    }
+}
+
+impl Default for MulticallResponse {
+    fn default() -> Self {
+        MulticallResponse::new()
+    }
 }
 
 /// A fault response.
