@@ -578,32 +578,41 @@ impl std::fmt::Debug for JsonList<'_, '_> {
 impl<'a, 'p> JsonList<'a, 'p> {
     /// The list at `path` (object keys, from the top) in `text`, with the value at each path
     /// of `beside` (also object keys), when reading them this way means what reading the whole
-    /// text would: the text is JSON, no object on a path names its key twice or writes a key
-    /// with escapes, and no item of the list has a key written with escapes. A path that stops
-    /// at a value that is not an object, or at an object without its next key, finds nothing:
-    /// an absent list has no items, and so has a value there that is not a list. `None` for any
-    /// other text, which the caller then reads whole: one that is not JSON (which the whole
-    /// read explains), and one where a path meets a list before its end (a key applied to a
-    /// list applies to each of its items, which only the whole read does).
+    /// text would: the text is JSON in UTF-8, no object on a path names its key twice or writes
+    /// a key with escapes, and no item of the list has a key written with escapes. A path that
+    /// stops at a value that is not an object, or at an object without its next key, finds
+    /// nothing: an absent list has no items, and so has a value there that is not a list.
+    /// `None` for any other text, which the caller then reads whole: one that is not JSON (which
+    /// the whole read explains), and one where a path meets a list before its end (a key
+    /// applied to a list applies to each of its items, which only the whole read does); and
+    /// when the paths overlap.
+    ///
+    /// What is checked without being built: the text's UTF-8, its structure, and, when it has a
+    /// backslash, every string's escapes and every key. What only building finds, nesting
+    /// deeper than serde_json's limit (128), is found in an item when [`JsonList::each`] reads
+    /// it (and ignored outside the list).
     pub fn find(
         text: &'a [u8],
         path: &'p [&'p str],
         beside: &[&[&str]],
     ) -> Option<(JsonList<'a, 'p>, Vec<Option<Val<'a>>>)> {
+        let overlap = |a: &[&str], b: &[&str]| a.starts_with(b) || b.starts_with(a);
         if beside
             .iter()
-            .any(|b| b.starts_with(path) || path.starts_with(b))
+            .enumerate()
+            .any(|(i, b)| overlap(b, path) || beside[..i].iter().any(|earlier| overlap(b, earlier)))
         {
             return None;
         }
+        std::str::from_utf8(text).ok()?;
         let mut paths = Vec::with_capacity(1 + beside.len());
         paths.push(path);
         paths.extend_from_slice(beside);
         let mut found = Found {
             len: 0,
-            // Without a backslash in the text, no key has escapes: the items need only be
-            // JSON, which is checked faster.
-            check_keys: text.contains(&b'\\'),
+            // Without a backslash in the text, no string has escapes (to check) and no key is
+            // written with them: what is not on a path need only be JSON, checked faster.
+            strict: text.contains(&b'\\'),
             values: vec![None; paths.len()],
             scratch: Scratch::default(),
         };
@@ -633,7 +642,9 @@ impl<'a, 'p> JsonList<'a, 'p> {
         self.len == 0
     }
 
-    /// Hands each item to `f`, in order, each read when the one before it is done with.
+    /// Hands each item to `f`, in order, each read when the one before it is done with. An
+    /// item [`JsonList::find`] could not check (nested deeper than serde_json reads) is an
+    /// error, after the items before it were handed on.
     pub fn each(&self, mut f: impl FnMut(&Val<'a>)) -> Result<(), String> {
         if self.len == 0 {
             return Ok(());
@@ -645,7 +656,7 @@ impl<'a, 'p> JsonList<'a, 'p> {
             f: &mut f,
         };
         serde::de::DeserializeSeed::deserialize(walk, &mut de)
-            .map_err(|e| format!("the answer's list could not be read again: {e}"))
+            .map_err(|e| format!("its list could not be read: {e}"))
     }
 }
 
@@ -653,7 +664,7 @@ impl<'a, 'p> JsonList<'a, 'p> {
 /// own first, unused).
 struct Found<'a> {
     len: usize,
-    check_keys: bool,
+    strict: bool,
     values: Vec<Option<Val<'a>>>,
     scratch: Scratch<'a>,
 }
@@ -679,7 +690,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for Probe<'_, 'de> {
             // The list's path ends here.
             [0] if self.paths[0].len() == self.depth => d.deserialize_any(Items {
                 len: &mut self.found.len,
-                check_keys: self.found.check_keys,
+                strict: self.found.strict,
             }),
             // A value beside the list.
             [i] if self.paths[*i].len() == self.depth => {
@@ -705,26 +716,35 @@ impl<'de> serde::de::Visitor<'de> for Probe<'_, 'de> {
         let mut taken: Vec<&'de str> = Vec::new();
         let mut first = true;
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            let key = match key {
+            if first && matches!(key, Key::Borrowed(k) if k == NUMBER_TOKEN) {
                 // A number's text (serde_json's `arbitrary_precision`): a scalar.
-                Key::Borrowed(k) if first && k == NUMBER_TOKEN => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                    return Ok(());
-                }
-                Key::Borrowed(k) => k,
-                Key::Owned(_) => return Err(refuse("a key with escapes on the path")),
-            };
+                map.next_value::<serde::de::IgnoredAny>()?;
+                return Ok(());
+            }
             first = false;
+            let text = match &key {
+                Key::Borrowed(k) => *k,
+                Key::Owned(k) => k.as_str(),
+            };
             let live: Vec<usize> = self
                 .live
                 .iter()
                 .copied()
-                .filter(|&i| self.paths[i].get(self.depth) == Some(&key))
+                .filter(|&i| self.paths[i].get(self.depth) == Some(&text))
                 .collect();
             if live.is_empty() {
-                map.next_value::<serde::de::IgnoredAny>()?;
+                if self.found.strict {
+                    map.next_value_seed(Checked { keys: false })?;
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
                 continue;
             }
+            // A path's key written with escapes, or given twice: only the whole read reads it
+            // as it means.
+            let Key::Borrowed(key) = key else {
+                return Err(refuse("a key with escapes on the path"));
+            };
             if taken.contains(&key) {
                 return Err(refuse("a key given twice on the path"));
             }
@@ -741,10 +761,10 @@ impl<'de> serde::de::Visitor<'de> for Probe<'_, 'de> {
 }
 
 /// The list, in the first reading: its items counted, and checked ([`Checked`]) when the text
-/// may have keys with escapes.
+/// has escapes.
 struct Items<'s> {
     len: &'s mut usize,
-    check_keys: bool,
+    strict: bool,
 }
 
 impl<'de> serde::de::Visitor<'de> for Items<'_> {
@@ -755,6 +775,9 @@ impl<'de> serde::de::Visitor<'de> for Items<'_> {
     scalars_pass!();
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         // Not a list (an object, or a number's text): no items.
+        if self.strict {
+            return serde::de::Visitor::visit_map(Checked { keys: false }, map);
+        }
         while map
             .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
             .is_some()
@@ -762,8 +785,8 @@ impl<'de> serde::de::Visitor<'de> for Items<'_> {
         Ok(())
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        if self.check_keys {
-            while seq.next_element_seed(Checked)?.is_some() {
+        if self.strict {
+            while seq.next_element_seed(Checked { keys: true })?.is_some() {
                 *self.len += 1;
             }
         } else {
@@ -775,10 +798,14 @@ impl<'de> serde::de::Visitor<'de> for Items<'_> {
     }
 }
 
-/// A list item, in the first reading: checked to read as a call value (no key with escapes)
-/// without being built.
+/// A value, in the first reading of a text with escapes: checked to read as a call value
+/// (strings as serde_json reads them, no key with escapes) without being built.
+/// `keys`: whether a key written with escapes is refused (in the list's items, which are
+/// read as call values) or let pass (elsewhere, where nothing is read).
 #[derive(Clone, Copy)]
-struct Checked;
+struct Checked {
+    keys: bool,
+}
 
 impl<'de> serde::de::DeserializeSeed<'de> for Checked {
     type Value = ();
@@ -794,17 +821,17 @@ impl<'de> serde::de::Visitor<'de> for Checked {
     }
     scalars_pass!();
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Checked)?.is_some() {}
+        while seq.next_element_seed(self)?.is_some() {}
         Ok(())
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // A number's text (serde_json's `arbitrary_precision`) comes as a map whose one key is
+        // borrowed: an owned key was written with escapes.
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            if let Key::Owned(k) = key
-                && k != NUMBER_TOKEN
-            {
+            if self.keys && matches!(key, Key::Owned(_)) {
                 return Err(refuse("a key with escapes"));
             }
-            map.next_value_seed(Checked)?;
+            map.next_value_seed(self)?;
         }
         Ok(())
     }
@@ -960,9 +987,31 @@ mod tests {
         // A value beside the list within it, or the list within it: not read this way.
         assert!(items(r#"{"items":[1]}"#, &["items"], &[&["items", "n"]]).is_none());
         assert!(items(r#"{"items":[1]}"#, &["items"], &[&[]]).is_none());
-        // A key given twice away from the paths is no matter.
+        // A key given twice away from the paths is no matter, nor one written with escapes.
         let (read, _) = items(r#"{"a":1,"a":2,"items":[3]}"#, &["items"], &[]).unwrap();
         assert_eq!(read, vec![json!(3)]);
+        let (read, _) = items(r#"{"\u0061":1,"items":[3]}"#, &["items"], &[]).unwrap();
+        assert_eq!(read, vec![json!(3)]);
+        // Text the whole read refuses, in the list or beside it: not UTF-8, a lone surrogate.
+        assert!(JsonList::find(b"{\"items\":[\"\xff\"]}", &["items"], &[]).is_none());
+        assert!(JsonList::find(b"{\"x\":\"\xff\",\"items\":[]}", &["items"], &[]).is_none());
+        for text in [r#"{"items":["\ud800"]}"#, r#"{"x":"\ud800","items":[1]}"#] {
+            assert!(Val::from_json_slice(text.as_bytes()).is_none(), "{text}");
+            assert_eq!(items(text, &["items"], &[]), None, "{text}");
+        }
+        // A key written with escapes in an item, even one spelling a number's token: the whole
+        // read says what it is.
+        let text = r#"{"items":[{"$serde_json::private::Numbe\u0072":"1"}]}"#;
+        assert_eq!(items(text, &["items"], &[]), None, "{text}");
+        // Values beside the list at overlapping paths: not read this way.
+        assert!(items(r#"{"n":1,"items":[1]}"#, &["items"], &[&["n"], &["n"]]).is_none());
+        // An item nested deeper than serde_json reads is found when the items are read, after
+        // the items before it.
+        let deep = format!("{{\"items\":[1,{}{}]}}", "[".repeat(200), "]".repeat(200));
+        let (list, _) = JsonList::find(deep.as_bytes(), &["items"], &[]).unwrap();
+        let mut read = Vec::new();
+        assert!(list.each(|v| read.push(v.to_json())).is_err());
+        assert_eq!(read, vec![json!(1)]);
     }
 
     /// A JSON text's tree, as generated for the property below: objects may repeat a key.

@@ -61,7 +61,7 @@ impl Detached {
         self,
         list: &str,
         beside: &[&str],
-        read: impl FnOnce(&JsonList<'_, '_>, &[Option<Val<'_>>], usize) -> R,
+        read: impl FnOnce(&Rows<'_>, &[Option<Val<'_>>], usize) -> R,
     ) -> Result<R, Detached> {
         let response = &self.route.plan.response;
         let keys = |member: &str| match response.member_read(member) {
@@ -85,9 +85,36 @@ impl Detached {
                 .iter()
                 .map(|p| p.as_ref().and_then(|_| found.next().flatten()))
                 .collect();
-            return Ok(read(&items, &values, body.len()));
+            let rows = Rows {
+                items,
+                backend: &self.route.backend.name,
+            };
+            return Ok(read(&rows, &values, body.len()));
         }
         Err(self)
+    }
+}
+
+/// A list in a backend's answer, read one item at a time ([`Detached::read_list`]).
+pub(crate) struct Rows<'a> {
+    items: JsonList<'a, 'a>,
+    backend: &'a str,
+}
+
+impl<'a> Rows<'a> {
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Hands each row to `f`, in order ([`JsonList::each`]); a row that cannot be read is the
+    /// backend's bad answer, after the rows before it.
+    pub(crate) fn each(&self, f: impl FnMut(&Val<'a>)) -> Result<(), Error> {
+        self.items
+            .each(f)
+            .map_err(|reason| Error::BackendBadResponse {
+                backend: self.backend.to_string(),
+                reason,
+            })
     }
 }
 

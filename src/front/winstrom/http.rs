@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::session::SessionError;
 use super::{Company, Evidence, WinstromDoor};
-use crate::call::{Doc, Form, JsonList, Tree, Val};
+use crate::call::{Doc, Form, Tree, Val};
 use crate::error::{Error, Party};
 use crate::front::stream::{self, Began};
 use crate::mapping::Lazy;
@@ -17,7 +17,7 @@ use crate::pipeline::Pipeline;
 use crate::protocol::winstrom::{self, Format, PathError, Record, Reply, Target};
 use crate::protocol::wql;
 use crate::protocol::xml::Flush;
-use crate::route::{Detached, Shaped};
+use crate::route::{Detached, Rows, Shaped};
 use crate::server::{Body as Incoming, OutBody, Resp, text_response};
 use crate::telemetry::{Calls, Outcome};
 
@@ -1030,10 +1030,11 @@ impl ListWriter {
         mut flush: Option<(&mut Flush<'_>, usize)>,
     ) -> Result<String, Error> {
         let columns = self.columns();
-        let read = |rows: &JsonList<'_, '_>, beside: &[Option<Val<'_>>], size: usize| {
-            let count = self
-                .row_count
-                .then(|| total(beside[0].as_ref().map(Doc::Call)).unwrap_or(rows.len() as u64));
+        let read = |rows: &Rows<'_>, beside: &[Option<Val<'_>>], size: usize| {
+            let count = self.row_count.then(|| {
+                let given = beside.first().and_then(|t| t.as_ref()).map(Doc::Call);
+                total(given).unwrap_or(rows.len() as u64)
+            });
             let mut records = winstrom::Records::begin(
                 self.format,
                 &self.evidence,
@@ -1042,11 +1043,12 @@ impl ListWriter {
                 size,
                 flush.take(),
             );
-            rows.each(|row| records.record(Doc::Call(row)))
-                .map_err(Error::Internal)?;
+            rows.each(|row| records.record(Doc::Call(row)))?;
             Ok(records.end())
         };
-        match answer.read_list("rows", &["total"], read) {
+        // The backend's total is read only for a row count.
+        let beside: &[&str] = if self.row_count { &["total"] } else { &[] };
+        match answer.read_list("rows", beside, read) {
             Ok(written) => written,
             Err(answer) => answer.answer(|result, size| self.write(result, size, flush)),
         }
