@@ -8,6 +8,7 @@ and the load generator (oha) as separate processes on this machine.
     python3 bench/separate.py in-flight     # 64 clients of 1 MB requests, bodies in flight bounded or not
     python3 bench/separate.py xmlrpc        # 1 MB XML-RPC requests (an array of ids) on /RPC2
     python3 bench/separate.py winstrom      # 1 MB Flexi lists (cenik.xml?limit=0) on the winstrom door
+    python3 bench/separate.py multicall     # system.multicall of 8 large getOptionFeaturesInfo results (19.5 MB)
     python3 bench/separate.py telemetry     # the cost of metrics and logs
 
 Both paths call the same reference backend with the same product ids: the proxy is given the
@@ -403,6 +404,60 @@ def winstrom_large(work, procs):
                     max(flexi_bytes, json_bytes), idle)
 
 
+MULTICALL_CALLS, MULTICALL_IDS = 8, 2_000
+
+
+def multicall_large(work, backend_port, procs):
+    """A system.multicall of MULTICALL_CALLS getOptionFeaturesInfo calls of MULTICALL_IDS
+    generated products each (about 19.5 MB of answer) on /RPC2, from 2 connections, to a freshly
+    started bridge. Every call of every multicall must be a success on the bridge's /metrics.
+    There is no pass-through path to compare with (a multicall is many backend calls), so it
+    prints the bridge's figures and its peak RSS against idle + 4x the answers in flight."""
+    bridge, port = start_bridge(work, backend_port, "multicall", True, {"SOAPBRIDGE_LOG": "warn"})
+    procs.append(bridge)
+    time.sleep(0.5)
+    idle = rss_mb(bridge.pid, "VmRSS:")
+    now = int(time.time() * 1000)
+    ids = "".join(f"<value><int>{FIRST_GENERATED + i}</int></value>" for i in range(MULTICALL_IDS))
+    entry = ("<value><struct><member><name>methodName</name><value><string>"
+             "IndividualProductOptionService.getOptionFeaturesInfo</string></value></member>"
+             "<member><name>params</name><value><array><data>"
+             f"<value><string>fixtureKey0000000000000000000000</string></value>"
+             f"<value><string>{sign(now)}</string></value><value><string>{now}</string></value>"
+             f"<value><array><data>{ids}</data></array></value><value><string>en</string></value>"
+             "</data></array></value></member></struct></value>")
+    body = ("<?xml version='1.0'?><methodCall><methodName>system.multicall</methodName><params><param>"
+            f"<value><array><data>{entry * MULTICALL_CALLS}</data></array></value></param></params></methodCall>")
+    path = os.path.join(work, "multicall.xml")
+    with open(path, "w") as f:
+        f.write(body)
+    auth = {"Authorization": "Basic " + base64.b64encode(FIXTURE_AUTH.encode()).decode(),
+            "Content-Type": "text/xml"}
+    url = f"http://127.0.0.1:{port}/RPC2"
+    with urllib.request.urlopen(urllib.request.Request(url, data=body.encode(), headers=auth), timeout=120) as r:
+        answer = r.read()
+    if b"faultCode" in answer:
+        sys.exit(f"multicall: a call failed: {answer[:2000]!r}")
+    conns, operation = 2, "getOptionFeaturesInfo"
+    before, cpu0 = counts(port, operation), cpu_seconds(bridge.pid)
+    r = oha(url, path, "text/xml", FIXTURE_AUTH, conns, 200)
+    cpu = cpu_seconds(bridge.pid) - cpu0
+    after = counts(port, operation)
+    ok, total = after[0] - before[0], after[1] - before[1]
+    if ok != total or not 0 <= ok - r["requests"] * MULTICALL_CALLS <= conns * MULTICALL_CALLS:
+        sys.exit(f"multicall: {total - ok} calls were not successes; oha got {r['requests']} answers, "
+                 f"the bridge answered {ok} calls")
+    peak = rss_mb(bridge.pid, "VmHWM:")
+    limit = idle + 4 * conns * len(answer) / 1e6
+    print(f"multicall: {MULTICALL_CALLS} x getOptionFeaturesInfo of {MULTICALL_IDS} ids in one system.multicall; "
+          f"request {len(body):,} B, answer {len(answer):,} B; {conns} connections, {SECS} s")
+    print(f"| bridge | {r['requests'] / SECS:.1f} multicalls/s | p99 {r['p99'] * 1000:.0f} ms | "
+          f"CPU {cpu * 1000 / max(1, r['requests']):.1f} ms per multicall |")
+    print(f"- multicall: bridge peak RSS {peak:.0f} MB with {conns} answers of {len(answer) / 1e6:.1f} MB in flight "
+          f"(<= idle {idle:.0f} MB + 4x the answers in flight = {limit:.0f} MB: {'met' if peak <= limit else 'NOT met'}); "
+          f"+{peak - idle:.0f} MB over idle")
+
+
 def alternate_large(name, what, bridge, port, proxy, runs, operation, size, idle, conns=4):
     """Alternating rounds of `runs` (the bridge's and the proxy's load, given the connections)
     with messages of `size` bytes; every call of the bridge's must be counted a success of
@@ -450,10 +505,13 @@ def main():
         return run(xmlrpc_only=True)
     if args == ["winstrom"]:
         return run(winstrom_only=True)
+    if args == ["multicall"]:
+        return run(multicall_only=True)
     return run(sizes=args or list(SIZES) + [f"answer-{s}" for s in SIZES])
 
 
-def run(sizes=(), telemetry_only=False, in_flight_only=False, xmlrpc_only=False, winstrom_only=False):
+def run(sizes=(), telemetry_only=False, in_flight_only=False, xmlrpc_only=False, winstrom_only=False,
+        multicall_only=False):
     if shutil.which("oha") is None:
         print("== installing oha (cargo install oha --locked)", flush=True)
         subprocess.run(["cargo", "install", "oha", "--locked"], check=True)
@@ -476,6 +534,8 @@ def run(sizes=(), telemetry_only=False, in_flight_only=False, xmlrpc_only=False,
             return xmlrpc_large(work, backend_port, procs)
         if winstrom_only:
             return winstrom_large(work, procs)
+        if multicall_only:
+            return multicall_large(work, backend_port, procs)
         proxy = subprocess.Popen(["target/release/soapbridge-reference", "--kind", "proxy", "--upstream",
                                   f"http://127.0.0.1:{backend_port}", "--listen", f"127.0.0.1:{proxy_port}"],
                                  stderr=subprocess.DEVNULL)
