@@ -14,7 +14,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(soap_envelope xmlrpc_call winstrom_document wql mapping compare)
+  targets=(soap_envelope xmlrpc_call winstrom_document wql mapping compare json_list)
 fi
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -32,7 +32,9 @@ seed soap_envelope fixtures/soap/*/*.xml
 seed xmlrpc_call fixtures/xmlrpc/*.xml fixtures/xmlrpc/*/*.xml
 seed winstrom_document fixtures/winstrom/*/*.xml fixtures/winstrom/*/*.json
 seed compare fixtures/soap/*/*.expected.xml fixtures/winstrom/*/*.expected.json
-mkdir -p fuzz/corpus/wql fuzz/corpus/mapping
+mkdir -p fuzz/corpus/wql fuzz/corpus/mapping fuzz/corpus/json_list
+printf "%s" '{"items":[{"id":1,"p":12.50,"n":"A \"b\"","x":[1,{"y":null}]},7],"total":2}' > fuzz/corpus/json_list/seed-1
+printf "%s" '{"data":{"items":[{"k\u0065y":"\u00e9"}]},"total":-1,"data":[]}' > fuzz/corpus/json_list/seed-2
 printf "%s" "typVztahuK in ('typVztahu.obchodni', 'typVztahu.ostatni') and (nazev begins 'A' or not kod = 'X')" > fuzz/corpus/wql/seed-1
 printf "%s" "hladina = 1 and cenaZakl between 10.5 and 20 and datum >= now() and stitky is not empty" > fuzz/corpus/wql/seed-2
 printf "%s" '[{"items": {"$each": "$.p", "$map": {"id": "@.id", "o": {"$first": ["@.x", "@"]}}}}, {"p": [{"id": 1, "x": null}, {"id": 2}]}]' > fuzz/corpus/mapping/seed-1
