@@ -32,7 +32,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(read.len(), list.len());
         if !beside.is_empty() {
             let total = values[0].as_ref().map(|v| v.to_json());
-            assert_eq!(total.as_ref(), whole.get("total"), "{}", String::from_utf8_lossy(data));
+            assert_eq!(
+                total.as_ref(),
+                whole.get("total"),
+                "{}",
+                String::from_utf8_lossy(data)
+            );
         }
     }
 });
