@@ -1002,12 +1002,11 @@ impl ListWriter {
         flush: Option<(&mut Flush<'_>, usize)>,
     ) -> String {
         let rows = result.member("rows");
-        let count = self.row_count.then(|| {
-            total(result.member("total")).unwrap_or(match rows.map(Tree::form) {
-                Some(Form::List(n)) => n as u64,
-                _ => 0,
-            })
-        });
+        let listed = match rows.map(Tree::form) {
+            Some(Form::List(n)) => n,
+            _ => 0,
+        };
+        let count = self.count(result.member("total"), listed);
         let columns = self.columns();
         winstrom::write_rows(
             self.format,
@@ -1031,10 +1030,8 @@ impl ListWriter {
     ) -> Result<String, Error> {
         let columns = self.columns();
         let read = |rows: &Rows<'_>, beside: &[Option<Val<'_>>], size: usize| {
-            let count = self.row_count.then(|| {
-                let given = beside.first().and_then(|t| t.as_ref()).map(Doc::Call);
-                total(given).unwrap_or(rows.len() as u64)
-            });
+            let given = beside.first().and_then(|t| t.as_ref()).map(Doc::Call);
+            let count = self.count(given, rows.len());
             let mut records = winstrom::Records::begin(
                 self.format,
                 &self.evidence,
@@ -1054,6 +1051,16 @@ impl ListWriter {
         }
     }
 
+    /// The row count, when the list asks for one: the backend's `total` (an integer of at
+    /// least 0), else the rows it answered.
+    fn count<'t, T: Tree<'t>>(&self, total: Option<T>, rows: usize) -> Option<u64> {
+        let total = total.and_then(|t| match t.form() {
+            Form::Scalar(Val::Int(n)) => u64::try_from(n).ok(),
+            _ => None,
+        });
+        self.row_count.then(|| total.unwrap_or(rows as u64))
+    }
+
     /// (Flexi name, the backend's name) of each property written.
     fn columns(&self) -> Vec<winstrom::Column<'_>> {
         self.columns
@@ -1061,14 +1068,6 @@ impl ListWriter {
             .map(|(name, backend)| (name.as_str(), backend.as_str()))
             .collect()
     }
-}
-
-/// The row count a list route's `total` gives: an integer of at least 0.
-fn total<'t, T: Tree<'t>>(total: Option<T>) -> Option<u64> {
-    total.and_then(|t| match t.form() {
-        Form::Scalar(Val::Int(n)) => u64::try_from(n).ok(),
-        _ => None,
-    })
 }
 
 /// The properties of an evidence's records that `detail` asks for, in its field order: (Flexi
