@@ -31,7 +31,7 @@ use crate::server::{Body, Resp, ServeOptions, text_response};
 use crate::service::Service;
 use crate::stock::StockSync;
 use crate::store::Store;
-use crate::telemetry::{CallRecord, Calls, Telemetry};
+use crate::telemetry::{Answered, Calls, Telemetry};
 
 /// Why the bridge could not start from a (valid) plan: something outside it is not there.
 #[derive(Debug, thiserror::Error)]
@@ -109,9 +109,10 @@ impl Fixed {
 /// What one configuration describes, ready to answer requests.
 #[derive(Debug)]
 struct Generation {
-    pipeline: Pipeline,
+    /// Shared with the work a door leaves running after its answer began (a multicall's).
+    pipeline: Arc<Pipeline>,
     soap: SoapDoor,
-    xmlrpc: Option<XmlRpcDoor>,
+    xmlrpc: Option<Arc<XmlRpcDoor>>,
     winstrom: Option<WinstromDoor>,
     /// Sorted by path.
     services: Vec<Arc<Service>>,
@@ -343,35 +344,14 @@ impl App {
             let mut resp = self.route(&generation, req, started).await;
             let status = resp.status().as_u16();
             if let Some(Calls(calls)) = resp.extensions_mut().remove::<Calls>() {
-                let elapsed = started.elapsed();
-                for c in &calls {
-                    self.shared.telemetry.call(&CallRecord {
-                        door: c.door,
-                        service: &c.service,
-                        operation: &c.operation,
-                        outcome: c.outcome,
-                        code: c.code,
-                        status,
-                        elapsed,
-                        request_id: &id,
-                    });
-                    // The code and status only: error texts may quote request or backend
-                    // content. The access log has its own target, so that it can be turned off
-                    // on its own (`SOAPBRIDGE_LOG=info,soapbridge::access=off`).
-                    tracing::info!(
-                        target: "soapbridge::access",
-                        %method,
-                        path = uri.path(),
-                        door = c.door,
-                        service = %c.service,
-                        operation = %c.operation,
-                        outcome = c.outcome.as_str(),
-                        code = c.code,
-                        status,
-                        elapsed_ms = elapsed.as_millis() as u64,
-                        "call"
-                    );
-                }
+                let answered = Answered {
+                    method: &method,
+                    path: uri.path(),
+                    status,
+                    elapsed: started.elapsed(),
+                    request_id: &id,
+                };
+                self.shared.telemetry.calls_answered(&calls, &answered);
             }
             resp
         };
@@ -618,15 +598,18 @@ impl Shared {
             )
         });
         Generation {
-            pipeline: Pipeline::new(
+            pipeline: Arc::new(Pipeline::new(
                 plan.server.limits,
                 self.body_budget.clone(),
                 self.clock.clone(),
                 self.stock.clone(),
                 self.telemetry.clone(),
-            ),
+            )),
             soap: SoapDoor::new(&services),
-            xmlrpc: plan.xmlrpc.as_ref().map(|x| XmlRpcDoor::new(x, &services)),
+            xmlrpc: plan
+                .xmlrpc
+                .as_ref()
+                .map(|x| Arc::new(XmlRpcDoor::new(x, &services))),
             winstrom,
             services,
             public_url: plan.server.public_url.clone(),

@@ -183,6 +183,15 @@ pub enum Error {
     BodiesInFlight { limit: usize },
     #[error("the request took longer than the limit of {limit_ms} ms")]
     RequestTimeout { limit_ms: u64 },
+    /// A call of a multicall that was not started: the request's time was nearly up.
+    #[error(
+        "not called: the request's time limit of {limit_ms} ms was nearly up after {done} of its {of} calls; send this call and the ones after it again"
+    )]
+    NotCalled {
+        done: usize,
+        of: usize,
+        limit_ms: u64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("the bridge's store is not available: {0}")]
@@ -253,7 +262,11 @@ impl Error {
             | BackendSessionExpired { .. }
             | BackendCircuitOpen { .. }
             | BackendBusy { .. } => Party::Backend,
-            BodiesInFlight { .. } | RequestTimeout { .. } | Internal(_) | Store(_) => Party::Bridge,
+            BodiesInFlight { .. }
+            | RequestTimeout { .. }
+            | NotCalled { .. }
+            | Internal(_)
+            | Store(_) => Party::Bridge,
             _ => Party::Caller,
         }
     }
@@ -290,7 +303,7 @@ impl Error {
             BackendCircuitOpen { .. } => "BACKEND_CIRCUIT_OPEN",
             BackendBusy { .. } => "BACKEND_BUSY",
             RateLimited { .. } => "RATE_LIMITED",
-            RequestTimeout { .. } => "REQUEST_TIMEOUT",
+            RequestTimeout { .. } | NotCalled { .. } => "REQUEST_TIMEOUT",
             BodiesInFlight { .. } => "BRIDGE_BUSY",
             Internal(_) => "INTERNAL",
             Store(_) => "STORE_UNAVAILABLE",
@@ -301,7 +314,7 @@ impl Error {
     pub fn retry(&self) -> Retry {
         use Error::*;
         match self {
-            BackendUnavailable { sent: false, .. } => Retry::Safe,
+            BackendUnavailable { sent: false, .. } | NotCalled { .. } => Retry::Safe,
             BackendUnavailable { sent: true, .. }
             | BackendTimeout { .. }
             | BackendStatus { .. }
@@ -369,7 +382,7 @@ impl Error {
             BackendTimeout { .. } => 3002,
             BackendStatus { .. } => 3003,
             BackendBadResponse { .. } => 3004,
-            RequestTimeout { .. } => 3005,
+            RequestTimeout { .. } | NotCalled { .. } => 3005,
             BackendSessionExpired { .. } => 3006,
             Store(_) => 3007,
             BackendCircuitOpen { .. } => 3008,

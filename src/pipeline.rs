@@ -142,6 +142,16 @@ impl Pipeline {
         }
     }
 
+    /// The error of a multicall's call not started, `done` of its `of` calls having been made,
+    /// because the request's time was nearly up ([`Pipeline::record_deadline`]).
+    pub(crate) fn not_called(&self, done: usize, of: usize) -> Error {
+        Error::NotCalled {
+            done,
+            of,
+            limit_ms: self.limits.request_timeout.as_millis() as u64,
+        }
+    }
+
     /// From what size of a backend's JSON answer a SOAP answer is sent while it is written
     /// (`server.stream_answers_from_bytes`); `None`: never.
     pub(crate) fn stream_answers_from(&self) -> Option<usize> {
@@ -159,8 +169,9 @@ impl Pipeline {
         started + self.limits.request_timeout
     }
 
-    /// When a door that works through many items (winstrom documents) stops starting new ones,
-    /// so that what it did still reaches the client: at 80% of the request's time limit.
+    /// When a door that works through many items (winstrom documents, a multicall's calls) stops
+    /// starting new ones, so that what it did still reaches the client: at 80% of the request's
+    /// time limit.
     pub(crate) fn record_deadline(&self, started: Instant) -> Instant {
         started + self.limits.request_timeout.mul_f64(0.8)
     }

@@ -60,6 +60,17 @@ pub(crate) fn within_request<R>(request: Option<RequestContext>, f: impl FnOnce(
     }
 }
 
+/// Runs `f` (in a task of its own) as the work of `request`.
+pub(crate) async fn within_request_async<F: std::future::Future>(
+    request: Option<RequestContext>,
+    f: F,
+) -> F::Output {
+    match request {
+        Some(c) => REQUEST.scope(c, f).await,
+        None => f.await,
+    }
+}
+
 /// The header that carries a request's id, from the client, to the backend and back.
 pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -122,6 +133,16 @@ impl Calls {
     pub(crate) fn attach(self, resp: &mut crate::server::Resp) {
         resp.extensions_mut().insert(self);
     }
+}
+
+/// The request in which calls were answered, for their records ([`Telemetry::calls_answered`]).
+pub(crate) struct Answered<'a> {
+    pub method: &'a http::Method,
+    pub path: &'a str,
+    pub status: u16,
+    /// From the request's start to its calls' end.
+    pub elapsed: Duration,
+    pub request_id: &'a str,
 }
 
 /// How a call ended.
@@ -569,6 +590,39 @@ impl Telemetry {
 
     /// One call: counted, timed, kept in the last minute's view, and when it failed, in the
     /// last failures.
+    /// Records each call answered in a request: its counts, latency and place on the operator
+    /// page ([`Telemetry::call`]), and its access log line.
+    pub(crate) fn calls_answered(&self, calls: &[CallInfo], r: &Answered<'_>) {
+        for c in calls {
+            self.call(&CallRecord {
+                door: c.door,
+                service: &c.service,
+                operation: &c.operation,
+                outcome: c.outcome,
+                code: c.code,
+                status: r.status,
+                elapsed: r.elapsed,
+                request_id: r.request_id,
+            });
+            // The code and status only: error texts may quote request or backend content. The
+            // access log has its own target, so that it can be turned off on its own
+            // (`SOAPBRIDGE_LOG=info,soapbridge::access=off`).
+            tracing::info!(
+                target: "soapbridge::access",
+                method = %r.method,
+                path = r.path,
+                door = c.door,
+                service = %c.service,
+                operation = %c.operation,
+                outcome = c.outcome.as_str(),
+                code = c.code,
+                status = r.status,
+                elapsed_ms = r.elapsed.as_millis() as u64,
+                "call"
+            );
+        }
+    }
+
     pub(crate) fn call(&self, c: &CallRecord<'_>) {
         if !self.enabled {
             return;

@@ -6,7 +6,8 @@
 //!   (the README's test command and `.ci/run` do this).
 //! - Python's standard `xmlrpc.client` calls every operation over XML-RPC through
 //!   `ServerProxy`, with multicall and faults (`tests/interop/xmlrpc_client.py`), and reads a
-//!   large result streamed to it (`tests/interop/xmlrpc_large.py`).
+//!   large result, and a multicall of large results, streamed to it
+//!   (`tests/interop/xmlrpc_large.py`).
 //! - python-abraflexi (the Python client of ABRA Flexi integrations) reads with order, limit
 //!   and detail, reads properties, creates, updates, calls an action, filters, logs in with a
 //!   session and deletes through the winstrom door (`tests/interop/abraflexi_client.py`).
@@ -258,7 +259,8 @@ async fn soap_lite_reads_a_large_answer_sent_while_it_is_written() {
     assert_streamed(&bridge, "broken", 1.0).await;
 }
 
-/// Python's `xmlrpc.client` reads a large result sent while it is written.
+/// Python's `xmlrpc.client` reads a large result sent while it is written, and a multicall of
+/// large results sent while its calls are made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_xmlrpc_client_reads_a_large_result_sent_while_it_is_written() {
     let bridge = bridge_answering(vec![option_features(4000, None)]).await;
@@ -270,6 +272,7 @@ async fn python_xmlrpc_client_reads_a_large_result_sent_while_it_is_written() {
         "xmlrpc large result: 4000 products OK",
     )
     .await;
+    assert_streamed(&bridge, "complete", 2.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,14 +11,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// The value of the metric line that starts with `prefix` (labels included).
-fn metric(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 async fn metrics(b: &Bridge) -> String {
     let r = request("GET", &b.url("/metrics"), &[], "").await;
     assert_eq!(r.status, 200, "{}", r.body);

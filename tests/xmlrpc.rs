@@ -298,8 +298,9 @@ async fn missing_and_unknown_members_name_their_path() {
 }
 
 /// A large result is sent while it is written, as for SOAP (chunked, without a length): the
-/// same `methodResponse` as when it is written whole with streaming off. Inside a multicall, and
-/// to an HTTP/1.0 client, it is written whole.
+/// same `methodResponse` as when it is written whole with streaming off. A multicall's answer is
+/// sent while its calls are made, each result written whole into it. To an HTTP/1.0 client,
+/// both are written whole.
 #[tokio::test]
 async fn a_large_result_is_sent_while_it_is_written() {
     let large = option_features(4000, None);
@@ -363,11 +364,258 @@ async fn a_large_result_is_sent_while_it_is_written() {
         products(old.split_once("\r\n\r\n").unwrap().1),
         products(&r.body)
     );
-    let m = post(&b, multicall).await;
-    assert!(
-        m.header("content-length").is_some(),
+    // A multicall's answer is sent while its calls are made and written, each call's result
+    // whole inside it: the same result as the call's alone.
+    let m = post(&b, multicall.clone()).await;
+    assert_eq!(
+        m.header("content-length"),
+        None,
         "{}",
         &m.body[..300.min(m.body.len())]
     );
+    assert_eq!(m.header("transfer-encoding"), Some("chunked"));
     assert_eq!(m.body.matches("<name>productId</name>").count(), 4000);
+    let result = products(&w.body);
+    let result = result
+        .strip_suffix("</param></params></methodResponse>")
+        .unwrap();
+    assert_eq!(
+        products(&m.body),
+        format!(
+            "{result}</data></array></value></data></array></value></param></params></methodResponse>"
+        )
+    );
+    // To an HTTP/1.0 client, written whole.
+    let old = raw_post(
+        &b,
+        "/RPC2",
+        "HTTP/1.0",
+        FIXTURE_USER,
+        &head,
+        &multicall,
+        read,
+    )
+    .await;
+    let old = String::from_utf8(old).unwrap();
+    assert!(old.to_ascii_lowercase().contains("\r\ncontent-length: "));
+    assert_eq!(
+        products(old.split_once("\r\n\r\n").unwrap().1),
+        products(&m.body)
+    );
+}
+
+/// A backend that records each JSON body it receives and answers `{"echo": <body>}` after as
+/// many milliseconds as the body's `count`.
+async fn slow_backend() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = seen.clone();
+    tokio::spawn(soapbridge::server::serve(
+        listener,
+        move |req: http::Request<soapbridge::server::Body>| {
+            let log = log.clone();
+            async move {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                log.lock().unwrap().push(v.clone());
+                let ms = v["count"].as_u64().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(json!({ "echo": v }).to_string())))
+                    .unwrap()
+            }
+        },
+        Default::default(),
+        std::future::pending(),
+    ));
+    (format!("http://{addr}"), seen)
+}
+
+/// A multicall of `Typed.echo` calls, one for each `count`.
+fn echo_multicall(counts: &[u64]) -> String {
+    let calls: String = counts
+        .iter()
+        .map(|n| {
+            let values = member(
+                "values",
+                &format!(
+                    "<struct>{}</struct>",
+                    member("count", &format!("<int>{n}</int>"))
+                ),
+            );
+            format!(
+                "<value><struct>{}{}</struct></value>",
+                member("methodName", "<string>Typed.echo</string>"),
+                member(
+                    "params",
+                    &format!(
+                        "<array><data><value><struct>{values}</struct></value></data></array>"
+                    ),
+                )
+            )
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>system.multicall</methodName><params><param><value><array><data>{calls}</data></array></value></param></params></methodCall>"
+    )
+}
+
+/// The faults of a multicall's answer, in order: `None` for a result, else (code, text).
+fn multicall_faults(body: &str) -> Vec<Option<(i32, String)>> {
+    let data = body
+        .split_once("<array><data>")
+        .and_then(|(_, rest)| rest.rsplit_once("</data></array>"))
+        .map(|(d, _)| d)
+        .unwrap_or_else(|| panic!("a multicall's array: {body}"));
+    // Each answer is a `<value>` of the array: a one-item array (a result) or a fault struct.
+    let mut out = Vec::new();
+    let (mut depth, mut from, mut at) = (0, 0, 0);
+    while at < data.len() {
+        if data[at..].starts_with("<value>") {
+            if depth == 0 {
+                from = at;
+            }
+            depth += 1;
+            at += "<value>".len();
+        } else if data[at..].starts_with("</value>") {
+            depth -= 1;
+            at += "</value>".len();
+            if depth == 0 {
+                let answer = &data[from..at];
+                out.push(
+                    answer
+                        .starts_with("<value><struct><member><name>faultCode</name>")
+                        .then(|| {
+                            let code = text_of(answer, "int").unwrap().parse().unwrap();
+                            (code, text_of(answer, "string").unwrap())
+                        }),
+                );
+            }
+        } else {
+            at += 1;
+        }
+    }
+    assert_eq!(depth, 0, "{data}");
+    out
+}
+
+/// When a multicall's request time runs out, what was done still reaches the client: the
+/// results before it, the call in flight answered with its own timeout fault, and the calls
+/// after it answered "not called" (and not made). No call is started after 80% of the time.
+#[tokio::test]
+async fn a_multicall_out_of_time_answers_what_was_done() {
+    let (url, seen) = slow_backend().await;
+    // The request may take 2 s; the backend's own timeout is longer.
+    let config = typed_config(&url, "")
+        .replace("timeout_ms = 500", "timeout_ms = 10000")
+        .replace("max_depth = 16", "max_depth = 32");
+    let b = Bridge::with_config(&config).await;
+
+    // The second call is still in flight at 2 s: a timeout; the third is not made.
+    let t = std::time::Instant::now();
+    let r = rpc(&b, "x", &echo_multicall(&[100, 5000, 0])).await;
+    let took = t.elapsed();
+    assert!(took < Duration::from_millis(4000), "answered at {took:?}");
+    let faults = multicall_faults(&r.body);
+    assert_eq!(faults.len(), 3, "{}", r.body);
+    assert_eq!(faults[0], None, "{}", r.body);
+    r.assert_has("<name>count</name><value><int>100</int></value>");
+    assert_eq!(
+        faults[1],
+        Some((
+            3005,
+            "the request took longer than the limit of 2000 ms".into()
+        ))
+    );
+    assert_eq!(
+        faults[2],
+        Some((
+            3005,
+            "not called: the request's time limit of 2000 ms was nearly up after 2 of its 3 calls; send this call and the ones after it again".into()
+        ))
+    );
+    let made: Vec<u64> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|v| v["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(made, [100, 5000], "the call after the timeout is not made");
+
+    // The first call ends after 80% of the time (1.6 s): the others are not started.
+    seen.lock().unwrap().clear();
+    let r = rpc(&b, "x", &echo_multicall(&[1700, 0, 0])).await;
+    let faults = multicall_faults(&r.body);
+    assert_eq!(faults[0], None, "{}", r.body);
+    for f in &faults[1..] {
+        let (code, text) = f.as_ref().expect("a fault");
+        assert_eq!(*code, 3005);
+        assert!(text.contains("after 1 of its 3 calls"), "{text}");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    // Each is counted as the fault it is.
+    let m = request("GET", &b.url("/metrics"), &[], "").await;
+    for (outcome, code, n) in [("fault", "REQUEST_TIMEOUT", 4), ("success", "", 2)] {
+        m.assert_has(&format!(
+            "soapbridge_calls_total{{door=\"xmlrpc\",service=\"Typed\",operation=\"echo\",outcome=\"{outcome}\",code=\"{code}\"}} {n}\n"
+        ));
+    }
+}
+
+/// A multicall whose client goes away while its answer is sent makes no further call: its
+/// calls are made only while someone reads their answers.
+#[tokio::test]
+async fn a_multicall_stops_when_its_client_goes_away() {
+    let b = bridge_answering(vec![option_features(4000, None)]).await;
+    let call = std::fs::read_to_string("fixtures/xmlrpc/option/getOptionFeaturesInfo.xml").unwrap();
+    let params = call
+        .split_once("<params>")
+        .and_then(|(_, rest)| rest.split_once("</params>"))
+        .map(|(p, _)| p.replace("<param>", "").replace("</param>", ""))
+        .unwrap();
+    let entry = format!(
+        "<value><struct><member><name>methodName</name><value><string>IndividualProductOptionService.getOptionFeaturesInfo</string></value></member><member><name>params</name><value><array><data>{params}</data></array></value></member></struct></value>"
+    );
+    const CALLS: usize = 40;
+    let multicall = format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>system.multicall</methodName><params><param><value><array><data>{}</data></array></value></param></params></methodCall>",
+        entry.repeat(CALLS)
+    );
+    let head = [("Content-Type", "text/xml")];
+    // Reads the head and the first bytes of the answer, then closes the connection.
+    let read = RawRead {
+        limit: 1000,
+        pause: Duration::ZERO,
+    };
+    let got = raw_post(
+        &b,
+        "/RPC2",
+        "HTTP/1.1",
+        FIXTURE_USER,
+        &head,
+        &multicall,
+        read,
+    )
+    .await;
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    // The task counts how its answer ended once it stops.
+    let closed = "soapbridge_streamed_answers_total{end=\"closed\"}";
+    let made = "soapbridge_calls_total{door=\"xmlrpc\",service=\"IndividualProductOptionService\",operation=\"getOptionFeaturesInfo\",outcome=\"success\",code=\"\"}";
+    for _ in 0..200 {
+        let m = request("GET", &b.url("/metrics"), &[], "").await;
+        if metric(&m.body, closed) == Some(1.0) {
+            let made = metric(&m.body, made).expect("the calls made are counted");
+            assert!(
+                made >= 1.0 && made < CALLS as f64 / 2.0,
+                "{made} of {CALLS} calls made after the client went away"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the multicall did not stop within 10 s of its client going away");
 }

@@ -19,7 +19,9 @@ use crate::route::Detached;
 use crate::server::{OutBody, Piece};
 
 /// The size of the pieces a streamed answer is sent in.
-const PIECE: usize = 128 * 1024;
+pub(crate) const PIECE: usize = 128 * 1024;
+/// The room a piece is written into: a piece, and what the last item written into it may add.
+pub(crate) const PIECE_ROOM: usize = PIECE + PIECE / 8;
 /// How many pieces may wait for the client before the writer waits for it.
 const PIECES_WAITING: usize = 4;
 
@@ -85,91 +87,160 @@ pub(crate) async fn stream_answer(
     let Ok(slot) = STREAMING.try_acquire() else {
         return Err(answer);
     };
-    let (first_tx, first) = tokio::sync::oneshot::channel();
-    let (tx, rx) = tokio::sync::mpsc::channel(PIECES_WAITING);
+    let (pieces, opening) = pieces(p.request_deadline(started));
     let context = crate::telemetry::current_request();
-    let deadline = p.request_deadline(started);
     let telemetry = p.telemetry().clone();
     tokio::task::spawn_blocking(move || {
         let end = crate::telemetry::within_request(context, || {
-            write_pieces(answer, deadline, &what, write, first_tx, &tx)
+            write_pieces(answer, pieces, &what, write)
         });
         if let Some(end) = end {
             telemetry.streamed_answer(end);
         }
         drop(slot);
     });
-    Ok(match first.await {
-        Ok(First::Piece(piece)) => Began::Streaming(OutBody::streamed(piece, rx)),
-        Ok(First::Ended(written)) => Began::Ended(written),
-        Err(_) => Began::Ended(Err(Error::Internal("the answer's writer stopped".into()))),
-    })
+    Ok(opening.began().await)
 }
 
-/// The blocking half of [`stream`]: shapes the answer and writes it, handing each piece on. A
-/// client that stops reading (or reads too slowly to be done by `deadline`) gets nothing more;
-/// the message is still written to its end, without being kept. Says how a streamed answer
-/// ended (`None`: it ended before its first piece, and its door answers it whole).
+/// The blocking half of [`stream`]: shapes the answer and writes it, handing each piece on.
+/// Says how a streamed answer ended (`None`: it ended before its first piece, and its door
+/// answers it whole).
 fn write_pieces(
     answer: Detached,
-    deadline: Instant,
+    mut pieces: Pieces,
     what: &str,
     write: impl FnOnce(Detached, &mut Flush<'_>, usize) -> Result<String, Error>,
-    first: tokio::sync::oneshot::Sender<First>,
-    tx: &tokio::sync::mpsc::Sender<Piece>,
 ) -> Option<&'static str> {
     let rt = tokio::runtime::Handle::current();
-    let mut first = Some(first);
-    let mut gone = None;
     let mut flush = |out: &mut String| {
-        if gone.is_some() {
-            // No one reads it any more: the text is let go as it is written.
-            out.clear();
+        let text = std::mem::replace(out, String::with_capacity(PIECE_ROOM));
+        rt.block_on(pieces.piece(text));
+    };
+    let written = write(answer, &mut flush, PIECE);
+    rt.block_on(pieces.end(written, what))
+}
+
+/// The writer's end of an answer sent in pieces ([`pieces`]). Its first piece opens the answer
+/// (the head goes out with it). A client that stops reading (or reads too slowly to be done by
+/// the deadline) gets nothing more: what is written after is let go.
+pub(crate) struct Pieces {
+    first: Option<tokio::sync::oneshot::Sender<First>>,
+    tx: tokio::sync::mpsc::Sender<Piece>,
+    deadline: Instant,
+    gone: Option<Gone>,
+}
+
+/// The door's end of an answer sent in pieces: how it began ([`Opening::began`]).
+pub(crate) struct Opening {
+    first: tokio::sync::oneshot::Receiver<First>,
+    rx: tokio::sync::mpsc::Receiver<Piece>,
+}
+
+/// The two ends of an answer sent in pieces that must be read by `deadline` (the request's).
+pub(crate) fn pieces(deadline: Instant) -> (Pieces, Opening) {
+    let (first_tx, first) = tokio::sync::oneshot::channel();
+    let (tx, rx) = tokio::sync::mpsc::channel(PIECES_WAITING);
+    let pieces = Pieces {
+        first: Some(first_tx),
+        tx,
+        deadline,
+        gone: None,
+    };
+    (pieces, Opening { first, rx })
+}
+
+impl Opening {
+    /// Waits for the writer's first piece, or for its end before one.
+    pub(crate) async fn began(self) -> Began {
+        match self.first.await {
+            Ok(First::Piece(piece)) => Began::Streaming(OutBody::streamed(piece, self.rx)),
+            Ok(First::Ended(written)) => Began::Ended(written),
+            Err(_) => Began::Ended(Err(Error::Internal("the answer's writer stopped".into()))),
+        }
+    }
+}
+
+impl Pieces {
+    /// Whether no one will read what is written from now on: the client went away (before the
+    /// answer began, its door stopped waiting for it), or did not read in time.
+    pub(crate) fn unread(&self) -> bool {
+        self.gone.is_some() || self.first.as_ref().is_some_and(|f| f.is_closed())
+    }
+
+    /// Hands `text` on as the next piece, waiting (until the deadline) while the client has not
+    /// read the ones before it. Once no one reads them, pieces are let go.
+    pub(crate) async fn piece(&mut self, text: String) {
+        if self.gone.is_some() {
             return;
         }
-        let text = std::mem::replace(out, String::with_capacity(PIECE + PIECE / 8));
-        gone = match first.take() {
+        self.gone = match self.first.take() {
             Some(f) => f
                 .send(First::Piece(Bytes::from(text)))
                 .err()
                 .map(|_| Gone::Closed),
-            None => send_piece(&rt, tx, Piece::More(Bytes::from(text)), deadline).err(),
+            None => self.send(Piece::More(Bytes::from(text))).await.err(),
         };
-    };
-    let written = write(answer, &mut flush, PIECE);
-    let broken = match (first, written) {
-        (Some(f), written) => {
-            let _ = f.send(First::Ended(written));
-            return None;
-        }
-        (None, Ok(rest)) => {
-            if gone.is_none() {
-                gone = send_piece(&rt, tx, Piece::Last(Bytes::from(rest)), deadline).err();
-            }
-            return Some(match gone {
-                None => "complete",
-                Some(Gone::Closed) => "closed",
-                Some(Gone::Late) => {
-                    tracing::warn!(
-                        call = what,
-                        "a streamed answer was not read within the request's time; the rest was not sent"
-                    );
-                    "late"
-                }
-            });
-        }
-        (None, Err(e)) => e,
-    };
-    // After its head was sent, a failure can only break the answer.
-    tracing::warn!(
-        call = what,
-        code = broken.code(),
-        "a streamed answer failed after it began; the connection is closed"
-    );
-    if gone.is_none() {
-        let _ = send_piece(&rt, tx, Piece::Broken(broken.code().to_string()), deadline);
     }
-    Some("broken")
+
+    /// Ends the answer with the rest of its text, or breaks it with a failure that came after
+    /// it began; `what` names the call in log lines. Says how a streamed answer ended (`None`:
+    /// it ended before its first piece, and `written` goes to its door).
+    pub(crate) async fn end(
+        mut self,
+        written: Result<String, Error>,
+        what: &str,
+    ) -> Option<&'static str> {
+        let broken = match (self.first.take(), written) {
+            (Some(f), written) => {
+                let _ = f.send(First::Ended(written));
+                return None;
+            }
+            (None, Ok(rest)) => {
+                if self.gone.is_none() {
+                    self.gone = self.send(Piece::Last(Bytes::from(rest))).await.err();
+                }
+                return Some(match self.gone {
+                    None => "complete",
+                    Some(Gone::Closed) => "closed",
+                    Some(Gone::Late) => {
+                        tracing::warn!(
+                            call = what,
+                            "a streamed answer was not read within the request's time; the rest was not sent"
+                        );
+                        "late"
+                    }
+                });
+            }
+            (None, Err(e)) => e,
+        };
+        // After its head was sent, a failure can only break the answer.
+        tracing::warn!(
+            call = what,
+            code = broken.code(),
+            "a streamed answer failed after it began; the connection is closed"
+        );
+        if self.gone.is_none() {
+            let _ = self.send(Piece::Broken(broken.code().to_string())).await;
+        }
+        Some("broken")
+    }
+
+    /// Hands a piece to the answer's body, waiting (until the deadline) while the client has
+    /// not read the ones before it.
+    async fn send(&self, piece: Piece) -> Result<(), Gone> {
+        match self.tx.try_send(piece) {
+            Ok(()) => Ok(()),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(Gone::Closed),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(piece)) => {
+                let sent = tokio::time::timeout_at(self.deadline.into(), self.tx.send(piece));
+                match sent.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(Gone::Closed),
+                    Err(_) => Err(Gone::Late),
+                }
+            }
+        }
+    }
 }
 
 /// Why a streamed answer's pieces stopped going out.
@@ -179,25 +250,4 @@ enum Gone {
     Closed,
     /// The client did not read them before the request's time was up.
     Late,
-}
-
-/// Hands a piece to the answer's body, waiting (until `deadline`) while the client has not
-/// read the ones before it.
-fn send_piece(
-    rt: &tokio::runtime::Handle,
-    tx: &tokio::sync::mpsc::Sender<Piece>,
-    piece: Piece,
-    deadline: Instant,
-) -> Result<(), Gone> {
-    match tx.try_send(piece) {
-        Ok(()) => Ok(()),
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(Gone::Closed),
-        Err(tokio::sync::mpsc::error::TrySendError::Full(piece)) => {
-            match rt.block_on(tokio::time::timeout_at(deadline.into(), tx.send(piece))) {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(Gone::Closed),
-                Err(_) => Err(Gone::Late),
-            }
-        }
-    }
 }

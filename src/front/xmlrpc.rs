@@ -6,8 +6,9 @@
 //! parameters converted by the operation's schema into the neutral call, [`Pipeline::begin`]
 //! and [`Pipeline::finish`], the result written typed by the output schema. A call made alone
 //! lets its request body go between the two when nothing more of it is needed, as the SOAP
-//! door does. Every failure is a fault with HTTP 200; its code and text are chosen only in
-//! [`fault_of`].
+//! door does. A multicall's calls are made by a task of their own, which sends the answer in
+//! pieces as it grows ([`multicall`]). Every failure is a fault with HTTP 200; its code and
+//! text are chosen only in [`fault_of`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use crate::server::Body as Incoming;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::call::Val;
 use crate::config::{I8Policy, XmlRpcPlan};
@@ -33,7 +35,7 @@ use crate::route::Shaped;
 use crate::schema::Schema;
 use crate::server::{OutBody, Resp, header_str, text_response};
 use crate::service::Service;
-use crate::telemetry::{CallInfo, Calls, Outcome};
+use crate::telemetry::{Answered, CallInfo, Calls, Outcome};
 
 use super::stream::{self, Began};
 
@@ -78,8 +80,8 @@ struct Ctx<'a> {
 }
 
 pub(crate) async fn handle(
-    door: &XmlRpcDoor,
-    p: &Pipeline,
+    door: &Arc<XmlRpcDoor>,
+    p: &Arc<Pipeline>,
     req: Request<Incoming>,
     started: Instant,
 ) -> Resp {
@@ -121,8 +123,23 @@ pub(crate) async fn handle(
             };
             let headers = &parts.headers;
             let xml = match alone(app, headers, call, &mut calls).await {
-                Alone::Not(call) => dispatch(app, headers, call, how, &mut calls).await,
-                Alone::Answered(answer) => response_of(answer),
+                Alone::Not(call) if call.name == "system.multicall" => {
+                    match multicall_calls(call.params) {
+                        Ok(entries) => {
+                            // Its calls are made by a task of their own, free of the request.
+                            let entries = entries.into_iter().map(XVal::into_owned).collect();
+                            drop(text);
+                            drop(body);
+                            let (door, p) = (door.clone(), p.clone());
+                            Replying::Multicall(multicall(door, p, headers, entries, how))
+                        }
+                        Err(fault) => Replying::Whole(fault),
+                    }
+                }
+                Alone::Not(call) => Replying::Whole(response_of(
+                    one(app, headers, &call.name, call.params, how, &mut calls).await,
+                )),
+                Alone::Answered(answer) => Replying::Whole(response_of(answer)),
                 Alone::Begun(Started {
                     svc,
                     op,
@@ -141,20 +158,26 @@ pub(crate) async fn handle(
                         other => other,
                     };
                     let done = call_finish(app, svc, op, begun, lang, how).await;
-                    response_of(record(svc, op, done, &mut calls))
+                    Replying::Whole(response_of(record(svc, op, done, &mut calls)))
                 }
             };
             Ok::<_, Error>((xml, calls))
         })
         .await
         .unwrap_or_else(|_| Err(p.request_timed_out()));
+    let failure = |e: &Error| {
+        let (code, text) = fault_of(None, e, Lang::En);
+        OutBody::from(Bytes::from(xmlrpc::fault(code, &text)))
+    };
     let (body, calls) = match answer {
-        Ok(done) => done,
-        Err(e) => {
-            let (code, text) = fault_of(None, &e, Lang::En);
-            let fault = OutBody::from(Bytes::from(xmlrpc::fault(code, &text)));
-            (fault, vec![info("-", "-", Err(&e))])
-        }
+        Ok((Replying::Whole(body), calls)) => (body, calls),
+        // A multicall's task records its calls itself; it ends by the request's deadline.
+        Ok((Replying::Multicall(opening), calls)) => match opening.began().await {
+            Began::Streaming(body) => (body, calls),
+            Began::Ended(Ok(xml)) => (OutBody::from(Bytes::from(xml)), calls),
+            Began::Ended(Err(e)) => (failure(&e), vec![info("-", "-", Err(&e))]),
+        },
+        Err(e) => (failure(&e), vec![info("-", "-", Err(&e))]),
     };
     let mut r = http::Response::new(body);
     r.headers_mut().insert(
@@ -201,53 +224,138 @@ fn value_in_multicall(a: Answer) -> Result<String, (i32, String)> {
     }
 }
 
-async fn dispatch(
-    app: Ctx<'_>,
-    headers: &HeaderMap,
-    call: MethodCall<'_>,
-    how: One,
-    calls_made: &mut Vec<CallInfo>,
-) -> OutBody {
-    let whole = |xml: String| OutBody::from(Bytes::from(xml));
-    if call.name != "system.multicall" {
-        return response_of(one(app, headers, &call.name, call.params, how, calls_made).await);
+/// How a request is answered: a whole message, or a multicall's, whose calls a task makes.
+enum Replying {
+    Whole(OutBody),
+    Multicall(stream::Opening),
+}
+
+/// The entries of a `system.multicall`'s one parameter (an array), or the fault that answers
+/// it.
+fn multicall_calls(params: Vec<XVal<'_>>) -> Result<Vec<XVal<'_>>, OutBody> {
+    let fault = |text: &str| OutBody::from(Bytes::from(xmlrpc::fault(INVALID_PARAMS, text)));
+    match <[XVal<'_>; 1]>::try_from(params).map(|[c]| c.into_array()) {
+        Ok(Ok(calls)) if calls.len() > MAX_MULTICALL => Err(fault(&format!(
+            "system.multicall takes at most {MAX_MULTICALL} calls; send more requests"
+        ))),
+        Ok(Ok(calls)) => Ok(calls),
+        _ => Err(fault(
+            "system.multicall takes one parameter: an array of structs {methodName, params}",
+        )),
     }
-    let calls = match <[XVal<'_>; 1]>::try_from(call.params).map(|[c]| c.into_array()) {
-        Ok(Ok(calls)) if calls.len() > MAX_MULTICALL => {
-            return whole(xmlrpc::fault(
-                INVALID_PARAMS,
-                &format!(
-                    "system.multicall takes at most {MAX_MULTICALL} calls; send more requests"
-                ),
-            ));
-        }
-        Ok(Ok(calls)) => calls,
-        _ => {
-            return whole(xmlrpc::fault(
-                INVALID_PARAMS,
-                "system.multicall takes one parameter: an array of structs {methodName, params}",
-            ));
+}
+
+/// Makes a multicall's calls one after another in a task of its own, so that its answer is
+/// sent while they are made: once the answers written reach a piece ([`stream::PIECE`]) they
+/// go to the client (not to an HTTP/1.0 client, which has no chunked framing: its answer is
+/// written whole). The task records the calls it made. When the client goes away (or stops
+/// reading) no further call is made.
+fn multicall(
+    door: Arc<XmlRpcDoor>,
+    p: Arc<Pipeline>,
+    headers: &HeaderMap,
+    calls: Vec<XVal<'static>>,
+    how: One,
+) -> stream::Opening {
+    let (mut pieces, opening) = stream::pieces(p.request_deadline(how.started));
+    let headers = headers.clone();
+    let context = crate::telemetry::current_request();
+    let work = async move {
+        let app = Ctx { door: &door, p: &p };
+        let mut calls_made = Vec::new();
+        let answers = make_calls(app, &headers, calls, how, &mut calls_made, &mut pieces).await;
+        let id = crate::telemetry::request_id();
+        let answered = Answered {
+            method: &Method::POST,
+            path: &door.path,
+            status: StatusCode::OK.as_u16(),
+            elapsed: how.started.elapsed(),
+            request_id: id.as_deref().unwrap_or("-"),
+        };
+        p.telemetry().calls_answered(&calls_made, &answered);
+        if let Some(end) = pieces.end(Ok(answers.finish()), "system.multicall").await {
+            p.telemetry().streamed_answer(end);
         }
     };
-    // Each call is answered on its own, in order: [result] or a fault struct.
+    let work = work.instrument(tracing::Span::current());
+    tokio::spawn(crate::telemetry::within_request_async(context, work));
+    opening
+}
+
+/// A multicall's calls, each answered in order with [result] or a fault struct.
+///
+/// What was done must reach the client even when the request's time runs out: no call is
+/// started after 80% of it (each later one is answered "not called"), and a call still in
+/// flight when it is up is answered with its own timeout fault, so the answers of the calls
+/// before it are sent.
+async fn make_calls(
+    app: Ctx<'_>,
+    headers: &HeaderMap,
+    calls: Vec<XVal<'_>>,
+    how: One,
+    calls_made: &mut Vec<CallInfo>,
+    pieces: &mut stream::Pieces,
+) -> xmlrpc::MulticallResponse {
     let in_multicall = One {
         may_stream: false,
         ..how
     };
+    let (stop_starting, deadline) = (
+        app.p.record_deadline(how.started),
+        app.p.request_deadline(how.started),
+    );
+    let of = calls.len();
+    let mut not_from = None;
     let mut answers = xmlrpc::MulticallResponse::new();
     for (i, c) in calls.into_iter().enumerate() {
+        if pieces.unread() {
+            // No one reads the answers: the calls left are not made.
+            break;
+        }
         answers.push(match multicall_entry(c) {
             Ok((name, _)) if name == "system.multicall" => Err((
                 INVALID_REQUEST,
                 "system.multicall cannot be called inside system.multicall".to_string(),
             )),
             Ok((name, params)) => {
-                value_in_multicall(one(app, headers, &name, params, in_multicall, calls_made).await)
+                if not_from.is_none() && Instant::now() >= stop_starting {
+                    not_from = Some(i);
+                }
+                if let Some(done) = not_from {
+                    let e = app.p.not_called(done, of);
+                    Err(not_made(app, &name, calls_made, e))
+                } else {
+                    let call = one(app, headers, &name, params, in_multicall, calls_made);
+                    let answered = tokio::time::timeout_at(deadline.into(), call).await;
+                    match answered {
+                        Ok(answer) => value_in_multicall(answer),
+                        Err(_) => {
+                            not_from = Some(i + 1);
+                            let e = app.p.request_timed_out();
+                            Err(not_made(app, &name, calls_made, e))
+                        }
+                    }
+                }
             }
             Err(reason) => Err((INVALID_REQUEST, format!("multicall entry {i}: {reason}"))),
         });
+        if how.may_stream && answers.len() >= stream::PIECE {
+            pieces.piece(answers.take(stream::PIECE_ROOM)).await;
+        }
     }
-    whole(answers.finish())
+    answers
+}
+
+/// The fault of a multicall's call `name` that `e` kept from being made or answered; its record
+/// goes to `calls_made`.
+fn not_made(app: Ctx<'_>, name: &str, calls_made: &mut Vec<CallInfo>, e: Error) -> (i32, String) {
+    match find(app, name) {
+        Ok((svc, op)) => failed(svc, op, (e, Lang::En), calls_made),
+        Err(_) => {
+            calls_made.push(info("-", "-", Err(&e)));
+            fault_of(None, &e, Lang::En)
+        }
+    }
 }
 
 /// The `methodResponse` of a call made alone: its result, or its fault.

@@ -56,6 +56,28 @@ impl XVal<'_> {
         }
     }
 
+    /// The value with its text owned, free of the request's text.
+    pub fn into_owned(self) -> XVal<'static> {
+        let own = |s: Cow<'_, str>| Cow::Owned(s.into_owned());
+        match self {
+            XVal::Int(i) => XVal::Int(i),
+            XVal::Bool(b) => XVal::Bool(b),
+            XVal::Str(s) => XVal::Str(own(s)),
+            XVal::Double(s) => XVal::Double(own(s)),
+            XVal::DateTime(s) => XVal::DateTime(own(s)),
+            XVal::Base64(s) => XVal::Base64(own(s)),
+            XVal::Struct(members) => XVal::Struct(
+                members
+                    .into_iter()
+                    .map(|(k, v)| (own(k), v.into_owned()))
+                    .collect(),
+            ),
+            XVal::Array(items) => XVal::Array(items.into_iter().map(XVal::into_owned).collect()),
+            XVal::Ints(ints) => XVal::Ints(ints),
+            XVal::Nil => XVal::Nil,
+        }
+    }
+
     /// The items of an array (`Err` with the value when it is not one).
     pub fn into_array(self) -> Result<Vec<Self>, Self> {
         match self {
@@ -825,6 +847,22 @@ impl MulticallResponse {
         }
     }
 
+    /// The bytes written and not yet taken.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Whether nothing is written and not yet taken.
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// Takes what is written so far (to send it), leaving room for `room` bytes.
+    pub fn take(&mut self, room: usize) -> String {
+        std::mem::replace(&mut self.out, String::with_capacity(room))
+    }
+
+    /// The rest of the answer.
     pub fn finish(mut self) -> String {
         self.out.push_str("</data></array></value>");
         self.out.push_str(RESPONSE_CLOSE);

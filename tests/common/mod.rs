@@ -864,3 +864,11 @@ pub async fn assert_streamed(b: &Bridge, end: &str, n: f64) {
     }
     panic!("{series}: {seen}, expected {n}");
 }
+
+/// The value of the metric line that starts with `prefix` (labels included).
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
