@@ -183,15 +183,17 @@ pub enum Error {
     BodiesInFlight { limit: usize },
     #[error("the request took longer than the limit of {limit_ms} ms")]
     RequestTimeout { limit_ms: u64 },
-    /// A call of a multicall that was not started: the request's time was nearly up.
+    /// Call `n` (from 1) of a multicall's `of`, not started: the request's time was nearly up.
     #[error(
-        "not called: the request's time limit of {limit_ms} ms was nearly up after {done} of its {of} calls; send this call and the ones after it again"
+        "not called: the request's time limit of {limit_ms} ms was nearly up before call {n} of {of}; send it and the calls after it again"
     )]
-    NotCalled {
-        done: usize,
-        of: usize,
-        limit_ms: u64,
-    },
+    NotCalled { n: usize, of: usize, limit_ms: u64 },
+    /// A call of a multicall whose backend had not answered when the request's time was nearly
+    /// up: the answers of the calls before it are sent.
+    #[error(
+        "the backend had not answered this call when the request's time limit of {limit_ms} ms was nearly up; it may or may not have done it"
+    )]
+    CutOff { limit_ms: u64 },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("the bridge's store is not available: {0}")]
@@ -265,6 +267,7 @@ impl Error {
             BodiesInFlight { .. }
             | RequestTimeout { .. }
             | NotCalled { .. }
+            | CutOff { .. }
             | Internal(_)
             | Store(_) => Party::Bridge,
             _ => Party::Caller,
@@ -303,7 +306,7 @@ impl Error {
             BackendCircuitOpen { .. } => "BACKEND_CIRCUIT_OPEN",
             BackendBusy { .. } => "BACKEND_BUSY",
             RateLimited { .. } => "RATE_LIMITED",
-            RequestTimeout { .. } | NotCalled { .. } => "REQUEST_TIMEOUT",
+            RequestTimeout { .. } | NotCalled { .. } | CutOff { .. } => "REQUEST_TIMEOUT",
             BodiesInFlight { .. } => "BRIDGE_BUSY",
             Internal(_) => "INTERNAL",
             Store(_) => "STORE_UNAVAILABLE",
@@ -327,7 +330,7 @@ impl Error {
             | RateLimited { .. }
             | BodiesInFlight { .. } => Retry::Never,
             BackendRefused(r) if matches!(r.status, 408 | 429) => Retry::IfIdempotent,
-            Store(_) | RequestTimeout { .. } => Retry::IfIdempotent,
+            Store(_) | RequestTimeout { .. } | CutOff { .. } => Retry::IfIdempotent,
             _ => Retry::Never,
         }
     }
@@ -382,7 +385,7 @@ impl Error {
             BackendTimeout { .. } => 3002,
             BackendStatus { .. } => 3003,
             BackendBadResponse { .. } => 3004,
-            RequestTimeout { .. } | NotCalled { .. } => 3005,
+            RequestTimeout { .. } | NotCalled { .. } | CutOff { .. } => 3005,
             BackendSessionExpired { .. } => 3006,
             Store(_) => 3007,
             BackendCircuitOpen { .. } => 3008,

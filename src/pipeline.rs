@@ -142,12 +142,25 @@ impl Pipeline {
         }
     }
 
-    /// The error of a multicall's call not started, `done` of its `of` calls having been made,
-    /// because the request's time was nearly up ([`Pipeline::record_deadline`]).
-    pub(crate) fn not_called(&self, done: usize, of: usize) -> Error {
+    /// The error of call `n` (from 1) of a multicall's `of`, not started because the request's
+    /// time was nearly up ([`Pipeline::record_deadline`]).
+    pub(crate) fn not_called(&self, n: usize, of: usize) -> Error {
         Error::NotCalled {
-            done,
+            n,
             of,
+            limit_ms: self.limits.request_timeout.as_millis() as u64,
+        }
+    }
+
+    /// When a multicall's call whose backend has not answered is given up ([`Error::CutOff`]),
+    /// so that what was done reaches the client within the request's time: at 95% of it.
+    pub(crate) fn cut_off_deadline(&self, started: Instant) -> Instant {
+        started + self.limits.request_timeout.mul_f64(0.95)
+    }
+
+    /// The error of a multicall's call given up at [`Pipeline::cut_off_deadline`].
+    pub(crate) fn cut_off(&self) -> Error {
+        Error::CutOff {
             limit_ms: self.limits.request_timeout.as_millis() as u64,
         }
     }

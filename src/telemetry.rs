@@ -588,8 +588,6 @@ impl Telemetry {
         }
     }
 
-    /// One call: counted, timed, kept in the last minute's view, and when it failed, in the
-    /// last failures.
     /// Records each call answered in a request: its counts, latency and place on the operator
     /// page ([`Telemetry::call`]), and its access log line.
     pub(crate) fn calls_answered(&self, calls: &[CallInfo], r: &Answered<'_>) {
@@ -623,6 +621,8 @@ impl Telemetry {
         }
     }
 
+    /// One call: counted, timed, kept in the last minute's view, and when it failed, in the
+    /// last failures.
     pub(crate) fn call(&self, c: &CallRecord<'_>) {
         if !self.enabled {
             return;

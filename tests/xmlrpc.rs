@@ -385,6 +385,10 @@ async fn a_large_result_is_sent_while_it_is_written() {
             "{result}</data></array></value></data></array></value></param></params></methodResponse>"
         )
     );
+    // With streaming off, written whole.
+    let mw = post(&whole, multicall.clone()).await;
+    assert!(mw.header("content-length").is_some());
+    assert_eq!(products(&mw.body), products(&m.body));
     // To an HTTP/1.0 client, written whole.
     let old = raw_post(
         &b,
@@ -434,15 +438,18 @@ async fn slow_backend() -> (String, Arc<Mutex<Vec<Value>>>) {
     (format!("http://{addr}"), seen)
 }
 
-/// A multicall of `Typed.echo` calls, one for each `count`.
-fn echo_multicall(counts: &[u64]) -> String {
+/// A multicall of `Typed.echo` calls, one for each `count`, each with `code` when given.
+fn echo_multicall(counts: &[u64], code: Option<&str>) -> String {
+    let code = code.map_or(String::new(), |c| {
+        member("code", &format!("<string>{c}</string>"))
+    });
     let calls: String = counts
         .iter()
         .map(|n| {
             let values = member(
                 "values",
                 &format!(
-                    "<struct>{}</struct>",
+                    "<struct>{}{code}</struct>",
                     member("count", &format!("<int>{n}</int>"))
                 ),
             );
@@ -503,22 +510,25 @@ fn multicall_faults(body: &str) -> Vec<Option<(i32, String)>> {
 }
 
 /// When a multicall's request time runs out, what was done still reaches the client: the
-/// results before it, the call in flight answered with its own timeout fault, and the calls
-/// after it answered "not called" (and not made). No call is started after 80% of the time.
+/// results before it, the call whose backend has not answered at 95% of the time given up with
+/// its own fault, and the calls after it answered "not called" (and not made). No call is
+/// started after 80% of the time.
 #[tokio::test]
 async fn a_multicall_out_of_time_answers_what_was_done() {
     let (url, seen) = slow_backend().await;
-    // The request may take 2 s; the backend's own timeout is longer.
+    // The request may take 5 s (4 s to start calls, 4.75 s to answer them); the backend's own
+    // timeout is longer.
     let config = typed_config(&url, "")
-        .replace("timeout_ms = 500", "timeout_ms = 10000")
+        .replace("timeout_ms = 500\n", "timeout_ms = 20000\n")
+        .replace("request_timeout_ms = 2000", "request_timeout_ms = 5000")
         .replace("max_depth = 16", "max_depth = 32");
     let b = Bridge::with_config(&config).await;
 
-    // The second call is still in flight at 2 s: a timeout; the third is not made.
+    // The second call's backend has not answered at 4.75 s: given up; the third is not made.
     let t = std::time::Instant::now();
-    let r = rpc(&b, "x", &echo_multicall(&[100, 5000, 0])).await;
+    let r = rpc(&b, "x", &echo_multicall(&[100, 10_000, 0], None)).await;
     let took = t.elapsed();
-    assert!(took < Duration::from_millis(4000), "answered at {took:?}");
+    assert!(took < Duration::from_millis(6000), "answered at {took:?}");
     let faults = multicall_faults(&r.body);
     assert_eq!(faults.len(), 3, "{}", r.body);
     assert_eq!(faults[0], None, "{}", r.body);
@@ -527,14 +537,14 @@ async fn a_multicall_out_of_time_answers_what_was_done() {
         faults[1],
         Some((
             3005,
-            "the request took longer than the limit of 2000 ms".into()
+            "the backend had not answered this call when the request's time limit of 5000 ms was nearly up; it may or may not have done it".into()
         ))
     );
     assert_eq!(
         faults[2],
         Some((
             3005,
-            "not called: the request's time limit of 2000 ms was nearly up after 2 of its 3 calls; send this call and the ones after it again".into()
+            "not called: the request's time limit of 5000 ms was nearly up before call 3 of 3; send it and the calls after it again".into()
         ))
     );
     let made: Vec<u64> = seen
@@ -543,17 +553,24 @@ async fn a_multicall_out_of_time_answers_what_was_done() {
         .iter()
         .map(|v| v["count"].as_u64().unwrap())
         .collect();
-    assert_eq!(made, [100, 5000], "the call after the timeout is not made");
+    assert_eq!(
+        made,
+        [100, 10_000],
+        "the call after the timeout is not made"
+    );
 
-    // The first call ends after 80% of the time (1.6 s): the others are not started.
+    // The first call ends after 80% of the time (4 s): the others are not started.
     seen.lock().unwrap().clear();
-    let r = rpc(&b, "x", &echo_multicall(&[1700, 0, 0])).await;
+    let r = rpc(&b, "x", &echo_multicall(&[4200, 0, 0], None)).await;
     let faults = multicall_faults(&r.body);
     assert_eq!(faults[0], None, "{}", r.body);
-    for f in &faults[1..] {
+    for (i, f) in faults.iter().enumerate().skip(1) {
         let (code, text) = f.as_ref().expect("a fault");
         assert_eq!(*code, 3005);
-        assert!(text.contains("after 1 of its 3 calls"), "{text}");
+        assert!(
+            text.contains(&format!("before call {} of 3", i + 1)),
+            "{text}"
+        );
     }
     assert_eq!(seen.lock().unwrap().len(), 1);
 
@@ -618,4 +635,43 @@ async fn a_multicall_stops_when_its_client_goes_away() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the multicall did not stop within 10 s of its client going away");
+}
+
+/// The same with small results: once the answer began, a client that goes away is noticed
+/// before the next piece is due, and no further call is made.
+#[tokio::test]
+async fn a_multicall_of_small_results_stops_when_its_client_goes_away() {
+    let (url, seen) = slow_backend().await;
+    let config = typed_config(&url, "")
+        .replace("max_body_bytes = 4096", "max_body_bytes = 1048576")
+        .replace("max_depth = 16", "max_depth = 32");
+    let b = Bridge::with_config(&config).await;
+    // Each result is about 700 bytes: the answer's first piece (128 KiB) goes out after about
+    // 190 calls, the second would after about 380.
+    const CALLS: usize = 300;
+    let call = echo_multicall(&[2; CALLS], Some(&"x".repeat(400)));
+    let read = RawRead {
+        limit: 1000,
+        pause: Duration::ZERO,
+    };
+    let head = [("Content-Type", "text/xml")];
+    let got = raw_post(&b, "/RPC2", "HTTP/1.1", "x", &head, &call, read).await;
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let closed = "soapbridge_streamed_answers_total{end=\"closed\"}";
+    for _ in 0..200 {
+        let m = request("GET", &b.url("/metrics"), &[], "").await;
+        if metric(&m.body, closed) == Some(1.0) {
+            let made = seen.lock().unwrap().len();
+            assert!(
+                (150..CALLS).contains(&made),
+                "{made} of {CALLS} calls made; the client went away after the first piece"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the multicall did not stop within 10 s of its client going away ({} calls made)",
+        seen.lock().unwrap().len()
+    );
 }

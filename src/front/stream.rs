@@ -113,6 +113,11 @@ fn write_pieces(
 ) -> Option<&'static str> {
     let rt = tokio::runtime::Handle::current();
     let mut flush = |out: &mut String| {
+        if pieces.gone.is_some() {
+            // No one reads it any more: the text is let go as it is written.
+            out.clear();
+            return;
+        }
         let text = std::mem::replace(out, String::with_capacity(PIECE_ROOM));
         rt.block_on(pieces.piece(text));
     };
@@ -164,7 +169,23 @@ impl Pieces {
     /// Whether no one will read what is written from now on: the client went away (before the
     /// answer began, its door stopped waiting for it), or did not read in time.
     pub(crate) fn unread(&self) -> bool {
-        self.gone.is_some() || self.first.as_ref().is_some_and(|f| f.is_closed())
+        self.gone.is_some()
+            || match &self.first {
+                Some(f) => f.is_closed(),
+                None => self.tx.is_closed(),
+            }
+    }
+
+    /// Waits until no one will read what is written ([`Pieces::unread`]): to give up work
+    /// whose outcome could reach no one.
+    pub(crate) async fn until_unread(&mut self) {
+        if self.gone.is_some() {
+            return;
+        }
+        match &mut self.first {
+            Some(f) => f.closed().await,
+            None => self.tx.closed().await,
+        }
     }
 
     /// Hands `text` on as the next piece, waiting (until the deadline) while the client has not

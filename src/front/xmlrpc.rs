@@ -33,7 +33,7 @@ use crate::protocol::xmlrpc::{
 };
 use crate::route::Shaped;
 use crate::schema::Schema;
-use crate::server::{OutBody, Resp, header_str, text_response};
+use crate::server::{Held, OutBody, Resp, header_str, text_response};
 use crate::service::Service;
 use crate::telemetry::{Answered, CallInfo, Calls, Outcome};
 
@@ -107,7 +107,7 @@ pub(crate) async fn handle(
     let answer = p
         .within_request_time(async {
             let coding = parts.headers.get(http::header::CONTENT_ENCODING);
-            let (body, _held) = p.read_body(body, coding).await?;
+            let (body, held) = p.read_body(body, coding).await?;
             let text = crate::protocol::xml::decode_body(&body, ct.as_deref())?;
             let call = xmlrpc::decode_call(&text, p.max_depth())?;
             let i8_ok = match policy {
@@ -130,8 +130,15 @@ pub(crate) async fn handle(
                             let entries = entries.into_iter().map(XVal::into_owned).collect();
                             drop(text);
                             drop(body);
-                            let (door, p) = (door.clone(), p.clone());
-                            Replying::Multicall(multicall(door, p, headers, entries, how))
+                            Replying::Multicall(multicall(Multicall {
+                                door: door.clone(),
+                                p: p.clone(),
+                                headers: headers.clone(),
+                                path: parts.uri.path().to_string(),
+                                calls: entries,
+                                how,
+                                held,
+                            }))
                         }
                         Err(fault) => Replying::Whole(fault),
                     }
@@ -245,29 +252,47 @@ fn multicall_calls(params: Vec<XVal<'_>>) -> Result<Vec<XVal<'_>>, OutBody> {
     }
 }
 
-/// Makes a multicall's calls one after another in a task of its own, so that its answer is
-/// sent while they are made: once the answers written reach a piece ([`stream::PIECE`]) they
-/// go to the client (not to an HTTP/1.0 client, which has no chunked framing: its answer is
-/// written whole). The task records the calls it made. When the client goes away (or stops
-/// reading) no further call is made.
-fn multicall(
+/// A multicall, taken out of its request for the task that makes its calls ([`multicall`]).
+struct Multicall {
     door: Arc<XmlRpcDoor>,
     p: Arc<Pipeline>,
-    headers: &HeaderMap,
+    headers: HeaderMap,
+    /// The request's path, for the calls' log lines.
+    path: String,
     calls: Vec<XVal<'static>>,
     how: One,
-) -> stream::Opening {
-    let (mut pieces, opening) = stream::pieces(p.request_deadline(how.started));
-    let headers = headers.clone();
+    /// The request body's place in `max_body_bytes_in_flight`, which the calls' values now
+    /// take: given back when the last call has ended.
+    held: Held,
+}
+
+/// Makes a multicall's calls one after another in a task of its own, so that its answer is
+/// sent while they are made: once the answers written reach a piece ([`stream::PIECE`]) they
+/// go to the client (unless streaming is off, `server.stream_answers_from_bytes = 0`, or the
+/// client speaks HTTP/1.0, which has no chunked framing: then its answer is written whole). The
+/// task records the calls it made. Once no one reads the answer (the client went away or reads
+/// too slowly), the call in flight is given up and no further call is made.
+fn multicall(m: Multicall) -> stream::Opening {
+    let (mut pieces, opening) = stream::pieces(m.p.request_deadline(m.how.started));
     let context = crate::telemetry::current_request();
     let work = async move {
+        let Multicall {
+            door,
+            p,
+            headers,
+            path,
+            calls,
+            how,
+            held,
+        } = m;
         let app = Ctx { door: &door, p: &p };
         let mut calls_made = Vec::new();
         let answers = make_calls(app, &headers, calls, how, &mut calls_made, &mut pieces).await;
+        drop(held);
         let id = crate::telemetry::request_id();
         let answered = Answered {
             method: &Method::POST,
-            path: &door.path,
+            path: &path,
             status: StatusCode::OK.as_u16(),
             elapsed: how.started.elapsed(),
             request_id: id.as_deref().unwrap_or("-"),
@@ -282,12 +307,13 @@ fn multicall(
     opening
 }
 
-/// A multicall's calls, each answered in order with [result] or a fault struct.
+/// A multicall's calls, each answered in order with [result] or a fault struct (those made
+/// until no one reads the answer any more).
 ///
 /// What was done must reach the client even when the request's time runs out: no call is
-/// started after 80% of it (each later one is answered "not called"), and a call still in
-/// flight when it is up is answered with its own timeout fault, so the answers of the calls
-/// before it are sent.
+/// started after 80% of it (each later one is answered "not called"), and a call whose backend
+/// has not answered at 95% of it is given up with a fault of its own, so that the answers of the
+/// calls before it are sent in time.
 async fn make_calls(
     app: Ctx<'_>,
     headers: &HeaderMap,
@@ -300,46 +326,47 @@ async fn make_calls(
         may_stream: false,
         ..how
     };
-    let (stop_starting, deadline) = (
+    let streaming = how.may_stream && app.p.stream_answers_from().is_some();
+    let (stop_starting, cut_off) = (
         app.p.record_deadline(how.started),
-        app.p.request_deadline(how.started),
+        app.p.cut_off_deadline(how.started),
     );
     let of = calls.len();
-    let mut not_from = None;
+    let mut out_of_time = false;
     let mut answers = xmlrpc::MulticallResponse::new();
     for (i, c) in calls.into_iter().enumerate() {
         if pieces.unread() {
             // No one reads the answers: the calls left are not made.
             break;
         }
-        answers.push(match multicall_entry(c) {
+        let answer = match multicall_entry(c) {
             Ok((name, _)) if name == "system.multicall" => Err((
                 INVALID_REQUEST,
                 "system.multicall cannot be called inside system.multicall".to_string(),
             )),
+            Ok((name, _)) if out_of_time || Instant::now() >= stop_starting => {
+                out_of_time = true;
+                let e = app.p.not_called(i + 1, of);
+                Err(not_made(app, &name, calls_made, e))
+            }
             Ok((name, params)) => {
-                if not_from.is_none() && Instant::now() >= stop_starting {
-                    not_from = Some(i);
-                }
-                if let Some(done) = not_from {
-                    let e = app.p.not_called(done, of);
-                    Err(not_made(app, &name, calls_made, e))
-                } else {
-                    let call = one(app, headers, &name, params, in_multicall, calls_made);
-                    let answered = tokio::time::timeout_at(deadline.into(), call).await;
-                    match answered {
-                        Ok(answer) => value_in_multicall(answer),
-                        Err(_) => {
-                            not_from = Some(i + 1);
-                            let e = app.p.request_timed_out();
-                            Err(not_made(app, &name, calls_made, e))
-                        }
+                let call = one(app, headers, &name, params, in_multicall, calls_made);
+                let answered = tokio::select! {
+                    answered = tokio::time::timeout_at(cut_off.into(), call) => answered,
+                    () = pieces.until_unread() => break,
+                };
+                match answered {
+                    Ok(answer) => value_in_multicall(answer),
+                    Err(_) => {
+                        out_of_time = true;
+                        Err(not_made(app, &name, calls_made, app.p.cut_off()))
                     }
                 }
             }
             Err(reason) => Err((INVALID_REQUEST, format!("multicall entry {i}: {reason}"))),
-        });
-        if how.may_stream && answers.len() >= stream::PIECE {
+        };
+        answers.push(answer);
+        if streaming && answers.len() >= stream::PIECE {
             pieces.piece(answers.take(stream::PIECE_ROOM)).await;
         }
     }
