@@ -434,8 +434,13 @@ def multicall_large(work, backend_port, procs):
     auth = {"Authorization": "Basic " + base64.b64encode(FIXTURE_AUTH.encode()).decode(),
             "Content-Type": "text/xml"}
     url = f"http://127.0.0.1:{port}/RPC2"
+    # One multicall alone first: its answer is checked, and when its first bytes came.
+    t0 = time.monotonic()
     with urllib.request.urlopen(urllib.request.Request(url, data=body.encode(), headers=auth), timeout=120) as r:
-        answer = r.read()
+        first = r.read(1)
+        t_first = time.monotonic() - t0
+        answer = first + r.read()
+    t_whole = time.monotonic() - t0
     if b"faultCode" in answer:
         sys.exit(f"multicall: a call failed: {answer[:2000]!r}")
     conns, operation = 2, "getOptionFeaturesInfo"
@@ -451,6 +456,7 @@ def multicall_large(work, backend_port, procs):
     limit = idle + 4 * conns * len(answer) / 1e6
     print(f"multicall: {MULTICALL_CALLS} x getOptionFeaturesInfo of {MULTICALL_IDS} ids in one system.multicall; "
           f"request {len(body):,} B, answer {len(answer):,} B; {conns} connections, {SECS} s")
+    print(f"- alone: its answer's first byte after {t_first * 1000:.0f} ms, the whole after {t_whole * 1000:.0f} ms")
     print(f"| bridge | {r['requests'] / SECS:.1f} multicalls/s | p99 {r['p99'] * 1000:.0f} ms | "
           f"CPU {cpu * 1000 / max(1, r['requests']):.1f} ms per multicall |")
     print(f"- multicall: bridge peak RSS {peak:.0f} MB with {conns} answers of {len(answer) / 1e6:.1f} MB in flight "
