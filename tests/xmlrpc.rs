@@ -644,7 +644,8 @@ async fn a_multicall_of_small_results_stops_when_its_client_goes_away() {
     let (url, seen) = slow_backend().await;
     let config = typed_config(&url, "")
         .replace("max_body_bytes = 4096", "max_body_bytes = 1048576")
-        .replace("max_depth = 16", "max_depth = 32");
+        .replace("max_depth = 16", "max_depth = 32")
+        .replace("request_timeout_ms = 2000", "request_timeout_ms = 30000");
     let b = Bridge::with_config(&config).await;
     // Each result is about 700 bytes: the answer's first piece (128 KiB) goes out after about
     // 190 calls, the second would after about 380.
@@ -672,6 +673,56 @@ async fn a_multicall_of_small_results_stops_when_its_client_goes_away() {
     }
     panic!(
         "the multicall did not stop within 10 s of its client going away ({} calls made)",
+        seen.lock().unwrap().len()
+    );
+}
+
+/// A client that goes away before a multicall's answer began has no further call made for it.
+#[tokio::test]
+async fn a_multicall_stops_when_its_client_goes_away_before_its_answer() {
+    let (url, seen) = slow_backend().await;
+    let config = typed_config(&url, "")
+        .replace("max_body_bytes = 4096", "max_body_bytes = 1048576")
+        .replace("max_depth = 16", "max_depth = 32")
+        .replace("request_timeout_ms = 2000", "request_timeout_ms = 30000");
+    let b = Bridge::with_config(&config).await;
+    // 100 calls of 20 ms each, whose answers (about 20 KB) are sent when the last has ended.
+    const CALLS: usize = 100;
+    let call = echo_multicall(&[20; CALLS], None);
+    // Sends the multicall, and closes the connection after 300 ms (about 15 calls).
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(b.addr).await.unwrap();
+        let head = format!(
+            "POST /RPC2 HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
+            b.addr,
+            call.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(call.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let made = "soapbridge_calls_total{door=\"xmlrpc\",service=\"Typed\",operation=\"echo\",outcome=\"success\",code=\"\"}";
+    for _ in 0..200 {
+        let m = request("GET", &b.url("/metrics"), &[], "").await;
+        if let Some(n) = metric(&m.body, made) {
+            assert!(
+                (1.0..50.0).contains(&n),
+                "{n} of {CALLS} calls made for a client that went away after 300 ms"
+            );
+            // The call in flight when the client went away reached the backend, and was given
+            // up: not counted.
+            let sent = seen.lock().unwrap().len();
+            assert!(
+                sent == n as usize || sent == n as usize + 1,
+                "{sent} sent, {n} counted"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the multicall's calls were not recorded within 10 s ({} calls made)",
         seen.lock().unwrap().len()
     );
 }
