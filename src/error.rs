@@ -188,8 +188,8 @@ pub enum Error {
         "not called: the request's time limit of {limit_ms} ms was nearly up before call {n} of {of}; send it and the calls after it again"
     )]
     NotCalled { n: usize, of: usize, limit_ms: u64 },
-    /// A call of a multicall whose backend had not answered when the request's time was nearly
-    /// up: the answers of the calls before it are sent.
+    /// A backend call (a multicall's call, a batch's chunk) whose backend had not answered when
+    /// the request's time was nearly up: what was done before it is answered.
     #[error(
         "the backend had not answered this call when the request's time limit of {limit_ms} ms was nearly up; it may or may not have done it"
     )]

@@ -16,7 +16,7 @@ use crate::config::{Limits, StockCall};
 use crate::error::Error;
 use crate::mapping::{Doc, Lazy, Scope};
 use crate::protocol::xml::ReadError;
-use crate::route::{Rendered, Shaped};
+use crate::route::{self, Rendered, Shaped};
 use crate::server::{Body, BodyBudget, Coding, FREE_BODY_BYTES, Held, WholeBody};
 use crate::service::{Operation, Service};
 use crate::stock::StockSync;
@@ -128,39 +128,38 @@ impl Pipeline {
         Ok((body, held))
     }
 
-    /// `f` within the whole-request time limit: `Err` when the time is up, which the door
-    /// answers with [`Pipeline::request_timed_out`]. (A `Timeout` as it is, not an `async fn`
-    /// around it: that would hold `f` twice, and a door's call is its largest future.)
-    pub(crate) fn within_request_time<F: Future>(&self, f: F) -> tokio::time::Timeout<F> {
-        tokio::time::timeout(self.limits.request_timeout, f)
+    /// `f`, the work of a request that started at `started`, within the whole-request time
+    /// limit: `Err` when the time is up, which the door answers with
+    /// [`Pipeline::request_timed_out`]. Routes that make several backend calls pace them by
+    /// the request's [`Pipeline::times`] ([`route::within`]). (Futures as they are, not an
+    /// `async fn` around them: that would hold `f` twice, and a door's call is its largest
+    /// future.)
+    pub(crate) fn within_request_time<F: Future>(
+        &self,
+        started: Instant,
+        f: F,
+    ) -> route::TimesFuture<tokio::time::Timeout<F>> {
+        route::within(
+            self.times(started),
+            tokio::time::timeout(self.limits.request_timeout, f),
+        )
+    }
+
+    /// When the work of a request that started at `started` stops starting calls and gives up
+    /// waiting for them, so that what it did reaches the client in time: at 80% and 95% of
+    /// `request_timeout_ms` (winstrom documents, a multicall's calls, a batch's chunks).
+    pub(crate) fn times(&self, started: Instant) -> route::Times {
+        let limit = self.limits.request_timeout;
+        route::Times {
+            stop_starting: started + limit.mul_f64(0.8),
+            cut_off: started + limit.mul_f64(0.95),
+            limit_ms: limit.as_millis() as u64,
+        }
     }
 
     /// The error of a request that ran out of its time ([`Pipeline::within_request_time`]).
     pub(crate) fn request_timed_out(&self) -> Error {
         Error::RequestTimeout {
-            limit_ms: self.limits.request_timeout.as_millis() as u64,
-        }
-    }
-
-    /// The error of call `n` (from 1) of a multicall's `of`, not started because the request's
-    /// time was nearly up ([`Pipeline::record_deadline`]).
-    pub(crate) fn not_called(&self, n: usize, of: usize) -> Error {
-        Error::NotCalled {
-            n,
-            of,
-            limit_ms: self.limits.request_timeout.as_millis() as u64,
-        }
-    }
-
-    /// When a multicall's call whose backend has not answered is given up ([`Error::CutOff`]),
-    /// so that what was done reaches the client within the request's time: at 95% of it.
-    pub(crate) fn cut_off_deadline(&self, started: Instant) -> Instant {
-        started + self.limits.request_timeout.mul_f64(0.95)
-    }
-
-    /// The error of a multicall's call given up at [`Pipeline::cut_off_deadline`].
-    pub(crate) fn cut_off(&self) -> Error {
-        Error::CutOff {
             limit_ms: self.limits.request_timeout.as_millis() as u64,
         }
     }
@@ -180,13 +179,6 @@ impl Pipeline {
     /// bounds an answer sent while it is written.
     pub(crate) fn request_deadline(&self, started: Instant) -> Instant {
         started + self.limits.request_timeout
-    }
-
-    /// When a door that works through many items (winstrom documents, a multicall's calls) stops
-    /// starting new ones, so that what it did still reaches the client: at 80% of the request's
-    /// time limit.
-    pub(crate) fn record_deadline(&self, started: Instant) -> Instant {
-        started + self.limits.request_timeout.mul_f64(0.8)
     }
 
     /// The first half of a decoded call of `svc`'s operation `operation`: the profile's checks

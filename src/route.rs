@@ -4,6 +4,7 @@
 //! outcomes (`batch`).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::Method;
 use serde_json::{Map, Value, json};
@@ -153,6 +154,38 @@ impl Rendered {
     }
 }
 
+tokio::task_local! {
+    /// The time the request whose calls a route makes has ([`within`]); none for background
+    /// work (the stock sync's workers).
+    static TIMES: Times;
+}
+
+/// When a route that makes several backend calls for one request (a batch's chunks) stops,
+/// so that what it did still reaches the client before the request's time is up; also how a
+/// multicall paces its calls. Set for a request's work by
+/// [`crate::pipeline::Pipeline::within_request_time`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Times {
+    /// No further call is started from here on (80% of the request's time).
+    pub stop_starting: Instant,
+    /// A call whose backend has not answered is given up here (95%): [`Error::CutOff`].
+    pub cut_off: Instant,
+    /// The request's time limit (`request_timeout_ms`), for what the client is told.
+    pub limit_ms: u64,
+}
+
+/// `f`, run as the work of a request with its [`Times`].
+pub(crate) type TimesFuture<F> = tokio::task::futures::TaskLocalFuture<Times, F>;
+
+/// Runs `f` as the work of a request with `times`.
+pub(crate) fn within<F: std::future::Future>(times: Times, f: F) -> TimesFuture<F> {
+    TIMES.scope(times, f)
+}
+
+/// The times of the request being answered, if any.
+fn request_times() -> Option<Times> {
+    TIMES.try_with(|t| *t).ok()
+}
 /// The backend call an operation maps to: its compiled plan, bound to the backend's client.
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
@@ -517,9 +550,21 @@ impl Route {
         let mut applied = false;
         let indices: Vec<usize> = (0..items.len()).collect();
         let mut chunks = indices.chunks(b.size);
+        let times = request_times();
         while let Some(chunk) = chunks.next() {
+            if let Some(t) = times.filter(|t| calls > 0 && Instant::now() >= t.stop_starting) {
+                // What was done must reach the client within the request's time.
+                let later = format!(
+                    "not sent: the request's time limit of {} ms was nearly up; send it again",
+                    t.limit_ms
+                );
+                for i in chunk.iter().chain(chunks.by_ref().flatten()) {
+                    outcomes[*i] = Some(outcome(*i, &items[*i], "not_sent", &[], Some(&later)));
+                }
+                break;
+            }
             calls += 1;
-            let sent = self.backend.send(|c| chunk_of(c, chunk)).await;
+            let sent = self.send_within(times, |c| chunk_of(c, chunk)).await;
             match sent {
                 Ok(answer) => {
                     applied = true;
@@ -532,7 +577,7 @@ impl Route {
                     let valid = self.record_refusal(b, &r, chunk, &items, &mut outcomes);
                     if b.resend_valid && !valid.is_empty() && valid.len() < chunk.len() {
                         calls += 1;
-                        let again = self.backend.send(|c| chunk_of(c, &valid)).await;
+                        let again = self.send_within(times, |c| chunk_of(c, &valid)).await;
                         for i in &valid {
                             outcomes[*i] = Some(match &again {
                                 Ok(_) => outcome(*i, &items[*i], "ok", &[], None),
@@ -576,6 +621,24 @@ impl Route {
             "items": outcomes,
         });
         Ok((Value::Object(merged), batch))
+    }
+
+    /// Sends one request of several for a request with `times`: given up when its backend has
+    /// not answered at their `cut_off` ([`Error::CutOff`]).
+    async fn send_within(
+        &self,
+        times: Option<Times>,
+        render: impl Fn(&Creds) -> Result<BackendRequest, Error>,
+    ) -> Result<Value, Error> {
+        let send = self.backend.send(render);
+        match times {
+            None => send.await,
+            Some(t) => tokio::time::timeout_at(t.cut_off.into(), send)
+                .await
+                .unwrap_or(Err(Error::CutOff {
+                    limit_ms: t.limit_ms,
+                })),
+        }
     }
 
     /// Marks a refused chunk's items from the refusal's per-item errors (`item_errors`, a

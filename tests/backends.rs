@@ -434,6 +434,87 @@ async fn a_backend_failing_halfway_leaves_an_exact_account_of_what_was_stored() 
     assert_eq!(r.text_of("backendStatus").as_deref(), Some("503"));
 }
 
+/// A backend whose `k`-th POST is stored and answered (201 {"inserted": 2}) after `delays[k]`
+/// ms (the last delay for later ones); returns its URL and how many POSTs it received.
+async fn slow_posts(delays: Vec<u64>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let posts = seen.clone();
+    tokio::spawn(soapbridge::server::serve(
+        listener,
+        move |req: http::Request<soapbridge::server::Body>| {
+            let (posts, delays) = (posts.clone(), delays.clone());
+            async move {
+                let body = if req.uri().path() == TOKEN {
+                    r#"{"access_token":"t","expires_in":3600}"#
+                } else {
+                    let k = posts.fetch_add(1, Ordering::SeqCst);
+                    let ms = delays[k.min(delays.len() - 1)];
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    r#"{"inserted":2,"updated":0}"#
+                };
+                Response::builder()
+                    .status(StatusCode::CREATED)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap()
+            }
+        },
+        Default::default(),
+        std::future::pending(),
+    ));
+    (format!("http://{addr}"), seen)
+}
+
+/// A batched upload that runs out of the request's time still tells the client what was
+/// stored: no chunk is sent after 80% of `request_timeout_ms`, a chunk whose backend has not
+/// answered at 95% is `unknown`, and the chunks after it are `not_sent`.
+#[tokio::test]
+async fn a_batch_out_of_time_answers_what_was_stored() {
+    let records: String = (1..=5)
+        .map(|i| record("2024-06-01", "1", &format!("P{i:04}"), "1"))
+        .collect();
+    let upload = inv_call("uploadInventory", &format!("<records>{records}</records>"));
+    let bridge = |url: &str| {
+        let cfg = demo_with("http://127.0.0.1:9", url)
+            .replace("batch = { size = 1000,", "batch = { size = 2,")
+            .replace("request_timeout_ms = 60000", "request_timeout_ms = 5000");
+        async move { Bridge::with_config(&cfg).await }
+    };
+
+    // The second chunk's backend has not answered at 4.75 s: unknown; the third is not sent.
+    let (url, posts) = slow_posts(vec![100, 20_000]).await;
+    let b = bridge(&url).await;
+    let t = std::time::Instant::now();
+    let r = soap(&b.url(INV), INV_USER, upload.clone()).await;
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.text_of("ok").as_deref(), Some("2"), "{}", r.body);
+    assert_eq!(r.text_of("unknown").as_deref(), Some("2"));
+    assert_eq!(r.text_of("notSent").as_deref(), Some("1"));
+    r.assert_has("the backend had not answered this call when the request's time limit of 5000 ms was nearly up");
+    r.assert_has("not sent: an earlier request failed");
+    assert_eq!(posts.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // The first chunk is answered after 80% of the time (4 s): the others are not sent.
+    let (url, posts) = slow_posts(vec![4_200, 0]).await;
+    let b = bridge(&url).await;
+    let r = soap(&b.url(INV), INV_USER, upload).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.text_of("ok").as_deref(), Some("2"), "{}", r.body);
+    assert_eq!(r.text_of("notSent").as_deref(), Some("3"));
+    assert_eq!(
+        count(
+            &r.body,
+            "not sent: the request's time limit of 5000 ms was nearly up; send it again"
+        ),
+        3
+    );
+    assert_eq!(posts.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn field_errors_of_a_single_record_reach_the_client_per_field() {
     let dw = reference("datawiz", "fixtures/reference/datawiz.json").await;

@@ -69,7 +69,22 @@ pub(crate) struct Guard {
 #[derive(Debug)]
 pub(crate) struct Admission<'a> {
     _permit: SemaphorePermit<'a>,
-    probe: bool,
+    /// The breaker's probe (its guard), until its outcome is recorded.
+    probe: Option<&'a Guard>,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.probe.take() {
+            // The probe was given up before it ended (its call was cancelled: the client went
+            // away, the request's time ran out): the next call probes, rather than every call
+            // failing fast from now on.
+            let mut state = g.state();
+            if *state == State::HalfOpen {
+                *state = State::Open { until_ms: 0 };
+            }
+        }
+    }
 }
 
 /// Ten retries, in hundredths.
@@ -153,7 +168,7 @@ impl Guard {
         };
         Ok(Admission {
             _permit: permit,
-            probe,
+            probe: probe.then_some(self),
         })
     }
 
@@ -185,7 +200,8 @@ impl Guard {
     /// How an admitted attempt went: a failure of the backend (not a refusal of the caller's
     /// input) counts towards opening the breaker; a success closes it. Returns whether the
     /// breaker opened now.
-    pub(crate) fn record(&self, admission: Admission<'_>, result: Result<(), &Error>) -> bool {
+    pub(crate) fn record(&self, mut admission: Admission<'_>, result: Result<(), &Error>) -> bool {
+        let probe = admission.probe.take().is_some();
         let Some(plan) = &self.plan.breaker else {
             return false;
         };
@@ -195,11 +211,11 @@ impl Guard {
             until_ms: self.clock.now_ms() + plan.open_for.as_millis() as i64,
         };
         let (next, opened) = match (*state, failed) {
-            (_, false) if admission.probe || matches!(*state, State::Closed { .. }) => {
+            (_, false) if probe || matches!(*state, State::Closed { .. }) => {
                 (State::Closed { failures: 0 }, false)
             }
             (s, false) => (s, false),
-            (_, true) if admission.probe => (open, true),
+            (_, true) if probe => (open, true),
             (State::Closed { failures }, true) if failures + 1 >= plan.failures => (open, true),
             (State::Closed { failures }, true) => (
                 State::Closed {
@@ -304,6 +320,28 @@ mod tests {
             status: 503,
             message: String::new(),
         }
+    }
+
+    /// A probe whose call is cancelled before its outcome is known (its client went away, its
+    /// request's time ran out) lets the next call probe: the breaker is not left half-open.
+    #[tokio::test]
+    async fn a_probe_given_up_lets_the_next_call_probe() {
+        let clock = Clock::adjustable();
+        let g = Guard::new("b", &plan(1), clock.clone());
+        let wait = Duration::from_millis(10);
+        let a = g.admit(wait).await.unwrap();
+        g.record(a, Err(&down()));
+        clock.advance(Duration::from_secs(10));
+        let probe = g.admit(wait).await.unwrap();
+        assert_eq!(g.breaker(), "half-open");
+        drop(probe);
+        let next = g.admit(wait).await.expect("the next call probes");
+        g.record(next, Ok(()));
+        assert_eq!(g.breaker(), "closed");
+        // A call that is not the probe, dropped, changes nothing.
+        let a = g.admit(wait).await.unwrap();
+        drop(a);
+        assert_eq!(g.breaker(), "closed");
     }
 
     #[tokio::test]

@@ -105,7 +105,7 @@ pub(crate) async fn handle(
     let may_stream = req.version() >= http::Version::HTTP_11;
     let (parts, body) = req.into_parts();
     let answer = p
-        .within_request_time(async {
+        .within_request_time(started, async {
             let coding = parts.headers.get(http::header::CONTENT_ENCODING);
             let (body, held) = p.read_body(body, coding).await?;
             let text = crate::protocol::xml::decode_body(&body, ct.as_deref())?;
@@ -274,6 +274,7 @@ struct Multicall {
 /// too slowly), the call in flight is given up and no further call is made.
 fn multicall(m: Multicall) -> stream::Opening {
     let (mut pieces, opening) = stream::pieces(m.p.request_deadline(m.how.started));
+    let times = m.p.times(m.how.started);
     let context = crate::telemetry::current_request();
     let work = async move {
         let Multicall {
@@ -302,7 +303,8 @@ fn multicall(m: Multicall) -> stream::Opening {
             p.telemetry().streamed_answer(end);
         }
     };
-    let work = work.instrument(tracing::Span::current());
+    // Its calls' routes pace their own backend calls (a batch's chunks) by the request's time.
+    let work = crate::route::within(times, work.instrument(tracing::Span::current()));
     tokio::spawn(crate::telemetry::within_request_async(context, work));
     opening
 }
@@ -327,10 +329,7 @@ async fn make_calls(
         ..how
     };
     let streaming = how.may_stream && app.p.stream_answers_from().is_some();
-    let (stop_starting, cut_off) = (
-        app.p.record_deadline(how.started),
-        app.p.cut_off_deadline(how.started),
-    );
+    let times = app.p.times(how.started);
     let of = calls.len();
     let mut out_of_time = false;
     let mut answers = xmlrpc::MulticallResponse::new();
@@ -344,22 +343,29 @@ async fn make_calls(
                 INVALID_REQUEST,
                 "system.multicall cannot be called inside system.multicall".to_string(),
             )),
-            Ok((name, _)) if out_of_time || Instant::now() >= stop_starting => {
+            Ok((name, _)) if out_of_time || Instant::now() >= times.stop_starting => {
                 out_of_time = true;
-                let e = app.p.not_called(i + 1, of);
+                let e = Error::NotCalled {
+                    n: i + 1,
+                    of,
+                    limit_ms: times.limit_ms,
+                };
                 Err(not_made(app, &name, calls_made, e))
             }
             Ok((name, params)) => {
                 let call = one(app, headers, &name, params, in_multicall, calls_made);
                 let answered = tokio::select! {
-                    answered = tokio::time::timeout_at(cut_off.into(), call) => answered,
+                    answered = tokio::time::timeout_at(times.cut_off.into(), call) => answered,
                     () = pieces.until_unread() => break,
                 };
                 match answered {
                     Ok(answer) => value_in_multicall(answer),
                     Err(_) => {
                         out_of_time = true;
-                        Err(not_made(app, &name, calls_made, app.p.cut_off()))
+                        let e = Error::CutOff {
+                            limit_ms: times.limit_ms,
+                        };
+                        Err(not_made(app, &name, calls_made, e))
                     }
                 }
             }

@@ -391,7 +391,7 @@ pub(crate) async fn handle(
         company_name: &parts.company,
         user: &user,
         format,
-        deadline: p.record_deadline(started),
+        deadline: p.times(started).stop_starting,
     };
     let method = req.method().clone();
     let version = req.version();
@@ -474,7 +474,7 @@ pub(crate) async fn handle(
         };
         replied.map(|(status, r)| (status, Done::Reply(r)))
     };
-    let done = p.within_request_time(work).await;
+    let done = p.within_request_time(started, work).await;
     match done {
         Ok(Ok((_, Done::Sending(body)))) => sent(body, &to),
         Ok(Ok((status, Done::Reply(r)))) => {
