@@ -761,3 +761,91 @@ async fn a_session_opened_on_one_instance_works_on_another_sharing_postgresql() 
     let store = soapbridge::store::Store::open(&pg, &schema).await.unwrap();
     let _ = store.drop_schema().await;
 }
+
+/// A Flexi backend whose `k`-th create is answered (`{"item": {"id": 100 + k}}`) after
+/// `delays[k]` ms (the last delay for later ones); returns its URL and how many it received.
+async fn slow_creates(delays: Vec<u64>) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let seen = Arc::new(AtomicUsize::new(0));
+    let creates = seen.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(soapbridge::server::serve(
+        listener,
+        move |_req: http::Request<soapbridge::server::Body>| {
+            let (creates, delays) = (creates.clone(), delays.clone());
+            async move {
+                let k = creates.fetch_add(1, Ordering::SeqCst);
+                let ms = delays[k.min(delays.len() - 1)];
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Response::builder()
+                    .status(StatusCode::CREATED)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(
+                        json!({"item": {"id": 100 + k}}).to_string(),
+                    )))
+                    .unwrap()
+            }
+        },
+        Default::default(),
+        std::future::pending(),
+    ));
+    (format!("http://{addr}"), seen)
+}
+
+/// An import that runs out of the request's time still says what was done: no record is
+/// started after 80% of `request_timeout_ms` (the rest `skipped`), and one whose backend has
+/// not answered at 95% fails, the rest skipped; a gateway timeout, `success=false`.
+#[tokio::test]
+async fn an_import_out_of_time_answers_what_was_done() {
+    let doc = json!({"winstrom": {"@version": "1.0", "@atomic": "false", "cenik": [
+        {"nazev": "A", "cenaZakl": "1"}, {"nazev": "B", "cenaZakl": "2"}, {"nazev": "C", "cenaZakl": "3"}
+    ]}})
+    .to_string();
+    let bridge = |url: String| async move {
+        let cfg = demo_with_flexi(&url, 20_000)
+            .replace("request_timeout_ms = 60000", "request_timeout_ms = 5000");
+        Bridge::with_config(&cfg).await
+    };
+
+    // The second create's backend has not answered at 4.75 s.
+    let (url, creates) = slow_creates(vec![100, 20_000]).await;
+    let b = bridge(url).await;
+    let started = std::time::Instant::now();
+    let r = post(&b, "/c/demo/cenik.json", &doc).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.status, 504, "{}", r.body);
+    let v = json_of(&r);
+    let w = &v["winstrom"];
+    assert_eq!(w["success"], "false");
+    assert_eq!(w["stats"]["created"], "1", "{v}");
+    assert_eq!(w["stats"]["failed"], "1", "{v}");
+    assert_eq!(w["stats"]["skipped"], "1", "{v}");
+    assert_eq!(w["results"][0]["id"], "100", "{v}");
+    assert_eq!(
+        w["results"][1]["errors"][0]["code"], "REQUEST_TIMEOUT",
+        "{v}"
+    );
+    r.assert_has("the backend had not answered this call when the request's time limit of 5000 ms was nearly up");
+    assert_eq!(creates.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // The first create is answered after 80% of the time (4 s): the others are not started.
+    let (url, creates) = slow_creates(vec![4_200, 0]).await;
+    let b = bridge(url).await;
+    let r = post(&b, "/c/demo/cenik.json", &doc).await;
+    assert_eq!(r.status, 504, "{}", r.body);
+    let v = json_of(&r);
+    let w = &v["winstrom"];
+    assert_eq!(w["success"], "false");
+    assert_eq!(w["stats"]["created"], "1", "{v}");
+    assert_eq!(w["stats"]["skipped"], "2", "{v}");
+    assert_eq!(
+        w["message"],
+        "Časový limit požadavku vypršel: záznamy od 2. nebyly zpracovány (skipped); pošlete je znovu."
+    );
+    assert_eq!(creates.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

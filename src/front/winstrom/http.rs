@@ -391,7 +391,7 @@ pub(crate) async fn handle(
         company_name: &parts.company,
         user: &user,
         format,
-        deadline: p.times(started).stop_starting,
+        times: p.times(started),
     };
     let method = req.method().clone();
     let version = req.version();
@@ -696,9 +696,10 @@ pub(super) struct Ctx<'a> {
     pub(super) company_name: &'a str,
     pub(super) user: &'a str,
     pub(super) format: Format,
-    /// No record is started after this: the rest are reported skipped, before the whole
-    /// request's time limit would cut the answer off.
-    pub(super) deadline: Instant,
+    /// No record is started after `stop_starting`: the rest are reported skipped; one whose
+    /// backend has not answered at `cut_off` fails. Both before the whole request's time limit
+    /// would cut the answer off.
+    pub(super) times: crate::route::Times,
 }
 
 impl<'a> Ctx<'a> {
@@ -920,7 +921,7 @@ pub(super) fn status_of(e: &Error) -> StatusCode {
         (Party::Caller, Error::Unauthorized) => StatusCode::UNAUTHORIZED,
         (Party::Caller, Error::RateLimited { .. }) => StatusCode::TOO_MANY_REQUESTS,
         (Party::Caller, _) => StatusCode::BAD_REQUEST,
-        (_, Error::BackendTimeout { .. } | Error::RequestTimeout { .. }) => {
+        (_, Error::BackendTimeout { .. } | Error::RequestTimeout { .. } | Error::CutOff { .. }) => {
             StatusCode::GATEWAY_TIMEOUT
         }
         (_, Error::BackendCircuitOpen { .. } | Error::BackendBusy { .. }) => {

@@ -98,7 +98,7 @@ impl Ctx<'_> {
         let mut backend_error = None;
         let mut out_of_time = false;
         for (i, rec) in records.iter().enumerate() {
-            if !out_of_time && Instant::now() >= self.deadline {
+            if !out_of_time && Instant::now() >= self.times.stop_starting {
                 out_of_time = true;
                 message = Some(format!(
                     "Časový limit požadavku vypršel: záznamy od {}. nebyly zpracovány (skipped); pošlete je znovu.",
@@ -420,7 +420,11 @@ impl Ctx<'_> {
         index: usize,
         rec: &Record<'_>,
     ) -> Result<String, StepError> {
-        match route.invoke(input).await {
+        let invoked = tokio::time::timeout_at(self.times.cut_off.into(), route.invoke(input));
+        let invoked = invoked.await.unwrap_or(Err(Error::CutOff {
+            limit_ms: self.times.limit_ms,
+        }));
+        match invoked {
             Ok(v) => Ok(v.get("id").map(scalar).unwrap_or_default()),
             Err(Error::BackendRefused(r)) if r.status == 404 => {
                 Err(StepError::Record(RecordFailure {
