@@ -439,33 +439,20 @@ async fn a_backend_failing_halfway_leaves_an_exact_account_of_what_was_stored() 
 async fn slow_posts(delays: Vec<u64>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let seen = std::sync::Arc::new(AtomicUsize::new(0));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let posts = seen.clone();
-    tokio::spawn(soapbridge::server::serve(
-        listener,
-        move |req: http::Request<soapbridge::server::Body>| {
-            let (posts, delays) = (posts.clone(), delays.clone());
-            async move {
-                let body = if req.uri().path() == TOKEN {
-                    r#"{"access_token":"t","expires_in":3600}"#
-                } else {
-                    let k = posts.fetch_add(1, Ordering::SeqCst);
-                    let ms = delays[k.min(delays.len() - 1)];
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    r#"{"inserted":2,"updated":0}"#
-                };
-                Response::builder()
-                    .status(StatusCode::CREATED)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body)))
-                    .unwrap()
+    let url = common::json_backend(move |parts, _| {
+        let (posts, delays) = (posts.clone(), delays.clone());
+        async move {
+            if parts.uri.path() == TOKEN {
+                return (200, r#"{"access_token":"t","expires_in":3600}"#.to_string());
             }
-        },
-        Default::default(),
-        std::future::pending(),
-    ));
-    (format!("http://{addr}"), seen)
+            let k = posts.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(delays[k.min(delays.len() - 1)])).await;
+            (201, r#"{"inserted":2,"updated":0}"#.to_string())
+        }
+    })
+    .await;
+    (url, seen)
 }
 
 /// A batched upload that runs out of the request's time still tells the client what was

@@ -768,29 +768,33 @@ async fn slow_creates(delays: Vec<u64>) -> (String, Arc<std::sync::atomic::Atomi
     use std::sync::atomic::{AtomicUsize, Ordering};
     let seen = Arc::new(AtomicUsize::new(0));
     let creates = seen.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(soapbridge::server::serve(
-        listener,
-        move |_req: http::Request<soapbridge::server::Body>| {
-            let (creates, delays) = (creates.clone(), delays.clone());
-            async move {
-                let k = creates.fetch_add(1, Ordering::SeqCst);
-                let ms = delays[k.min(delays.len() - 1)];
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Response::builder()
-                    .status(StatusCode::CREATED)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(
-                        json!({"item": {"id": 100 + k}}).to_string(),
-                    )))
-                    .unwrap()
-            }
-        },
-        Default::default(),
-        std::future::pending(),
-    ));
-    (format!("http://{addr}"), seen)
+    let url = json_backend(move |_, _| {
+        let (creates, delays) = (creates.clone(), delays.clone());
+        async move {
+            let k = creates.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(delays[k.min(delays.len() - 1)])).await;
+            (201, json!({"item": {"id": 100 + k}}).to_string())
+        }
+    })
+    .await;
+    (url, seen)
+}
+
+/// An import answered out of time (504, `success` false) with these `created`, `failed` and
+/// `skipped`; its document.
+fn out_of_time(r: &Reply, [created, failed, skipped]: [u32; 3]) -> Value {
+    assert_eq!(r.status, 504, "{}", r.body);
+    let v = json_of(r);
+    let w = &v["winstrom"];
+    assert_eq!(w["success"], "false");
+    let stats = [
+        &w["stats"]["created"],
+        &w["stats"]["failed"],
+        &w["stats"]["skipped"],
+    ];
+    let expected = [created, failed, skipped].map(|n| Value::from(n.to_string()));
+    assert_eq!(stats, expected.each_ref(), "{v}");
+    v
 }
 
 /// An import that runs out of the request's time still says what was done: no record is
@@ -818,17 +822,11 @@ async fn an_import_out_of_time_answers_what_was_done() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(r.status, 504, "{}", r.body);
-    let v = json_of(&r);
-    let w = &v["winstrom"];
-    assert_eq!(w["success"], "false");
-    assert_eq!(w["stats"]["created"], "1", "{v}");
-    assert_eq!(w["stats"]["failed"], "1", "{v}");
-    assert_eq!(w["stats"]["skipped"], "1", "{v}");
-    assert_eq!(w["results"][0]["id"], "100", "{v}");
+    let w = &out_of_time(&r, [1, 1, 1])["winstrom"];
+    assert_eq!(w["results"][0]["id"], "100", "{w}");
     assert_eq!(
         w["results"][1]["errors"][0]["code"], "REQUEST_TIMEOUT",
-        "{v}"
+        "{w}"
     );
     r.assert_has("the backend had not answered this call when the request's time limit of 5000 ms was nearly up");
     assert_eq!(creates.load(std::sync::atomic::Ordering::SeqCst), 2);
@@ -837,12 +835,7 @@ async fn an_import_out_of_time_answers_what_was_done() {
     let (url, creates) = slow_creates(vec![4_200, 0]).await;
     let b = bridge(url).await;
     let r = post(&b, "/c/demo/cenik.json", &doc).await;
-    assert_eq!(r.status, 504, "{}", r.body);
-    let v = json_of(&r);
-    let w = &v["winstrom"];
-    assert_eq!(w["success"], "false");
-    assert_eq!(w["stats"]["created"], "1", "{v}");
-    assert_eq!(w["stats"]["skipped"], "2", "{v}");
+    let w = &out_of_time(&r, [1, 0, 2])["winstrom"];
     assert_eq!(
         w["message"],
         "Časový limit požadavku vypršel: záznamy od 2. nebyly zpracovány (skipped); pošlete je znovu."

@@ -7,39 +7,26 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
 /// A backend that records each JSON body it receives and answers `{"echo": <body>}` after
-/// `delay`.
-async fn echo_backend(delay: Duration) -> (String, Arc<Mutex<Vec<Value>>>) {
+/// `delay`, or after as many milliseconds as the body's `count` when `delay` is `None`.
+async fn echo_backend(delay: Option<Duration>) -> (String, Arc<Mutex<Vec<Value>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let log = seen.clone();
-    tokio::spawn(soapbridge::server::serve(
-        listener,
-        move |req: http::Request<soapbridge::server::Body>| {
-            let log = log.clone();
-            async move {
-                let body = req.into_body().collect().await.unwrap().to_bytes();
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                log.lock().unwrap().push(v.clone());
-                tokio::time::sleep(delay).await;
-                Response::builder()
-                    .status(StatusCode::OK)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(json!({ "echo": v }).to_string())))
-                    .unwrap()
-            }
-        },
-        Default::default(),
-        std::future::pending(),
-    ));
-    (format!("http://{addr}"), seen)
+    let url = json_backend(move |_, body| {
+        let log = log.clone();
+        async move {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            log.lock().unwrap().push(v.clone());
+            let count = Duration::from_millis(v["count"].as_u64().unwrap_or(0));
+            tokio::time::sleep(delay.unwrap_or(count)).await;
+            (200, json!({ "echo": v }).to_string())
+        }
+    })
+    .await;
+    (url, seen)
 }
 
 fn typed_config(backend: &str, extra: &str) -> String {
@@ -70,8 +57,21 @@ mappings = "typed"
     )
 }
 
+/// [`typed_config`] for multicalls: requests of up to 1 MiB, 32 levels deep, that may take
+/// `request_ms`, to a backend given 20 s.
+fn multicall_config(backend: &str, request_ms: u64) -> String {
+    typed_config(backend, "")
+        .replace("timeout_ms = 500\n", "timeout_ms = 20000\n")
+        .replace("max_body_bytes = 4096", "max_body_bytes = 1048576")
+        .replace("max_depth = 16", "max_depth = 32")
+        .replace(
+            "request_timeout_ms = 2000",
+            &format!("request_timeout_ms = {request_ms}"),
+        )
+}
+
 async fn typed_bridge(extra: &str) -> (Bridge, Arc<Mutex<Vec<Value>>>) {
-    let (url, seen) = echo_backend(Duration::ZERO).await;
+    let (url, seen) = echo_backend(Some(Duration::ZERO)).await;
     (Bridge::with_config(&typed_config(&url, extra)).await, seen)
 }
 
@@ -245,7 +245,7 @@ async fn backend_failures_are_faults_with_documented_codes() {
     assert_eq!(fault_code(&r), 3001, "{}", r.body);
     r.assert_has("unreachable");
     // Slower than the backend's timeout.
-    let (url, _) = echo_backend(Duration::from_millis(1500)).await;
+    let (url, _) = echo_backend(Some(Duration::from_millis(1500))).await;
     let b = Bridge::with_config(&typed_config(&url, "")).await;
     let r = rpc(&b, "x", &call).await;
     assert_eq!(fault_code(&r), 3002, "{}", r.body);
@@ -408,36 +408,6 @@ async fn a_large_result_is_sent_while_it_is_written() {
     );
 }
 
-/// A backend that records each JSON body it receives and answers `{"echo": <body>}` after as
-/// many milliseconds as the body's `count`.
-async fn slow_backend() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let log = seen.clone();
-    tokio::spawn(soapbridge::server::serve(
-        listener,
-        move |req: http::Request<soapbridge::server::Body>| {
-            let log = log.clone();
-            async move {
-                let body = req.into_body().collect().await.unwrap().to_bytes();
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                log.lock().unwrap().push(v.clone());
-                let ms = v["count"].as_u64().unwrap_or(0);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Response::builder()
-                    .status(StatusCode::OK)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(json!({ "echo": v }).to_string())))
-                    .unwrap()
-            }
-        },
-        Default::default(),
-        std::future::pending(),
-    ));
-    (format!("http://{addr}"), seen)
-}
-
 /// A multicall of `Typed.echo` calls, one for each `count`, each with `code` when given.
 fn echo_multicall(counts: &[u64], code: Option<&str>) -> String {
     let code = code.map_or(String::new(), |c| {
@@ -515,14 +485,9 @@ fn multicall_faults(body: &str) -> Vec<Option<(i32, String)>> {
 /// started after 80% of the time.
 #[tokio::test]
 async fn a_multicall_out_of_time_answers_what_was_done() {
-    let (url, seen) = slow_backend().await;
-    // The request may take 5 s (4 s to start calls, 4.75 s to answer them); the backend's own
-    // timeout is longer.
-    let config = typed_config(&url, "")
-        .replace("timeout_ms = 500\n", "timeout_ms = 20000\n")
-        .replace("request_timeout_ms = 2000", "request_timeout_ms = 5000")
-        .replace("max_depth = 16", "max_depth = 32");
-    let b = Bridge::with_config(&config).await;
+    let (url, seen) = echo_backend(None).await;
+    // The request may take 5 s (4 s to start calls, 4.75 s to answer them).
+    let b = Bridge::with_config(&multicall_config(&url, 5000)).await;
 
     // The second call's backend has not answered at 4.75 s: given up; the third is not made.
     let t = std::time::Instant::now();
@@ -641,12 +606,8 @@ async fn a_multicall_stops_when_its_client_goes_away() {
 /// before the next piece is due, and no further call is made.
 #[tokio::test]
 async fn a_multicall_of_small_results_stops_when_its_client_goes_away() {
-    let (url, seen) = slow_backend().await;
-    let config = typed_config(&url, "")
-        .replace("max_body_bytes = 4096", "max_body_bytes = 1048576")
-        .replace("max_depth = 16", "max_depth = 32")
-        .replace("request_timeout_ms = 2000", "request_timeout_ms = 30000");
-    let b = Bridge::with_config(&config).await;
+    let (url, seen) = echo_backend(None).await;
+    let b = Bridge::with_config(&multicall_config(&url, 30_000)).await;
     // Each result is about 700 bytes: the answer's first piece (128 KiB) goes out after about
     // 190 calls, the second would after about 380.
     const CALLS: usize = 800;
@@ -681,12 +642,8 @@ async fn a_multicall_of_small_results_stops_when_its_client_goes_away() {
 /// and no further call made for it.
 #[tokio::test]
 async fn a_multicall_stops_when_its_client_goes_away_before_its_answer() {
-    let (url, seen) = slow_backend().await;
-    let config = typed_config(&url, "")
-        .replace("timeout_ms = 500\n", "timeout_ms = 20000\n")
-        .replace("max_depth = 16", "max_depth = 32")
-        .replace("request_timeout_ms = 2000", "request_timeout_ms = 30000");
-    let b = Bridge::with_config(&config).await;
+    let (url, seen) = echo_backend(None).await;
+    let b = Bridge::with_config(&multicall_config(&url, 30_000)).await;
     // The second call's backend takes 10 s.
     let call = echo_multicall(&[20, 10_000, 20], None);
     // Sends the multicall, and closes the connection once the second call reached the backend.
