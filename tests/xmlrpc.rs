@@ -297,6 +297,23 @@ async fn missing_and_unknown_members_name_their_path() {
     r.assert_has("<name>code</name><value><string>Işık</string></value>");
 }
 
+/// A multicall of `n` calls of the fixture's getOptionFeaturesInfo.
+fn options_multicall(n: usize) -> String {
+    let call = std::fs::read_to_string("fixtures/xmlrpc/option/getOptionFeaturesInfo.xml").unwrap();
+    let params = call
+        .split_once("<params>")
+        .and_then(|(_, rest)| rest.split_once("</params>"))
+        .map(|(p, _)| p.replace("<param>", "").replace("</param>", ""))
+        .unwrap();
+    let entry = format!(
+        "<value><struct><member><name>methodName</name><value><string>IndividualProductOptionService.getOptionFeaturesInfo</string></value></member><member><name>params</name><value><array><data>{params}</data></array></value></member></struct></value>"
+    );
+    format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>system.multicall</methodName><params><param><value><array><data>{}</data></array></value></param></params></methodCall>",
+        entry.repeat(n)
+    )
+}
+
 /// A large result is sent while it is written, as for SOAP (chunked, without a length): the
 /// same `methodResponse` as when it is written whole with streaming off. A multicall's answer is
 /// sent while its calls are made, each result written whole into it. To an HTTP/1.0 client,
@@ -340,15 +357,7 @@ async fn a_large_result_is_sent_while_it_is_written() {
     let w = post(&whole, call.clone()).await;
     assert!(w.header("content-length").is_some());
     assert_eq!(products(&w.body), products(&r.body));
-    // Inside a multicall, written whole.
-    let params = call
-        .split_once("<params>")
-        .and_then(|(_, rest)| rest.split_once("</params>"))
-        .map(|(p, _)| p.replace("<param>", "").replace("</param>", ""))
-        .unwrap();
-    let multicall = format!(
-        "<?xml version=\"1.0\"?><methodCall><methodName>system.multicall</methodName><params><param><value><array><data><value><struct><member><name>methodName</name><value><string>IndividualProductOptionService.getOptionFeaturesInfo</string></value></member><member><name>params</name><value><array><data>{params}</data></array></value></member></struct></value></data></array></value></param></params></methodCall>"
-    );
+    let multicall = options_multicall(1);
     // An HTTP/1.0 client (no chunked framing) gets the result written whole, with its length.
     let head = [("Content-Type", "text/xml")];
     let read = RawRead {
@@ -553,20 +562,8 @@ async fn a_multicall_out_of_time_answers_what_was_done() {
 #[tokio::test]
 async fn a_multicall_stops_when_its_client_goes_away() {
     let b = bridge_answering(vec![option_features(4000, None)]).await;
-    let call = std::fs::read_to_string("fixtures/xmlrpc/option/getOptionFeaturesInfo.xml").unwrap();
-    let params = call
-        .split_once("<params>")
-        .and_then(|(_, rest)| rest.split_once("</params>"))
-        .map(|(p, _)| p.replace("<param>", "").replace("</param>", ""))
-        .unwrap();
-    let entry = format!(
-        "<value><struct><member><name>methodName</name><value><string>IndividualProductOptionService.getOptionFeaturesInfo</string></value></member><member><name>params</name><value><array><data>{params}</data></array></value></member></struct></value>"
-    );
     const CALLS: usize = 40;
-    let multicall = format!(
-        "<?xml version=\"1.0\"?><methodCall><methodName>system.multicall</methodName><params><param><value><array><data>{}</data></array></value></param></params></methodCall>",
-        entry.repeat(CALLS)
-    );
+    let multicall = options_multicall(CALLS);
     let head = [("Content-Type", "text/xml")];
     // Reads the head and the first bytes of the answer, then closes the connection.
     let read = RawRead {
