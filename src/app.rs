@@ -355,7 +355,10 @@ impl App {
             }
             resp
         };
-        let mut resp = crate::telemetry::with_request_id(id.clone(), call.instrument(span)).await;
+        // Work that makes several backend calls for the request paces them by its time.
+        let times = Some(generation.pipeline.times(started));
+        let work = call.instrument(span);
+        let mut resp = crate::telemetry::with_request_id(id.clone(), times, work).await;
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert(crate::telemetry::X_REQUEST_ID, v);
         }

@@ -128,26 +128,17 @@ impl Pipeline {
         Ok((body, held))
     }
 
-    /// `f`, the work of a request that started at `started`, within the whole-request time
-    /// limit: `Err` when the time is up, which the door answers with
-    /// [`Pipeline::request_timed_out`]. Routes that make several backend calls pace them by
-    /// the request's [`Pipeline::times`] ([`route::within`]). (Futures as they are, not an
-    /// `async fn` around them: that would hold `f` twice, and a door's call is its largest
-    /// future.)
-    pub(crate) fn within_request_time<F: Future>(
-        &self,
-        started: Instant,
-        f: F,
-    ) -> route::TimesFuture<tokio::time::Timeout<F>> {
-        route::within(
-            self.times(started),
-            tokio::time::timeout(self.limits.request_timeout, f),
-        )
+    /// `f` within the whole-request time limit: `Err` when the time is up, which the door
+    /// answers with [`Pipeline::request_timed_out`]. (A `Timeout` as it is, not an `async fn`
+    /// around it: that would hold `f` twice, and a door's call is its largest future.)
+    pub(crate) fn within_request_time<F: Future>(&self, f: F) -> tokio::time::Timeout<F> {
+        tokio::time::timeout(self.limits.request_timeout, f)
     }
 
     /// When the work of a request that started at `started` stops starting calls and gives up
     /// waiting for them, so that what it did reaches the client in time: at 80% and 95% of
-    /// `request_timeout_ms` (winstrom documents, a multicall's calls, a batch's chunks).
+    /// `request_timeout_ms` (winstrom documents, a multicall's calls, a batch's chunks). The
+    /// request's context carries them (`telemetry::times`), from `App::handle` on.
     pub(crate) fn times(&self, started: Instant) -> route::Times {
         let limit = self.limits.request_timeout;
         route::Times {

@@ -154,16 +154,10 @@ impl Rendered {
     }
 }
 
-tokio::task_local! {
-    /// The time the request whose calls a route makes has ([`within`]); none for background
-    /// work (the stock sync's workers).
-    static TIMES: Times;
-}
-
 /// When a route that makes several backend calls for one request (a batch's chunks) stops,
 /// so that what it did still reaches the client before the request's time is up; also how a
-/// multicall paces its calls. Set for a request's work by
-/// [`crate::pipeline::Pipeline::within_request_time`].
+/// multicall paces its calls. Kept in the request's context (`telemetry::times`), from
+/// `App::handle` on ([`crate::pipeline::Pipeline::times`]); background work has none.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Times {
     /// No further call is started from here on (80% of the request's time).
@@ -174,18 +168,6 @@ pub(crate) struct Times {
     pub limit_ms: u64,
 }
 
-/// `f`, run as the work of a request with its [`Times`].
-pub(crate) type TimesFuture<F> = tokio::task::futures::TaskLocalFuture<Times, F>;
-
-/// Runs `f` as the work of a request with `times`.
-pub(crate) fn within<F: std::future::Future>(times: Times, f: F) -> TimesFuture<F> {
-    TIMES.scope(times, f)
-}
-
-/// The times of the request being answered, if any.
-fn request_times() -> Option<Times> {
-    TIMES.try_with(|t| *t).ok()
-}
 /// The backend call an operation maps to: its compiled plan, bound to the backend's client.
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
@@ -550,7 +532,7 @@ impl Route {
         let mut applied = false;
         let indices: Vec<usize> = (0..items.len()).collect();
         let mut chunks = indices.chunks(b.size);
-        let times = request_times();
+        let times = crate::telemetry::times();
         while let Some(chunk) = chunks.next() {
             if let Some(t) = times.filter(|t| calls > 0 && Instant::now() >= t.stop_starting) {
                 // What was done must reach the client within the request's time.

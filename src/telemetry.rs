@@ -32,16 +32,20 @@ pub(crate) struct RequestContext {
     id: std::sync::Arc<str>,
     /// The authenticated caller, once known.
     user: std::sync::OnceLock<Box<str>>,
+    /// How the request's work paces its backend calls (`Pipeline::times`).
+    times: Option<crate::route::Times>,
 }
 
-/// Runs `f` as the work of the request `id`.
+/// Runs `f` as the work of the request `id`, whose work paces its backend calls by `times`.
 pub(crate) async fn with_request_id<F: std::future::Future>(
     id: std::sync::Arc<str>,
+    times: Option<crate::route::Times>,
     f: F,
 ) -> F::Output {
     let context = RequestContext {
         id,
         user: std::sync::OnceLock::new(),
+        times,
     };
     REQUEST.scope(context, f).await
 }
@@ -84,6 +88,12 @@ pub(crate) fn request_id() -> Option<std::sync::Arc<str>> {
 pub(crate) fn set_user(user: &str) {
     let _ = REQUEST.try_with(|c| c.user.set(user.into()));
     tracing::Span::current().record("user", user);
+}
+
+/// How the work of the request being answered paces its backend calls, if it is a request's
+/// (background work is not).
+pub(crate) fn times() -> Option<crate::route::Times> {
+    REQUEST.try_with(|c| c.times).ok().flatten()
 }
 
 /// Calls `f` with the id and caller of the request being answered, if there is one.

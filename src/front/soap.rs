@@ -61,7 +61,7 @@ pub(crate) async fn handle(
     match *req.method() {
         Method::GET | Method::HEAD => describe(svc, req.uri().query()),
         Method::POST => match p
-            .within_request_time(started, call(p, svc, req, hint, started))
+            .within_request_time(call(p, svc, req, hint, started))
             .await
         {
             Ok(r) => r,

@@ -105,7 +105,7 @@ pub(crate) async fn handle(
     let may_stream = req.version() >= http::Version::HTTP_11;
     let (parts, body) = req.into_parts();
     let answer = p
-        .within_request_time(started, async {
+        .within_request_time(async {
             let coding = parts.headers.get(http::header::CONTENT_ENCODING);
             let (body, held) = p.read_body(body, coding).await?;
             let text = crate::protocol::xml::decode_body(&body, ct.as_deref())?;
@@ -274,7 +274,6 @@ struct Multicall {
 /// too slowly), the call in flight is given up and no further call is made.
 fn multicall(m: Multicall) -> stream::Opening {
     let (mut pieces, opening) = stream::pieces(m.p.request_deadline(m.how.started));
-    let times = m.p.times(m.how.started);
     let context = crate::telemetry::current_request();
     let work = async move {
         let Multicall {
@@ -303,8 +302,9 @@ fn multicall(m: Multicall) -> stream::Opening {
             p.telemetry().streamed_answer(end);
         }
     };
-    // Its calls' routes pace their own backend calls (a batch's chunks) by the request's time.
-    let work = crate::route::within(times, work.instrument(tracing::Span::current()));
+    // The context carries the request's times, by which its calls' routes pace their own
+    // backend calls (a batch's chunks).
+    let work = work.instrument(tracing::Span::current());
     tokio::spawn(crate::telemetry::within_request_async(context, work));
     opening
 }

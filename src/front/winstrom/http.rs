@@ -474,7 +474,7 @@ pub(crate) async fn handle(
         };
         replied.map(|(status, r)| (status, Done::Reply(r)))
     };
-    let done = p.within_request_time(started, work).await;
+    let done = p.within_request_time(work).await;
     match done {
         Ok(Ok((_, Done::Sending(body)))) => sent(body, &to),
         Ok(Ok((status, Done::Reply(r)))) => {
