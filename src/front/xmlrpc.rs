@@ -356,7 +356,20 @@ async fn make_calls(
                 let call = one(app, headers, &name, params, in_multicall, calls_made);
                 let answered = tokio::select! {
                     answered = tokio::time::timeout_at(times.cut_off.into(), call) => answered,
-                    () = pieces.until_unread() => break,
+                    () = pieces.until_unread() => {
+                        // It may have reached its backend: say so, since no answer will.
+                        let (service, operation) = find(app, &name).map_or(("-", "-"), |(s, o)| {
+                            (s.name.as_str(), s.desc.operations[o].name.as_str())
+                        });
+                        tracing::warn!(
+                            service,
+                            operation,
+                            call = i + 1,
+                            of,
+                            "a multicall's client went away: its call in flight was given up (the backend may or may not have done it), the calls after it not made"
+                        );
+                        break;
+                    }
                 };
                 match answered {
                     Ok(answer) => value_in_multicall(answer),
