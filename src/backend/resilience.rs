@@ -69,16 +69,20 @@ pub(crate) struct Guard {
 #[derive(Debug)]
 pub(crate) struct Admission<'a> {
     _permit: SemaphorePermit<'a>,
-    /// The breaker's probe (its guard), until its outcome is recorded.
-    probe: Option<&'a Guard>,
+    probe: Probe<'a>,
 }
 
-impl Drop for Admission<'_> {
+/// Being the breaker's probe (its guard), until the probe's outcome is recorded.
+#[derive(Debug)]
+struct Probe<'a>(Option<&'a Guard>);
+
+impl Drop for Probe<'_> {
     fn drop(&mut self) {
-        if let Some(g) = self.probe.take() {
-            // The probe was given up before it ended (its call was cancelled: the client went
-            // away, the request's time ran out): the next call probes, rather than every call
-            // failing fast from now on.
+        if let Some(g) = self.0.take() {
+            // The probe ended without an outcome: it waited for room and found none, or its
+            // call was cancelled (the client went away, the request's time ran out), while
+            // waiting or in flight. The next call probes, rather than every call failing fast
+            // from now on.
             let mut state = g.state();
             if *state == State::HalfOpen {
                 *state = State::Open { until_ms: 0 };
@@ -151,14 +155,11 @@ impl Guard {
     /// Leave to send an attempt: refused at once while the breaker is open, and after `wait`
     /// when the backend already has its most calls in flight.
     pub(crate) async fn admit(&self, wait: Duration) -> Result<Admission<'_>, Error> {
-        let probe = self.pass_breaker()?;
+        // Held from here: a probe that never gets to its outcome lets the next call probe.
+        let probe = Probe(self.pass_breaker()?.then_some(self));
         let permit = match tokio::time::timeout(wait, self.in_flight.acquire()).await {
             Ok(Ok(p)) => p,
             _ => {
-                if probe {
-                    // The probe was not sent: let the next call probe.
-                    *self.state() = State::Open { until_ms: 0 };
-                }
                 return Err(Error::BackendBusy {
                     backend: self.backend.clone(),
                     limit: self.plan.max_in_flight,
@@ -168,7 +169,7 @@ impl Guard {
         };
         Ok(Admission {
             _permit: permit,
-            probe: probe.then_some(self),
+            probe,
         })
     }
 
@@ -201,7 +202,7 @@ impl Guard {
     /// input) counts towards opening the breaker; a success closes it. Returns whether the
     /// breaker opened now.
     pub(crate) fn record(&self, mut admission: Admission<'_>, result: Result<(), &Error>) -> bool {
-        let probe = admission.probe.take().is_some();
+        let probe = admission.probe.0.take().is_some();
         let Some(plan) = &self.plan.breaker else {
             return false;
         };
@@ -341,6 +342,18 @@ mod tests {
         // A call that is not the probe, dropped, changes nothing.
         let a = g.admit(wait).await.unwrap();
         drop(a);
+        assert_eq!(g.breaker(), "closed");
+
+        // A probe cancelled while it waits for room among the calls in flight: the same.
+        let a = g.admit(wait).await.unwrap();
+        g.record(a, Err(&down()));
+        clock.advance(Duration::from_secs(10));
+        let full = g.in_flight.try_acquire_many(2).unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(5), g.admit(wait * 100)).await;
+        assert!(waiting.is_err(), "the probe waits for room");
+        drop(full);
+        let next = g.admit(wait).await.expect("the next call probes");
+        g.record(next, Ok(()));
         assert_eq!(g.breaker(), "closed");
     }
 
