@@ -103,6 +103,33 @@ async fn filters_select_what_wql_says() {
         assert_eq!(r.status, 200, "{filter}: {}", r.body);
         assert_eq!(codes(&r), expected, "{filter}");
     }
+    // A number property compared with no number: said in Flexi's names, once, by the bridge.
+    for (filter, says) in [
+        (
+            "cenaZakl > 'abc'",
+            "vlastnost 'cenaZakl' je číslo, 'abc' není číslo.",
+        ),
+        (
+            "id in (1, 'x')",
+            "vlastnost 'id' je celé číslo, 'x' není celé číslo.",
+        ),
+        (
+            "id = now()",
+            "vlastnost 'id' je celé číslo, now() není celé číslo.",
+        ),
+    ] {
+        let r = get(&b, &format!("/c/demo/cenik/({}).json", enc(filter)), USER).await;
+        assert_eq!(r.status, 400, "{filter}: {}", r.body);
+        r.assert_has(says);
+        assert!(!r.body.contains("sale_price"), "{}", r.body);
+    }
+    let r = get(
+        &b,
+        &format!("/c/demo/cenik/({}).json", enc("cenaZakl > '10'")),
+        USER,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 /// A backend that records the JSON bodies it gets and answers `answer`.
@@ -266,6 +293,16 @@ async fn companies_are_tenants_with_their_own_users() {
         401
     );
     assert_eq!(get(&b, "/c/demo/cenik/1.json", "").await.status, 401);
+    // Which companies exist is told to users only.
+    for who in ["", "nobody:nothing"] {
+        let r = get(&b, "/c/nope/cenik.json", who).await;
+        assert_eq!(r.status, 401, "{who}: {}", r.body);
+        assert!(!r.body.contains("nope"), "{}", r.body);
+        assert!(r.header("www-authenticate").is_some());
+    }
+    let r = get(&b, "/c/nope/cenik.json", "tester:tester-pass").await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    r.assert_has("Firma 'nope' neexistuje.");
 }
 
 #[tokio::test]
@@ -474,6 +511,16 @@ async fn parameters_that_would_change_an_answer_are_refused_not_ignored() {
         ("detail=everything", "'everything' není podporován"),
         ("limit=-1", "nezáporné celé číslo"),
         ("auth=html", "Parametr 'auth' tato služba nepodporuje"),
+        (
+            "add-row-count=maybe",
+            "'add-row-count' musí být true nebo false, ne 'maybe'",
+        ),
+        ("limit=1&limit=2", "Parametr 'limit' je uveden vícekrát."),
+        (
+            "detail=id&detail=full",
+            "Parametr 'detail' je uveden vícekrát.",
+        ),
+        ("detail=custom:", "'custom:' není podporován"),
     ] {
         let r = get(&b, &format!("/c/demo/cenik.json?{query}"), USER).await;
         assert_eq!(r.status, 400, "{query}: {}", r.body);
@@ -663,6 +710,16 @@ async fn an_action_url_runs_the_evidences_action_on_one_record() {
 #[tokio::test]
 async fn a_login_session_opens_its_users_companies_until_logout() {
     let b = Bridge::demo().await;
+    // A login by GET (which would put the password in the URL): 405, saying how.
+    let r = request("GET", &b.url("/login-logout/login.json"), &[], "").await;
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (405, Some("POST")),
+        "{}",
+        r.body
+    );
+    // An empty record id is a malformed URL.
+    assert_eq!(get(&b, "/c/demo/cenik/.json", USER).await.status, 400);
     let login = |body: &'static str, ct: &'static str| {
         let url = b.url("/login-logout/login.json");
         async move { request("POST", &url, &[("content-type", ct)], body).await }
@@ -841,4 +898,141 @@ async fn an_import_out_of_time_answers_what_was_done() {
         "Časový limit požadavku vypršel: záznamy od 2. nebyly zpracovány (skipped); pošlete je znovu."
     );
     assert_eq!(creates.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// The `stats` of an import's answer, as numbers: [created, updated, skipped, failed].
+fn stats(r: &Reply) -> [u64; 4] {
+    let s = &json_of(r)["winstrom"]["stats"];
+    ["created", "updated", "skipped", "failed"].map(|k| {
+        s[k].as_str()
+            .unwrap_or_else(|| panic!("{}", r.body))
+            .parse()
+            .unwrap()
+    })
+}
+
+/// Flexi's `create` and `update` record attributes (ok / ignore / fail) are honoured: a record
+/// the caller asked to leave alone is not written. Attributes the bridge does not know, and a
+/// body naming another record than the URL, are refused, never ignored.
+#[tokio::test]
+async fn create_and_update_modes_are_honoured_and_unknown_attributes_refused() {
+    let b = Bridge::demo().await;
+    let first =
+        &json_of(&get(&b, "/c/demo/cenik.json?limit=1", USER).await)["winstrom"]["cenik"][0];
+    let (id, name) = (
+        first["id"].as_str().unwrap(),
+        first["nazev"].as_str().unwrap(),
+    );
+    let name_of = |r: &Reply| json_of(r)["winstrom"]["cenik"][0]["nazev"].clone();
+    let path = format!("/c/demo/cenik/{id}.json");
+
+    // update="ignore" on a record that exists: skipped, nothing written (JSON and XML).
+    let r = post(
+        &b,
+        "/c/demo/cenik.json",
+        &format!(
+            r#"{{"winstrom":{{"cenik":[{{"id":"{id}","@update":"ignore","nazev":"CHANGED"}}]}}}}"#
+        ),
+    )
+    .await;
+    assert_eq!((r.status, stats(&r)), (200, [0, 0, 1, 0]), "{}", r.body);
+    assert_eq!(json_of(&r)["winstrom"]["results"][0]["id"], id);
+    let r = post(&b, "/c/demo/cenik.json", &format!(
+        r#"<winstrom version="1.0"><cenik id="{id}" update="fail"><nazev>CHANGED</nazev></cenik></winstrom>"#
+    ))
+    .await;
+    assert_eq!((r.status, stats(&r)), (400, [0, 0, 0, 1]), "{}", r.body);
+    r.assert_has("UPDATE_REFUSED");
+    assert_eq!(name_of(&get(&b, &path, USER).await), name);
+
+    // create="ignore" / "fail" on a code that does not exist: nothing created.
+    let missing = "/c/demo/cenik/code:MODE-NEW.json";
+    let doc = |attrs: &str| {
+        format!(r#"{{"winstrom":{{"cenik":[{{"id":"code:MODE-NEW",{attrs}"nazev":"new"}}]}}}}"#)
+    };
+    let r = post(&b, "/c/demo/cenik.json", &doc(r#""@create":"ignore","#)).await;
+    assert_eq!((r.status, stats(&r)), (200, [0, 0, 1, 0]), "{}", r.body);
+    let r = post(&b, "/c/demo/cenik.json", &doc(r#""@create":"fail","#)).await;
+    assert_eq!((r.status, stats(&r)), (404, [0, 0, 0, 1]), "{}", r.body);
+    assert_eq!(get(&b, missing, USER).await.status, 404);
+    // update="ignore" on a record that does not exist creates it; a second time leaves it.
+    let r = post(&b, "/c/demo/cenik.json", &doc(r#""@update":"ignore","#)).await;
+    assert_eq!((r.status, stats(&r)), (201, [1, 0, 0, 0]), "{}", r.body);
+    let r = post(
+        &b,
+        "/c/demo/cenik.json",
+        &doc(r#""@update":"ignore","#).replace("new", "again"),
+    )
+    .await;
+    assert_eq!((r.status, stats(&r)), (200, [0, 0, 1, 0]), "{}", r.body);
+    assert_eq!(name_of(&get(&b, missing, USER).await), "new");
+    // Every record a filter selects exists.
+    let r = post(
+        &b,
+        "/c/demo/cenik.json",
+        r#"{"winstrom":{"cenik":[{"@filter":"kod = 'MODE-NEW'","@update":"ignore","nazev":"x"}]}}"#,
+    )
+    .await;
+    assert_eq!((r.status, stats(&r)), (200, [0, 0, 1, 0]), "{}", r.body);
+    // A record without an id would be created: create="fail" refuses it.
+    let r = post(
+        &b,
+        "/c/demo/cenik.json",
+        r#"{"winstrom":{"cenik":[{"kod":"MODE-X","@create":"fail"}]}}"#,
+    )
+    .await;
+    assert_eq!((r.status, stats(&r)), (400, [0, 0, 0, 1]), "{}", r.body);
+    r.assert_has("CREATE_REFUSED");
+
+    // Refused, not ignored: unknown attributes, a mode that is not one, a mode with an action.
+    for (body, needle) in [
+        (
+            r#"{"winstrom":{"cenik":[{"@bogus":"1","kod":"MODE-Y"}]}}"#,
+            "atribut 'bogus'",
+        ),
+        (
+            r#"<winstrom version="1.0"><cenik removeExternalIds="ext:SHOP:"><kod>MODE-Y</kod></cenik></winstrom>"#,
+            "atribut 'removeExternalIds'",
+        ),
+        (
+            r#"{"winstrom":{"cenik":[{"kod":"MODE-Y","@update":"sometimes"}]}}"#,
+            "ok, ignore nebo fail",
+        ),
+    ] {
+        let r = post(&b, "/c/demo/cenik.json", body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        r.assert_has(needle);
+    }
+    let r = post(
+        &b,
+        "/c/demo/cenik.json",
+        &format!(
+            r#"{{"winstrom":{{"cenik":[{{"id":"{id}","@action":"delete","@update":"ignore"}}]}}}}"#
+        ),
+    )
+    .await;
+    assert_eq!((r.status, stats(&r)), (400, [0, 0, 0, 1]), "{}", r.body);
+    r.assert_has("INVALID_ATTRIBUTE");
+    assert_eq!(get(&b, &path, USER).await.status, 200);
+
+    // A PUT whose body names another record than its URL.
+    let r = request(
+        "PUT",
+        &b.url(missing),
+        &[
+            ("authorization", &basic(USER)),
+            ("content-type", "application/json"),
+        ],
+        r#"{"winstrom":{"cenik":{"id":"code:MODE-OTHER","nazev":"put"}}}"#.to_string(),
+    )
+    .await;
+    assert_eq!((r.status, stats(&r)), (400, [0, 0, 0, 1]), "{}", r.body);
+    r.assert_has("se neshoduje");
+    assert_eq!(
+        get(&b, "/c/demo/cenik/code:MODE-OTHER.json", USER)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(name_of(&get(&b, missing, USER).await), "new");
 }

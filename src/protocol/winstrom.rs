@@ -129,7 +129,11 @@ pub fn parse_path(rest: &str) -> Result<PathParts, PathError> {
         Some(t) if t.starts_with('(') && t.ends_with(')') && t.len() >= 2 => {
             Target::Filter(t[1..t.len() - 1].to_string())
         }
-        Some("") => return Err(PathError::NotFound("prázdný identifikátor záznamu".into())),
+        Some("") => {
+            return Err(PathError::BadRequest(
+                "prázdný identifikátor záznamu".into(),
+            ));
+        }
         Some(t) if t.starts_with('(') => {
             // A filter without its closing parenthesis: where WQL says it goes wrong, or at
             // its end, where the ')' is missing.
@@ -204,7 +208,75 @@ pub struct Record<'i> {
     pub ids: Vec<String>,
     pub action: Option<String>,
     pub filter: Option<String>,
+    /// `create="..."`: what to do when the record does not exist.
+    pub create: Mode,
+    /// `update="..."`: what to do when it exists.
+    pub update: Mode,
     pub fields: Vec<(String, RawValue<'i>)>,
+}
+
+impl Record<'_> {
+    /// A record of `evidence` with no id, attribute or property yet.
+    pub fn new(evidence: String) -> Self {
+        Record {
+            evidence,
+            ids: Vec::new(),
+            action: None,
+            filter: None,
+            create: Mode::Ok,
+            update: Mode::Ok,
+            fields: Vec::new(),
+        }
+    }
+
+    /// Takes one of the record's attributes (`name` without `@`).
+    fn set(&mut self, name: &str, value: &str) -> Result<(), DocumentError> {
+        let mode = |v: &str| {
+            Mode::parse(v.trim()).ok_or_else(|| {
+                bad(format!(
+                    "atribut '{name}' záznamu evidence '{}' smí být jen ok, ignore nebo fail, ne '{}'",
+                    self.evidence,
+                    v.chars().take(64).collect::<String>()
+                ))
+            })
+        };
+        match name {
+            "action" => self.action = Some(value.trim().to_string()),
+            "filter" => self.filter = Some(value.to_string()),
+            "id" => self.ids.push(value.trim().to_string()),
+            "create" => self.create = mode(value)?,
+            "update" => self.update = mode(value)?,
+            other => {
+                return Err(bad(format!(
+                    "atribut '{}' záznamu evidence '{}' není podporován (podporované: {})",
+                    other.chars().take(64).collect::<String>(),
+                    self.evidence,
+                    RECORD_ATTRIBUTES.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Flexi's `create` / `update` record attribute: go on as usual (`ok`, the default), leave the
+/// record alone (`ignore`: it is skipped), or fail the record (`fail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Ok,
+    Ignore,
+    Fail,
+}
+
+impl Mode {
+    fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "ok" => Some(Mode::Ok),
+            "ignore" => Some(Mode::Ignore),
+            "fail" => Some(Mode::Fail),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -237,8 +309,9 @@ fn bad(msg: impl Into<String>) -> DocumentError {
     DocumentError::NotWinstrom(msg.into())
 }
 
-/// Attributes a record element may carry besides its identifiers.
-const RECORD_ATTRIBUTES: &[&str] = &["action", "filter", "update", "removeExternalIds", "id"];
+/// The attributes a record may carry (XML attributes, `@` members in JSON); any other is
+/// refused, never ignored (`removeExternalIds` included: the bridge cannot do it).
+const RECORD_ATTRIBUTES: &[&str] = &["id", "action", "filter", "create", "update"];
 
 /// Decodes an import document; the format is taken from the body (`<` or `{`).
 pub fn decode_document(
@@ -287,22 +360,18 @@ fn decode_xml(
                     return Err(bad(format!("dokument má více než {max_records} záznamů")));
                 }
                 let evidence = xml::local_name(&rec);
-                let mut record = Record {
-                    evidence,
-                    ids: Vec::new(),
-                    action: None,
-                    filter: None,
-                    fields: Vec::new(),
-                };
-                let has_attributes = !rec.attributes_raw().iter().all(u8::is_ascii_whitespace);
-                for a in RECORD_ATTRIBUTES.iter().filter(|_| has_attributes) {
-                    if let Some(v) = r.attribute(&rec, "", a)? {
-                        match *a {
-                            "action" => record.action = Some(v.trim().to_string()),
-                            "filter" => record.filter = Some(v),
-                            "id" => record.ids.push(v.trim().to_string()),
-                            _ => {}
+                let mut record = Record::new(evidence);
+                if !rec.attributes_raw().iter().all(u8::is_ascii_whitespace) {
+                    // The reader has checked the attributes' syntax and number.
+                    for a in rec.attributes().with_checks(false).flatten() {
+                        let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+                        if key == "xmlns" || key.starts_with("xmlns:") {
+                            continue;
                         }
+                        let value = a
+                            .unescape_value()
+                            .map_err(|e| bad(format!("atribut '{key}': {e}")))?;
+                        record.set(&key, &value)?;
                     }
                 }
                 let mut seen = std::collections::HashSet::new();
@@ -310,7 +379,7 @@ fn decode_xml(
                     match r.next_node()? {
                         Node::Start(f) => {
                             let name = xml::local_name(&f);
-                            let text = r.read_text(&record.evidence)?;
+                            let text = r.read_text(&format!("{}/{name}", record.evidence))?;
                             if name == "id" {
                                 record.ids.push(text.trim().to_string());
                             } else if !seen.insert(name.clone()) {
@@ -410,13 +479,7 @@ fn decode_json(text: &str, max_records: usize) -> Result<Document<'static>, Docu
 }
 
 fn json_record(evidence: &str, obj: &Map<String, Value>) -> Result<Record<'static>, DocumentError> {
-    let mut r = Record {
-        evidence: evidence.to_string(),
-        ids: Vec::new(),
-        action: None,
-        filter: None,
-        fields: Vec::new(),
-    };
+    let mut r = Record::new(evidence.to_string());
     for (k, v) in obj {
         match k.as_str() {
             "id" | "@id" => match v {
@@ -430,9 +493,14 @@ fn json_record(evidence: &str, obj: &Map<String, Value>) -> Result<Record<'stati
                     .ids
                     .push(id_text(other).ok_or_else(|| bad("id musí být text nebo číslo"))?),
             },
-            "@action" => r.action = v.as_str().map(|s| s.trim().to_string()),
-            "@filter" => r.filter = v.as_str().map(str::to_string),
-            k if k.starts_with('@') => {}
+            k if k.starts_with('@') => {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(_) | Value::Bool(_) => v.to_string(),
+                    _ => return Err(bad(format!("atribut '{k}' musí být text"))),
+                };
+                r.set(&k[1..], &text)?;
+            }
             k => {
                 let raw = json_scalar(v).ok_or_else(|| {
                     bad(format!(

@@ -1002,6 +1002,25 @@ pub fn operators_used(f: &Filter) -> Vec<(&str, &'static str)> {
         .collect()
 }
 
+/// The values a test compares with (none for `is null` and the like).
+pub fn values(t: &Test) -> impl Iterator<Item = &Value> {
+    let (one, many): (Option<&Value>, &[Value]) = match t {
+        Test::Compare(_, v) | Test::InSubtree(v) => (Some(v), &[]),
+        Test::Between(a, b) => return values_of(Some(a), Some(b), &[]),
+        Test::In(vs) => (None, vs.as_slice()),
+        _ => (None, &[]),
+    };
+    values_of(one, None, many)
+}
+
+fn values_of<'a>(
+    a: Option<&'a Value>,
+    b: Option<&'a Value>,
+    rest: &'a [Value],
+) -> impl Iterator<Item = &'a Value> {
+    a.into_iter().chain(b).chain(rest)
+}
+
 /// The field of every comparison, left to right (a field compared twice comes twice).
 pub fn fields(f: &Filter) -> impl Iterator<Item = &str> {
     comparisons(f).map(|c| c.field.as_str())

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::session::SessionError;
 use super::{Company, Evidence, WinstromDoor};
 use crate::call::{Doc, Form, Tree, Val};
+use crate::config::FieldType;
 use crate::error::{Error, Party};
 use crate::front::stream::{self, Began};
 use crate::mapping::Lazy;
@@ -168,8 +169,19 @@ fn parse_query(q: Option<&str>) -> Result<Query, Failure> {
         limit: 20,
         ..Query::default()
     };
+    let mut seen: Vec<String> = Vec::new();
     for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
         let bad = |m: String| failure(StatusCode::BAD_REQUEST, m);
+        // Given twice, which one was meant is not known (`order` adds keys instead).
+        if matches!(
+            &*k,
+            "start" | "limit" | "add-row-count" | "dry-run" | "detail"
+        ) {
+            if seen.iter().any(|s| *s == k) {
+                return Err(bad(format!("Parametr '{k}' je uveden vícekrát.")));
+            }
+            seen.push(k.to_string());
+        }
         let num = |v: &str| {
             v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
                 bad(format!(
@@ -178,12 +190,19 @@ fn parse_query(q: Option<&str>) -> Result<Query, Failure> {
                 ))
             })
         };
-        let on = v.is_empty() || flag(&v);
+        let on = || match &*v {
+            "" | "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            other => Err(bad(format!(
+                "Parametr '{k}' musí být true nebo false, ne '{}'.",
+                shown(other)
+            ))),
+        };
         match &*k {
             "start" => out.start = num(&v)?,
             "limit" => out.limit = num(&v)?,
-            "add-row-count" => out.row_count = on,
-            "dry-run" => out.dry_run = on,
+            "add-row-count" => out.row_count = on()?,
+            "dry-run" => out.dry_run = on()?,
             // Read elsewhere, or changing nothing in an answer: how a client authenticates
             // (`auth=http`, as Basic is always accepted) and cache busters (`_=<time>`).
             "no-http-errors" | "authSessionId" | "_" => {}
@@ -209,7 +228,13 @@ fn parse_query(q: Option<&str>) -> Result<Query, Failure> {
                     "full" => Detail::Full,
                     "id" => Detail::Id,
                     "summary" => Detail::Summary,
-                    custom if custom.starts_with("custom:") && !custom.contains(['(', ')']) => {
+                    custom
+                        if custom.starts_with("custom:")
+                            && !custom.contains(['(', ')'])
+                            && custom["custom:".len()..]
+                                .split(',')
+                                .any(|n| !n.trim().is_empty()) =>
+                    {
                         Detail::Custom(
                             custom["custom:".len()..]
                                 .split(',')
@@ -342,6 +367,22 @@ pub(crate) async fn handle(
     };
     let format = parts.format;
     let Some(company) = w.companies.get(&parts.company) else {
+        // Which companies exist is told only to a caller who is a user of one of them.
+        let mut refused = None;
+        for c in w.companies.values() {
+            match authenticate(w, c, &req).await {
+                Ok(_) => {
+                    refused = None;
+                    break;
+                }
+                Err(f) => {
+                    refused.get_or_insert((f, c.profile.www_authenticate()));
+                }
+            }
+        }
+        if let Some((f, challenge)) = refused {
+            return fail_response(f, &unknown(format), Some(challenge));
+        }
         let m = format!("Firma '{}' neexistuje.", parts.company);
         return fail_response(failure(StatusCode::NOT_FOUND, m), &unknown(format), None);
     };
@@ -417,11 +458,9 @@ pub(crate) async fn handle(
             (&Method::POST | &Method::PUT, Target::Action { id, action }) => {
                 // The action's parameters, if any, are not read: the record is named by the URL.
                 let rec = Record {
-                    evidence: ev.plan.name.clone(),
                     ids: vec![id.clone()],
                     action: Some(action.clone()),
-                    filter: None,
-                    fields: Vec::new(),
+                    ..Record::new(ev.plan.name.clone())
                 };
                 Ok(ctx.import(ev, vec![rec], true, None, query.dry_run).await)
             }
@@ -459,11 +498,9 @@ pub(crate) async fn handle(
             }
             (&Method::DELETE, Target::Id(id)) => {
                 let rec = Record {
-                    evidence: ev.plan.name.clone(),
                     ids: vec![id.clone()],
                     action: Some("delete".into()),
-                    filter: None,
-                    fields: Vec::new(),
+                    ..Record::new(ev.plan.name.clone())
                 };
                 Ok(ctx.import(ev, vec![rec], true, None, query.dry_run).await)
             }
@@ -654,6 +691,17 @@ async fn login(w: &WinstromDoor, p: &Pipeline, req: Request<Incoming>) -> Resp {
                 }
             }
         }
+        (_, name @ ("login" | "logout" | "session-keep-alive")) => {
+            let (allow, says) = if name == "login" {
+                ("POST", "Přihlášení se posílá metodou POST.")
+            } else {
+                ("GET, POST", "Zde lze jen GET nebo POST.")
+            };
+            let mut r = answer(StatusCode::METHOD_NOT_ALLOWED, Err(says), "-");
+            r.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+            r
+        }
         _ => answer(
             StatusCode::NOT_FOUND,
             Err("Neznámá cesta: /login-logout/login.json, logout.json, session-keep-alive.js."),
@@ -753,6 +801,38 @@ impl<'a> Ctx<'a> {
                         } else {
                             allowed.join(", ")
                         }
+                    ),
+                ));
+            }
+        }
+        // A number property compared with what is no number is the caller's mistake, said in
+        // Flexi's terms before the backend is asked (whose refusal would name its own fields).
+        for c in wql::comparisons(&f) {
+            let Some(def) = ev.plan.fields.iter().find(|d| d.name == c.field) else {
+                continue;
+            };
+            if let Some(v) = wql::values(&c.test).find(|v| !fits_number(def.ty, v)) {
+                let shown = match v {
+                    wql::Value::Str(s) => format!("'{}'", s.chars().take(64).collect::<String>()),
+                    wql::Value::Bool(b) => b.to_string(),
+                    wql::Value::Func(f) => f.wql().to_string(),
+                    wql::Value::Number(n) => n.clone(),
+                };
+                return Err(failure(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Filtr nelze použít: vlastnost '{}' je {}, {shown} není {}.",
+                        c.field,
+                        if def.ty == FieldType::Int {
+                            "celé číslo"
+                        } else {
+                            "číslo"
+                        },
+                        if def.ty == FieldType::Int {
+                            "celé číslo"
+                        } else {
+                            "číslo"
+                        },
                     ),
                 ));
             }
@@ -944,6 +1024,23 @@ pub(super) fn failure_of(e: &Error) -> Failure {
         message: backend_message(e),
         allow: None,
         retry_after_s: e.retry_after_s(),
+    }
+}
+
+/// Whether a filter's value `v` can be compared with a property of type `ty` (only number
+/// properties are checked: a string of digits is a number, as Flexi takes `'10'`).
+fn fits_number(ty: FieldType, v: &wql::Value) -> bool {
+    let number = |t: &str| match ty {
+        FieldType::Int => t.trim().parse::<i64>().is_ok(),
+        _ => t.trim().parse::<f64>().is_ok_and(f64::is_finite),
+    };
+    match (ty, v) {
+        (FieldType::Int | FieldType::Decimal, wql::Value::Number(n) | wql::Value::Str(n)) => {
+            number(n)
+        }
+        (FieldType::Int | FieldType::Decimal, wql::Value::Func(wql::Func::CurrentYear)) => true,
+        (FieldType::Int | FieldType::Decimal, _) => false,
+        _ => true,
     }
 }
 

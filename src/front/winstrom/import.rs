@@ -11,7 +11,7 @@ use super::http::{Ctx, backend_message, id_backend, not_found, scalar, status_of
 use crate::call::Val;
 use crate::config::FieldType;
 use crate::error::{Error, Party};
-use crate::protocol::winstrom::{self, Outcome, RawValue, Record, RecordError, Reply, Stats};
+use crate::protocol::winstrom::{self, Mode, Outcome, RawValue, Record, RecordError, Reply, Stats};
 use crate::route::Route;
 
 /// What one record's work came to.
@@ -19,6 +19,8 @@ enum Done {
     Created(String),
     Updated(String),
     Deleted(String),
+    /// Left alone, as its `create="ignore"` or `update="ignore"` asked.
+    Skipped(String),
 }
 
 /// Why one record failed: its errors, and whether the record was not found.
@@ -128,13 +130,23 @@ impl Ctx<'_> {
                 }
             };
             let mut ids = rec.ids.clone();
-            if ids.is_empty()
-                && let Some(id) = url_id
-            {
-                ids.push(id.to_string());
-            }
+            let url_id = url_id.filter(|_| std::ptr::eq(ev, url_ev));
+            let mismatch = match url_id {
+                Some(id) if ids.is_empty() => {
+                    ids.push(id.to_string());
+                    None
+                }
+                // A body naming another record than the URL: which one was meant is not known.
+                Some(id) if !ids.iter().any(|i| i == id) => Some(format!(
+                    "Identifikátor v URL ({id}) se neshoduje s identifikátorem záznamu ({}).",
+                    ids.join(", ")
+                )),
+                _ => None,
+            };
             let request_id = ids.first().cloned();
-            if let Some(reason) = ids.iter().find_map(|id| winstrom::check_id(id).err()) {
+            if let Some(reason) =
+                mismatch.or_else(|| ids.iter().find_map(|id| winstrom::check_id(id).err()))
+            {
                 stats.failed += 1;
                 all_not_found = false;
                 message.get_or_insert_with(|| reason.clone());
@@ -224,6 +236,13 @@ impl Ctx<'_> {
         stats: &mut Stats,
     ) -> Result<(), StepError> {
         let fields = typed_fields(ev, rec, index)?;
+        if rec.action.is_some() && (rec.create != Mode::Ok || rec.update != Mode::Ok) {
+            return Err(record_error(
+                format!("Atributy 'create' a 'update' nelze použít spolu s akcí [{index}]"),
+                "INVALID_ATTRIBUTE",
+            )
+            .into());
+        }
         let route = match &rec.action {
             Some(a) => Some(ev.actions.get(a).ok_or_else(|| {
                 let allowed: Vec<&str> = ev.actions.keys().map(String::as_str).collect();
@@ -291,6 +310,24 @@ impl Ctx<'_> {
                 .into());
             }
             (None, None) => {
+                // A record without an id or filter is always a new one.
+                match rec.create {
+                    Mode::Ok => {}
+                    Mode::Ignore => {
+                        stats.skipped += 1;
+                        results.push(Outcome::default());
+                        return Ok(());
+                    }
+                    Mode::Fail => {
+                        return Err(record_error(
+                            format!(
+                                "Záznam bez identifikátoru by byl založen, což create=\"fail\" nedovoluje [{index}]"
+                            ),
+                            "CREATE_REFUSED",
+                        )
+                        .into());
+                    }
+                }
                 let create = ev.create.as_ref().ok_or_else(|| {
                     record_error(
                         format!("Evidence '{}' neumožňuje zakládat záznamy.", ev.plan.name),
@@ -331,6 +368,22 @@ impl Ctx<'_> {
                         Done::Updated(new_id)
                     }
                 }
+                // A record that exists (every match of a filter does) and asks to be left
+                // alone or to fail then.
+                None if rec.update != Mode::Ok
+                    && (!given || self.exists(ev, &id, index, rec).await?) =>
+                {
+                    if rec.update == Mode::Fail {
+                        return Err(record_error(
+                            format!(
+                                "Záznam '{id}' již existuje, a update=\"fail\" nedovoluje jej změnit [{index}]"
+                            ),
+                            "UPDATE_REFUSED",
+                        )
+                        .into());
+                    }
+                    Done::Skipped(id.clone())
+                }
                 None => {
                     self.update(ev, &id, fields.clone(), index, dry_run, rec)
                         .await?
@@ -349,10 +402,15 @@ impl Ctx<'_> {
                     stats.deleted += 1;
                     id
                 }
+                Done::Skipped(id) => {
+                    stats.skipped += 1;
+                    id
+                }
             };
+            // A dry run's create names no record yet.
             results.push(Outcome {
-                reference: Some(self.reference(&ev.plan.name, &id)),
-                id: Some(id),
+                reference: (!id.is_empty()).then(|| self.reference(&ev.plan.name, &id)),
+                id: (!id.is_empty()).then_some(id),
                 request_id,
                 errors: Vec::new(),
             });
@@ -388,6 +446,14 @@ impl Ctx<'_> {
             } else {
                 new_id
             })),
+            // Not there, and to be left so (`create="ignore"`) or failed (`create="fail"`: its
+            // "not found").
+            Err(StepError::Record(f)) if f.not_found && rec.create == Mode::Ignore => {
+                Ok(Done::Skipped(String::new()))
+            }
+            Err(StepError::Record(f)) if f.not_found && rec.create == Mode::Fail => {
+                Err(StepError::Record(f))
+            }
             Err(StepError::Record(f)) if f.not_found => {
                 let (Some(code), Some(create), Some(code_field)) =
                     (id.strip_prefix("code:"), &ev.create, &ev.plan.code_field)
@@ -414,6 +480,33 @@ impl Ctx<'_> {
         }
     }
 
+    /// Whether the record `id` exists, read by the evidence's `get` route (which `update`
+    /// modes other than `ok` need).
+    async fn exists(
+        &self,
+        ev: &Evidence,
+        id: &str,
+        index: usize,
+        rec: &Record<'_>,
+    ) -> Result<bool, StepError> {
+        let Some(get) = &ev.get else {
+            return Err(record_error(
+                format!(
+                    "Evidence '{}' neumožňuje číst jednotlivé záznamy, a tak nelze zjistit, zda záznam '{id}' existuje (update=\"ignore\" či \"fail\") [{index}]",
+                    ev.plan.name
+                ),
+                "NOT_SUPPORTED",
+            )
+            .into());
+        };
+        let input = self.input(vec![("id", Val::Str(id.into()))]);
+        match self.invoke(ev, get, &input, id, index, rec).await {
+            Ok(v) => Ok(v.get("row").is_some_and(|r| !r.is_null())),
+            Err(StepError::Record(f)) if f.not_found => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Calls a route; returns the `id` its result names. Refusals become the record's errors
     /// (a 404 is "not found"), other failures stop the request.
     async fn call(
@@ -425,8 +518,22 @@ impl Ctx<'_> {
         index: usize,
         rec: &Record<'_>,
     ) -> Result<String, StepError> {
+        let v = self.invoke(ev, route, input, id, index, rec).await?;
+        Ok(v.get("id").map(scalar).unwrap_or_default())
+    }
+
+    /// Calls a route; its result, or what [`Ctx::call`] says of its failure.
+    async fn invoke(
+        &self,
+        ev: &Evidence,
+        route: &Route,
+        input: &Val<'_>,
+        id: &str,
+        index: usize,
+        rec: &Record<'_>,
+    ) -> Result<serde_json::Value, StepError> {
         match route.invoke(input).await {
-            Ok(v) => Ok(v.get("id").map(scalar).unwrap_or_default()),
+            Ok(v) => Ok(v),
             Err(Error::BackendRefused(r)) if r.status == 404 => {
                 Err(StepError::Record(RecordFailure {
                     errors: vec![RecordError {
