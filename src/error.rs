@@ -469,10 +469,17 @@ impl Error {
 }
 
 fn refusal_text(r: &Refusal) -> String {
-    if r.fields.is_empty() {
+    // A backend whose message is its one field's error says it once.
+    let fields: Vec<String> = r
+        .fields
+        .iter()
+        .filter(|f| f.message != r.message)
+        .map(|f| f.to_string())
+        .filter(|f| *f != r.message)
+        .collect();
+    if fields.is_empty() {
         r.message.clone()
     } else {
-        let fields: Vec<String> = r.fields.iter().map(|f| f.to_string()).collect();
         format!("{} ({})", r.message, fields.join("; "))
     }
 }

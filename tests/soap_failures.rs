@@ -256,7 +256,49 @@ async fn envelope_problems_are_client_faults_with_a_specific_code() {
     )
     .await;
     assert_fault11(&r, 500, "env:Client", "INVALID_VALUE");
-    r.assert_has("calculateOptionsPrice/productIds/item");
+    r.assert_has("calculateOptionsPrice/productIds/item[0]");
+    // An item of a list is named by its place (from 0), read plainly or through events.
+    let r = soap(
+        &url,
+        USER,
+        envelope(
+            "calculateOptionsPrice",
+            "<productIds><item>1</item><item>2</item><item>x3</item></productIds>",
+            "en",
+            now_ms(),
+        ),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Client", "INVALID_VALUE");
+    r.assert_has("invalid value 'x3' for 'calculateOptionsPrice/productIds/item[2]'");
+    let record = |qty: &str| {
+        format!(
+            "<record><date>2024-05-03</date><shopId>1</shopId><productId>P0001</productId><qty>{qty}</qty></record>"
+        )
+    };
+    let inventory = |records: &str| {
+        format!(
+            r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/" xmlns:inv="urn:soapbridge:datawiz:inventory"><e:Body><inv:uploadInventory><records>{records}</records></inv:uploadInventory></e:Body></e:Envelope>"#
+        )
+    };
+    let inventory_url = b.url("/inventory/ws/InventoryService");
+    let r = soap(
+        &inventory_url,
+        "inventory:inventory-pass",
+        inventory(&(record("1") + &record("lots"))),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Client", "INVALID_VALUE");
+    r.assert_has("'uploadInventory/records/record[1]/qty'");
+    // A date that is no day: refused before anything is stored.
+    let r = soap(
+        &inventory_url,
+        "inventory:inventory-pass",
+        inventory(&(record("1") + &record("2").replace("2024-05-03", "2024-13-45"))),
+    )
+    .await;
+    assert_fault11(&r, 500, "env:Client", "INVALID_VALUE");
+    r.assert_has("'uploadInventory/records/record[1]/date'");
     // Unknown operation.
     let r = soap(
         &url,

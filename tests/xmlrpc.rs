@@ -295,6 +295,30 @@ async fn missing_and_unknown_members_name_their_path() {
     )
     .await;
     r.assert_has("<name>code</name><value><string>Işık</string></value>");
+
+    // Named parameters with a misspelled one: the misspelling is named, not read as a
+    // struct given for the first (string) parameter.
+    let b = Bridge::demo().await;
+    let named = format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>IndividualProductOptionService.getOptionFeaturesInfo</methodName><params><param><value><struct>{}{}{}{}</struct></value></param></params></methodCall>",
+        member("apiKey", "fixtureKey0000000000000000000000"),
+        member("sign", "2ba343cc9f0e6294b53bd9d185384e60"),
+        member("time", "1763800000000"),
+        member("productID", "<int>1</int>"),
+    );
+    let r = request(
+        "POST",
+        &b.url("/RPC2"),
+        &[
+            ("content-type", "text/xml"),
+            ("authorization", &basic(FIXTURE_USER)),
+        ],
+        named,
+    )
+    .await;
+    assert_eq!(fault_code(&r), -32602, "{}", r.body);
+    r.assert_has("unexpected member 'productID'");
+    r.assert_has("the parameters are: apiKey, sign, time, productIds, lang");
 }
 
 /// A multicall of `n` calls of the fixture's getOptionFeaturesInfo.

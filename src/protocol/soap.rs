@@ -142,8 +142,14 @@ pub enum SoapError {
         namespace: String,
         known: String,
     },
-    #[error("SOAPAction '{action}' does not match the operation '{operation}' in the body")]
-    ActionMismatch { action: String, operation: String },
+    #[error(
+        "SOAPAction '{action}' names the operation '{named}', but the body calls '{operation}'"
+    )]
+    ActionMismatch {
+        action: String,
+        named: String,
+        operation: String,
+    },
 }
 
 impl SoapError {
@@ -329,7 +335,8 @@ fn decode_body<'i>(
     {
         return Err(SoapError::ActionMismatch {
             action: a.to_string(),
-            operation: format!("{} (SOAPAction names {})", op.name, other.name),
+            named: other.name.clone(),
+            operation: op.name.clone(),
         });
     }
     let mut path = op.input.name.clone();

@@ -6,6 +6,7 @@
 //! formats and nils follow the WSDL whatever order the JSON keys come in.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::str::FromStr;
 
 use quick_xml::Reader;
@@ -46,6 +47,18 @@ pub enum ReadError {
 }
 
 impl ReadError {
+    /// The error of a list's item `index`, for an error found with the list's path.
+    fn at_item(mut self, index: u32) -> ReadError {
+        if let ReadError::InvalidValue { path, .. }
+        | ReadError::MissingElement { path }
+        | ReadError::RepeatedElement { path }
+        | ReadError::NotNillable { path } = &mut self
+        {
+            let _ = write!(path, "[{index}]");
+        }
+        self
+    }
+
     /// Stable, machine-readable code (in fault details, documented in README).
     pub fn code(&self) -> &'static str {
         match self {
@@ -756,7 +769,14 @@ pub(crate) fn decode_complex<'i>(
                 if child.max_occurs.is_some_and(|m| seen[idx].0 > m) {
                     return Err(ReadError::RepeatedElement { path: path.clone() });
                 }
+                // An item of a list is named by its place (from 0, as XML-RPC's arrays are), so
+                // that a fault says which of a thousand records is wrong.
+                let named = path.len();
+                if child.is_repeated() {
+                    let _ = write!(path, "[{}]", seen[idx].0 - 1);
+                }
                 let v = decode_value(r, schema, child, &s, path)?;
+                path.truncate(named);
                 if !child.is_repeated() {
                     members.push((&child.name, v));
                 } else if seen[idx].1 == NONE {
@@ -804,7 +824,8 @@ pub(crate) fn decode_complex<'i>(
                         if child.max_occurs.is_some_and(|m| *count > m) {
                             return Err(ReadError::RepeatedElement { path: path.clone() });
                         }
-                        let v = simple_to_json(Cow::Borrowed(text), st, path)?;
+                        let v = simple_to_json(Cow::Borrowed(text), st, path)
+                            .map_err(|e| e.at_item(*count - 1))?;
                         append(list, v, end, *first_end, input_len);
                         Ok(())
                     })?;
@@ -882,6 +903,48 @@ fn trimmed(text: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
+/// Whether `t` is an XSD `date` (`2024-05-03`) or, with `date_only` false, a `dateTime`
+/// (`2024-05-03T10:00:00`, with fractions of a second), either with an optional zone (`Z`,
+/// `+02:00`), naming a day that exists: a value the backend could not take, and the answer
+/// that echoes it could not be written, is the caller's mistake, found before anything is
+/// sent. Years before 1 and after 9999 (which XSD allows) are refused.
+fn is_xsd_date(t: &str, date_only: bool) -> bool {
+    use chrono::{NaiveDate, NaiveTime};
+    let local = match t.strip_suffix('Z') {
+        Some(l) => l,
+        None => match t.len().checked_sub(6).and_then(|i| t.split_at_checked(i)) {
+            Some((l, z))
+                if matches!(z.as_bytes()[0], b'+' | b'-')
+                    && z.as_bytes()[3] == b':'
+                    && NaiveTime::parse_from_str(&z[1..], "%H:%M").is_ok()
+                    && l.len() >= 10 =>
+            {
+                l
+            }
+            _ => t,
+        },
+    };
+    let (date, time) = match local.split_once('T') {
+        Some((d, tm)) if !date_only => (d, Some(tm)),
+        Some(_) => return false,
+        None if date_only => (local, None),
+        None => return false,
+    };
+    // chrono takes a year of any width and a one-digit month; XSD wants 4, 2 and 2 digits.
+    let b = date.as_bytes();
+    let shaped = b.len() == 10 && b[4] == b'-' && b[7] == b'-';
+    if !shaped || NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() {
+        return false;
+    }
+    time.is_none_or(|tm| {
+        tm == "24:00:00"
+            || (tm.len() >= 8
+                && tm.as_bytes()[2] == b':'
+                && tm.as_bytes()[5] == b':'
+                && NaiveTime::parse_from_str(tm, "%H:%M:%S%.f").is_ok())
+    })
+}
+
 /// Converts the text of a simple element to JSON by its XSD type.
 pub fn simple_to_json<'i>(
     text: Cow<'i, str>,
@@ -903,6 +966,17 @@ pub fn simple_to_json<'i>(
     let t = xml_trim(&text);
     Ok(match st.kind {
         SimpleKind::String => Val::Str(text.clone()),
+        SimpleKind::DateTime | SimpleKind::Date if !is_xsd_date(t, st.kind == SimpleKind::Date) => {
+            return Err(invalid(&format!(
+                "{} ({})",
+                st.kind.describe(),
+                if st.kind == SimpleKind::Date {
+                    "YYYY-MM-DD, optionally with a zone"
+                } else {
+                    "YYYY-MM-DDThh:mm:ss, optionally with fractions of a second and a zone"
+                }
+            )));
+        }
         SimpleKind::Other | SimpleKind::DateTime | SimpleKind::Date | SimpleKind::Base64 => {
             Val::Str(trimmed(text.clone()))
         }
@@ -1401,6 +1475,60 @@ mod tests {
     }
     fn int() -> SimpleKind {
         SimpleKind::builtin("int").unwrap()
+    }
+
+    #[test]
+    fn dates_must_be_xsd_dates_of_days_that_exist() {
+        let date = simple(SimpleKind::Date);
+        let date_time = simple(SimpleKind::DateTime);
+        for ok in [
+            "2024-05-03",
+            " 2024-02-29 ",
+            "2024-05-03Z",
+            "2024-05-03+02:00",
+            "2024-05-03-05:00",
+        ] {
+            let v = simple_to_json(ok.into(), &date, "d").unwrap();
+            assert_eq!(v, serde_json::json!(ok.trim()), "{ok}");
+        }
+        for ok in [
+            "2024-05-03T10:00:00",
+            "2024-05-03T10:00:00.125",
+            "2024-05-03T10:00:00Z",
+            "2024-05-03T23:59:59+02:00",
+            "2024-05-03T24:00:00",
+        ] {
+            assert!(simple_to_json(ok.into(), &date_time, "d").is_ok(), "{ok}");
+        }
+        for bad in [
+            "2024-13-45",
+            "2023-02-29",
+            "garbage",
+            "",
+            "2024-5-3",
+            "20240503",
+            "2024-05-03T10:00:00",
+            "2024-05-03+25:00",
+        ] {
+            let e = simple_to_json(bad.into(), &date, "rec/date").unwrap_err();
+            assert_eq!(e.code(), "INVALID_VALUE", "{bad}");
+            assert!(
+                e.to_string().contains("rec/date") && e.to_string().contains("YYYY-MM-DD"),
+                "{e}"
+            );
+        }
+        for bad in [
+            "2024-05-03",
+            "2024-05-03T25:00:00",
+            "2024-05-03T10:00",
+            "2024-02-30T10:00:00",
+            "2024-05-03 10:00:00",
+        ] {
+            assert!(
+                simple_to_json(bad.into(), &date_time, "d").is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

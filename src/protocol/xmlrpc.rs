@@ -171,14 +171,18 @@ fn next_start<'i>(r: &mut XmlReader<'i>, what: &str) -> Result<Option<String>, X
 pub fn decode_call(text: &str, max_depth: usize) -> Result<MethodCall<'_>, XmlRpcError> {
     let mut r = XmlReader::new(text, max_depth);
     let mut uses_i8 = false;
-    match next_start(&mut r, "<methodCall>")? {
-        Some(n) if n == "methodCall" => {}
-        Some(n) => {
+    // Text instead of a root element, or nothing at all, is not an XML document (-32700).
+    let not_xml = |m: String| XmlRpcError::from(ReadError::MalformedXml(m));
+    match next_start(&mut r, "<methodCall>") {
+        Ok(Some(n)) if n == "methodCall" => {}
+        Ok(Some(n)) => {
             return Err(invalid(format!(
                 "the root element is <{n}>, expected <methodCall>"
             )));
         }
-        None => return Err(invalid("the body is empty")),
+        Ok(None) => return Err(not_xml("the body is empty: no <methodCall>".into())),
+        Err(XmlRpcError::NotXmlRpc(m)) => return Err(not_xml(format!("not XML: {m}"))),
+        Err(e) => return Err(e),
     }
     let mut name = None;
     let mut params = Vec::new();
@@ -457,6 +461,27 @@ pub fn params_to_call<'s>(
         }
         _ => false,
     };
+    // A struct whose members name parameters, given to an operation whose first parameter
+    // cannot be a struct, was meant as named parameters: the members that name none are the
+    // caller's misspellings, not a reason to read the struct as the first parameter.
+    if let ([XVal::Struct(m)], Some(first)) = (params.as_slice(), parts.first())
+        && !named
+        && !matches!(schema.get(first.ty), TypeDef::Complex(_))
+        && m.iter().any(|(k, _)| parts.iter().any(|p| p.name == *k))
+    {
+        let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+        let unknown: Vec<String> = m
+            .iter()
+            .filter(|(k, _)| !parts.iter().any(|p| p.name == *k))
+            .map(|(k, _)| format!("'{}'", k.chars().take(64).collect::<String>()))
+            .collect();
+        return Err(XmlRpcError::InvalidParams(format!(
+            "{}: unexpected member {} in the struct of named parameters (the parameters are: {})",
+            op.name,
+            unknown.join(", "),
+            names.join(", ")
+        )));
+    }
     let mut given: Vec<Option<XVal<'s>>> = (0..parts.len()).map(|_| None).collect();
     if named {
         let Some(XVal::Struct(members)) = params.into_iter().next() else {
@@ -469,12 +494,18 @@ pub fn params_to_call<'s>(
     } else {
         if params.len() > parts.len() {
             let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+            let takes = match parts.len() {
+                0 => "no parameters".to_string(),
+                1 => format!("at most 1 parameter ({})", names[0]),
+                n => format!("at most {n} parameters ({})", names.join(", ")),
+            };
+            let given = match params.len() {
+                1 => "1 was given".to_string(),
+                n => format!("{n} were given"),
+            };
             return Err(XmlRpcError::InvalidParams(format!(
-                "{} takes at most {} parameters ({}); {} were given",
-                op.name,
-                parts.len(),
-                names.join(", "),
-                params.len()
+                "{} takes {takes}; {given}",
+                op.name
             )));
         }
         for (i, v) in params.into_iter().enumerate() {
@@ -1387,6 +1418,11 @@ mod tests {
             call("<!DOCTYPE x><methodCall/>").unwrap_err(),
             XmlRpcError::Read(ReadError::DtdForbidden)
         ));
+        // Not XML at all: a parse error (-32700), not a call of the wrong shape.
+        for body in ["", "  \n", "hello", "hello <methodCall/>"] {
+            let e = call(body).unwrap_err();
+            assert_eq!(e.fault_code(), PARSE_ERROR, "{body:?}: {e}");
+        }
         let deep = format!(
             "<methodCall><methodName>x</methodName><params><param>{}{}</param></params></methodCall>",
             "<value><array><data>".repeat(20),
