@@ -323,6 +323,9 @@ struct BodyState {
 struct BodyHandle {
     shared: Arc<Mutex<BodyState>>,
     expects_continue: bool,
+    /// When the request's head was read: the body's time ([`Drain::max_time`]) counts from
+    /// here, for reading it and for reading away what the handler left.
+    arrived: tokio::time::Instant,
 }
 
 impl Body {
@@ -340,6 +343,7 @@ impl Body {
         let handle = BodyHandle {
             shared: shared.clone(),
             expects_continue,
+            arrived: tokio::time::Instant::now(),
         };
         (Request::from_parts(parts, Body { shared }), handle)
     }
@@ -391,8 +395,10 @@ impl http_body::Body for Body {
 }
 
 impl BodyHandle {
-    /// After the handler's answer: reads away what it left of the body (within `drain`), or
-    /// marks the answer `Connection: close` when that cannot be done.
+    /// After the handler's answer: reads away what it left of the body (within `drain`: its
+    /// bytes, and the body's time counted from the request's arrival, so that a client whose
+    /// body is late gets its answer when its time is up, not a second period later), or marks
+    /// the answer `Connection: close` when that cannot be done.
     async fn settle<B>(self, resp: &mut Response<B>, drain: Drain) {
         let (rest, polled) = {
             let mut st = self.shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -405,7 +411,7 @@ impl BodyHandle {
             Some(b) if b.is_end_stream() => true,
             // Reading now would invite a body the client has not sent yet.
             Some(_) if self.expects_continue && !polled => false,
-            Some(b) => drain_body(b, drain).await,
+            Some(b) => drain_body(b, drain, self.arrived + drain.max_time).await,
             None => false,
         };
         if !usable {
@@ -416,7 +422,7 @@ impl BodyHandle {
 }
 
 /// Reads a body to its end and drops its bytes; `false` when it did not end within bounds.
-async fn drain_body(mut body: Incoming, drain: Drain) -> bool {
+async fn drain_body(mut body: Incoming, drain: Drain, until: tokio::time::Instant) -> bool {
     let read = async {
         let mut seen = 0u64;
         while let Some(frame) = body.frame().await {
@@ -432,9 +438,7 @@ async fn drain_body(mut body: Incoming, drain: Drain) -> bool {
         }
         true
     };
-    tokio::time::timeout(drain.max_time, read)
-        .await
-        .unwrap_or(false)
+    tokio::time::timeout_at(until, read).await.unwrap_or(false)
 }
 
 /// Why [`read_whole`] gave no body.

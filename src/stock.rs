@@ -153,7 +153,7 @@ impl StockSync {
                         }
                     })?),
                 };
-                let limit = limit_of(input);
+                let limit = limit_of(input)?;
                 let batches = self.store.batches(status, limit).await.map_err(store_err)?;
                 Ok(
                     json!({"batches": batches.iter().map(|b| batch_json(b, false)).collect::<Vec<_>>()}),
@@ -182,7 +182,7 @@ impl StockSync {
                     .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
                 let reports = self
                     .store
-                    .reports(batch, limit_of(input))
+                    .reports(batch, limit_of(input)?)
                     .await
                     .map_err(store_err)?;
                 Ok(json!({"reports": reports.iter().map(report_json).collect::<Vec<_>>()}))
@@ -646,13 +646,20 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-fn limit_of(input: &Value) -> i64 {
-    input
+/// A list's `limit`: none or 0 is 100, more than 1000 is 1000; a negative one is refused.
+fn limit_of(input: &Value) -> Result<i64, ReadError> {
+    let given = input
         .get("limit")
-        .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
-        .filter(|l| *l > 0)
-        .unwrap_or(100)
-        .min(1000)
+        .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
+    match given {
+        Some(l) if l < 0 => Err(ReadError::InvalidValue {
+            path: "limit".into(),
+            value: l.to_string(),
+            expected: "a number of entries from 1 to 1000 (none or 0: 100)".into(),
+        }),
+        Some(l) if l > 0 => Ok(l.min(1000)),
+        _ => Ok(100),
+    }
 }
 
 fn store_err(e: store::StoreError) -> Error {

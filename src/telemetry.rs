@@ -517,6 +517,9 @@ impl Telemetry {
             signature_refusals.clone(),
         );
         let streamed_answers = Family::<EndLabels, Counter>::default();
+        for end in ["complete", "broken", "late", "closed"] {
+            let _ = streamed_answers.get_or_create(&EndLabels { end });
+        }
         registry.register(
             "streamed_answers",
             "Answers sent while they were written, by how they ended",
@@ -723,6 +726,12 @@ impl Telemetry {
     /// reloads).
     pub(crate) fn backend(&self, name: &str) -> Arc<BackendStats> {
         let name = intern(name);
+        if self.enabled {
+            // Shown at 0 from the start, so that an alert on them sees 0, not "no data".
+            let labels = BackendLabels { backend: name };
+            let _ = self.retries.get_or_create(&labels);
+            let _ = self.breaker_openings.get_or_create(&labels);
+        }
         self.backends
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -854,6 +863,14 @@ impl Telemetry {
     /// pending batch's age.
     pub(crate) fn stock(&self, counts: &[(&'static str, i64)], oldest_pending_s: Option<i64>) {
         let mut pending = 0;
+        // Every state is shown, at 0 when no batch is in it.
+        for state in crate::store::BatchStatus::ALL {
+            self.stock_batches
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(0);
+        }
         for (state, n) in counts {
             self.stock_batches
                 .get_or_create(&StateLabels { state })
@@ -982,9 +999,17 @@ mod tests {
         // A client made again (a reload) gets the same handles.
         let again = t.backend(&String::from("erp"));
         assert!(Arc::ptr_eq(&first, &again));
-        // Made but never called: not in readiness, no latency series.
+        // Made but never called: not in readiness, no latency series; its counters at 0.
         assert!(t.backend_health().is_empty());
-        assert!(!t.encode().contains("backend=\"erp\""));
+        let text = t.encode();
+        assert!(
+            !text.contains("duration_seconds_count{backend=\"erp\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("soapbridge_backend_retries_total{backend=\"erp\"} 0"),
+            "{text}"
+        );
         t.backend_call(&first, Duration::from_millis(2), None);
         t.backend_call(&again, Duration::from_millis(4), Some("BACKEND_TIMEOUT"));
         let health = t.backend_health();

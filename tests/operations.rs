@@ -678,6 +678,17 @@ async fn idempotent_calls_are_retried_and_others_are_not() {
     // A GET that fails once is sent again and succeeds.
     let (url, seen) = flaky_backend(1, Duration::ZERO).await;
     let b = Bridge::with_config(&resilient_config(&url, "GET", "", "")).await;
+    // Before any call, the backend's counters are there at 0 (an alert sees 0, not no data),
+    // as are the ends of streamed answers.
+    let m = metrics(&b).await;
+    for name in [
+        "soapbridge_backend_retries_total{backend=\"echo\"}",
+        "soapbridge_backend_circuit_openings_total{backend=\"echo\"}",
+        "soapbridge_streamed_answers_total{end=\"complete\"}",
+        "soapbridge_streamed_answers_total{end=\"late\"}",
+    ] {
+        assert_eq!(metric(&m, name), Some(0.0), "{name}: {m}");
+    }
     let r = echo_call(&b, None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(seen.seen.load(Ordering::SeqCst), 2);

@@ -247,6 +247,16 @@ async fn an_asynchronous_batch_goes_through_every_state_and_is_applied_once() {
     )
     .await;
     done.assert_has(&format!("<batchId>{id}</batchId>"));
+    // A negative limit is refused, not taken as "all".
+    let r = soap(
+        &b.url(STOCK),
+        STOCK_USER,
+        envelope("getStockBatchRequests", "<limit>-5</limit>"),
+    )
+    .await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    r.assert_has("INVALID_VALUE");
+    r.assert_has("invalid value '-5' for 'limit'");
     let s = stats(&ch).await;
     assert_eq!(applied_once(&s), 1);
     assert_eq!(s["items_applied"], 2);
