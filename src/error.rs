@@ -470,14 +470,10 @@ impl Error {
 
 fn refusal_text(r: &Refusal) -> String {
     // A backend whose message is its one field's error says it once.
-    let fields: Vec<String> = r
-        .fields
-        .iter()
-        .filter(|f| f.message != r.message)
-        .map(|f| f.to_string())
-        .filter(|f| *f != r.message)
-        .collect();
-    if fields.is_empty() {
+    let one_said =
+        matches!(r.fields.as_slice(), [f] if f.message == r.message || f.to_string() == r.message);
+    let fields: Vec<String> = r.fields.iter().map(|f| f.to_string()).collect();
+    if fields.is_empty() || one_said {
         r.message.clone()
     } else {
         format!("{} ({})", r.message, fields.join("; "))
@@ -502,6 +498,36 @@ fn describe_window(secs: u64, lang: Lang) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_refusal_says_its_one_field_once_and_names_every_field_of_several() {
+        let field = |field: &str, message: &str| crate::protocol::FieldError {
+            field: field.into(),
+            code: String::new(),
+            message: message.into(),
+        };
+        let refusal = |message: &str, fields| Refusal {
+            status: 400,
+            code: String::new(),
+            message: message.into(),
+            fields,
+            body: serde_json::Value::Null,
+            number: None,
+        };
+        let one = refusal(
+            "qty: must be positive",
+            vec![field("qty", "must be positive")],
+        );
+        assert_eq!(refusal_text(&one), "qty: must be positive");
+        let same = refusal("required", vec![field("a", "required")]);
+        assert_eq!(refusal_text(&same), "required");
+        let two = refusal(
+            "required",
+            vec![field("a", "required"), field("b", "required")],
+        );
+        assert_eq!(refusal_text(&two), "required (a: required; b: required)");
+    }
+
     use super::*;
 
     #[test]

@@ -323,8 +323,9 @@ struct BodyState {
 struct BodyHandle {
     shared: Arc<Mutex<BodyState>>,
     expects_continue: bool,
-    /// When the request's head was read: the body's time ([`Drain::max_time`]) counts from
-    /// here, for reading it and for reading away what the handler left.
+    /// When the request's head was read: reading away what the handler left ends at this plus
+    /// the body's time ([`Drain::max_time`]), never later than the handler's own read of the
+    /// body (which starts after this) would have.
     arrived: tokio::time::Instant,
 }
 

@@ -648,17 +648,22 @@ fn text(v: &Value) -> Option<String> {
 
 /// A list's `limit`: none or 0 is 100, more than 1000 is 1000; a negative one is refused.
 fn limit_of(input: &Value) -> Result<i64, ReadError> {
-    let given = input
-        .get("limit")
-        .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
-    match given {
-        Some(l) if l < 0 => Err(ReadError::InvalidValue {
-            path: "limit".into(),
-            value: l.to_string(),
-            expected: "a number of entries from 1 to 1000 (none or 0: 100)".into(),
-        }),
+    let refused = |v: &Value| ReadError::InvalidValue {
+        path: "limit".into(),
+        value: match v {
+            Value::String(s) => s.chars().take(40).collect(),
+            other => other.to_string(),
+        },
+        expected: "a number of entries from 1 to 1000 (none or 0: 100)".into(),
+    };
+    let Some(v) = input.get("limit").filter(|v| !v.is_null()) else {
+        return Ok(100);
+    };
+    match v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()) {
+        Some(l) if l < 0 => Err(refused(v)),
         Some(l) if l > 0 => Ok(l.min(1000)),
-        _ => Ok(100),
+        Some(_) => Ok(100),
+        None => Err(refused(v)),
     }
 }
 

@@ -863,19 +863,18 @@ impl Telemetry {
     /// pending batch's age.
     pub(crate) fn stock(&self, counts: &[(&'static str, i64)], oldest_pending_s: Option<i64>) {
         let mut pending = 0;
-        // Every state is shown, at 0 when no batch is in it.
-        for state in crate::store::BatchStatus::ALL {
-            self.stock_batches
-                .get_or_create(&StateLabels {
-                    state: state.as_str(),
-                })
-                .set(0);
-        }
-        for (state, n) in counts {
+        // Every state is shown, at 0 when no batch is in it (each gauge set once, so that a
+        // scrape never reads a passing 0).
+        for state in crate::store::BatchStatus::ALL.map(|s| s.as_str()) {
+            let n = counts
+                .iter()
+                .filter(|(s, _)| *s == state)
+                .map(|(_, n)| n)
+                .sum();
             self.stock_batches
                 .get_or_create(&StateLabels { state })
-                .set(*n);
-            if !matches!(*state, "done" | "fail") {
+                .set(n);
+            if !matches!(state, "done" | "fail") {
                 pending += n;
             }
         }

@@ -130,6 +130,14 @@ async fn filters_select_what_wql_says() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    // An integer relation named by a record identifier is left to the backend.
+    let r = get(
+        &b,
+        &format!("/c/demo/kusovnik/({}).json", enc("cenik = 'code:STUL-DUB'")),
+        USER,
+    )
+    .await;
+    assert!(!r.body.contains("není celé číslo"), "{}", r.body);
 }
 
 /// A backend that records the JSON bodies it gets and answers `answer`.
@@ -1014,6 +1022,58 @@ async fn create_and_update_modes_are_honoured_and_unknown_attributes_refused() {
     assert_eq!((r.status, stats(&r)), (400, [0, 0, 0, 1]), "{}", r.body);
     r.assert_has("INVALID_ATTRIBUTE");
     assert_eq!(get(&b, &path, USER).await.status, 200);
+
+    // In an atomic document, a record with a mode whose id an earlier record names: its dry
+    // run cannot tell whether it will exist, so it is refused before anything is stored.
+    let r = post(&b, "/c/demo/cenik.json",
+        r#"{"winstrom":{"cenik":[{"id":"code:MODE-TWICE","nazev":"one"},{"id":"code:MODE-TWICE","@update":"fail","nazev":"two"}]}}"#).await;
+    assert_eq!((r.status, stats(&r)), (400, [0, 0, 1, 1]), "{}", r.body);
+    r.assert_has("jmenuje už dřívější záznam dokumentu");
+    assert_eq!(
+        get(&b, "/c/demo/cenik/code:MODE-TWICE.json", USER)
+            .await
+            .status,
+        404
+    );
+    // Not atomic: each record in turn, the second seeing the first.
+    let r = post(&b, "/c/demo/cenik.json",
+        r#"{"winstrom":{"@atomic":"false","cenik":[{"id":"code:MODE-TWICE","nazev":"one"},{"id":"code:MODE-TWICE","@update":"fail","nazev":"two"}]}}"#).await;
+    assert_eq!((r.status, stats(&r)), (400, [1, 0, 0, 1]), "{}", r.body);
+    r.assert_has("UPDATE_REFUSED");
+    assert_eq!(
+        name_of(&get(&b, "/c/demo/cenik/code:MODE-TWICE.json", USER).await),
+        "one"
+    );
+    // A skipped record by code answers the record's own id.
+    let r = post(
+        &b,
+        "/c/demo/cenik.json",
+        r#"{"winstrom":{"cenik":[{"id":"code:MODE-TWICE","@update":"ignore","nazev":"x"}]}}"#,
+    )
+    .await;
+    let real =
+        json_of(&get(&b, "/c/demo/cenik/code:MODE-TWICE.json", USER).await)["winstrom"]["cenik"][0]
+            ["id"]
+            .clone();
+    assert_eq!(
+        json_of(&r)["winstrom"]["results"][0]["id"],
+        real,
+        "{}",
+        r.body
+    );
+    // A record of another evidence sent to a record's URL.
+    let r = request(
+        "PUT",
+        &b.url(&path),
+        &[
+            ("authorization", &basic(USER)),
+            ("content-type", "application/json"),
+        ],
+        r#"{"winstrom":{"kusovnik":{"nazev":"elsewhere"}}}"#.to_string(),
+    )
+    .await;
+    assert_eq!((r.status, stats(&r)), (400, [0, 0, 0, 1]), "{}", r.body);
+    r.assert_has("nelze poslat na adresu záznamu evidence 'cenik'");
 
     // A PUT whose body names another record than its URL.
     let r = request(

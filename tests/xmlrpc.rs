@@ -157,6 +157,27 @@ async fn every_type_reaches_the_backend_as_the_schema_says_and_comes_back_typed(
     ] {
         r.assert_has(part);
     }
+    // Dates given as strings: XSD's form as it is, XML-RPC's own form read as its
+    // dateTime.iso8601 would be, anything else (a day that does not exist) refused.
+    let dates = |when: &str, day: &str| {
+        let values = [
+            member("count", "<int>1</int>"),
+            member("when", &format!("<string>{when}</string>")),
+            member("day", &format!("<string>{day}</string>")),
+        ]
+        .concat();
+        echo_call(&member("values", &format!("<struct>{values}</struct>")))
+    };
+    let r = rpc(&b, "x", &dates("2024-05-03T10:00:00Z", "20240503")).await;
+    assert!(!r.body.contains("faultCode"), "{}", r.body);
+    let sent = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (sent["when"].as_str(), sent["day"].as_str()),
+        (Some("2024-05-03T10:00:00Z"), Some("2024-05-03"))
+    );
+    let r = rpc(&b, "x", &dates("20240503T10:00:00", "2024-13-45")).await;
+    assert_eq!(fault_code(&r), -32602, "{}", r.body);
+    r.assert_has("invalid value '2024-13-45' for 'echo/values/day'");
 }
 
 #[tokio::test]

@@ -362,8 +362,15 @@ fn decode_xml(
                 let evidence = xml::local_name(&rec);
                 let mut record = Record::new(evidence);
                 if !rec.attributes_raw().iter().all(u8::is_ascii_whitespace) {
-                    // The reader has checked the attributes' syntax and number.
-                    for a in rec.attributes().with_checks(false).flatten() {
+                    // The reader has checked the attributes' syntax and number; one given twice
+                    // is refused here (which was meant is not known).
+                    for a in rec.attributes() {
+                        let a = a.map_err(|e| {
+                            bad(format!(
+                                "atributy záznamu evidence '{}': {e}",
+                                record.evidence
+                            ))
+                        })?;
                         let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
                         if key == "xmlns" || key.starts_with("xmlns:") {
                             continue;
@@ -379,7 +386,11 @@ fn decode_xml(
                     match r.next_node()? {
                         Node::Start(f) => {
                             let name = xml::local_name(&f);
-                            let text = r.read_text(&format!("{}/{name}", record.evidence))?;
+                            // An error names the field (put into its path only when there is one).
+                            let text = r.read_text(&record.evidence).map_err(|e| {
+                                let at = record.evidence.len();
+                                e.with_segment(at, &name)
+                            })?;
                             if name == "id" {
                                 record.ids.push(text.trim().to_string());
                             } else if !seen.insert(name.clone()) {

@@ -47,14 +47,44 @@ pub enum ReadError {
 }
 
 impl ReadError {
+    /// The path an error names, if it names one (an unexpected element's: its parent's).
+    fn path_mut(&mut self) -> Option<&mut String> {
+        match self {
+            ReadError::InvalidValue { path, .. }
+            | ReadError::MissingElement { path }
+            | ReadError::RepeatedElement { path }
+            | ReadError::NotNillable { path }
+            | ReadError::UnexpectedElement { parent: path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     /// The error of a list's item `index`, for an error found with the list's path.
     fn at_item(mut self, index: u32) -> ReadError {
-        if let ReadError::InvalidValue { path, .. }
-        | ReadError::MissingElement { path }
-        | ReadError::RepeatedElement { path }
-        | ReadError::NotNillable { path } = &mut self
-        {
+        if let Some(path) = self.path_mut() {
             let _ = write!(path, "[{index}]");
+        }
+        self
+    }
+
+    /// The error found inside the element `name`, whose path names that element's parent at its
+    /// first `at` bytes.
+    pub(crate) fn with_segment(mut self, at: usize, name: &str) -> ReadError {
+        if let Some(path) = self.path_mut()
+            && path.is_char_boundary(at)
+        {
+            path.insert_str(at, &format!("/{name}"));
+        }
+        self
+    }
+
+    /// The error of a list's item `index`, for an error found inside the item, whose path
+    /// names the list at its first `at` bytes.
+    fn item_at(mut self, at: usize, index: u32) -> ReadError {
+        if let Some(path) = self.path_mut()
+            && path.is_char_boundary(at)
+        {
+            path.insert_str(at, &format!("[{index}]"));
         }
         self
     }
@@ -770,13 +800,14 @@ pub(crate) fn decode_complex<'i>(
                     return Err(ReadError::RepeatedElement { path: path.clone() });
                 }
                 // An item of a list is named by its place (from 0, as XML-RPC's arrays are), so
-                // that a fault says which of a thousand records is wrong.
+                // that a fault says which of a thousand records is wrong: put into the path of
+                // the fault only, when there is one.
                 let named = path.len();
+                let mut v = decode_value(r, schema, child, &s, path);
                 if child.is_repeated() {
-                    let _ = write!(path, "[{}]", seen[idx].0 - 1);
+                    v = v.map_err(|e| e.item_at(named, seen[idx].0 - 1));
                 }
-                let v = decode_value(r, schema, child, &s, path)?;
-                path.truncate(named);
+                let v = v?;
                 if !child.is_repeated() {
                     members.push((&child.name, v));
                 } else if seen[idx].1 == NONE {
@@ -905,19 +936,30 @@ fn trimmed(text: Cow<'_, str>) -> Cow<'_, str> {
 
 /// Whether `t` is an XSD `date` (`2024-05-03`) or, with `date_only` false, a `dateTime`
 /// (`2024-05-03T10:00:00`, with fractions of a second), either with an optional zone (`Z`,
-/// `+02:00`), naming a day that exists: a value the backend could not take, and the answer
-/// that echoes it could not be written, is the caller's mistake, found before anything is
-/// sent. Years before 1 and after 9999 (which XSD allows) are refused.
-fn is_xsd_date(t: &str, date_only: bool) -> bool {
-    use chrono::{NaiveDate, NaiveTime};
+/// `+02:00`, at most 14:00), naming a day and time that exist: a value the backend could not
+/// take, and the answer that echoes it could not be written, is the caller's mistake, found
+/// before anything is sent. Years outside 0001-9999, leap seconds and `24:00:00` (which XSD
+/// allows, and few backends take) are refused.
+pub(crate) fn is_xsd_date(t: &str, date_only: bool) -> bool {
+    // Digits where the form has nines, its separators where it has them.
+    let shaped = |s: &str, form: &str| {
+        s.len() == form.len()
+            && s.bytes().zip(form.bytes()).all(|(c, f)| {
+                if f == b'9' {
+                    c.is_ascii_digit()
+                } else {
+                    c == f
+                }
+            })
+    };
+    let number = |s: &str| s.parse::<u32>().unwrap_or(u32::MAX);
     let local = match t.strip_suffix('Z') {
         Some(l) => l,
         None => match t.len().checked_sub(6).and_then(|i| t.split_at_checked(i)) {
             Some((l, z))
-                if matches!(z.as_bytes()[0], b'+' | b'-')
-                    && z.as_bytes()[3] == b':'
-                    && NaiveTime::parse_from_str(&z[1..], "%H:%M").is_ok()
-                    && l.len() >= 10 =>
+                if (shaped(z, "+99:99") || shaped(z, "-99:99"))
+                    && number(&z[4..]) < 60
+                    && number(&z[1..3]) * 60 + number(&z[4..]) <= 14 * 60 =>
             {
                 l
             }
@@ -930,19 +972,28 @@ fn is_xsd_date(t: &str, date_only: bool) -> bool {
         None if date_only => (local, None),
         None => return false,
     };
-    // chrono takes a year of any width and a one-digit month; XSD wants 4, 2 and 2 digits.
-    let b = date.as_bytes();
-    let shaped = b.len() == 10 && b[4] == b'-' && b[7] == b'-';
-    if !shaped || NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() {
+    if !shaped(date, "9999-99-99") || number(&date[..4]) == 0 {
         return false;
     }
-    time.is_none_or(|tm| {
-        tm == "24:00:00"
-            || (tm.len() >= 8
-                && tm.as_bytes()[2] == b':'
-                && tm.as_bytes()[5] == b':'
-                && NaiveTime::parse_from_str(tm, "%H:%M:%S%.f").is_ok())
-    })
+    let day = chrono::NaiveDate::from_ymd_opt(
+        number(&date[..4]) as i32,
+        number(&date[5..7]),
+        number(&date[8..]),
+    );
+    day.is_some()
+        && time.is_none_or(|tm| {
+            let Some((hms, fraction)) = tm.split_at_checked(tm.len().min(8)) else {
+                return false;
+            };
+            shaped(hms, "99:99:99")
+                && number(&hms[..2]) < 24
+                && number(&hms[3..5]) < 60
+                && number(&hms[6..]) < 60
+                && (fraction.is_empty()
+                    || fraction.len() > 1
+                        && fraction.starts_with('.')
+                        && fraction[1..].bytes().all(|c| c.is_ascii_digit()))
+        })
 }
 
 /// Converts the text of a simple element to JSON by its XSD type.
@@ -1496,7 +1547,7 @@ mod tests {
             "2024-05-03T10:00:00.125",
             "2024-05-03T10:00:00Z",
             "2024-05-03T23:59:59+02:00",
-            "2024-05-03T24:00:00",
+            "2024-05-03T23:59:59.5-14:00",
         ] {
             assert!(simple_to_json(ok.into(), &date_time, "d").is_ok(), "{ok}");
         }
@@ -1509,6 +1560,10 @@ mod tests {
             "20240503",
             "2024-05-03T10:00:00",
             "2024-05-03+25:00",
+            "2024-05- 3",
+            "-024-05-03",
+            "+024-05-03",
+            "0000-05-03",
         ] {
             let e = simple_to_json(bad.into(), &date, "rec/date").unwrap_err();
             assert_eq!(e.code(), "INVALID_VALUE", "{bad}");
@@ -1520,6 +1575,12 @@ mod tests {
         for bad in [
             "2024-05-03",
             "2024-05-03T25:00:00",
+            "2024-05-03T24:00:00",
+            "2024-05-03T10:00:60",
+            "2024-05-03T 1:00:00",
+            "2024-05-03T10:00:00.",
+            "2024-05-03T10:00:00+15:00",
+            "2024-05-03T10:00:0é",
             "2024-05-03T10:00",
             "2024-02-30T10:00:00",
             "2024-05-03 10:00:00",

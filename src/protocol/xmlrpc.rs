@@ -649,7 +649,16 @@ fn one<'s>(
             {
                 return Ok(Some(Val::Int(*i)));
             }
+            let date_only = st.kind == SimpleKind::Date;
             let text: Cow<'s, str> = match x {
+                // A date given as a string in XML-RPC's own form (`20240503T10:00:00`) is read
+                // as its `dateTime.iso8601` would be; any other must be an XSD one.
+                XVal::Str(s)
+                    if matches!(st.kind, SimpleKind::Date | SimpleKind::DateTime)
+                        && !xml::is_xsd_date(s.trim(), date_only) =>
+                {
+                    iso_to_xsd(&s, date_only).map_or(s, Cow::Owned)
+                }
                 XVal::Str(s) => s,
                 XVal::Bool(b) if st.kind == SimpleKind::Boolean => return Ok(Some(Val::Bool(b))),
                 XVal::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),

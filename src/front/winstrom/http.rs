@@ -205,7 +205,10 @@ fn parse_query(q: Option<&str>) -> Result<Query, Failure> {
             "dry-run" => out.dry_run = on()?,
             // Read elsewhere, or changing nothing in an answer: how a client authenticates
             // (`auth=http`, as Basic is always accepted) and cache busters (`_=<time>`).
-            "no-http-errors" | "authSessionId" | "_" => {}
+            "no-http-errors" => {
+                on()?;
+            }
+            "authSessionId" | "_" => {}
             "auth" if matches!(&*v, "http" | "") => {}
             "order" => {
                 for key in v.split(',').filter(|k| !k.is_empty()) {
@@ -367,9 +370,12 @@ pub(crate) async fn handle(
     };
     let format = parts.format;
     let Some(company) = w.companies.get(&parts.company) else {
-        // Which companies exist is told only to a caller who is a user of one of them.
+        // Which companies exist is told only to a caller who is a user of one of them (the
+        // challenge is the first company's by name, the same every time).
         let mut refused = None;
-        for c in w.companies.values() {
+        let mut companies: Vec<(&String, &Company)> = w.companies.iter().collect();
+        companies.sort_by_key(|(name, _)| *name);
+        for (_, c) in companies {
             match authenticate(w, c, &req).await {
                 Ok(_) => {
                     refused = None;
@@ -818,21 +824,16 @@ impl<'a> Ctx<'a> {
                     wql::Value::Func(f) => f.wql().to_string(),
                     wql::Value::Number(n) => n.clone(),
                 };
+                let kind = if def.ty == FieldType::Int {
+                    "celé číslo"
+                } else {
+                    "číslo"
+                };
                 return Err(failure(
                     StatusCode::BAD_REQUEST,
                     format!(
-                        "Filtr nelze použít: vlastnost '{}' je {}, {shown} není {}.",
-                        c.field,
-                        if def.ty == FieldType::Int {
-                            "celé číslo"
-                        } else {
-                            "číslo"
-                        },
-                        if def.ty == FieldType::Int {
-                            "celé číslo"
-                        } else {
-                            "číslo"
-                        },
+                        "Filtr nelze použít: vlastnost '{}' je {kind}, {shown} není {kind}.",
+                        c.field
                     ),
                 ));
             }
@@ -1028,10 +1029,14 @@ pub(super) fn failure_of(e: &Error) -> Failure {
 }
 
 /// Whether a filter's value `v` can be compared with a property of type `ty` (only number
-/// properties are checked: a string of digits is a number, as Flexi takes `'10'`).
+/// properties are checked: a string of digits is a number, as Flexi takes `'10'`; an integer
+/// property may be a relation, named by a record identifier such as `'code:CZK'`).
 fn fits_number(ty: FieldType, v: &wql::Value) -> bool {
     let number = |t: &str| match ty {
-        FieldType::Int => t.trim().parse::<i64>().is_ok(),
+        FieldType::Int => {
+            t.trim().parse::<i64>().is_ok()
+                || (t.contains(':') && winstrom::check_id(t.trim()).is_ok())
+        }
         _ => t.trim().parse::<f64>().is_ok_and(f64::is_finite),
     };
     match (ty, v) {

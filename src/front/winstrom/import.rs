@@ -41,6 +41,18 @@ impl From<RecordFailure> for StepError {
     }
 }
 
+/// The failure of a record whose `id` does not exist.
+fn not_found_failure(ev: &Evidence, id: &str) -> RecordFailure {
+    RecordFailure {
+        errors: vec![RecordError {
+            message: not_found(ev, id),
+            code: Some("NOT_FOUND".into()),
+            ..RecordError::default()
+        }],
+        not_found: true,
+    }
+}
+
 fn record_error(message: impl Into<String>, code: &str) -> RecordFailure {
     RecordFailure {
         errors: vec![RecordError {
@@ -99,6 +111,8 @@ impl Ctx<'_> {
         let mut message = None;
         let mut backend_error = None;
         let mut out_of_time = false;
+        // The ids the records so far name (or create by code).
+        let mut named = std::collections::HashSet::new();
         for (i, rec) in records.iter().enumerate() {
             if !out_of_time && Instant::now() >= self.times.stop_starting {
                 out_of_time = true;
@@ -130,8 +144,22 @@ impl Ctx<'_> {
                 }
             };
             let mut ids = rec.ids.clone();
-            let url_id = url_id.filter(|_| std::ptr::eq(ev, url_ev));
+            let has_modes = rec.create != Mode::Ok || rec.update != Mode::Ok;
             let mismatch = match url_id {
+                Some(_) if !std::ptr::eq(ev, url_ev) => Some(format!(
+                    "Záznam evidence '{}' nelze poslat na adresu záznamu evidence '{}'.",
+                    ev.plan.name, url_ev.plan.name
+                )),
+                // A dry run (an atomic document's first pass) does not see what earlier
+                // records would do: whether this one exists then is not known.
+                _ if dry_run && has_modes && ids.iter().any(|i| named.contains(i)) => {
+                    Some(format!(
+                        "Záznam '{}' jmenuje už dřívější záznam dokumentu: atributy create a update u něj nelze vyhodnotit předem (pošlete jej v dalším dokumentu).",
+                        ids.iter()
+                            .find(|i| named.contains(*i))
+                            .map_or("", String::as_str)
+                    ))
+                }
                 Some(id) if ids.is_empty() => {
                     ids.push(id.to_string());
                     None
@@ -144,6 +172,15 @@ impl Ctx<'_> {
                 _ => None,
             };
             let request_id = ids.first().cloned();
+            named.extend(ids.iter().cloned());
+            if let Some(kod) = ev.plan.code_field.as_ref().and_then(|c| {
+                rec.fields
+                    .iter()
+                    .find(|(k, _)| k == c)
+                    .map(|(_, v)| v.text())
+            }) {
+                named.insert(format!("code:{kod}"));
+            }
             if let Some(reason) =
                 mismatch.or_else(|| ids.iter().find_map(|id| winstrom::check_id(id).err()))
             {
@@ -368,24 +405,33 @@ impl Ctx<'_> {
                         Done::Updated(new_id)
                     }
                 }
-                // A record that exists (every match of a filter does) and asks to be left
-                // alone or to fail then.
-                None if rec.update != Mode::Ok
-                    && (!given || self.exists(ev, &id, index, rec).await?) =>
-                {
-                    if rec.update == Mode::Fail {
-                        return Err(record_error(
-                            format!(
-                                "Záznam '{id}' již existuje, a update=\"fail\" nedovoluje jej změnit [{index}]"
-                            ),
-                            "UPDATE_REFUSED",
-                        )
-                        .into());
+                // A record asked to be left alone or to fail when it exists: read first
+                // (every match of a filter exists).
+                None if rec.update != Mode::Ok => {
+                    let existing = if given {
+                        self.exists(ev, &id, index, rec).await?
+                    } else {
+                        Some(id.clone())
+                    };
+                    match existing {
+                        Some(_) if rec.update == Mode::Fail => {
+                            return Err(record_error(
+                                format!(
+                                    "Záznam '{id}' již existuje, a update=\"fail\" nedovoluje jej změnit [{index}]"
+                                ),
+                                "UPDATE_REFUSED",
+                            )
+                            .into());
+                        }
+                        Some(real) => Done::Skipped(real),
+                        None => {
+                            self.update(ev, &id, fields.clone(), index, dry_run, rec, true)
+                                .await?
+                        }
                     }
-                    Done::Skipped(id.clone())
                 }
                 None => {
-                    self.update(ev, &id, fields.clone(), index, dry_run, rec)
+                    self.update(ev, &id, fields.clone(), index, dry_run, rec, false)
                         .await?
                 }
             };
@@ -418,8 +464,9 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Updates a record by id; a `code:` id that does not exist yet creates the record with
-    /// that code, as Flexi does.
+    /// Updates a record by id (`missing`: it is known not to exist, so it is not asked for);
+    /// a `code:` id that does not exist yet creates the record with that code, as Flexi does.
+    #[allow(clippy::too_many_arguments)]
     async fn update<'v>(
         &self,
         ev: &Evidence,
@@ -428,6 +475,7 @@ impl Ctx<'_> {
         index: usize,
         dry_run: bool,
         rec: &Record<'_>,
+        missing: bool,
     ) -> Result<Done, StepError> {
         let update = ev.update.as_ref().ok_or_else(|| {
             record_error(
@@ -435,12 +483,17 @@ impl Ctx<'_> {
                 "NOT_ALLOWED",
             )
         })?;
-        let input = self.input(vec![
-            ("id", Val::Str(id.into())),
-            ("record", Val::Obj(fields.clone())),
-            ("dry_run", Val::Bool(dry_run)),
-        ]);
-        match self.call(ev, update, &input, id, index, rec).await {
+        let updated = if missing {
+            Err(StepError::Record(not_found_failure(ev, id)))
+        } else {
+            let input = self.input(vec![
+                ("id", Val::Str(id.into())),
+                ("record", Val::Obj(fields.clone())),
+                ("dry_run", Val::Bool(dry_run)),
+            ]);
+            self.call(ev, update, &input, id, index, rec).await
+        };
+        match updated {
             Ok(new_id) => Ok(Done::Updated(if new_id.is_empty() {
                 id.to_string()
             } else {
@@ -480,15 +533,15 @@ impl Ctx<'_> {
         }
     }
 
-    /// Whether the record `id` exists, read by the evidence's `get` route (which `update`
-    /// modes other than `ok` need).
+    /// The id of the record `id` names, when it exists, read by the evidence's `get` route
+    /// (which `update` modes other than `ok` need).
     async fn exists(
         &self,
         ev: &Evidence,
         id: &str,
         index: usize,
         rec: &Record<'_>,
-    ) -> Result<bool, StepError> {
+    ) -> Result<Option<String>, StepError> {
         let Some(get) = &ev.get else {
             return Err(record_error(
                 format!(
@@ -501,8 +554,13 @@ impl Ctx<'_> {
         };
         let input = self.input(vec![("id", Val::Str(id.into()))]);
         match self.invoke(ev, get, &input, id, index, rec).await {
-            Ok(v) => Ok(v.get("row").is_some_and(|r| !r.is_null())),
-            Err(StepError::Record(f)) if f.not_found => Ok(false),
+            Ok(v) => Ok(v.get("row").filter(|r| !r.is_null()).map(|row| {
+                row.get(id_backend(ev))
+                    .map(scalar)
+                    .filter(|i| !i.is_empty())
+                    .unwrap_or_else(|| id.to_string())
+            })),
+            Err(StepError::Record(f)) if f.not_found => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -535,14 +593,7 @@ impl Ctx<'_> {
         match route.invoke(input).await {
             Ok(v) => Ok(v),
             Err(Error::BackendRefused(r)) if r.status == 404 => {
-                Err(StepError::Record(RecordFailure {
-                    errors: vec![RecordError {
-                        message: not_found(ev, id),
-                        code: Some("NOT_FOUND".into()),
-                        ..RecordError::default()
-                    }],
-                    not_found: true,
-                }))
+                Err(StepError::Record(not_found_failure(ev, id)))
             }
             Err(e @ Error::BackendRefused(_)) if e.party() == Party::Caller => {
                 let Error::BackendRefused(r) = e else {
