@@ -469,11 +469,13 @@ impl Error {
 }
 
 fn refusal_text(r: &Refusal) -> String {
-    // A backend whose message is its one field's error says it once.
-    let one_said =
-        matches!(r.fields.as_slice(), [f] if f.message == r.message || f.to_string() == r.message);
     let fields: Vec<String> = r.fields.iter().map(|f| f.to_string()).collect();
-    if fields.is_empty() || one_said {
+    // A backend whose message is its one field's error says it once, naming the field.
+    if let [f] = r.fields.as_slice()
+        && (f.message == r.message || fields[0] == r.message)
+    {
+        fields[0].clone()
+    } else if fields.is_empty() {
         r.message.clone()
     } else {
         format!("{} ({})", r.message, fields.join("; "))
@@ -520,7 +522,7 @@ mod tests {
         );
         assert_eq!(refusal_text(&one), "qty: must be positive");
         let same = refusal("required", vec![field("a", "required")]);
-        assert_eq!(refusal_text(&same), "required");
+        assert_eq!(refusal_text(&same), "a: required");
         let two = refusal(
             "required",
             vec![field("a", "required"), field("b", "required")],

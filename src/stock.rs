@@ -652,11 +652,15 @@ fn limit_of(input: &Value) -> Result<i64, ReadError> {
         path: "limit".into(),
         value: match v {
             Value::String(s) => s.chars().take(40).collect(),
-            other => other.to_string(),
+            other => other.to_string().chars().take(40).collect(),
         },
         expected: "a number of entries from 1 to 1000 (none or 0: 100)".into(),
     };
-    let Some(v) = input.get("limit").filter(|v| !v.is_null()) else {
+    // Absent, null or empty (as an empty `status` is): the default.
+    let Some(v) = input
+        .get("limit")
+        .filter(|v| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()))
+    else {
         return Ok(100);
     };
     match v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()) {

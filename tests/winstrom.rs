@@ -138,6 +138,13 @@ async fn filters_select_what_wql_says() {
     )
     .await;
     assert!(!r.body.contains("není celé číslo"), "{}", r.body);
+    // (The reference backend takes no identifiers: its own refusal, in Flexi's shape.)
+    assert_eq!(
+        (r.status, json_of(&r)["winstrom"]["success"].as_str()),
+        (400, Some("false")),
+        "{}",
+        r.body
+    );
 }
 
 /// A backend that records the JSON bodies it gets and answers `answer`.
@@ -908,6 +915,11 @@ async fn an_import_out_of_time_answers_what_was_done() {
     assert_eq!(creates.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
+/// The status of the demo user's GET of `path`.
+async fn status(b: &Bridge, path: &str) -> u16 {
+    get(b, path, USER).await.status
+}
+
 /// The `stats` of an import's answer, as numbers: [created, updated, skipped, failed].
 fn stats(r: &Reply) -> [u64; 4] {
     let s = &json_of(r)["winstrom"]["stats"];
@@ -1029,11 +1041,18 @@ async fn create_and_update_modes_are_honoured_and_unknown_attributes_refused() {
         r#"{"winstrom":{"cenik":[{"id":"code:MODE-TWICE","nazev":"one"},{"id":"code:MODE-TWICE","@update":"fail","nazev":"two"}]}}"#).await;
     assert_eq!((r.status, stats(&r)), (400, [0, 0, 1, 1]), "{}", r.body);
     r.assert_has("jmenuje už dřívější záznam dokumentu");
+    assert_eq!(status(&b, "/c/demo/cenik/code:MODE-TWICE.json").await, 404);
+    // The same id in another evidence is another record (XML keeps the document's order).
+    let r = post(&b, "/c/demo/cenik.json", &format!(
+        r#"<winstrom version="1.0"><cenik id="{id}"><nazev>{name}</nazev></cenik><kusovnik id="{id}" update="ignore"/></winstrom>"#
+    ))
+    .await;
+    assert!(!r.body.contains("dřívější záznam"), "{}", r.body);
     assert_eq!(
-        get(&b, "/c/demo/cenik/code:MODE-TWICE.json", USER)
-            .await
-            .status,
-        404
+        stats(&r)[3],
+        if r.status == 200 { 0 } else { 1 },
+        "{}",
+        r.body
     );
     // Not atomic: each record in turn, the second seeing the first.
     let r = post(&b, "/c/demo/cenik.json",
@@ -1088,11 +1107,6 @@ async fn create_and_update_modes_are_honoured_and_unknown_attributes_refused() {
     .await;
     assert_eq!((r.status, stats(&r)), (400, [0, 0, 0, 1]), "{}", r.body);
     r.assert_has("se neshoduje");
-    assert_eq!(
-        get(&b, "/c/demo/cenik/code:MODE-OTHER.json", USER)
-            .await
-            .status,
-        404
-    );
+    assert_eq!(status(&b, "/c/demo/cenik/code:MODE-OTHER.json").await, 404);
     assert_eq!(name_of(&get(&b, missing, USER).await), "new");
 }

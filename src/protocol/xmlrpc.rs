@@ -655,7 +655,7 @@ fn one<'s>(
                 // as its `dateTime.iso8601` would be; any other must be an XSD one.
                 XVal::Str(s)
                     if matches!(st.kind, SimpleKind::Date | SimpleKind::DateTime)
-                        && !xml::is_xsd_date(s.trim(), date_only) =>
+                        && iso8601_form(s.trim()) =>
                 {
                     iso_to_xsd(&s, date_only).map_or(s, Cow::Owned)
                 }
@@ -758,6 +758,38 @@ fn integral(t: &str) -> Option<String> {
     let f: f64 = t.parse().ok()?;
     // Beyond 2^53 a double no longer names one integer.
     (f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).then(|| format!("{}", f as i64))
+}
+
+/// Whether `t` is in XML-RPC's own date form: `YYYYMMDD`, then optionally `T` and a time
+/// (`hh:mm:ss` or `hhmmss`) and a zone (`Z` or `+hh:mm`).
+fn iso8601_form(t: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    let (local, zone) = match t.strip_suffix('Z') {
+        Some(l) => (l, true),
+        None => match t.len().checked_sub(6).and_then(|i| t.split_at_checked(i)) {
+            Some((l, z))
+                if matches!(z.as_bytes()[0], b'+' | b'-')
+                    && digits(&z[1..3])
+                    && z.as_bytes()[3] == b':'
+                    && digits(&z[4..]) =>
+            {
+                (l, true)
+            }
+            _ => (t, false),
+        },
+    };
+    let (date, time) = local
+        .split_once('T')
+        .map_or((local, None), |(d, tm)| (d, Some(tm)));
+    date.len() == 8
+        && digits(date)
+        && match time {
+            None => !zone,
+            Some(tm) => {
+                let compact = tm.replace(':', "");
+                compact.len() == 6 && digits(&compact) && (tm.len() == 6 || tm.len() == 8)
+            }
+        }
 }
 
 /// `19980717T14:08:55` (also with dashes, or a zone) as XSD lexical form.

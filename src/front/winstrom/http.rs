@@ -175,7 +175,7 @@ fn parse_query(q: Option<&str>) -> Result<Query, Failure> {
         // Given twice, which one was meant is not known (`order` adds keys instead).
         if matches!(
             &*k,
-            "start" | "limit" | "add-row-count" | "dry-run" | "detail"
+            "start" | "limit" | "add-row-count" | "dry-run" | "detail" | "no-http-errors"
         ) {
             if seen.iter().any(|s| *s == k) {
                 return Err(bad(format!("Parametr '{k}' je uveden vícekrát.")));

@@ -41,6 +41,21 @@ impl From<RecordFailure> for StepError {
     }
 }
 
+/// The evidence's route to `verb` its records (`zakládat`, `měnit`), or the record's failure
+/// when it has none.
+fn allowed<'r>(
+    route: Option<&'r Route>,
+    ev: &Evidence,
+    verb: &str,
+) -> Result<&'r Route, RecordFailure> {
+    route.ok_or_else(|| {
+        record_error(
+            format!("Evidence '{}' neumožňuje {verb} záznamy.", ev.plan.name),
+            "NOT_ALLOWED",
+        )
+    })
+}
+
 /// The failure of a record whose `id` does not exist.
 fn not_found_failure(ev: &Evidence, id: &str) -> RecordFailure {
     RecordFailure {
@@ -150,16 +165,6 @@ impl Ctx<'_> {
                     "Záznam evidence '{}' nelze poslat na adresu záznamu evidence '{}'.",
                     ev.plan.name, url_ev.plan.name
                 )),
-                // A dry run (an atomic document's first pass) does not see what earlier
-                // records would do: whether this one exists then is not known.
-                _ if dry_run && has_modes && ids.iter().any(|i| named.contains(i)) => {
-                    Some(format!(
-                        "Záznam '{}' jmenuje už dřívější záznam dokumentu: atributy create a update u něj nelze vyhodnotit předem (pošlete jej v dalším dokumentu).",
-                        ids.iter()
-                            .find(|i| named.contains(*i))
-                            .map_or("", String::as_str)
-                    ))
-                }
                 Some(id) if ids.is_empty() => {
                     ids.push(id.to_string());
                     None
@@ -172,24 +177,42 @@ impl Ctx<'_> {
                 _ => None,
             };
             let request_id = ids.first().cloned();
-            named.extend(ids.iter().cloned());
-            if let Some(kod) = ev.plan.code_field.as_ref().and_then(|c| {
-                rec.fields
+            // What this record names (its ids, and the code it creates), of its evidence.
+            let names: Vec<(&str, String)> = ids
+                .iter()
+                .cloned()
+                .chain(ev.plan.code_field.as_ref().and_then(|c| {
+                    rec.fields
+                        .iter()
+                        .find(|(k, _)| k == c)
+                        .map(|(_, v)| format!("code:{}", v.text().trim()))
+                }))
+                .map(|n| (ev.plan.name.as_str(), n))
+                .collect();
+            let refused = match mismatch.or_else(|| ids.iter().find_map(|id| winstrom::check_id(id).err())) {
+                Some(reason) => Some((reason, "INVALID_ID")),
+                // A dry run (an atomic document's first pass) does not see what earlier
+                // records would do: whether this one exists then is not known.
+                None if dry_run && has_modes => names
                     .iter()
-                    .find(|(k, _)| k == c)
-                    .map(|(_, v)| v.text())
-            }) {
-                named.insert(format!("code:{kod}"));
-            }
-            if let Some(reason) =
-                mismatch.or_else(|| ids.iter().find_map(|id| winstrom::check_id(id).err()))
-            {
+                    .find(|n| named.contains(*n))
+                    .map(|(_, id)| {
+                        (
+                            format!(
+                                "Záznam '{id}' jmenuje už dřívější záznam dokumentu: atributy create a update u něj nelze vyhodnotit předem (pošlete jej v dalším dokumentu)."
+                            ),
+                            "NOT_SUPPORTED",
+                        )
+                    }),
+                None => None,
+            };
+            if let Some((reason, code)) = refused {
                 stats.failed += 1;
                 all_not_found = false;
                 message.get_or_insert_with(|| reason.clone());
                 results.push(Outcome {
                     request_id,
-                    errors: record_error(reason, "INVALID_ID").errors,
+                    errors: record_error(reason, code).errors,
                     ..Outcome::default()
                 });
                 continue;
@@ -203,7 +226,7 @@ impl Ctx<'_> {
             });
             let done = tokio::time::timeout_at(self.times.cut_off.into(), record).await;
             match done.unwrap_or(Err(cut_off)) {
-                Ok(()) => {}
+                Ok(()) => named.extend(names),
                 Err(StepError::Record(f)) => {
                     stats.failed += 1;
                     all_not_found &= f.not_found;
@@ -365,12 +388,7 @@ impl Ctx<'_> {
                         .into());
                     }
                 }
-                let create = ev.create.as_ref().ok_or_else(|| {
-                    record_error(
-                        format!("Evidence '{}' neumožňuje zakládat záznamy.", ev.plan.name),
-                        "NOT_ALLOWED",
-                    )
-                })?;
+                let create = allowed(ev.create.as_ref(), ev, "zakládat")?;
                 let input = self.input(vec![
                     ("record", Val::Obj(fields)),
                     ("dry_run", Val::Bool(dry_run)),
@@ -477,15 +495,10 @@ impl Ctx<'_> {
         rec: &Record<'_>,
         missing: bool,
     ) -> Result<Done, StepError> {
-        let update = ev.update.as_ref().ok_or_else(|| {
-            record_error(
-                format!("Evidence '{}' neumožňuje měnit záznamy.", ev.plan.name),
-                "NOT_ALLOWED",
-            )
-        })?;
         let updated = if missing {
             Err(StepError::Record(not_found_failure(ev, id)))
         } else {
+            let update = allowed(ev.update.as_ref(), ev, "měnit")?;
             let input = self.input(vec![
                 ("id", Val::Str(id.into())),
                 ("record", Val::Obj(fields.clone())),
