@@ -456,19 +456,56 @@ fn id_text(v: &Value) -> Option<String> {
     }
 }
 
+/// A JSON object's members in the order they came (and each of a name given twice): a
+/// document's evidences run in its order, as its XML form's do. serde_json's own map sorts them.
+struct Ordered(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some(member) = m.next_entry::<String, Value>()? {
+                    out.push(member);
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// A document's top level: only `winstrom` is read.
+#[derive(serde::Deserialize)]
+struct Top {
+    winstrom: Ordered,
+}
+
 fn decode_json(text: &str, max_records: usize) -> Result<Document<'static>, DocumentError> {
     let v: Value =
         serde_json::from_str(text).map_err(|e| bad(format!("dokument není platný JSON: {e}")))?;
-    let w = v
-        .get("winstrom")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("dokument musí být {\"winstrom\": {...}}"))?;
+    if !v.get("winstrom").is_some_and(Value::is_object) {
+        return Err(bad("dokument musí být {\"winstrom\": {...}}"));
+    }
+    // Read again, keeping the order of its members (well-formed and shaped, as just found).
+    let Top {
+        winstrom: Ordered(w),
+    } = serde_json::from_str(text).map_err(|e| bad(format!("dokument není platný JSON: {e}")))?;
+    let member = |name: &str| w.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v);
     let atomic = !matches!(
-        w.get("@atomic"),
+        member("@atomic"),
         Some(Value::String(s)) if s == "false"
-    ) && w.get("@atomic") != Some(&Value::Bool(false));
+    ) && member("@atomic") != Some(&Value::Bool(false));
     let mut records = Vec::new();
-    for (evidence, content) in w {
+    for (evidence, content) in &w {
         if evidence.starts_with('@') {
             continue;
         }
@@ -1135,6 +1172,28 @@ mod tests {
             ]
         );
         assert!(decode_document("<a/>", 16, 10).is_err());
+        // A JSON document's evidences in its order (serde_json's map would sort them), each
+        // of a name given twice.
+        let d = decode_document(
+            r#"{"winstrom": {"@atomic": "false", "kusovnik": {"id": "1"}, "cenik": [{"kod": "A"}], "kusovnik": {"id": "2"}}}"#,
+            16,
+            10,
+        )
+        .unwrap();
+        let order: Vec<(&str, Vec<String>)> = d
+            .records
+            .iter()
+            .map(|r| (r.evidence.as_str(), r.ids.clone()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("kusovnik", vec!["1".to_string()]),
+                ("cenik", vec![]),
+                ("kusovnik", vec!["2".to_string()])
+            ]
+        );
+        assert!(!d.atomic);
         assert!(decode_document(r#"{"winstrom": {"cenik": {"x": {"y": 1}}}}"#, 16, 10).is_err());
         assert!(decode_document(r#"<winstrom><cenik/><cenik/></winstrom>"#, 16, 1).is_err());
     }
