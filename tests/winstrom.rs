@@ -1109,4 +1109,21 @@ async fn create_and_update_modes_are_honoured_and_unknown_attributes_refused() {
     r.assert_has("se neshoduje");
     assert_eq!(status(&b, "/c/demo/cenik/code:MODE-OTHER.json").await, 404);
     assert_eq!(name_of(&get(&b, missing, USER).await), "new");
+
+    // An error quotes at most 64 characters of the offending value.
+    let long = "K".repeat(5000);
+    let r = post(
+        &b,
+        "/c/demo/cenik.json",
+        &format!(r#"{{"winstrom":{{"cenik":[{{"kod":"{long}","nazev":"long"}}]}}}}"#),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", &r.body[..r.body.len().min(500)]);
+    let value = json_of(&r)["winstrom"]["results"][0]["errors"][0]["value"].clone();
+    assert_eq!(
+        value,
+        format!("{}…", "K".repeat(64)),
+        "{}",
+        &r.body[..r.body.len().min(500)]
+    );
 }

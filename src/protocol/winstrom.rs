@@ -438,6 +438,16 @@ fn decode_xml(
     Ok(Document { atomic, records })
 }
 
+/// An offending value as an error quotes it: at most 64 characters, then `…` (a client's
+/// 5,000-character value is not sent back whole).
+fn quoted(v: &str) -> String {
+    let mut q: String = v.chars().take(64).collect();
+    if q.len() < v.len() {
+        q.push('…');
+    }
+    q
+}
+
 fn json_scalar(v: &Value) -> Option<RawValue<'static>> {
     Some(match v {
         Value::Null => RawValue::Null,
@@ -943,10 +953,11 @@ fn encode_json(reply: &Reply) -> String {
                             .iter()
                             .map(|e| {
                                 let mut m = vec![("message".to_string(), s(&e.message))];
+                                let value = e.value.as_deref().map(quoted);
                                 for (k, v) in [
                                     ("for", &e.for_),
                                     ("path", &e.path),
-                                    ("value", &e.value),
+                                    ("value", &value),
                                     ("code", &e.code),
                                 ] {
                                     if let Some(v) = v {
@@ -1052,10 +1063,11 @@ fn encode_xml(reply: &Reply) -> String {
                     for e in &o.errors {
                         out.push_str("<error>");
                         element(&mut out, "message", &e.message);
+                        let value = e.value.as_deref().map(quoted);
                         for (k, v) in [
                             ("for", &e.for_),
                             ("path", &e.path),
-                            ("value", &e.value),
+                            ("value", &value),
                             ("code", &e.code),
                         ] {
                             if let Some(v) = v {
