@@ -500,15 +500,13 @@ struct Top {
 }
 
 fn decode_json(text: &str, max_records: usize) -> Result<Document<'static>, DocumentError> {
-    let v: Value =
-        serde_json::from_str(text).map_err(|e| bad(format!("dokument není platný JSON: {e}")))?;
-    if !v.get("winstrom").is_some_and(Value::is_object) {
-        return Err(bad("dokument musí být {\"winstrom\": {...}}"));
-    }
-    // Read again, keeping the order of its members (well-formed and shaped, as just found).
+    // Read once, keeping the order of the document's members.
     let Top {
         winstrom: Ordered(w),
-    } = serde_json::from_str(text).map_err(|e| bad(format!("dokument není platný JSON: {e}")))?;
+    } = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => bad("dokument musí být {\"winstrom\": {...}}"),
+        _ => bad(format!("dokument není platný JSON: {e}")),
+    })?;
     let member = |name: &str| w.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v);
     let atomic = !matches!(
         member("@atomic"),

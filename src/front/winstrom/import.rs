@@ -56,6 +56,11 @@ fn allowed<'r>(
     })
 }
 
+/// The `id` a create, update or action route's result names ("" when none).
+fn result_id(v: &serde_json::Value) -> String {
+    v.get("id").map(scalar).unwrap_or_default()
+}
+
 /// The failure of a record whose `id` does not exist.
 fn not_found_failure(ev: &Evidence, id: &str) -> RecordFailure {
     RecordFailure {
@@ -393,7 +398,7 @@ impl Ctx<'_> {
                     ("record", Val::Obj(fields)),
                     ("dry_run", Val::Bool(dry_run)),
                 ]);
-                let id = self.call(ev, create, &input, "", index, rec).await?;
+                let id = result_id(&self.call(ev, create, &input, "", index, rec).await?);
                 stats.created += 1;
                 results.push(Outcome {
                     reference: (!dry_run).then(|| self.reference(&ev.plan.name, &id)),
@@ -411,7 +416,7 @@ impl Ctx<'_> {
                         ("id", Val::Str(id.as_str().into())),
                         ("dry_run", Val::Bool(dry_run)),
                     ]);
-                    let new_id = self.call(ev, r, &input, &id, index, rec).await?;
+                    let new_id = result_id(&self.call(ev, r, &input, &id, index, rec).await?);
                     let new_id = if new_id.is_empty() {
                         id.clone()
                     } else {
@@ -504,7 +509,9 @@ impl Ctx<'_> {
                 ("record", Val::Obj(fields.clone())),
                 ("dry_run", Val::Bool(dry_run)),
             ]);
-            self.call(ev, update, &input, id, index, rec).await
+            self.call(ev, update, &input, id, index, rec)
+                .await
+                .map(|v| result_id(&v))
         };
         match updated {
             Ok(new_id) => Ok(Done::Updated(if new_id.is_empty() {
@@ -539,7 +546,7 @@ impl Ctx<'_> {
                     ("record", Val::Obj(fields)),
                     ("dry_run", Val::Bool(dry_run)),
                 ]);
-                let new_id = self.call(ev, create, &input, "", index, rec).await?;
+                let new_id = result_id(&self.call(ev, create, &input, "", index, rec).await?);
                 Ok(Done::Created(new_id))
             }
             Err(e) => Err(e),
@@ -566,7 +573,7 @@ impl Ctx<'_> {
             .into());
         };
         let input = self.input(vec![("id", Val::Str(id.into()))]);
-        match self.invoke(ev, get, &input, id, index, rec).await {
+        match self.call(ev, get, &input, id, index, rec).await {
             Ok(v) => Ok(v.get("row").filter(|r| !r.is_null()).map(|row| {
                 row.get(id_backend(ev))
                     .map(scalar)
@@ -578,23 +585,10 @@ impl Ctx<'_> {
         }
     }
 
-    /// Calls a route; returns the `id` its result names. Refusals become the record's errors
-    /// (a 404 is "not found"), other failures stop the request.
+    /// Calls a route; its result ([`result_id`] names the record a create, update or action
+    /// result names). Refusals become the record's errors (a 404 is "not found"), other
+    /// failures stop the request.
     async fn call(
-        &self,
-        ev: &Evidence,
-        route: &Route,
-        input: &Val<'_>,
-        id: &str,
-        index: usize,
-        rec: &Record<'_>,
-    ) -> Result<String, StepError> {
-        let v = self.invoke(ev, route, input, id, index, rec).await?;
-        Ok(v.get("id").map(scalar).unwrap_or_default())
-    }
-
-    /// Calls a route; its result, or what [`Ctx::call`] says of its failure.
-    async fn invoke(
         &self,
         ev: &Evidence,
         route: &Route,
